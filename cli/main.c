@@ -1,0 +1,242 @@
+/*
+ * cmicro: the command line, on the public API only.
+ *
+ *   cmicro call [--address host:port] [--content_type CT]
+ *               [--metadata K=V]... [--timeout 5s] SERVICE ENDPOINT [JSON]
+ *   cmicro list services
+ *   cmicro get service NAME
+ *   cmicro health [--address host:port] SERVICE
+ *
+ * Go Micro's flags and MICRO_* variables apply (--registry, ...).
+ * Exit status: 0 success; 1 the service answered with an error (its JSON
+ * on stdout); 2 anything else (message on stderr).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmicro/micro.h>
+
+static void
+usage(void)
+{
+    fprintf(stderr,
+        "usage:\n"
+        "  cmicro call [--address host:port] [--content_type CT]\n"
+        "              [--metadata K=V]... [--timeout 5s] SERVICE ENDPOINT "
+        "[JSON]\n"
+        "  cmicro list services\n"
+        "  cmicro get service NAME\n"
+        "  cmicro health [--address host:port] SERVICE\n"
+        "  cmicro --help   (all Go Micro flags)\n");
+}
+
+typedef struct cli_args {
+    const char *address;
+    const char *content_type;
+    micro_header_kv md[32];
+    char *md_store[32];
+    size_t n_md;
+    int64_t timeout_ms;
+    const char *pos[8];
+    int n_pos;
+} cli_args;
+
+static int64_t
+parse_duration(const char *s)
+{
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s) {
+        return -1;
+    }
+    if (strcmp(end, "ms") == 0) {
+        return (int64_t) v;
+    }
+    if (strcmp(end, "s") == 0 || *end == '\0') {
+        return (int64_t) (v * 1000);
+    }
+    if (strcmp(end, "m") == 0) {
+        return (int64_t) (v * 60000);
+    }
+    return -1;
+}
+
+static int
+parse(int argc, char **argv, cli_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = NULL;
+        const char *names[] = {"--address", "--content_type", "--metadata",
+            "--timeout"};
+        int which = -1;
+        for (int k = 0; k < 4; k++) {
+            size_t n = strlen(names[k]);
+            if (strncmp(arg, names[k], n) == 0 &&
+                (arg[n] == '=' || arg[n] == '\0')) {
+                which = k;
+                if (arg[n] == '=') {
+                    val = arg + n + 1;
+                } else if (i + 1 < argc) {
+                    val = argv[++i];
+                } else {
+                    fprintf(stderr, "cmicro: %s needs a value\n", names[k]);
+                    return -1;
+                }
+            }
+        }
+        switch (which) {
+        case 0:
+            a->address = val;
+            break;
+        case 1:
+            a->content_type = val;
+            break;
+        case 2: {
+            const char *eq = strchr(val, '=');
+            if (eq == NULL || a->n_md == 32) {
+                fprintf(stderr, "cmicro: --metadata wants K=V\n");
+                return -1;
+            }
+            char *k = strndup(val, (size_t) (eq - val));
+            a->md_store[a->n_md] = k;
+            a->md[a->n_md].key = k;
+            a->md[a->n_md].value = eq + 1;
+            a->n_md++;
+            break;
+        }
+        case 3:
+            a->timeout_ms = parse_duration(val);
+            if (a->timeout_ms <= 0) {
+                fprintf(stderr, "cmicro: bad --timeout %s\n", val);
+                return -1;
+            }
+            break;
+        default:
+            if (arg[0] == '-' && arg[1] == '-') {
+                fprintf(stderr, "cmicro: unknown flag %s\n", arg);
+                return -1;
+            }
+            if (a->n_pos == 8) {
+                return -1;
+            }
+            a->pos[a->n_pos++] = arg;
+        }
+    }
+    return 0;
+}
+
+static int
+do_call(micro_service *svc, cli_args *a, const char *service,
+    const char *endpoint, const char *body)
+{
+    micro_call_opts o = {0};
+    o.address = a->address;
+    o.content_type = a->content_type;
+    o.metadata = a->md;
+    o.n_metadata = a->n_md;
+    o.timeout_ms = a->timeout_ms;
+    micro_call *call = NULL;
+    int rc = micro_client_call(micro_service_client(svc), service, endpoint,
+        body, strlen(body), &o, &call);
+    int status = 0;
+    if (rc == 0) {
+        size_t len = 0;
+        const char *p = micro_call_body(call, &len);
+        fwrite(p, 1, len, stdout);
+        if (len == 0 || p[len - 1] != '\n') {
+            fputc('\n', stdout);
+        }
+    } else if (call != NULL && micro_call_error(call) != NULL) {
+        char *json = micro_error_to_json(micro_call_error(call));
+        printf("%s\n", json ? json : "{}");
+        free(json);
+        status = rc == MICRO_EREMOTE || rc == MICRO_ETIMEDOUT ? 1 : 2;
+        if (status == 2) {
+            fprintf(stderr, "cmicro: %s\n", micro_strerror(rc));
+        }
+    } else {
+        fprintf(stderr, "cmicro: %s\n", micro_strerror(rc));
+        status = 2;
+    }
+    micro_call_free(call);
+    return status;
+}
+
+static void
+print_service(const micro_registry_service *s)
+{
+    char *json = NULL;
+    if (micro_registry_service_to_json(s, &json) == 0) {
+        printf("%s\n", json);
+        free(json);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    micro_service *svc = NULL;
+    micro_log_set_level(MICRO_LOG_WARN);
+    int rc = micro_service_new(&svc, "cmicro.cli", &argc, argv);
+    if (rc == MICRO_ECANCELED) {
+        usage();
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "cmicro: %s\n", micro_strerror(rc));
+        return 2;
+    }
+    cli_args a = {0};
+    int status = 2;
+    if (parse(argc, argv, &a) != 0 || a.n_pos == 0) {
+        usage();
+        goto out;
+    }
+    if (strcmp(a.pos[0], "call") == 0 && (a.n_pos == 3 || a.n_pos == 4)) {
+        status = do_call(svc, &a, a.pos[1], a.pos[2],
+            a.n_pos == 4 ? a.pos[3] : "{}");
+    } else if (strcmp(a.pos[0], "health") == 0 && a.n_pos == 2) {
+        status = do_call(svc, &a, a.pos[1], "Debug.Health", "{}");
+    } else if (strcmp(a.pos[0], "list") == 0 && a.n_pos == 2 &&
+        strcmp(a.pos[1], "services") == 0) {
+        micro_registry_service *svcs = NULL;
+        size_t n = 0;
+        rc = micro_registry_list_services(micro_service_registry(svc), &svcs,
+            &n);
+        if (rc == 0) {
+            for (size_t i = 0; i < n; i++) {
+                printf("%s\n", svcs[i].name);
+            }
+            status = 0;
+        } else {
+            fprintf(stderr, "cmicro: %s\n", micro_strerror(rc));
+        }
+        micro_registry_services_free(svcs, n);
+    } else if (strcmp(a.pos[0], "get") == 0 && a.n_pos == 3 &&
+        strcmp(a.pos[1], "service") == 0) {
+        micro_registry_service *svcs = NULL;
+        size_t n = 0;
+        rc = micro_registry_get_service(micro_service_registry(svc),
+            a.pos[2], &svcs, &n);
+        if (rc == 0) {
+            for (size_t i = 0; i < n; i++) {
+                print_service(&svcs[i]);
+            }
+            status = 0;
+        } else {
+            fprintf(stderr, "cmicro: %s: %s\n", a.pos[2],
+                micro_strerror(rc));
+        }
+        micro_registry_services_free(svcs, n);
+    } else {
+        usage();
+    }
+out:
+    for (size_t i = 0; i < a.n_md; i++) {
+        free(a.md_store[i]);
+    }
+    micro_service_free(svc);
+    return status;
+}

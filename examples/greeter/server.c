@@ -1,0 +1,200 @@
+/*
+ * greeter-server: the Go Micro greeter, in C.
+ *
+ *   Greeter.Hello {"name":"John"}           -> {"msg":"Hello John"}
+ *   Greeter.Meta  {"key":"X-Foo"}           -> {"value":"<metadata X-Foo>"}
+ *   Greeter.Fail  {"code":409,"detail":"d"} -> that error
+ *   Greeter.Slow  {"ms":500}                -> sleeps, then {"msg":"done"}
+ *   Greeter.Call  {"address":"h:p","name":"N"} (address optional: by name)
+ *                 -> calls greeter Greeter.Hello there and returns its reply
+ *
+ * Flags and MICRO_* variables are Go Micro's: --server_address=127.0.0.1:0,
+ * --registry=memory, ... (--help lists them).
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmicro/micro.h>
+
+static cJSON *
+parse(micro_request *req)
+{
+    size_t len = 0;
+    const char *body = micro_request_body(req, &len);
+    return len ? cJSON_ParseWithLength(body, len) : cJSON_CreateObject();
+}
+
+static int
+reply(micro_response *rsp, cJSON *obj)
+{
+    char *out = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    if (out == NULL) {
+        return MICRO_ENOMEM;
+    }
+    int rc = micro_response_set_body(rsp, out, strlen(out));
+    cJSON_free(out);
+    return rc;
+}
+
+static int
+hello(micro_request *req, micro_response *rsp, void *arg)
+{
+    (void) arg;
+    cJSON *in = parse(req);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(in, "name");
+    if (!cJSON_IsString(name) || name->valuestring[0] == '\0') {
+        cJSON_Delete(in);
+        return micro_response_error(rsp, "greeter", 400, "name required");
+    }
+    char msg[512];
+    snprintf(msg, sizeof(msg), "Hello %s", name->valuestring);
+    cJSON_Delete(in);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "msg", msg);
+    return reply(rsp, out);
+}
+
+static int
+meta(micro_request *req, micro_response *rsp, void *arg)
+{
+    (void) arg;
+    cJSON *in = parse(req);
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(in, "key");
+    const char *v = cJSON_IsString(key)
+        ? micro_request_header(req, key->valuestring)
+        : NULL;
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "value", v ? v : "");
+    cJSON_Delete(in);
+    return reply(rsp, out);
+}
+
+static int
+fail(micro_request *req, micro_response *rsp, void *arg)
+{
+    (void) arg;
+    cJSON *in = parse(req);
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(in, "code");
+    const cJSON *detail = cJSON_GetObjectItemCaseSensitive(in, "detail");
+    int c = cJSON_IsNumber(code) ? code->valueint : 500;
+    int rc = micro_response_error(rsp, "greeter", c, "%s",
+        cJSON_IsString(detail) ? detail->valuestring : "failed");
+    cJSON_Delete(in);
+    return rc;
+}
+
+static int
+slow(micro_request *req, micro_response *rsp, void *arg)
+{
+    (void) arg;
+    cJSON *in = parse(req);
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(in, "ms");
+    long n = cJSON_IsNumber(ms) ? (long) ms->valuedouble : 100;
+    cJSON_Delete(in);
+    struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "msg", "done");
+    return reply(rsp, out);
+}
+
+/* A handler that calls another service with the synchronous client. */
+static int
+call(micro_request *req, micro_response *rsp, void *arg)
+{
+    micro_service *svc = arg;
+    cJSON *in = parse(req);
+    const cJSON *addr = cJSON_GetObjectItemCaseSensitive(in, "address");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(in, "name");
+    cJSON *fwd = cJSON_CreateObject();
+    cJSON_AddStringToObject(fwd, "name",
+        cJSON_IsString(name) ? name->valuestring : "");
+    char *body = cJSON_PrintUnformatted(fwd);
+    cJSON_Delete(fwd);
+    micro_call_opts o = {0};
+    o.address = cJSON_IsString(addr) ? addr->valuestring : NULL;
+    int64_t left = micro_request_remaining_ms(req);
+    o.timeout_ms = left < 5000 ? (left > 0 ? left : 1) : 5000;
+    micro_call *c = NULL;
+    int rc = micro_client_call(micro_service_client(svc), "greeter",
+        "Greeter.Hello", body, strlen(body), &o, &c);
+    cJSON_free(body);
+    cJSON_Delete(in);
+    if (rc == 0) {
+        size_t len = 0;
+        const void *p = micro_call_body(c, &len);
+        rc = micro_response_set_body(rsp, p, len);
+    } else if (micro_call_error(c) != NULL) {
+        const micro_error *e = micro_call_error(c);
+        rc = micro_response_error(rsp, e->id, e->code, "%s",
+            e->detail ? e->detail : "");
+    }
+    micro_call_free(c);
+    return rc;
+}
+
+static int
+announce(micro_service *svc, void *arg)
+{
+    (void) arg;
+    printf("greeter-server listening on %s\n",
+        micro_server_address(micro_service_server(svc)));
+    fflush(stdout);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    micro_service *svc = NULL;
+    int rc = micro_service_new(&svc, "greeter", &argc, argv);
+    if (rc == MICRO_ECANCELED) {
+        return 0; /* --help */
+    }
+    if (rc != 0) {
+        fprintf(stderr, "greeter-server: %s\n", micro_strerror(rc));
+        return 2;
+    }
+    static const micro_value name_field = {"name", "string", NULL, 0};
+    static const micro_value msg_field = {"msg", "string", NULL, 0};
+    const micro_value req_v = {"Request", "Request",
+        (micro_value *) &name_field, 1};
+    const micro_value rsp_v = {"Response", "Response",
+        (micro_value *) &msg_field, 1};
+    micro_handler_desc d = {.endpoint = "Greeter.Hello", .fn = hello,
+        .request = &req_v, .response = &rsp_v};
+    micro_server *srv = micro_service_server(svc);
+    if (srv == NULL) {
+        micro_service_free(svc);
+        return 2;
+    }
+    rc = micro_server_handle(srv, &d);
+    if (rc == 0) {
+        rc = micro_service_handle(svc, "Greeter.Meta", meta, NULL);
+    }
+    if (rc == 0) {
+        rc = micro_service_handle(svc, "Greeter.Fail", fail, NULL);
+    }
+    if (rc == 0) {
+        rc = micro_service_handle(svc, "Greeter.Slow", slow, NULL);
+    }
+    if (rc == 0) {
+        rc = micro_service_handle(svc, "Greeter.Call", call, svc);
+    }
+    if (rc == 0) {
+        rc = micro_service_add_hook(svc, MICRO_HOOK_AFTER_START, announce,
+            NULL);
+    }
+    if (rc == 0) {
+        rc = micro_service_run(svc);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "greeter-server: %s\n", micro_strerror(rc));
+    }
+    micro_service_free(svc);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,135 @@
+#ifndef CMICRO_CLIENT_H
+#define CMICRO_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "loop.h"
+#include "options.h"
+#include "registry.h"
+#include "selector.h"
+#include "transport.h"
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * The RPC client (Go Micro's mucp client). Resolves a service name through
+ * the selector (or uses an explicit address), encodes with the codec of
+ * the content type, sends on a pooled transport connection, applies the
+ * per-call timeout, and retries with back-off.
+ *
+ * Threading: micro_client_call is synchronous and may be called from any
+ * thread, including inside a handler. micro_client_call_async runs the
+ * call on the client's worker threads and completes on the loop thread.
+ */
+typedef struct micro_client micro_client;
+
+/** The result of one call (opaque). */
+typedef struct micro_call micro_call;
+
+/** One metadata pair sent as a header. */
+typedef struct micro_header_kv {
+    const char *key;
+    const char *value;
+} micro_header_kv;
+
+/**
+ * Per-call options; a zeroed struct (or NULL) means the client defaults.
+ * Everything is borrowed for the call.
+ */
+typedef struct micro_call_opts {
+    const char *address;      /* call this "host:port", skip the selector */
+    const char *content_type; /* default "application/json" */
+    int64_t timeout_ms;       /* per attempt; 0: "client_request_timeout" */
+    int retries;              /* 0: default "client_retries"; n > 0: n
+                                 retries; MICRO_CALL_NO_RETRY: none */
+    const micro_header_kv *metadata; /* sent as headers */
+    size_t n_metadata;
+    const micro_select_filter *filter;
+} micro_call_opts;
+
+#define MICRO_CALL_NO_RETRY (-1)
+
+/** Which failures are retried (bit set; default 408 + dial errors). */
+#define MICRO_RETRY_TIMEOUT 0x1u   /* remote or local 408 */
+#define MICRO_RETRY_DIAL 0x2u      /* nothing was sent: refused, dial fail */
+#define MICRO_RETRY_500 0x4u       /* remote 500s (Go Micro v1 did this) */
+#define MICRO_RETRY_TRANSPORT 0x8u /* connection lost after sending */
+
+/* --- the call result ------------------------------------------------- */
+/** Reply payload (borrowed from call). */
+MICRO_API const void *micro_call_body(const micro_call *c, size_t *len);
+/** Reply header (borrowed) or NULL. */
+MICRO_API const char *micro_call_header(const micro_call *c, const char *key);
+/** The error when the call returned MICRO_EREMOTE (or a local error made
+ *  into Go Micro's shape, e.g. 408 on timeout); NULL on success. */
+MICRO_API const micro_error *micro_call_error(const micro_call *c);
+/** Address of the node that answered (or was tried last). */
+MICRO_API const char *micro_call_address(const micro_call *c);
+/** Attempts made (1 + retries used). */
+MICRO_API int micro_call_attempts(const micro_call *c);
+MICRO_API void micro_call_free(micro_call *c);
+
+/* --- wrappers ---------------------------------------------------------- */
+typedef struct micro_call_chain micro_call_chain;
+/** What a wrapper sees of a call. Fields are borrowed; a wrapper may
+ *  replace them (pointing at its own storage) before calling next. */
+typedef struct micro_call_req {
+    const char *service;
+    const char *endpoint;
+    const void *body;
+    size_t len;
+    micro_call_opts opts;
+} micro_call_req;
+typedef int (*micro_call_wrapper_fn)(
+    micro_call_req *req, micro_call *call, micro_call_chain *next, void *arg);
+MICRO_API int micro_call_next(
+    micro_call_chain *next, micro_call_req *req, micro_call *call);
+
+/**
+ * Options read: "client_retries" (5), "client_request_timeout" (30 s, the
+ * whole call), "client_conn_timeout" (5 s, one attempt), "client_pool_size",
+ * "client_pool_ttl", "client_dial_timeout", "client_content_type".
+ * selector may be NULL (then only addressed calls work). transport and
+ * selector are borrowed and outlive the client.
+ */
+MICRO_API int micro_client_new(micro_client **out, micro_transport *transport,
+    micro_selector *selector, const micro_options *opts);
+MICRO_API void micro_client_free(micro_client *c);
+/** Append a call wrapper (outermost first). Before first use. */
+MICRO_API int micro_client_wrap(
+    micro_client *c, micro_call_wrapper_fn fn, void *arg);
+/** Which failures to retry (MICRO_RETRY_* bits). */
+MICRO_API void micro_client_set_retry_on(micro_client *c, unsigned bits);
+
+/**
+ * Call endpoint of service with a payload. Blocks. *out receives the call
+ * object whenever one was created (also on failure, to read the error);
+ * free it with micro_call_free.
+ * Returns 0, MICRO_EREMOTE (see micro_call_error), MICRO_ETIMEDOUT,
+ * MICRO_ENOSERVICE, MICRO_ENONODE, MICRO_ECONTENTTYPE, transport errors.
+ * Thread: any.
+ */
+MICRO_API int micro_client_call(micro_client *c, const char *service,
+    const char *endpoint, const void *body, size_t len,
+    const micro_call_opts *opts, micro_call **out);
+
+/** Completion of an async call: call is transferred to the callback. */
+typedef void (*micro_call_cb)(void *arg, int rc, micro_call *call);
+
+/**
+ * Start a call and return at once. cb runs exactly once, on loop's thread,
+ * iff this returned 0. Arguments are copied. Thread: any.
+ */
+MICRO_API int micro_client_call_async(micro_client *c, micro_loop *loop,
+    const char *service, const char *endpoint, const void *body, size_t len,
+    const micro_call_opts *opts, micro_call_cb cb, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

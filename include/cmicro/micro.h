@@ -1,0 +1,18 @@
+#ifndef CMICRO_MICRO_H
+#define CMICRO_MICRO_H
+
+#include "version.h"
+#include "error.h"
+#include "log.h"
+#include "options.h"
+#include "msg.h"
+#include "codec.h"
+#include "registry.h"
+#include "selector.h"
+#include "loop.h"
+#include "transport.h"
+#include "server.h"
+#include "client.h"
+#include "service.h"
+
+#endif

@@ -1,0 +1,179 @@
+#ifndef CMICRO_REGISTRY_H
+#define CMICRO_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "options.h"
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Registration records in Go Micro's model (registry.Service). Plain value
+ * types: every string and array is malloc'd and owned by the containing
+ * struct; free with the matching *_clear / micro_registry_service_free.
+ */
+
+/** One metadata entry. */
+typedef struct micro_kv {
+    char *key;
+    char *value;
+} micro_kv;
+
+/** A string map, kept in insertion order; NULL items with len 0 means
+ *  "null" (Go's nil map). */
+typedef struct micro_metadata {
+    micro_kv *items;
+    size_t len;
+} micro_metadata;
+
+MICRO_API const char *micro_metadata_get(
+    const micro_metadata *m, const char *key);
+/** Set (copying key and value); replaces an existing key. */
+MICRO_API int micro_metadata_set(
+    micro_metadata *m, const char *key, const char *value);
+MICRO_API void micro_metadata_clear(micro_metadata *m);
+
+/** registry.Value: {"name","type","values"} */
+typedef struct micro_value {
+    char *name;
+    char *type;
+    struct micro_value *values;
+    size_t n_values;
+} micro_value;
+
+/** registry.Endpoint: {"request","response","metadata","name"} */
+typedef struct micro_endpoint {
+    char *name;
+    micro_value *request;  /* NULL: null */
+    micro_value *response; /* NULL: null */
+    micro_metadata metadata;
+} micro_endpoint;
+
+/** registry.Node: {"metadata","id","address"} */
+typedef struct micro_node {
+    char *id;
+    char *address;
+    micro_metadata metadata;
+} micro_node;
+
+/** registry.Service: {"name","version","metadata","endpoints","nodes"} */
+typedef struct micro_registry_service {
+    char *name;
+    char *version;
+    micro_metadata metadata;
+    micro_endpoint *endpoints;
+    size_t n_endpoints;
+    micro_node *nodes;
+    size_t n_nodes;
+} micro_registry_service;
+
+MICRO_API void micro_value_clear(micro_value *v);
+MICRO_API void micro_endpoint_clear(micro_endpoint *e);
+MICRO_API void micro_node_clear(micro_node *n);
+MICRO_API void micro_registry_service_clear(micro_registry_service *s);
+/** Free a heap-allocated record; NULL is a no-op. */
+MICRO_API void micro_registry_service_free(micro_registry_service *s);
+/** Free an array of n records (as returned by get/list) and the array. */
+MICRO_API void micro_registry_services_free(
+    micro_registry_service *svcs, size_t n);
+
+/** Deep copies. MICRO_ENOMEM on failure (dst then zeroed). */
+MICRO_API int micro_node_copy(micro_node *dst, const micro_node *src);
+MICRO_API int micro_registry_service_copy(
+    micro_registry_service *dst, const micro_registry_service *src);
+
+/** Encode as Go's encoding/json of registry.Service (nil maps and slices as
+ *  null). *out is malloc'd, NUL-terminated; free() it. */
+MICRO_API int micro_registry_service_to_json(
+    const micro_registry_service *s, char **out);
+/** Decode Go's JSON into *s (zeroed first). MICRO_ECODEC when malformed. */
+MICRO_API int micro_registry_service_from_json(
+    const char *json, size_t len, micro_registry_service *s);
+
+/* ------------------------------------------------------------------ */
+/* The registry interface.                                              */
+
+typedef struct micro_registry micro_registry;
+
+/** Watch actions, as Go Micro names them. */
+typedef enum micro_registry_action {
+    MICRO_REGISTRY_CREATE,
+    MICRO_REGISTRY_UPDATE,
+    MICRO_REGISTRY_DELETE,
+} micro_registry_action;
+
+/**
+ * A watch event. svc is borrowed for the duration of the callback. The
+ * callback runs on a registry-owned thread (or the thread that caused the
+ * change) and must not call back into the same registry.
+ */
+typedef void (*micro_registry_watch_fn)(void *arg,
+    micro_registry_action action, const micro_registry_service *svc);
+
+#define MICRO_REGISTRY_ABI 1
+
+/**
+ * For implementers. Every slot may block (network registries do) and is
+ * called from any thread, concurrently: implementations synchronise
+ * themselves. The front end validates arguments first.
+ */
+typedef struct micro_registry_ops {
+    uint32_t abi;       /* MICRO_REGISTRY_ABI */
+    const char *name;   /* "memory", "mdns", ...: the MICRO_REGISTRY value */
+    size_t state_size;  /* the front end allocates this much, zeroed */
+    /* Required. opts is borrowed for the call. */
+    int (*init)(void *st, const micro_options *opts);
+    /* Required. svc borrowed. ttl_ms 0 means no expiry. */
+    int (*register_service)(
+        void *st, const micro_registry_service *svc, int64_t ttl_ms);
+    /* Required. Removes the nodes of svc (matched by id). */
+    int (*deregister)(void *st, const micro_registry_service *svc);
+    /* Required. One record per version; *out malloc'd (may be NULL when
+     * *n is 0). MICRO_ENOSERVICE when the name is unknown. */
+    int (*get_service)(void *st, const char *name,
+        micro_registry_service **out, size_t *n);
+    /* Required. One record per service name (name only is enough). */
+    int (*list_services)(void *st, micro_registry_service **out, size_t *n);
+    /* Optional (NULL: MICRO_ENOTSUP). Calls fn on every change until
+     * unwatch with the same token. */
+    int (*watch)(void *st, micro_registry_watch_fn fn, void *arg,
+        uint64_t *token);
+    void (*unwatch)(void *st, uint64_t token);
+    /* Required. Frees what init allocated. */
+    void (*fini)(void *st);
+} micro_registry_ops;
+
+/** The in-process registry. */
+MICRO_API extern const micro_registry_ops micro_registry_memory_ops;
+
+/** Create a registry from an ops table. opts may be NULL. */
+MICRO_API int micro_registry_new(micro_registry **out,
+    const micro_registry_ops *ops, const micro_options *opts);
+/** Create by name ("memory"; "mdns", "etcd", "consul" give
+ *  MICRO_ENOTBUILT until their implementations land). */
+MICRO_API int micro_registry_new_by_name(
+    micro_registry **out, const char *name, const micro_options *opts);
+MICRO_API void micro_registry_free(micro_registry *r);
+MICRO_API const char *micro_registry_name(const micro_registry *r);
+
+/* Thread: any. They may block. */
+MICRO_API int micro_registry_register(
+    micro_registry *r, const micro_registry_service *svc, int64_t ttl_ms);
+MICRO_API int micro_registry_deregister(
+    micro_registry *r, const micro_registry_service *svc);
+MICRO_API int micro_registry_get_service(micro_registry *r, const char *name,
+    micro_registry_service **out, size_t *n);
+MICRO_API int micro_registry_list_services(
+    micro_registry *r, micro_registry_service **out, size_t *n);
+MICRO_API int micro_registry_watch(micro_registry *r,
+    micro_registry_watch_fn fn, void *arg, uint64_t *token);
+MICRO_API void micro_registry_unwatch(micro_registry *r, uint64_t token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,150 @@
+#ifndef CMICRO_SERVER_H
+#define CMICRO_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "loop.h"
+#include "options.h"
+#include "registry.h"
+#include "transport.h"
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * The RPC server (Go Micro's mucp server): routes "Handler.Method"
+ * endpoints to handlers through a chain of wrappers.
+ *
+ * Threading: requests are read on the transport's loop thread; handlers run
+ * on a worker pool (option "server_workers", default 16) so that they may
+ * block, for example on a synchronous micro_client_call. A handler
+ * registered with MICRO_HANDLER_INLINE runs on the loop thread instead and
+ * must never block.
+ */
+typedef struct micro_server micro_server;
+typedef struct micro_request micro_request;
+typedef struct micro_response micro_response;
+
+/* --- the request, borrowed by the handler for the call ------------- */
+MICRO_API const char *micro_request_service(const micro_request *r);
+/** "Handler.Method". */
+MICRO_API const char *micro_request_endpoint(const micro_request *r);
+MICRO_API const char *micro_request_content_type(const micro_request *r);
+/** The decoded payload (envelopes removed). Never NULL; *len may be 0. */
+MICRO_API const void *micro_request_body(const micro_request *r, size_t *len);
+/** A header / metadata value, case-insensitive, or NULL. Metadata set by a
+ *  Go Micro client arrives title-cased ("User-Id"): any case matches. */
+MICRO_API const char *micro_request_header(
+    const micro_request *r, const char *key);
+MICRO_API size_t micro_request_header_count(const micro_request *r);
+MICRO_API int micro_request_header_at(const micro_request *r, size_t i,
+    const char **key, const char **value);
+/** Absolute deadline (monotonic ms, see micro_now_ms), 0 when none. */
+MICRO_API int64_t micro_request_deadline(const micro_request *r);
+/** Milliseconds left before the deadline (INT64_MAX when none, <= 0 when
+ *  past). A handler that calls other services passes this on. */
+MICRO_API int64_t micro_request_remaining_ms(const micro_request *r);
+/** Peer address "ip:port". */
+MICRO_API const char *micro_request_remote(const micro_request *r);
+
+/* --- the response, written by the handler --------------------------- */
+/** Set the reply payload (copied). */
+MICRO_API int micro_response_set_body(
+    micro_response *r, const void *p, size_t n);
+/** Set the reply payload, taking b's storage (b zeroed). */
+MICRO_API void micro_response_take_body(micro_response *r, micro_buf *b);
+/** Add a response header (copied). */
+MICRO_API int micro_response_set_header(
+    micro_response *r, const char *key, const char *value);
+/**
+ * Make the reply an error in Go Micro's shape. id NULL means the server's
+ * name. Returns MICRO_EREMOTE so a handler can `return
+ * micro_response_error(...)`.
+ */
+MICRO_API int micro_response_error(
+    micro_response *r, const char *id, int32_t code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/**
+ * A handler. Return 0 for success (the body set with
+ * micro_response_set_body, or empty). A non-zero return without an error
+ * set becomes a 500 {"id":server,"detail":micro_strerror(rc)}.
+ */
+typedef int (*micro_handler_fn)(
+    micro_request *req, micro_response *rsp, void *arg);
+
+/** A link in the wrapper chain; call micro_handler_next to continue. */
+typedef struct micro_handler_chain micro_handler_chain;
+typedef int (*micro_handler_wrapper_fn)(micro_request *req,
+    micro_response *rsp, micro_handler_chain *next, void *arg);
+MICRO_API int micro_handler_next(
+    micro_handler_chain *next, micro_request *req, micro_response *rsp);
+
+#define MICRO_HANDLER_INLINE 0x1u /* run on the loop thread; never block */
+#define MICRO_HANDLER_INTERNAL 0x2u /* served but not advertised */
+
+/** One endpoint. Strings and values are copied at registration. */
+typedef struct micro_handler_desc {
+    const char *endpoint; /* "Handler.Method" */
+    micro_handler_fn fn;
+    void *arg;
+    const micro_value *request;  /* for the registry record; may be NULL */
+    const micro_value *response; /* may be NULL */
+    unsigned flags;
+} micro_handler_desc;
+
+/** Server statistics. */
+typedef struct micro_server_stats {
+    uint64_t requests;
+    uint64_t errors;       /* replies carrying Micro-Error */
+    uint64_t unknown;      /* unknown endpoints */
+    uint64_t codec_errors; /* unsupported content type / undecodable */
+    uint64_t late;         /* handlers that finished after the deadline */
+    uint64_t inflight;
+} micro_server_stats;
+
+/**
+ * Options read: "server_name", "server_version", "server_id",
+ * "server_address", "server_advertise", "server_metadata", "server_workers",
+ * plus the transport's. transport and loop are borrowed.
+ */
+MICRO_API int micro_server_new(micro_server **out, micro_loop *loop,
+    micro_transport *transport, const micro_options *opts);
+MICRO_API void micro_server_free(micro_server *s);
+/** Register an endpoint. Before start only. MICRO_EEXIST if taken. */
+MICRO_API int micro_server_handle(
+    micro_server *s, const micro_handler_desc *desc);
+/** Append a wrapper (outermost first). Before start only. */
+MICRO_API int micro_server_wrap(
+    micro_server *s, micro_handler_wrapper_fn fn, void *arg);
+/** Listen and serve. Thread: any. */
+MICRO_API int micro_server_start(micro_server *s);
+/**
+ * Stop accepting, wait up to drain_ms for in-flight requests to finish,
+ * then close. Thread: any but the loop's.
+ */
+MICRO_API int micro_server_stop(micro_server *s, int64_t drain_ms);
+/** The address the server is reachable at ("ip:port", advertised). */
+MICRO_API const char *micro_server_address(const micro_server *s);
+MICRO_API const char *micro_server_name(const micro_server *s);
+/** The record this server registers (caller clears). */
+MICRO_API int micro_server_record(
+    const micro_server *s, micro_registry_service *out);
+MICRO_API void micro_server_get_stats(
+    micro_server *s, micro_server_stats *out);
+
+/** Monotonic milliseconds (the clock of deadlines). */
+MICRO_API int64_t micro_now_ms(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,53 @@
+/* Internal helpers shared by every source file. Not installed. */
+#ifndef CMICRO_INTERNAL_H
+#define CMICRO_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cmicro/micro.h"
+
+#define MICRO_ASSERT(x)                                                        \
+    do {                                                                       \
+        if (!(x)) {                                                            \
+            micro__panic(__FILE__, __LINE__, #x);                              \
+        }                                                                      \
+    } while (0)
+
+#define MICRO_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void micro__panic(const char *file, int line, const char *expr);
+
+/* Allocation: every internal allocation goes through these. */
+void *micro__malloc(size_t n);
+void *micro__calloc(size_t n, size_t m);
+void *micro__realloc(void *p, size_t n);
+void micro__free(void *p);
+char *micro__strdup(const char *s);
+char *micro__strndup(const char *s, size_t n);
+
+/* Monotonic clock in milliseconds / nanoseconds. */
+int64_t micro__now_ms(void);
+int64_t micro__now_ns(void);
+
+/* A random v4 UUID as 36 characters + NUL. */
+void micro__uuid(char out[37]);
+/* Uniform random number in [0, n); thread-safe. n > 0. */
+uint32_t micro__rand(uint32_t n);
+
+#define MICRO_LOGF(lvl, comp, ...)                                             \
+    do {                                                                       \
+        if (micro_log_enabled(lvl)) {                                          \
+            micro_log((lvl), (comp), __VA_ARGS__);                             \
+        }                                                                      \
+    } while (0)
+
+/* Banned functions (curl checksrc): placed after the system includes. */
+#pragma GCC poison sprintf vsprintf strcpy strcat strtok gets atoi
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * Every plugin name has a row here, built or not (curl's rule): asking for
+ * one that is compiled out gives MICRO_ENOTBUILT with a message naming what
+ * would provide it, rather than "unknown".
+ */
+#include "core/internal.h"
+#include "plugins.h"
+#include "registry/registry_internal.h"
+
+typedef struct row {
+    const char *name;
+    const void *ops;   /* NULL: not built */
+    const char *where; /* what provides it when not built */
+} row;
+
+static const row transports[] = {
+    {"http", &micro_transport_http_ops, NULL},
+    {"grpc", NULL, "the gRPC transport (not built in this version)"},
+    {"memory", NULL, "the memory transport (not built in this version)"},
+    {"nats", NULL, "the NATS transport (not built in this version)"},
+};
+
+static const row registries[] = {
+    {"memory", &micro_registry_memory_ops, NULL},
+    {"mdns", NULL, "the mDNS registry (not built in this version)"},
+    {"etcd", NULL, "the etcd registry (not built in this version)"},
+    {"consul", NULL, "the Consul registry (not built in this version)"},
+};
+
+static int
+lookup(const row *rows, size_t n, const char *kind, const char *name,
+    const void **ops)
+{
+    *ops = NULL;
+    if (name == NULL || name[0] == '\0') {
+        return MICRO_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].name, name) == 0) {
+            if (rows[i].ops == NULL) {
+                micro_log(MICRO_LOG_ERR, "plugins", "%s %s: %s", kind, name,
+                    rows[i].where);
+                return MICRO_ENOTBUILT;
+            }
+            *ops = rows[i].ops;
+            return 0;
+        }
+    }
+    micro_log(MICRO_LOG_ERR, "plugins", "unknown %s \"%s\"", kind, name);
+    return MICRO_ENOENT;
+}
+
+int
+micro__transport_ops_by_name(const char *name, const micro_transport_ops **ops)
+{
+    const void *p = NULL;
+    int rc = lookup(transports, MICRO_ARRAY_LEN(transports), "transport",
+        name, &p);
+    *ops = p;
+    return rc;
+}
+
+int
+micro__registry_ops_by_name(const char *name, const micro_registry_ops **ops)
+{
+    const void *p = NULL;
+    int rc = lookup(registries, MICRO_ARRAY_LEN(registries), "registry", name,
+        &p);
+    *ops = p;
+    return rc;
+}

@@ -1,0 +1,56 @@
+/* Internal to the http transport: shared by http.c (server side) and
+ * http_client.c (client side). */
+#ifndef CMICRO_HTTP_INTERNAL_H
+#define CMICRO_HTTP_INTERNAL_H
+
+#include "core/internal.h"
+
+/* A pool of idle keep-alive client connections, keyed by address.
+ * Thread-safe: every function may be called from any thread. */
+typedef struct micro__http_pool micro__http_pool;
+
+typedef struct micro__http_pool_cfg {
+    size_t size;             /* idle connections kept per address (100) */
+    int64_t ttl_ms;          /* a connection older than this (since dial)
+                                is closed instead of reused (60000) */
+    int64_t dial_timeout_ms; /* connect timeout (5000) */
+    size_t max_message;      /* largest response body accepted (4 MiB) */
+    size_t max_header;       /* largest response header block (1 MiB) */
+} micro__http_pool_cfg;
+
+int micro__http_pool_new(micro__http_pool **out,
+    const micro__http_pool_cfg *cfg);
+void micro__http_pool_free(micro__http_pool *p);
+
+/*
+ * One request/response exchange with addr ("host:port", host an IPv4/IPv6
+ * literal or a name) on a pooled connection (or a new one). Blocks the
+ * calling thread for at most timeout_ms in total (dial included).
+ * req is borrowed; on success *rsp is a new message the caller frees.
+ * *sent is set to 1 as soon as any request byte was written.
+ * The connection goes back to the pool only after a complete, successful
+ * exchange whose response does not carry Micro-Error and no
+ * "Connection: close"; on any error it is closed.
+ * Errors: MICRO_ETIMEDOUT, MICRO_ECONNREFUSED, MICRO_ECONNRESET,
+ * MICRO_EPROTO (unparsable response, or status other than 200: then the
+ * status line text is logged), MICRO_EMSGSIZE, MICRO_EINVAL (bad address),
+ * MICRO_ENOMEM, other -errno.
+ */
+int micro__http_roundtrip(micro__http_pool *p, const char *addr,
+    const micro_msg *req, int64_t timeout_ms, micro_msg **rsp, int *sent);
+
+/*
+ * Serialise req as Go's http client does for Go Micro: "POST / HTTP/1.1",
+ * Host, User-Agent (unless a header supplies one), Content-Length (or, for
+ * an empty body, Transfer-Encoding: chunked with "0\r\n\r\n"), then every
+ * header with its key canonicalised (micro_canonical_header_key), then the
+ * body. Appends to out.
+ */
+int micro__http_write_request(micro_buf *out, const char *host,
+    const micro_msg *req);
+
+/* Serialise a response: "HTTP/1.1 200 OK", Content-Length (always),
+ * canonicalised headers, body. Appends to out. */
+int micro__http_write_response(micro_buf *out, const micro_msg *rsp);
+
+#endif

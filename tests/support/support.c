@@ -1,0 +1,193 @@
+#include "support/support.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t
+t_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+t_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(fd, (struct sockaddr *) &a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *) &a, &len) != 0) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+int
+t_proc_spawn(t_proc *p, const char *path, char *const argv[])
+{
+    int fds[2];
+    memset(p, 0, sizeof(*p));
+    if (pipe(fds) != 0) {
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    p->pid = pid;
+    p->out_fd = fds[0];
+    return 0;
+}
+
+int
+t_proc_wait_line(t_proc *p, const char *needle, int ms)
+{
+    char buf[4096];
+    size_t len = 0;
+    int64_t until = t_now_ms() + ms;
+    while (t_now_ms() < until) {
+        struct pollfd pfd = {p->out_fd, POLLIN, 0};
+        int left = (int) (until - t_now_ms());
+        if (poll(&pfd, 1, left > 0 ? left : 0) <= 0) {
+            continue;
+        }
+        ssize_t n = read(p->out_fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            return -1;
+        }
+        len += (size_t) n;
+        buf[len] = '\0';
+        char *hit = strstr(buf, needle);
+        if (hit != NULL) {
+            char *nl = strchr(hit, '\n');
+            size_t l = nl ? (size_t) (nl - hit) : strlen(hit);
+            if (l >= sizeof(p->line)) {
+                l = sizeof(p->line) - 1;
+            }
+            memcpy(p->line, hit, l);
+            p->line[l] = '\0';
+            return 0;
+        }
+        if (len == sizeof(buf) - 1) {
+            len = 0;
+        }
+    }
+    return -1;
+}
+
+int
+t_proc_stop(t_proc *p, int sig, int ms)
+{
+    if (p->pid <= 0) {
+        return -1;
+    }
+    kill(p->pid, sig);
+    int64_t until = t_now_ms() + ms;
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            break;
+        }
+        if (t_now_ms() > until) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            close(p->out_fd);
+            p->pid = 0;
+            return -1;
+        }
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    close(p->out_fd);
+    p->pid = 0;
+    if (WIFEXITED(status)) {
+        return WEXITSTATUS(status);
+    }
+    return 128 + WTERMSIG(status);
+}
+
+const char *
+t_bin(const char *name, char *buf, size_t cap)
+{
+    const char *dir = getenv("MICRO_BIN_DIR");
+    snprintf(buf, cap, "%s/%s", dir ? dir : MICRO_BIN_DIR, name);
+    return buf;
+}
+
+int
+t_wait_port(const char *addr, int ms)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL) {
+        return -1;
+    }
+    char host[64];
+    snprintf(host, sizeof(host), "%.*s", (int) (colon - addr), addr);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t) strtol(colon + 1, NULL, 10));
+    inet_pton(AF_INET, host, &a.sin_addr);
+    int64_t until = t_now_ms() + ms;
+    while (t_now_ms() < until) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(fd, (struct sockaddr *) &a, sizeof(a)) == 0) {
+            close(fd);
+            return 0;
+        }
+        close(fd);
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+int
+t_start_greeter(t_proc *p, char *addr, size_t cap, const char *const extra[])
+{
+    char path[512];
+    char flag[64];
+    int port = t_free_port();
+    snprintf(addr, cap, "127.0.0.1:%d", port);
+    snprintf(flag, sizeof(flag), "--server_address=%s", addr);
+    char *argv[16] = {"greeter-server", flag, "--registry=memory"};
+    int n = 3;
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 15; i++) {
+        argv[n++] = (char *) extra[i];
+    }
+    argv[n] = NULL;
+    if (t_proc_spawn(p, t_bin("greeter-server", path, sizeof(path)), argv) !=
+        0) {
+        return -1;
+    }
+    if (t_proc_wait_line(p, "listening on", 10000) != 0) {
+        t_proc_stop(p, SIGKILL, 1000);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,41 @@
+/* Test support: processes, ports, waiting with deadlines. */
+#ifndef CMICRO_TEST_SUPPORT_H
+#define CMICRO_TEST_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cmicro/micro.h>
+
+/* A free TCP port on 127.0.0.1 (bound then released). */
+int t_free_port(void);
+
+/* A spawned child process with its stdout captured. */
+typedef struct t_proc {
+    pid_t pid;
+    int out_fd;
+    char line[256]; /* the first line it printed (after t_proc_wait_line) */
+} t_proc;
+
+/* Spawn path with argv (NULL-terminated; argv[0] included). */
+int t_proc_spawn(t_proc *p, const char *path, char *const argv[]);
+/* Wait up to ms for a stdout line containing needle; 0 when seen. */
+int t_proc_wait_line(t_proc *p, const char *needle, int ms);
+/* Send sig; wait up to ms for exit; returns the exit status or -1. */
+int t_proc_stop(t_proc *p, int sig, int ms);
+
+/* Path of a built program: $MICRO_BIN_DIR/name (or the compiled-in dir). */
+const char *t_bin(const char *name, char *buf, size_t cap);
+
+/* Start greeter-server on a free port; addr receives "127.0.0.1:PORT". */
+int t_start_greeter(t_proc *p, char *addr, size_t cap,
+    const char *const extra[]);
+
+/* Wait until a TCP connect to addr succeeds (up to ms). */
+int t_wait_port(const char *addr, int ms);
+
+int64_t t_now_ms(void);
+
+#endif

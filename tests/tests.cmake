@@ -1,0 +1,22 @@
+# Every tests/<dir>/<name>_test.c is a test "<dir>_<name>", label unit,
+# unless listed below with its own labels and timeout.
+file(GLOB MICRO_TEST_FILES RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}
+  ${CMAKE_CURRENT_SOURCE_DIR}/*/*_test.c)
+set(MICRO_TEST_SPECIAL
+  "server/process:process;TIMEOUT;180"
+  "transport/badinput:unit;TIMEOUT;120"
+)
+foreach(f ${MICRO_TEST_FILES})
+  string(REGEX REPLACE "_test\\.c$" "" p ${f})
+  set(labels unit)
+  set(timeout 60)
+  foreach(s ${MICRO_TEST_SPECIAL})
+    string(REPLACE ":" ";" parts "${s}")
+    list(GET parts 0 sp)
+    if(sp STREQUAL p)
+      list(GET parts 1 labels)
+      list(GET parts 3 timeout)
+    endif()
+  endforeach()
+  micro_test(${p} LABELS ${labels} TIMEOUT ${timeout})
+endforeach()

@@ -1,0 +1,1132 @@
+/* Tests for the http transport client: request bytes, response parsing,
+ * the connection pool and failure handling, against a tiny HTTP server
+ * that runs on threads inside the test. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <http_parser.h>
+
+#include "transport/http_internal.h"
+
+/* ------------------------------------------------------------------------
+ * The test server
+ * --------------------------------------------------------------------- */
+
+typedef enum srv_mode {
+    SRV_ECHO,        /* 200, Content-Length, body echoed; keep-alive */
+    SRV_CANNED,      /* send canned bytes per request; keep-alive */
+    SRV_CANNED_CLOSE,/* send canned bytes, then close */
+    SRV_SILENT,      /* read requests, never answer */
+    SRV_ECHO_CLOSE,  /* echo, then close the connection at once */
+    SRV_DROP_REUSE,  /* echo; on the first connection, close without an
+                        answer when the second request arrives */
+    SRV_CLOSE_NOW,   /* read a request, close without an answer */
+} srv_mode;
+
+#define SRV_MAX_CONNS 64
+
+typedef struct srv srv;
+
+typedef struct srv_conn {
+    srv *s;
+    int fd;
+    int index; /* accept order */
+    pthread_t thr;
+} srv_conn;
+
+struct srv {
+    int lfd;
+    char addr[64];
+    srv_mode mode;
+    const char *canned;
+    size_t canned_len;
+    atomic_int accepts;
+    atomic_int requests;
+    atomic_bool stop;
+    pthread_t acceptor;
+    pthread_mutex_t mu;
+    srv_conn *conns[SRV_MAX_CONNS];
+    int nconns;
+    micro_buf first_req; /* raw bytes of the first request (under mu) */
+    bool have_first;
+};
+
+/* Per-connection request parsing. */
+typedef struct srv_req {
+    micro_buf body;
+    bool complete;
+} srv_req;
+
+static int
+srv_on_body(http_parser *hp, const char *at, size_t len)
+{
+    srv_req *r = hp->data;
+    return micro_buf_append(&r->body, at, len) == 0 ? 0 : -1;
+}
+
+static int
+srv_on_complete(http_parser *hp)
+{
+    srv_req *r = hp->data;
+    r->complete = true;
+    http_parser_pause(hp, 1);
+    return 0;
+}
+
+static const http_parser_settings srv_settings = {
+    .on_body = srv_on_body,
+    .on_message_complete = srv_on_complete,
+};
+
+static bool
+write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return false;
+        }
+        c += w;
+        n -= (size_t) w;
+    }
+    return true;
+}
+
+static bool
+srv_answer(srv_conn *c, srv_req *r, int nreq)
+{
+    srv *s = c->s;
+    switch (s->mode) {
+    case SRV_ECHO:
+    case SRV_ECHO_CLOSE:
+    case SRV_DROP_REUSE: {
+        if (s->mode == SRV_DROP_REUSE && c->index == 0 && nreq == 2) {
+            return false;
+        }
+        /* One write, so that Nagle plus delayed ACKs cannot stall it. */
+        char head[128];
+        int hl = snprintf(head, sizeof(head),
+            "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+            "Content-Type: text/plain\r\n\r\n",
+            r->body.len);
+        micro_buf out = { 0 };
+        bool ok = micro_buf_append(&out, head, (size_t) hl) == 0 &&
+                  micro_buf_append(&out, r->body.data, r->body.len) == 0 &&
+                  write_all(c->fd, out.data, out.len);
+        micro_buf_clear(&out);
+        return ok && s->mode != SRV_ECHO_CLOSE;
+    }
+    case SRV_CANNED:
+        return write_all(c->fd, s->canned, s->canned_len);
+    case SRV_CANNED_CLOSE:
+        write_all(c->fd, s->canned, s->canned_len);
+        return false;
+    case SRV_SILENT:
+        return true;
+    case SRV_CLOSE_NOW:
+        return false;
+    }
+    return false;
+}
+
+static void *
+srv_conn_main(void *arg)
+{
+    srv_conn *c = arg;
+    srv *s = c->s;
+    http_parser hp;
+    srv_req r;
+    memset(&r, 0, sizeof(r));
+    http_parser_init(&hp, HTTP_REQUEST);
+    hp.data = &r;
+    micro_buf raw = { 0 };
+    bool capture = false;
+    pthread_mutex_lock(&s->mu);
+    if (!s->have_first) {
+        s->have_first = true;
+        capture = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    int nreq = 0;
+    char buf[8192];
+    while (!atomic_load(&s->stop)) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN, .revents = 0 };
+        int pr = poll(&pfd, 1, 20);
+        if (pr <= 0) {
+            continue;
+        }
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n <= 0) {
+            break;
+        }
+        size_t off = 0;
+        bool keep = true;
+        while (off < (size_t) n && keep) {
+            size_t np = http_parser_execute(
+                &hp, &srv_settings, buf + off, (size_t) n - off);
+            if (capture) {
+                micro_buf_append(&raw, buf + off, np);
+            }
+            off += np;
+            if (!r.complete) {
+                if (HTTP_PARSER_ERRNO(&hp) != HPE_OK) {
+                    keep = false;
+                }
+                break;
+            }
+            if (capture) {
+                pthread_mutex_lock(&s->mu);
+                s->first_req = raw;
+                pthread_mutex_unlock(&s->mu);
+                memset(&raw, 0, sizeof(raw));
+                capture = false;
+            }
+            nreq++;
+            atomic_fetch_add(&s->requests, 1);
+            keep = srv_answer(c, &r, nreq);
+            r.body.len = 0;
+            r.complete = false;
+            http_parser_init(&hp, HTTP_REQUEST);
+            hp.data = &r;
+        }
+        if (!keep) {
+            break;
+        }
+    }
+    micro_buf_clear(&raw);
+    micro_buf_clear(&r.body);
+    shutdown(c->fd, SHUT_RDWR);
+    close(c->fd);
+    c->fd = -1;
+    return NULL;
+}
+
+static void *
+srv_accept_main(void *arg)
+{
+    srv *s = arg;
+    while (!atomic_load(&s->stop)) {
+        struct pollfd pfd = { .fd = s->lfd, .events = POLLIN, .revents = 0 };
+        if (poll(&pfd, 1, 20) <= 0) {
+            continue;
+        }
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0) {
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        srv_conn *c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            abort(); /* cmocka asserts belong to the main thread */
+        }
+        c->s = s;
+        c->fd = fd;
+        pthread_mutex_lock(&s->mu);
+        if (s->nconns == SRV_MAX_CONNS) {
+            pthread_mutex_unlock(&s->mu);
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->index = atomic_fetch_add(&s->accepts, 1);
+        s->conns[s->nconns++] = c;
+        pthread_create(&c->thr, NULL, srv_conn_main, c);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+static srv *
+srv_start(srv_mode mode, const char *canned)
+{
+    srv *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    s->mode = mode;
+    s->canned = canned;
+    s->canned_len = canned ? strlen(canned) : 0;
+    pthread_mutex_init(&s->mu, NULL);
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->lfd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s->lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    assert_int_equal(listen(s->lfd, 128), 0);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *) &sa, &sl), 0);
+    snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%u",
+        (unsigned) ntohs(sa.sin_port));
+    pthread_create(&s->acceptor, NULL, srv_accept_main, s);
+    return s;
+}
+
+static void
+srv_stop(srv *s)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->acceptor, NULL);
+    for (int i = 0; i < s->nconns; i++) {
+        pthread_join(s->conns[i]->thr, NULL);
+        free(s->conns[i]);
+    }
+    close(s->lfd);
+    micro_buf_clear(&s->first_req);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * --------------------------------------------------------------------- */
+
+static micro__http_pool_cfg
+default_cfg(void)
+{
+    micro__http_pool_cfg cfg = {
+        .size = 100,
+        .ttl_ms = 60000,
+        .dial_timeout_ms = 5000,
+        .max_message = (size_t) 4 << 20,
+        .max_header = (size_t) 1 << 20,
+    };
+    return cfg;
+}
+
+static micro__http_pool *
+pool_with(const micro__http_pool_cfg *cfg)
+{
+    micro__http_pool *p = NULL;
+    assert_int_equal(micro__http_pool_new(&p, cfg), 0);
+    assert_non_null(p);
+    return p;
+}
+
+static micro_msg *
+make_req(const char *body)
+{
+    micro_msg *m = NULL;
+    assert_int_equal(micro_msg_new(&m), 0);
+    assert_int_equal(micro_msg_set_header(m, "Content-Type", "text/plain"), 0);
+    assert_int_equal(
+        micro_msg_set_header(m, "Micro-Endpoint", "Greeter.Hello"), 0);
+    if (body != NULL) {
+        assert_int_equal(micro_msg_set_body(m, body, strlen(body)), 0);
+    }
+    return m;
+}
+
+static void
+assert_body(const micro_msg *m, const char *want)
+{
+    size_t n = 0;
+    const void *b = micro_msg_body(m, &n);
+    assert_int_equal(n, strlen(want));
+    if (n > 0) {
+        assert_memory_equal(b, want, n);
+    }
+}
+
+static int
+call(micro__http_pool *p, const char *addr, const char *body,
+    int64_t timeout_ms, micro_msg **rsp, int *sent)
+{
+    micro_msg *req = make_req(body);
+    int rc = micro__http_roundtrip(p, addr, req, timeout_ms, rsp, sent);
+    micro_msg_free(req);
+    return rc;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Log capture: count warn lines from the transport. */
+static atomic_int warn_lines;
+
+static void
+test_logger(void *arg, micro_log_level lvl, const char *component,
+    const char *msg)
+{
+    (void) arg;
+    (void) msg;
+    if (lvl == MICRO_LOG_WARN && strcmp(component, "transport.http") == 0) {
+        atomic_fetch_add(&warn_lines, 1);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Request bytes
+ * --------------------------------------------------------------------- */
+
+static void
+test_golden_content_length(void **state)
+{
+    (void) state;
+    micro_msg *m = NULL;
+    assert_int_equal(micro_msg_new(&m), 0);
+    /* Spec §2.8 (A), headers already sorted, with spellings to fix and
+     * framing headers to drop. */
+    assert_int_equal(micro_msg_set_header(m, "accept", "application/json"), 0);
+    assert_int_equal(
+        micro_msg_set_header(m, "Content-Type", "application/json"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Content-Length", "999"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Host", "evil"), 0);
+    assert_int_equal(
+        micro_msg_set_header(m, "MICRO-ENDPOINT", "Greeter.Hello"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Micro-ID", "0"), 0);
+    assert_int_equal(
+        micro_msg_set_header(m, "micro-method", "Greeter.Hello"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Micro-Service", "greeter"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Timeout", "5000000000"), 0);
+    assert_int_equal(micro_msg_set_header(m, "transfer-encoding", "gzip"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Connection", "close"), 0);
+    const char *body = "{\"name\":\"John\"}\n";
+    assert_int_equal(micro_msg_set_body(m, body, strlen(body)), 0);
+
+    micro_buf out = { 0 };
+    assert_int_equal(micro_buf_append(&out, "X", 1), 0); /* appends */
+    assert_int_equal(
+        micro__http_write_request(&out, "192.168.1.10:40123", m), 0);
+    const char *want = "X"
+                       "POST / HTTP/1.1\r\n"
+                       "Host: 192.168.1.10:40123\r\n"
+                       "User-Agent: Go-http-client/1.1\r\n"
+                       "Content-Length: 16\r\n"
+                       "Accept: application/json\r\n"
+                       "Content-Type: application/json\r\n"
+                       "Micro-Endpoint: Greeter.Hello\r\n"
+                       "Micro-Id: 0\r\n"
+                       "Micro-Method: Greeter.Hello\r\n"
+                       "Micro-Service: greeter\r\n"
+                       "Timeout: 5000000000\r\n"
+                       "\r\n"
+                       "{\"name\":\"John\"}\n";
+    assert_int_equal(out.len, strlen(want));
+    assert_memory_equal(out.data, want, out.len);
+    micro_buf_clear(&out);
+    micro_msg_free(m);
+}
+
+static void
+test_golden_chunked_empty(void **state)
+{
+    (void) state;
+    micro_msg *m = NULL;
+    assert_int_equal(micro_msg_new(&m), 0);
+    assert_int_equal(micro_msg_set_header(m, "Accept", "application/json"), 0);
+    assert_int_equal(
+        micro_msg_set_header(m, "Content-Type", "application/json"), 0);
+    assert_int_equal(
+        micro_msg_set_header(m, "Micro-Endpoint", "Greeter.Stream"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Micro-Error", "EOS"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Micro-Id", "7"), 0);
+    assert_int_equal(
+        micro_msg_set_header(m, "Micro-Method", "Greeter.Stream"), 0);
+    assert_int_equal(micro_msg_set_header(m, "Micro-Service", "greeter"), 0);
+    assert_int_equal(micro_msg_set_header(m, "micro-stream", "7"), 0);
+    micro_buf out = { 0 };
+    assert_int_equal(
+        micro__http_write_request(&out, "192.168.1.10:40123", m), 0);
+    const char *want = "POST / HTTP/1.1\r\n"
+                       "Host: 192.168.1.10:40123\r\n"
+                       "User-Agent: Go-http-client/1.1\r\n"
+                       "Transfer-Encoding: chunked\r\n"
+                       "Accept: application/json\r\n"
+                       "Content-Type: application/json\r\n"
+                       "Micro-Endpoint: Greeter.Stream\r\n"
+                       "Micro-Error: EOS\r\n"
+                       "Micro-Id: 7\r\n"
+                       "Micro-Method: Greeter.Stream\r\n"
+                       "Micro-Service: greeter\r\n"
+                       "Micro-Stream: 7\r\n"
+                       "\r\n"
+                       "0\r\n\r\n";
+    assert_int_equal(out.len, strlen(want));
+    assert_memory_equal(out.data, want, out.len);
+    micro_buf_clear(&out);
+    micro_msg_free(m);
+}
+
+static void
+test_golden_user_agent_and_values(void **state)
+{
+    (void) state;
+    micro_msg *m = NULL;
+    assert_int_equal(micro_msg_new(&m), 0);
+    assert_int_equal(micro_msg_set_header(m, "A.b", "x"), 0);
+    assert_int_equal(micro_msg_set_header(m, "user-agent", "cmicro/0.1"), 0);
+    /* CR/LF in a value must not split the header (Go replaces them). */
+    assert_int_equal(micro_msg_set_header(m, "x-inject", " a\r\nEvil: 1 "), 0);
+    assert_int_equal(micro_msg_set_body(m, "b", 1), 0);
+    micro_buf out = { 0 };
+    assert_int_equal(micro__http_write_request(&out, "h:1", m), 0);
+    const char *want = "POST / HTTP/1.1\r\n"
+                       "Host: h:1\r\n"
+                       "User-Agent: cmicro/0.1\r\n"
+                       "Content-Length: 1\r\n"
+                       "A.b: x\r\n"
+                       "X-Inject: a  Evil: 1\r\n"
+                       "\r\n"
+                       "b";
+    assert_int_equal(out.len, strlen(want));
+    assert_memory_equal(out.data, want, out.len);
+    micro_buf_clear(&out);
+
+    /* An empty User-Agent drops the line, as in Go. */
+    assert_int_equal(micro_msg_set_header(m, "User-Agent", ""), 0);
+    assert_int_equal(micro__http_write_request(&out, "h:1", m), 0);
+    const char *want2 = "POST / HTTP/1.1\r\n"
+                        "Host: h:1\r\n"
+                        "Content-Length: 1\r\n"
+                        "A.b: x\r\n"
+                        "X-Inject: a  Evil: 1\r\n"
+                        "\r\n"
+                        "b";
+    assert_int_equal(out.len, strlen(want2));
+    assert_memory_equal(out.data, want2, out.len);
+    micro_buf_clear(&out);
+    micro_msg_free(m);
+}
+
+/* The bytes on the wire equal micro__http_write_request's. */
+static void
+test_wire_matches_writer(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *req = make_req("{\"a\":1}");
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(micro__http_roundtrip(p, s->addr, req, 2000, &rsp, &sent),
+        0);
+    assert_int_equal(sent, 1);
+    assert_body(rsp, "{\"a\":1}");
+    micro_buf want = { 0 };
+    assert_int_equal(micro__http_write_request(&want, s->addr, req), 0);
+    pthread_mutex_lock(&s->mu);
+    assert_int_equal(s->first_req.len, want.len);
+    assert_memory_equal(s->first_req.data, want.data, want.len);
+    pthread_mutex_unlock(&s->mu);
+    micro_buf_clear(&want);
+    micro_msg_free(rsp);
+
+    /* Empty body travels chunked and the server sees an empty body. */
+    micro_msg *empty = make_req(NULL);
+    assert_int_equal(
+        micro__http_roundtrip(p, s->addr, empty, 2000, &rsp, &sent), 0);
+    assert_body(rsp, "");
+    micro_msg_free(rsp);
+    micro_msg_free(empty);
+    micro_msg_free(req);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* ------------------------------------------------------------------------
+ * Responses
+ * --------------------------------------------------------------------- */
+
+static void
+test_reply_content_length(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CANNED,
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Length: 5\r\n"
+        "Content-Type: text/plain\r\n"
+        "Micro-Id: 7\r\n"
+        "X-Dup: first\r\n"
+        "x-dup: second\r\n"
+        "Empty:\r\n"
+        "\r\n"
+        "hello");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, s->addr, "hi", 2000, &rsp, &sent), 0);
+    assert_int_equal(sent, 1);
+    assert_body(rsp, "hello");
+    assert_string_equal(micro_msg_header(rsp, "Content-Type"), "text/plain");
+    assert_string_equal(micro_msg_header(rsp, "Content-Length"), "5");
+    assert_string_equal(micro_msg_header(rsp, "Micro-Id"), "7");
+    assert_string_equal(micro_msg_header(rsp, "X-Dup"), "first");
+    assert_string_equal(micro_msg_header(rsp, "Empty"), "");
+    assert_int_equal(micro_msg_header_count(rsp), 5);
+    const char *k = NULL, *v = NULL;
+    assert_int_equal(micro_msg_header_at(rsp, 2, &k, &v), 0);
+    assert_string_equal(k, "Micro-Id"); /* keys as received, in order */
+    micro_msg_free(rsp);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_reply_chunked(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CANNED,
+        "HTTP/1.1 200 OK\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "5\r\nhello\r\n"
+        "6\r\n world\r\n"
+        "0\r\n\r\n");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 3; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
+        assert_body(rsp, "hello world");
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 1); /* kept alive */
+    assert_int_equal(atomic_load(&s->requests), 3);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* No length and not chunked: the body runs to EOF. */
+static void
+test_reply_until_eof(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CANNED_CLOSE,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 2; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
+        assert_body(rsp, "to the end");
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 2);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* ------------------------------------------------------------------------
+ * Pooling
+ * --------------------------------------------------------------------- */
+
+static void
+test_reuse(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 10; i++) {
+        char body[32];
+        snprintf(body, sizeof(body), "call %d", i);
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, body, 2000, &rsp, &sent), 0);
+        assert_int_equal(sent, 1);
+        assert_body(rsp, body);
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 1);
+    assert_int_equal(atomic_load(&s->requests), 10);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_micro_error_not_reused(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CANNED,
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Length: 0\r\n"
+        "Micro-Error: {\"id\":\"greeter\",\"code\":400}\r\n"
+        "\r\n");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 3; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        /* The exchange itself succeeded; the error is the caller's. */
+        assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
+        assert_string_equal(micro_msg_header(rsp, "Micro-Error"),
+            "{\"id\":\"greeter\",\"code\":400}");
+        assert_body(rsp, "");
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 3);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_connection_close_not_reused(void **state)
+{
+    (void) state;
+    /* The server says close (but keeps the socket open). */
+    srv *s = srv_start(SRV_CANNED,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 2; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
+        assert_body(rsp, "ok");
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 2);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_trailing_bytes_not_reused(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CANNED,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 2; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
+        assert_body(rsp, "ok");
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 2);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_ttl_expiry(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    cfg.ttl_ms = 50;
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, s->addr, "a", 2000, &rsp, &sent), 0);
+    micro_msg_free(rsp);
+    assert_int_equal(call(p, s->addr, "b", 2000, &rsp, &sent), 0);
+    micro_msg_free(rsp);
+    assert_int_equal(atomic_load(&s->accepts), 1); /* still young */
+    sleep_ms(120);
+    assert_int_equal(call(p, s->addr, "c", 2000, &rsp, &sent), 0);
+    assert_body(rsp, "c");
+    micro_msg_free(rsp);
+    assert_int_equal(atomic_load(&s->accepts), 2);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_pool_size_zero(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    cfg.size = 0;
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 3; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "z", 2000, &rsp, &sent), 0);
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 3);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* ------------------------------------------------------------------------
+ * Failures
+ * --------------------------------------------------------------------- */
+
+static void
+test_timeout(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_SILENT, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    int64_t t0 = micro_now_ms();
+    assert_int_equal(call(p, s->addr, "x", 300, &rsp, &sent), MICRO_ETIMEDOUT);
+    int64_t el = micro_now_ms() - t0;
+    assert_true(el >= 295);
+    assert_true(el <= 500);
+    assert_int_equal(sent, 1);
+    assert_null(rsp);
+    /* The timed-out connection is not reused. */
+    assert_int_equal(call(p, s->addr, "y", 100, &rsp, &sent), MICRO_ETIMEDOUT);
+    assert_int_equal(atomic_load(&s->accepts), 2);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_refused(void **state)
+{
+    (void) state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+    close(fd); /* bound, never listened: the port refuses */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned) ntohs(sa.sin_port));
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 7;
+    assert_int_equal(call(p, addr, "x", 2000, &rsp, &sent), MICRO_ECONNREFUSED);
+    assert_int_equal(sent, 0);
+    assert_null(rsp);
+    micro__http_pool_free(p);
+}
+
+static void
+test_bad_address(void **state)
+{
+    (void) state;
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    static const char *bad[] = { "nonsense", "127.0.0.1", "127.0.0.1:",
+        "::1:80", "[::1:80" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        micro_msg *rsp = NULL;
+        int sent = 7;
+        assert_int_equal(call(p, bad[i], "x", 500, &rsp, &sent), MICRO_EINVAL);
+        assert_int_equal(sent, 0);
+    }
+    micro_msg *req = make_req("x");
+    micro_msg *rsp = NULL;
+    assert_int_equal(micro__http_roundtrip(NULL, "a:1", req, 100, &rsp, NULL),
+        MICRO_EINVAL);
+    assert_int_equal(micro__http_roundtrip(p, "a:1", req, 100, NULL, NULL),
+        MICRO_EINVAL);
+    micro_msg_free(req);
+    micro__http_pool_free(p);
+    micro__http_pool_free(NULL);
+}
+
+/* "localhost" goes through the resolver. */
+static void
+test_dial_by_name(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO, NULL);
+    const char *port = strrchr(s->addr, ':');
+    char addr[64];
+    snprintf(addr, sizeof(addr), "localhost%s", port);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, addr, "named", 2000, &rsp, &sent), 0);
+    assert_body(rsp, "named");
+    micro_msg_free(rsp);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* The server closes each connection after answering; by the next call the
+ * pooled connection reads EOF and the call re-dials. */
+static void
+test_stale_idle_connection(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO_CLOSE, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 3; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "again", 2000, &rsp, &sent), 0);
+        assert_body(rsp, "again");
+        micro_msg_free(rsp);
+        sleep_ms(30);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 3);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* The peer closes a reused connection as the request arrives, without an
+ * answer: the call is resent once on a fresh connection. */
+static void
+test_stale_retry_on_reuse(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_DROP_REUSE, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, s->addr, "one", 2000, &rsp, &sent), 0);
+    micro_msg_free(rsp);
+    assert_int_equal(call(p, s->addr, "two", 2000, &rsp, &sent), 0);
+    assert_int_equal(sent, 1);
+    assert_body(rsp, "two");
+    micro_msg_free(rsp);
+    assert_int_equal(atomic_load(&s->accepts), 2);
+    assert_int_equal(atomic_load(&s->requests), 3);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* A fresh connection that closes without answering is not retried. */
+static void
+test_fresh_close_not_retried(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CLOSE_NOW, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    int rc = call(p, s->addr, "x", 2000, &rsp, &sent);
+    assert_true(rc == MICRO_ECONNRESET || rc == MICRO_EPIPE);
+    assert_int_equal(sent, 1);
+    assert_null(rsp);
+    assert_int_equal(atomic_load(&s->accepts), 1);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_oversized(void **state)
+{
+    (void) state;
+    micro__http_pool_cfg cfg = default_cfg();
+    cfg.max_message = 8;
+    cfg.max_header = 256;
+    micro__http_pool *p = pool_with(&cfg);
+    static const char *replies[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n123456789",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: "
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "................................................................"
+        "\r\n\r\nok",
+    };
+    for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+        srv *s = srv_start(SRV_CANNED, replies[i]);
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent),
+            MICRO_EMSGSIZE);
+        assert_null(rsp);
+        srv_stop(s);
+    }
+    /* Exactly at the limit is fine. */
+    srv *s = srv_start(
+        SRV_CANNED, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n12345678");
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
+    assert_body(rsp, "12345678");
+    micro_msg_free(rsp);
+    srv_stop(s);
+    micro__http_pool_free(p);
+}
+
+static void
+test_non_200(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CANNED,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    int before = atomic_load(&warn_lines);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), MICRO_EPROTO);
+    assert_null(rsp);
+    assert_int_equal(atomic_load(&warn_lines), before + 1);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+static void
+test_garbage(void **state)
+{
+    (void) state;
+    static const char *replies[] = {
+        "this is not http at all\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    };
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
+        srv *s = srv_start(SRV_CANNED, replies[i]);
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(
+            call(p, s->addr, "x", 2000, &rsp, &sent), MICRO_EPROTO);
+        assert_null(rsp);
+        srv_stop(s);
+    }
+    /* A response cut short by EOF. */
+    srv *s = srv_start(
+        SRV_CANNED_CLOSE, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(
+        call(p, s->addr, "x", 2000, &rsp, &sent), MICRO_ECONNRESET);
+    srv_stop(s);
+    micro__http_pool_free(p);
+}
+
+/* ------------------------------------------------------------------------
+ * Concurrency
+ * --------------------------------------------------------------------- */
+
+#define CC_THREADS 16
+#define CC_CALLS 200
+
+typedef struct cc_arg {
+    micro__http_pool *p;
+    const char *addr;
+    int id;
+    int ok;
+    int bad;
+} cc_arg;
+
+static void *
+cc_main(void *arg)
+{
+    cc_arg *a = arg;
+    for (int i = 0; i < CC_CALLS; i++) {
+        char body[64];
+        int bl = snprintf(body, sizeof(body), "thread %d call %d", a->id, i);
+        micro_msg *req = NULL;
+        if (micro_msg_new(&req) != 0 ||
+            micro_msg_set_header(req, "Micro-Endpoint", "Echo.Call") != 0 ||
+            micro_msg_set_body(req, body, (size_t) bl) != 0) {
+            a->bad++;
+            micro_msg_free(req);
+            continue;
+        }
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        int rc = micro__http_roundtrip(a->p, a->addr, req, 5000, &rsp, &sent);
+        size_t n = 0;
+        const void *b = rc == 0 ? micro_msg_body(rsp, &n) : NULL;
+        if (rc == 0 && n == (size_t) bl && memcmp(b, body, n) == 0) {
+            a->ok++;
+        } else {
+            a->bad++;
+        }
+        micro_msg_free(rsp);
+        micro_msg_free(req);
+    }
+    return NULL;
+}
+
+static void
+test_concurrent(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    pthread_t th[CC_THREADS];
+    cc_arg args[CC_THREADS];
+    for (int i = 0; i < CC_THREADS; i++) {
+        args[i] = (cc_arg) { p, s->addr, i, 0, 0 };
+        assert_int_equal(pthread_create(&th[i], NULL, cc_main, &args[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < CC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].ok;
+        assert_int_equal(args[i].bad, 0);
+    }
+    assert_int_equal(ok, CC_THREADS * CC_CALLS);
+    assert_int_equal(atomic_load(&s->requests), CC_THREADS * CC_CALLS);
+    /* A connection serves one call at a time, and at most CC_THREADS calls
+     * run at once. */
+    assert_true(atomic_load(&s->accepts) <= CC_THREADS);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+int
+main(void)
+{
+    micro_log_set_logger(test_logger, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_content_length),
+        cmocka_unit_test(test_golden_chunked_empty),
+        cmocka_unit_test(test_golden_user_agent_and_values),
+        cmocka_unit_test(test_wire_matches_writer),
+        cmocka_unit_test(test_reply_content_length),
+        cmocka_unit_test(test_reply_chunked),
+        cmocka_unit_test(test_reply_until_eof),
+        cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_micro_error_not_reused),
+        cmocka_unit_test(test_connection_close_not_reused),
+        cmocka_unit_test(test_trailing_bytes_not_reused),
+        cmocka_unit_test(test_ttl_expiry),
+        cmocka_unit_test(test_pool_size_zero),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_bad_address),
+        cmocka_unit_test(test_dial_by_name),
+        cmocka_unit_test(test_stale_idle_connection),
+        cmocka_unit_test(test_stale_retry_on_reuse),
+        cmocka_unit_test(test_fresh_close_not_retried),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_non_200),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_concurrent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
