@@ -20,7 +20,7 @@ micro_strerror(int rc)
     /* Other system codes are -errno (4095 is the kernel's MAX_ERRNO);
      * framework codes start at -4001 and are all in the table. */
     if (rc < 0 && rc > -4001) {
-#if defined(__GLIBC__) &&                                                      \
+#if defined(_GNU_SOURCE) && defined(__GLIBC__) &&                             \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
         /* Unlike strerror, never formats into a shared static buffer. */
         const char *s = strerrordesc_np(-rc);

@@ -37,7 +37,8 @@ struct micro__sel_entry {
     micro_registry_service *svcs; /* the last good lookup; n > 0 if have */
     size_t n;
     bool have;
-    int64_t valid_until; /* 0: invalidated by a watch event */
+    int64_t fetched;     /* when svcs were looked up */
+    bool invalid;        /* a watch event saw a change since */
     bool refreshing;     /* a thread is asking the registry */
     bool warned;         /* stale-serving warning logged */
     uint64_t gen;        /* bumped by watch events */
@@ -89,7 +90,7 @@ entry_drop_data(micro__sel_entry *e)
     e->svcs = NULL;
     e->n = 0;
     e->have = false;
-    e->valid_until = 0;
+    e->invalid = false;
 }
 
 static void
@@ -116,7 +117,7 @@ watch_cb(void *arg, micro_registry_action action,
     pthread_mutex_lock(&c->mu);
     micro__sel_entry *e = entry_find(c, svc->name);
     if (e != NULL) {
-        e->valid_until = 0;
+        e->invalid = true;
         e->gen++;
     }
     pthread_mutex_unlock(&c->mu);
@@ -305,7 +306,8 @@ micro__selector_core_select(micro__selector_core *c, const char *service,
     for (;;) {
         e = entry_find(c, service);
         int64_t now = micro__now_ms();
-        if (e != NULL && e->have && now < e->valid_until) {
+        if (e != NULL && e->have && !e->invalid &&
+            now - e->fetched < c->ttl_ms) {
             goto pick; /* fresh */
         }
         if (e == NULL || !e->refreshing) {
@@ -355,7 +357,8 @@ micro__selector_core_select(micro__selector_core *c, const char *service,
         e->have = true;
         e->warned = false;
         /* A change seen during the lookup may not be in this answer. */
-        e->valid_until = e->gen == gen ? micro__now_ms() + c->ttl_ms : 0;
+        e->fetched = micro__now_ms();
+        e->invalid = e->gen != gen;
         goto pick;
     }
     if (rc == MICRO_ENOSERVICE) {

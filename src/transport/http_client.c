@@ -1072,10 +1072,13 @@ micro__http_roundtrip(micro__http_pool *p, const char *addr,
      * connection failed with EPIPE, ECONNRESET or EOF before any response
      * byte arrived: the peer closed it while it sat idle (or as our request
      * crossed its close). A Go Micro server handles each request on its own
-     * and never closes a connection with an answer pending, so the request
-     * was not processed and resending it on a new connection is safe; Go's
-     * net/http Transport retries in the same situation. *sent is reset for
-     * that attempt, since the first copy is deemed undelivered.
+     * connection-independent path and never closes a connection with an
+     * answer pending, so such a failure means the request was never read,
+     * and resending it on a new connection is safe (Go's net/http Transport
+     * retries in the same situation). The one case it is not: a server
+     * process that dies mid-request. *sent is reset for the second attempt,
+     * since the first copy is deemed undelivered; a failed re-dial therefore
+     * reports *sent == 0 and the caller may try another node.
      */
     for (int attempt = 0;; attempt++) {
         if (c.fd < 0) {

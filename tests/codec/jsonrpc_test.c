@@ -178,8 +178,9 @@ test_read_variants(void **state)
     micro_buf p = {0};
     /* Numeric id (net/rpc/jsonrpc clients), any key order, whitespace,
      * extra params ignored, big integers kept exactly. */
-    const char *t = " {\n \"id\" : 12345678901234567890 ,\"params\" : [ {\"n\": "
-                    "9007199254740993, \"s\":\"]}\\\"\"} , 2 ],"
+    const char *t = " {\n \"id\" : 12345678901234567890 ,"
+                    "\"params\" : [ {\"n\": 9007199254740993, "
+                    "\"s\":\"]}\\\"\"} , 2 ],"
                     "\"method\":\"Svc.M\"}\n";
     assert_int_equal(read_req(t, &r, &p), 0);
     assert_string_equal(r.id, "12345678901234567890");
@@ -189,7 +190,8 @@ test_read_variants(void **state)
 
     /* Keys match case-insensitively, as Go's encoding/json does. */
     assert_int_equal(
-        read_req("{\"Method\":\"X.Y\",\"PARAMS\":[\"s\"],\"Id\":3}", &r, &p), 0);
+        read_req("{\"Method\":\"X.Y\",\"PARAMS\":[\"s\"],\"Id\":3}", &r, &p),
+        0);
     assert_string_equal(r.endpoint, "X.Y");
     assert_string_equal(r.id, "3");
     expect_buf(&p, "\"s\"");

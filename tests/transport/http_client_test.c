@@ -256,28 +256,57 @@ srv_accept_main(void *arg)
     return NULL;
 }
 
+/* Listen on loopback of the given family; NULL when it is unavailable
+ * (IPv6 may be disabled in a container). */
 static srv *
-srv_start(srv_mode mode, const char *canned)
+srv_start_family(int family, srv_mode mode, const char *canned)
 {
+    int lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0) {
+        return NULL;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) &ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_loopback;
+        sl = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *) &ss;
+        s4->sin_family = AF_INET;
+        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sl = sizeof(*s4);
+    }
+    if (bind(lfd, (struct sockaddr *) &ss, sl) != 0 || listen(lfd, 128) != 0 ||
+        getsockname(lfd, (struct sockaddr *) &ss, &sl) != 0) {
+        close(lfd);
+        return NULL;
+    }
     srv *s = calloc(1, sizeof(*s));
     assert_non_null(s);
+    s->lfd = lfd;
     s->mode = mode;
     s->canned = canned;
     s->canned_len = canned ? strlen(canned) : 0;
     pthread_mutex_init(&s->mu, NULL);
-    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(s->lfd >= 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s->lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
-    assert_int_equal(listen(s->lfd, 128), 0);
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *) &sa, &sl), 0);
-    snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%u",
-        (unsigned) ntohs(sa.sin_port));
+    if (family == AF_INET6) {
+        snprintf(s->addr, sizeof(s->addr), "[::1]:%u",
+            (unsigned) ntohs(((struct sockaddr_in6 *) &ss)->sin6_port));
+    } else {
+        snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%u",
+            (unsigned) ntohs(((struct sockaddr_in *) &ss)->sin_port));
+    }
     pthread_create(&s->acceptor, NULL, srv_accept_main, s);
+    return s;
+}
+
+static srv *
+srv_start(srv_mode mode, const char *canned)
+{
+    srv *s = srv_start_family(AF_INET, mode, canned);
+    assert_non_null(s);
     return s;
 }
 
@@ -631,6 +660,55 @@ test_reply_until_eof(void **state)
         micro_msg_free(rsp);
     }
     assert_int_equal(atomic_load(&s->accepts), 2);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* Chunked trailers stay out of the header map, as in Go. */
+static void
+test_reply_chunked_trailer(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_CANNED,
+        "HTTP/1.1 200 OK\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        "Trailer: X-Sum\r\n"
+        "\r\n"
+        "3\r\nabc\r\n"
+        "0\r\nX-Sum: 1\r\nX-Other: 2\r\n\r\n");
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
+    assert_body(rsp, "abc");
+    assert_null(micro_msg_header(rsp, "X-Sum"));
+    assert_null(micro_msg_header(rsp, "X-Other"));
+    assert_string_equal(micro_msg_header(rsp, "Trailer"), "X-Sum");
+    micro_msg_free(rsp);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
+/* "[::1]:port" dials IPv6 (skipped when the host has no IPv6 loopback). */
+static void
+test_dial_ipv6(void **state)
+{
+    (void) state;
+    srv *s = srv_start_family(AF_INET6, SRV_ECHO, NULL);
+    if (s == NULL) {
+        skip();
+    }
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    for (int i = 0; i < 2; i++) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        assert_int_equal(call(p, s->addr, "six", 2000, &rsp, &sent), 0);
+        assert_body(rsp, "six");
+        micro_msg_free(rsp);
+    }
+    assert_int_equal(atomic_load(&s->accepts), 1);
     micro__http_pool_free(p);
     srv_stop(s);
 }
@@ -1110,6 +1188,8 @@ main(void)
         cmocka_unit_test(test_reply_content_length),
         cmocka_unit_test(test_reply_chunked),
         cmocka_unit_test(test_reply_until_eof),
+        cmocka_unit_test(test_reply_chunked_trailer),
+        cmocka_unit_test(test_dial_ipv6),
         cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_micro_error_not_reused),
         cmocka_unit_test(test_connection_close_not_reused),

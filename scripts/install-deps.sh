@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what cmicro needs to build, test and benchmark, from Debian's
+# packages and the Go module proxy. Idempotent; run as root (or with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  build-essential cmake ninja-build pkg-config g++
+  libuv1-dev libcjson-dev libhttp-parser-dev libcmocka-dev
+  libnats-dev          # only for the header-clash test (nats.h + micro.h)
+  curl wrk             # benchmarks and smoke tests
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "install-deps: apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Go: the interop tests build real Go Micro v4 peers. Machines of this kind
+# ship Go in /usr/local/go; Debian's golang-go (1.19) is too old for the
+# module, so it is only a last resort.
+export PATH="$PATH:/usr/local/go/bin"
+if ! command -v go >/dev/null; then
+  echo "install-deps: no Go toolchain; installing Debian's golang-go" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+fi
+(cd tests/interop && go mod download)
+echo "install-deps: ok"

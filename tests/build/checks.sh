@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build checks run by ctest (label "build"):
+#   headers  every public header compiles alone as C11 and as C++
+#   exports  libcmicro.so exports only micro_* symbols
+#   install  cmake --install to a temp prefix; a program links with
+#            `pkg-config --cflags --libs cmicro` and runs
+#   nats     <nats/nats.h> and <cmicro/micro.h> in one file (name clash)
+set -euo pipefail
+check=$1 src=$2 bin=$3
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+case $check in
+headers)
+  for h in "$src"/include/cmicro/*.h; do
+    n=$(basename "$h")
+    printf '#include <cmicro/%s>\nint micro_check_%s;\n' "$n" "${n%.h}" > "$tmp/c.c"
+    gcc -std=c11 -Wall -Wextra -Wpedantic -Werror -I"$src/include" -c "$tmp/c.c" -o "$tmp/c.o" \
+      || { echo "C: $n is not self-contained"; exit 1; }
+    cp "$tmp/c.c" "$tmp/c.cc"
+    g++ -std=c++17 -Wall -Wextra -Werror -I"$src/include" -c "$tmp/c.cc" -o "$tmp/cc.o" \
+      || { echo "C++: $n does not compile"; exit 1; }
+  done
+  echo "headers: $(ls "$src"/include/cmicro/*.h | wc -l) headers ok in C11 and C++17" ;;
+exports)
+  bad=$(nm -D --defined-only "$bin/libcmicro.so" | awk '{print $3}' | grep -v '^micro_' || true)
+  if [ -n "$bad" ]; then echo "exports not starting micro_:"; echo "$bad"; exit 1; fi
+  echo "exports: $(nm -D --defined-only "$bin/libcmicro.so" | wc -l) symbols, all micro_*" ;;
+install)
+  cmake --install "$bin" --prefix "$tmp/prefix" >/dev/null
+  libdir=$(ls -d "$tmp"/prefix/lib*/ | head -1)
+  export PKG_CONFIG_PATH="$libdir/pkgconfig"
+  cat > "$tmp/app.c" <<'C'
+#include <cmicro/micro.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    micro_error *e = micro_error_new("app", 404, "nope");
+    char *j = micro_error_to_json(e);
+    int ok = j && strcmp(j, "{\"id\":\"app\",\"code\":404,\"detail\":\"nope\",\"status\":\"Not Found\"}") == 0;
+    printf("%s %s\n", micro_version(), j);
+    micro_error_free(e);
+    return ok ? 0 : 1;
+}
+C
+  gcc -std=c11 "$tmp/app.c" -o "$tmp/app" $(pkg-config --cflags --libs cmicro)
+  LD_LIBRARY_PATH="$libdir" "$tmp/app"
+  echo "install: pkg-config --libs cmicro = $(pkg-config --libs cmicro)" ;;
+nats)
+  if [ ! -f /usr/include/nats/nats.h ]; then echo "libnats-dev not installed"; exit 77; fi
+  printf '#include <nats/nats.h>\n#include <cmicro/micro.h>\nint main(void){return 0;}\n' > "$tmp/n.c"
+  gcc -std=gnu11 -Wall -Werror -I"$src/include" -c "$tmp/n.c" -o "$tmp/n.o"
+  echo "nats: nats.h and micro.h coexist" ;;
+esac
