@@ -1,10 +1,12 @@
 # Every tests/<dir>/<name>_test.c is a test "<dir>_<name>", label unit,
-# unless listed below with its own labels and timeout.
+# timeout 60 s, unless listed below as "path:label|label...:timeout".
 file(GLOB MICRO_TEST_FILES RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}
   ${CMAKE_CURRENT_SOURCE_DIR}/*/*_test.c)
 set(MICRO_TEST_SPECIAL
-  "server/process:process;TIMEOUT;180"
-  "transport/badinput:unit;TIMEOUT;120"
+  "server/process:process:180"
+  "transport/badinput:unit:120"
+  "core/loop:unit|concurrency:60"
+  "service/service:unit|concurrency:60"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})
@@ -14,8 +16,9 @@ foreach(f ${MICRO_TEST_FILES})
     string(REPLACE ":" ";" parts "${s}")
     list(GET parts 0 sp)
     if(sp STREQUAL p)
-      list(GET parts 1 labels)
-      list(GET parts 3 timeout)
+      list(GET parts 1 l)
+      string(REPLACE "|" ";" labels "${l}")
+      list(GET parts 2 timeout)
     endif()
   endforeach()
   micro_test(${p} LABELS ${labels} TIMEOUT ${timeout})

@@ -1,0 +1,268 @@
+/*
+ * bench_greeter: Greeter.Hello {"name":"John"} through cmicro's synchronous
+ * client, K threads sharing ONE micro_client, against a greeter-server.
+ *
+ *   bench_greeter --address 127.0.0.1:PORT [--inflight K] [--duration S]
+ *                 [--warmup S] [--content_type application/json]
+ *
+ * Each thread calls in a loop and records every call's latency (monotonic
+ * clock) in its own array; the arrays are merged after the run. Calls are
+ * counted only when they start after the warm-up and end before the end of
+ * the window. A call that fails, or whose reply is not the expected one,
+ * counts as an error. Prints one JSON line:
+ * {"calls_per_s":..,"p50_us":..,"p99_us":..,"p999_us":..,"errors":..}
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmicro/micro.h>
+
+static const char greeter_req[] = "{\"name\":\"John\"}";
+static const char greeter_rsp[] = "{\"msg\":\"Hello John\"}";
+
+typedef struct bench_cfg {
+    const char *address;
+    const char *content_type;
+    int inflight;
+    double duration;
+    double warmup;
+} bench_cfg;
+
+typedef struct worker {
+    pthread_t tid;
+    micro_client *cli;
+    const bench_cfg *cfg;
+    uint64_t start_ns, end_ns;
+    uint64_t *lat;
+    size_t n, cap;
+    uint64_t errors;
+    int last_rc;
+} worker;
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+static bool
+lat_push(worker *w, uint64_t ns)
+{
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 16384;
+        uint64_t *v = realloc(w->lat, nc * sizeof(*v));
+        if (v == NULL) {
+            return false;
+        }
+        w->lat = v;
+        w->cap = nc;
+    }
+    w->lat[w->n++] = ns;
+    return true;
+}
+
+static void *
+worker_main(void *arg)
+{
+    worker *w = arg;
+    micro_call_opts o = {0};
+    o.address = w->cfg->address;
+    o.content_type = w->cfg->content_type;
+    o.retries = MICRO_CALL_NO_RETRY; /* a failure is an error, not a retry */
+    const size_t want = sizeof(greeter_rsp) - 1;
+    for (;;) {
+        uint64_t t0 = now_ns();
+        micro_call *call = NULL;
+        int rc = micro_client_call(w->cli, "greeter", "Greeter.Hello",
+            greeter_req, sizeof(greeter_req) - 1, &o, &call);
+        bool ok = rc == 0;
+        if (ok) {
+            size_t len = 0;
+            const void *body = micro_call_body(call, &len);
+            ok = len == want && memcmp(body, greeter_rsp, want) == 0;
+        }
+        micro_call_free(call);
+        uint64_t t1 = now_ns();
+        bool in_window = t0 >= w->start_ns && t1 <= w->end_ns;
+        if (!ok) {
+            w->last_rc = rc;
+            if (in_window) {
+                w->errors++;
+            }
+        } else if (in_window && !lat_push(w, t1 - t0)) {
+            w->errors++;
+        }
+        if (t1 >= w->end_ns) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a;
+    uint64_t y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static double
+pct_us(const uint64_t *v, size_t n, double p)
+{
+    if (n == 0) {
+        return 0.0;
+    }
+    return (double) v[(size_t) (p * (double) (n - 1) + 0.5)] / 1000.0;
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr,
+        "usage: bench_greeter --address HOST:PORT [--inflight K]"
+        " [--duration S]\n"
+        "                     [--warmup S] [--content_type TYPE]\n");
+    exit(2);
+}
+
+static int
+parse_args(int argc, char **argv, bench_cfg *cfg)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *eq = strchr(a, '=');
+        char name[64];
+        if (eq != NULL) { /* --name=value */
+            size_t l = (size_t) (eq - a);
+            if (l >= sizeof(name)) {
+                usage();
+            }
+            memcpy(name, a, l);
+            name[l] = '\0';
+            a = name;
+            v = eq + 1;
+        } else {
+            i++;
+        }
+        if (v == NULL) {
+            usage();
+        }
+        if (strcmp(a, "--address") == 0) {
+            cfg->address = v;
+        } else if (strcmp(a, "--inflight") == 0) {
+            cfg->inflight = (int) strtol(v, NULL, 10);
+        } else if (strcmp(a, "--duration") == 0) {
+            cfg->duration = strtod(v, NULL);
+        } else if (strcmp(a, "--warmup") == 0) {
+            cfg->warmup = strtod(v, NULL);
+        } else if (strcmp(a, "--content_type") == 0) {
+            cfg->content_type = v;
+        } else {
+            usage();
+        }
+    }
+    if (cfg->address == NULL || cfg->inflight <= 0 || cfg->duration <= 0 ||
+        cfg->warmup < 0) {
+        usage();
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5};
+    parse_args(argc, argv, &cfg);
+
+    micro_options *opts = NULL;
+    micro_loop *loop = NULL;
+    micro_transport *tr = NULL;
+    micro_client *cli = NULL;
+    int rc = micro_options_new(&opts);
+    if (rc == 0) {
+        /* One idle connection per thread must fit in the pool. */
+        int64_t pool = cfg.inflight > 100 ? cfg.inflight : 100;
+        rc = micro_options_set_int(opts, "client_pool_size", pool);
+    }
+    if (rc == 0) {
+        rc = micro_loop_new(&loop);
+    }
+    if (rc == 0) {
+        rc = micro_transport_new_by_name(&tr, "http", loop, opts);
+    }
+    if (rc == 0) {
+        rc = micro_client_new(&cli, tr, NULL, opts);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "bench_greeter: setup: %s\n", micro_strerror(rc));
+        return 2;
+    }
+
+    worker *ws = calloc((size_t) cfg.inflight, sizeof(*ws));
+    if (ws == NULL) {
+        fprintf(stderr, "bench_greeter: out of memory\n");
+        return 2;
+    }
+    uint64_t start = now_ns() + (uint64_t) (cfg.warmup * 1e9);
+    uint64_t end = start + (uint64_t) (cfg.duration * 1e9);
+    for (int i = 0; i < cfg.inflight; i++) {
+        ws[i].cli = cli;
+        ws[i].cfg = &cfg;
+        ws[i].start_ns = start;
+        ws[i].end_ns = end;
+        if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) {
+            fprintf(stderr, "bench_greeter: pthread_create failed\n");
+            return 2;
+        }
+    }
+    size_t total = 0;
+    uint64_t errors = 0;
+    int last_rc = 0;
+    for (int i = 0; i < cfg.inflight; i++) {
+        pthread_join(ws[i].tid, NULL);
+        total += ws[i].n;
+        errors += ws[i].errors;
+        if (ws[i].last_rc != 0) {
+            last_rc = ws[i].last_rc;
+        }
+    }
+    uint64_t *all = malloc((total ? total : 1) * sizeof(*all));
+    if (all == NULL) {
+        fprintf(stderr, "bench_greeter: out of memory\n");
+        return 2;
+    }
+    size_t k = 0;
+    for (int i = 0; i < cfg.inflight; i++) {
+        memcpy(all + k, ws[i].lat, ws[i].n * sizeof(*all));
+        k += ws[i].n;
+        free(ws[i].lat);
+    }
+    qsort(all, total, sizeof(*all), cmp_u64);
+    printf("{\"calls_per_s\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+           "\"p999_us\":%.1f,\"errors\":%llu}\n",
+        (double) total / cfg.duration, pct_us(all, total, 0.50),
+        pct_us(all, total, 0.99), pct_us(all, total, 0.999),
+        (unsigned long long) errors);
+    fflush(stdout);
+    if (last_rc != 0) {
+        fprintf(stderr, "bench_greeter: last error: %s\n",
+            micro_strerror(last_rc));
+    }
+    free(all);
+    free(ws);
+    micro_client_free(cli);
+    micro_transport_free(tr);
+    micro_loop_free(loop);
+    micro_options_free(opts);
+    return 0;
+}
