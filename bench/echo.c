@@ -17,7 +17,7 @@
  * --mode threads runs K blocking threads instead, the shape bench_greeter
  * has, to separate "cost of threads" from "cost of the framework".
  *
- * The default size, 250 bytes, is the size of the HTTP request the
+ * The default size, 286 bytes, is the size of the HTTP request the
  * greeter client sends for Greeter.Hello {"name":"John"}.
  */
 #include <errno.h>
@@ -40,7 +40,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#define ECHO_DEFAULT_SIZE 250
+#define ECHO_DEFAULT_SIZE 286
 #define ECHO_MAX_EVENTS 256
 #define ECHO_SRV_BUF 65536
 

@@ -21,7 +21,9 @@ headers)
   done
   echo "headers: $(ls "$src"/include/cmicro/*.h | wc -l) headers ok in C11 and C++17" ;;
 exports)
-  bad=$(nm -D --defined-only "$bin/libcmicro.so" | awk '{print $3}' | grep -v '^micro_' || true)
+  # Sanitizer builds add their own markers (__odr_asan.*, __asan_*, ...).
+  bad=$(nm -D --defined-only "$bin/libcmicro.so" | awk '{print $3}' \
+        | grep -v '^micro_' | grep -vE '^(__odr_asan|__asan|__ubsan|__tsan)' || true)
   if [ -n "$bad" ]; then echo "exports not starting micro_:"; echo "$bad"; exit 1; fi
   echo "exports: $(nm -D --defined-only "$bin/libcmicro.so" | wc -l) symbols, all micro_*" ;;
 install)
@@ -31,6 +33,7 @@ install)
   cat > "$tmp/app.c" <<'C'
 #include <cmicro/micro.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 int main(void) {
     micro_error *e = micro_error_new("app", 404, "nope");
@@ -38,10 +41,14 @@ int main(void) {
     int ok = j && strcmp(j, "{\"id\":\"app\",\"code\":404,\"detail\":\"nope\",\"status\":\"Not Found\"}") == 0;
     printf("%s %s\n", micro_version(), j);
     micro_error_free(e);
+    free(j);
     return ok ? 0 : 1;
 }
 C
-  gcc -std=c11 "$tmp/app.c" -o "$tmp/app" $(pkg-config --cflags --libs cmicro)
+  san=""
+  ldd "$bin/libcmicro.so" | grep -q libasan && san="-fsanitize=address,undefined"
+  ldd "$bin/libcmicro.so" | grep -q libtsan && san="-fsanitize=thread"
+  gcc -std=c11 $san "$tmp/app.c" -o "$tmp/app" $(pkg-config --cflags --libs cmicro)
   LD_LIBRARY_PATH="$libdir" "$tmp/app"
   echo "install: pkg-config --libs cmicro = $(pkg-config --libs cmicro)" ;;
 nats)
