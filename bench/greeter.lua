@@ -1,0 +1,24 @@
+-- wrk script: Greeter.Hello {"name":"John"} with Go Micro's http transport
+-- headers, as a Go Micro client sends them.
+--   wrk -t1 -c64 -d5s -s bench/greeter.lua http://127.0.0.1:PORT/
+wrk.method = "POST"
+wrk.body = '{"name":"John"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Micro-Endpoint"] = "Greeter.Hello"
+wrk.headers["Micro-Service"] = "greeter"
+wrk.headers["Micro-Method"] = "Greeter.Hello"
+wrk.headers["Micro-Id"] = "1"
+wrk.headers["Timeout"] = "5000000000"
+
+-- One machine-readable line after wrk's own report. Latencies are in
+-- microseconds; errors counts socket errors plus non-2xx/3xx replies.
+function done(summary, latency, requests)
+   local e = summary.errors
+   local errs = e.connect + e.read + e.write + e.timeout + e.status
+   io.write(string.format(
+      'WRKJSON {"calls_per_s":%.0f,"p50_us":%.1f,"p99_us":%.1f,' ..
+      '"p999_us":%.1f,"errors":%d}\n',
+      summary.requests / (summary.duration / 1e6),
+      latency:percentile(50), latency:percentile(99),
+      latency:percentile(99.9), errs))
+end
