@@ -3,6 +3,7 @@
  * baseline that bench_greeter is measured against.
  *
  *   bench_echo server PORT
+ *       (PORT 0 picks a free port; the address is printed on stdout.)
  *       A one-thread echo server on 127.0.0.1:PORT (non-blocking
  *       sockets, level-triggered epoll, TCP_NODELAY).
  *   bench_echo client HOST:PORT [--size N] [--inflight K] [--duration S]
@@ -207,7 +208,11 @@ run_server(const char *port_s)
     }
     struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);
-    fprintf(stderr, "bench_echo server listening on 127.0.0.1:%d\n", port);
+    socklen_t slen = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *) &sa, &slen);
+    printf("bench_echo server listening on 127.0.0.1:%d\n",
+        (int) ntohs(sa.sin_port));
+    fflush(stdout);
 
     static char buf[ECHO_SRV_BUF];
     struct epoll_event evs[ECHO_MAX_EVENTS];

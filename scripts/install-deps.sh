@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(
   build-essential cmake ninja-build pkg-config g++
   libuv1-dev libcjson-dev libhttp-parser-dev libcmocka-dev
+  libldns-dev zlib1g-dev   # the mDNS registry: DNS wire format, TXT zlib
   libnats-dev          # only for the header-clash test (nats.h + micro.h)
   curl wrk             # benchmarks and smoke tests
 )

@@ -22,9 +22,14 @@ static const row transports[] = {
 
 static const row registries[] = {
     {"memory", &micro_registry_memory_ops, NULL},
-    {"mdns", NULL, "the mDNS registry (not built in this version)"},
+    {"mdns", &micro_registry_mdns_ops, NULL},
     {"etcd", NULL, "the etcd registry (not built in this version)"},
     {"consul", NULL, "the Consul registry (not built in this version)"},
+};
+
+static const row clients[] = {
+    {"mucp", &micro_client_mucp_ops, NULL},
+    {"grpc", NULL, "the gRPC client (not built in this version)"},
 };
 
 static int
@@ -66,6 +71,15 @@ micro__registry_ops_by_name(const char *name, const micro_registry_ops **ops)
     const void *p = NULL;
     int rc = lookup(registries, MICRO_ARRAY_LEN(registries), "registry", name,
         &p);
+    *ops = p;
+    return rc;
+}
+
+int
+micro__client_ops_by_name(const char *name, const micro_client_ops **ops)
+{
+    const void *p = NULL;
+    int rc = lookup(clients, MICRO_ARRAY_LEN(clients), "client", name, &p);
     *ops = p;
     return rc;
 }

@@ -9,4 +9,6 @@ int micro__transport_ops_by_name(
 int micro__registry_ops_by_name(
     const char *name, const micro_registry_ops **ops);
 
+int micro__client_ops_by_name(const char *name, const micro_client_ops **ops);
+
 #endif

@@ -165,19 +165,27 @@ main(int argc, char **argv)
         (micro_value *) &name_field, 1};
     const micro_value rsp_v = {"Response", "Response",
         (micro_value *) &msg_field, 1};
+    /* Hello, Meta and Fail never block: they run inline on the loop
+     * thread, saving two thread hand-offs per call. Slow and Call block
+     * (one sleeps, one calls another service) and run on the workers. */
     micro_handler_desc d = {.endpoint = "Greeter.Hello", .fn = hello,
-        .request = &req_v, .response = &rsp_v};
+        .request = &req_v, .response = &rsp_v,
+        .flags = MICRO_HANDLER_INLINE};
     micro_server *srv = micro_service_server(svc);
     if (srv == NULL) {
         micro_service_free(svc);
         return 2;
     }
     rc = micro_server_handle(srv, &d);
+    micro_handler_desc dm = {.endpoint = "Greeter.Meta", .fn = meta,
+        .flags = MICRO_HANDLER_INLINE};
+    micro_handler_desc df = {.endpoint = "Greeter.Fail", .fn = fail,
+        .flags = MICRO_HANDLER_INLINE};
     if (rc == 0) {
-        rc = micro_service_handle(svc, "Greeter.Meta", meta, NULL);
+        rc = micro_server_handle(srv, &dm);
     }
     if (rc == 0) {
-        rc = micro_service_handle(svc, "Greeter.Fail", fail, NULL);
+        rc = micro_server_handle(srv, &df);
     }
     if (rc == 0) {
         rc = micro_service_handle(svc, "Greeter.Slow", slow, NULL);

@@ -90,6 +90,47 @@ typedef int (*micro_call_wrapper_fn)(
 MICRO_API int micro_call_next(
     micro_call_chain *next, micro_call_req *req, micro_call *call);
 
+/* --- implementations ------------------------------------------------ */
+
+#define MICRO_CLIENT_ABI 1
+
+/**
+ * For implementers of a client (Go Micro's client.Client): the front end
+ * keeps the wrapper chain and the asynchronous calls and, at the end of
+ * the chain, calls `call`. The built-in is micro_client_mucp_ops (name
+ * "mucp": Go Micro's RPC over a transport, with selection and retries).
+ * Slots are called from any thread, concurrently.
+ */
+typedef struct micro_client_ops {
+    uint32_t abi;      /* MICRO_CLIENT_ABI */
+    const char *name;  /* the MICRO_CLIENT value */
+    size_t state_size; /* allocated and zeroed by the front end */
+    /* Required. transport and selector (may be NULL) are borrowed. */
+    int (*init)(void *st, micro_transport *transport,
+        micro_selector *selector, const micro_options *opts);
+    /* Required. Make the call; fill call with micro_call_set_*. Return 0,
+     * MICRO_EREMOTE (with an error set) or another MICRO_E* code. */
+    int (*call)(void *st, micro_call_req *req, micro_call *call);
+    /* Optional: which failures to retry (MICRO_RETRY_* bits). */
+    void (*set_retry_on)(void *st, unsigned bits);
+    void (*fini)(void *st);
+} micro_client_ops;
+
+MICRO_API extern const micro_client_ops micro_client_mucp_ops;
+
+/** Create a client from an ops table (micro_client_new uses mucp). */
+MICRO_API int micro_client_new_with_ops(micro_client **out,
+    const micro_client_ops *ops, micro_transport *transport,
+    micro_selector *selector, const micro_options *opts);
+
+/** For implementations: set the reply payload (copied). */
+MICRO_API int micro_call_set_body(micro_call *c, const void *p, size_t n);
+/** For implementations: set the error (id and detail copied). */
+MICRO_API int micro_call_set_error(
+    micro_call *c, const char *id, int32_t code, const char *detail);
+/** For implementations: record the address that answered. */
+MICRO_API void micro_call_set_address(micro_call *c, const char *address);
+
 /**
  * Options read: "client_retries" (5), "client_request_timeout" (30 s, the
  * whole call), "client_conn_timeout" (5 s, one attempt), "client_pool_size",

@@ -17,7 +17,8 @@ typedef struct cwrapper {
     void *arg;
 } cwrapper;
 
-struct micro_client {
+/* The mucp implementation's state. */
+typedef struct mucp_client {
     micro_transport *tr;
     micro_selector *sel;
     int retries;
@@ -25,9 +26,15 @@ struct micro_client {
     int64_t conn_timeout_ms;
     char *content_type;
     unsigned retry_on;
+    atomic_uint_fast64_t seq;
+} mucp_client;
+
+/* The front end: wrappers and async calls, then the implementation. */
+struct micro_client {
+    const micro_client_ops *ops;
+    void *st;
     cwrapper *wrappers;
     size_t n_wrappers;
-    atomic_uint_fast64_t seq;
     pthread_mutex_t mu;
     micro__pool *async_pool;
 };
@@ -91,6 +98,37 @@ micro_call_free(micro_call *c)
     micro__free(c);
 }
 
+int
+micro_call_set_body(micro_call *c, const void *p, size_t n)
+{
+    if (c == NULL || (p == NULL && n > 0)) {
+        return MICRO_EINVAL;
+    }
+    c->payload.len = 0;
+    return micro_buf_append(&c->payload, p, n);
+}
+
+int
+micro_call_set_error(micro_call *c, const char *id, int32_t code,
+    const char *detail)
+{
+    if (c == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_error_free(c->err);
+    c->err = micro_error_new(id, code, detail);
+    return c->err ? 0 : MICRO_ENOMEM;
+}
+
+void
+micro_call_set_address(micro_call *c, const char *address)
+{
+    if (c != NULL) {
+        snprintf(c->address, sizeof(c->address), "%s",
+            address ? address : "");
+    }
+}
+
 static void
 call_reset(micro_call *c)
 {
@@ -113,7 +151,7 @@ call_set_error(micro_call *c, const char *id, int32_t code,
 /* One attempt.                                                         */
 
 static int
-build_request(micro_client *c, const micro_call_req *req,
+build_request(mucp_client *c, const micro_call_req *req,
     const micro_codec_ops *codec, const char *ct, int64_t timeout_ms,
     micro_msg **out)
 {
@@ -206,7 +244,7 @@ backoff_ms(int n)
 }
 
 static bool
-should_retry(const micro_client *c, int rc, const micro_call *call, int sent)
+should_retry(const mucp_client *c, int rc, const micro_call *call, int sent)
 {
     if (rc == MICRO_EREMOTE) {
         int32_t code = call->err ? call->err->code : 0;
@@ -237,10 +275,11 @@ sleep_ms(int64_t ms)
     }
 }
 
-/* The innermost link of the chain: resolution, attempts, retries. */
+/* The mucp call: resolution, attempts, retries. */
 static int
-do_call(micro_client *c, micro_call_req *req, micro_call *call)
+mucp_call(void *st, micro_call_req *req, micro_call *call)
 {
+    mucp_client *c = st;
     const micro_call_opts *o = &req->opts;
     const char *ct = o->content_type ? o->content_type : c->content_type;
     const micro_codec_ops *codec = micro_codec_lookup(ct);
@@ -352,7 +391,7 @@ micro_call_next(micro_call_chain *next, micro_call_req *req, micro_call *call)
         micro_call_chain n2 = {c, next->idx + 1};
         return w->fn(req, call, &n2, w->arg);
     }
-    return do_call(c, req, call);
+    return c->ops->call(c->st, req, call);
 }
 
 /* ------------------------------------------------------------------ */
@@ -380,17 +419,13 @@ parse_retry_on(const char *s)
     return bits;
 }
 
-int
-micro_client_new(micro_client **out, micro_transport *transport,
-    micro_selector *selector, const micro_options *opts)
+static int
+mucp_init(void *st, micro_transport *transport, micro_selector *selector,
+    const micro_options *opts)
 {
-    *out = NULL;
+    mucp_client *c = st;
     if (transport == NULL) {
         return MICRO_EINVAL;
-    }
-    micro_client *c = micro__calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return MICRO_ENOMEM;
     }
     c->tr = transport;
     c->sel = selector;
@@ -412,13 +447,73 @@ micro_client_new(micro_client **out, micro_transport *transport,
     c->content_type = micro__strdup(ct ? ct : "application/json");
     c->retry_on =
         parse_retry_on(micro_options_get_str(opts, "client_retry_on"));
-    pthread_mutex_init(&c->mu, NULL);
-    if (c->content_type == NULL) {
-        micro_client_free(c);
+    return c->content_type ? 0 : MICRO_ENOMEM;
+}
+
+static void
+mucp_set_retry_on(void *st, unsigned bits)
+{
+    ((mucp_client *) st)->retry_on = bits;
+}
+
+static void
+mucp_fini(void *st)
+{
+    mucp_client *c = st;
+    micro__free(c->content_type);
+}
+
+const micro_client_ops micro_client_mucp_ops = {
+    .abi = MICRO_CLIENT_ABI,
+    .name = "mucp",
+    .state_size = sizeof(mucp_client),
+    .init = mucp_init,
+    .call = mucp_call,
+    .set_retry_on = mucp_set_retry_on,
+    .fini = mucp_fini,
+};
+
+int
+micro_client_new_with_ops(micro_client **out, const micro_client_ops *ops,
+    micro_transport *transport, micro_selector *selector,
+    const micro_options *opts)
+{
+    *out = NULL;
+    if (ops == NULL || ops->abi != MICRO_CLIENT_ABI || ops->init == NULL ||
+        ops->call == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_client *c = micro__calloc(1, sizeof(*c));
+    if (c == NULL) {
         return MICRO_ENOMEM;
+    }
+    c->st = micro__calloc(1, ops->state_size ? ops->state_size : 1);
+    if (c->st == NULL) {
+        micro__free(c);
+        return MICRO_ENOMEM;
+    }
+    c->ops = ops;
+    pthread_mutex_init(&c->mu, NULL);
+    int rc = ops->init(c->st, transport, selector, opts);
+    if (rc != 0) {
+        if (ops->fini != NULL) {
+            ops->fini(c->st);
+        }
+        pthread_mutex_destroy(&c->mu);
+        micro__free(c->st);
+        micro__free(c);
+        return rc;
     }
     *out = c;
     return 0;
+}
+
+int
+micro_client_new(micro_client **out, micro_transport *transport,
+    micro_selector *selector, const micro_options *opts)
+{
+    return micro_client_new_with_ops(out, &micro_client_mucp_ops, transport,
+        selector, opts);
 }
 
 void
@@ -428,9 +523,12 @@ micro_client_free(micro_client *c)
         return;
     }
     micro__pool_free(c->async_pool);
+    if (c->ops->fini != NULL) {
+        c->ops->fini(c->st);
+    }
     pthread_mutex_destroy(&c->mu);
     micro__free(c->wrappers);
-    micro__free(c->content_type);
+    micro__free(c->st);
     micro__free(c);
 }
 
@@ -455,7 +553,9 @@ micro_client_wrap(micro_client *c, micro_call_wrapper_fn fn, void *arg)
 void
 micro_client_set_retry_on(micro_client *c, unsigned bits)
 {
-    c->retry_on = bits;
+    if (c != NULL && c->ops->set_retry_on != NULL) {
+        c->ops->set_retry_on(c->st, bits);
+    }
 }
 
 int

@@ -21,6 +21,7 @@ static const micro_option_desc known[] = {
     {"registry", MICRO_OPT_STR, "memory", "registry for discovery"},
     {"registry_address", MICRO_OPT_STR, NULL,
         "registry addresses, comma-separated"},
+    {"registry_timeout", MICRO_OPT_MS, "100ms", "registry lookup timeout"},
     {"register_ttl", MICRO_OPT_MS, "60s",
         "TTL of a registration (bare number: seconds)"},
     {"register_interval", MICRO_OPT_MS, "30s",

@@ -668,6 +668,41 @@ micro_registry_service_to_json(const micro_registry_service *s, char **out)
     return 0;
 }
 
+int
+micro__registry_mdns_txt_json(const char *service, const char *version,
+    const micro_metadata *md, const micro_endpoint *eps, size_t n_eps,
+    char **out)
+{
+    jbuf b = { 0 };
+    jb_lit(&b, "{\"Metadata\":");
+    jb_metadata(&b, md);
+    jb_lit(&b, ",\"Service\":");
+    jb_str(&b, service);
+    jb_lit(&b, ",\"Version\":");
+    jb_str(&b, version);
+    jb_lit(&b, ",\"Endpoints\":");
+    if (n_eps == 0) {
+        jb_lit(&b, "null");
+    } else {
+        jb_put(&b, "[", 1);
+        for (size_t i = 0; i < n_eps; i++) {
+            if (i > 0) {
+                jb_put(&b, ",", 1);
+            }
+            jb_endpoint(&b, &eps[i]);
+        }
+        jb_put(&b, "]", 1);
+    }
+    jb_put(&b, "}", 1);
+    if (b.oom) {
+        micro__free(b.p);
+        *out = NULL;
+        return MICRO_ENOMEM;
+    }
+    *out = b.p;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Decoding                                                             */
 

@@ -21,4 +21,16 @@ int micro__endpoint_copy(micro_endpoint *dst, const micro_endpoint *src);
 int micro__registry_service_copy_header(
     micro_registry_service *dst, const micro_registry_service *src);
 
+/* Go's encoding/json of the mDNS registry's TXT struct (registry/
+ * mdns_registry.go mdnsTxt): {"Metadata":md,"Service":s,"Version":v,
+ * "Endpoints":[...]}, capitalised keys, endpoints in the registry's
+ * lower-case shape, a NULL-items md and n_eps 0 as null. *out is malloc'd
+ * (micro__free). MICRO_ENOMEM on failure (record.c). */
+int micro__registry_mdns_txt_json(const char *service, const char *version,
+    const micro_metadata *md, const micro_endpoint *eps, size_t n_eps,
+    char **out);
+
+/* The mDNS registry (mdns.c). */
+MICRO_API extern const micro_registry_ops micro_registry_mdns_ops;
+
 #endif

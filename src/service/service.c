@@ -4,6 +4,7 @@
  */
 #include "core/internal.h"
 #include "core/loop_internal.h"
+#include "plugins.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -58,8 +59,14 @@ build(micro_service *s)
     if (rc == 0) {
         rc = micro_server_new(&s->srv, s->loop, s->tr, s->opts);
     }
+    const micro_client_ops *cops = NULL;
     if (rc == 0) {
-        rc = micro_client_new(&s->cli, s->tr, s->sel, s->opts);
+        rc = micro__client_ops_by_name(
+            micro_options_get_str(s->opts, "client"), &cops);
+    }
+    if (rc == 0) {
+        rc = micro_client_new_with_ops(&s->cli, cops, s->tr, s->sel,
+            s->opts);
     }
     if (rc != 0) {
         micro_log(MICRO_LOG_ERR, "service", "cannot build the service: %s",

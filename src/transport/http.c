@@ -53,6 +53,7 @@ struct conn {
     int refs;               /* the connection itself + outstanding exchange */
     int64_t started_ms;     /* first byte of the current request (or accept) */
     bool waiting;           /* a request is partially read (or none yet) */
+    bool oversized;         /* a callback refused the body as too large */
     char remote[64];
 };
 
@@ -246,17 +247,19 @@ conn_write(conn *c, micro_buf *out, bool close_after)
     }
 }
 
-/* Reject what cannot be parsed as Go's net/http does: a status line and a
- * short text body, then close. */
+/* Reject what cannot be parsed as Go's net/http does: the status line
+ * "HTTP/1.1 <status> <reason>", the body "<status> <reason>", then close. */
 static void
-conn_reject(conn *c, int status, const char *text)
+conn_reject(conn *c, int status, const char *reason)
 {
     micro_buf out = {0};
+    char text[128];
     char head[256];
+    snprintf(text, sizeof(text), "%d %s", status, reason);
     int n = snprintf(head, sizeof(head),
-        "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
         "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
-        status, text, strlen(text), text);
+        text, strlen(text), text);
     if (micro_buf_append(&out, head, (size_t) n) == 0) {
         conn_write(c, &out, true);
     } else {
@@ -394,6 +397,7 @@ on_headers_complete(http_parser *p)
     }
     if ((p->flags & F_CONTENTLENGTH) != 0 &&
         p->content_length > (uint64_t) c->t->max_message) {
+        c->oversized = true;
         return -2; /* oversized: answered by the caller */
     }
     if ((p->flags & F_CONTENTLENGTH) != 0 && p->content_length > 0) {
@@ -410,6 +414,7 @@ on_body(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
     if (c->cur->body.len + n > c->t->max_message) {
+        c->oversized = true;
         return -2;
     }
     return micro_buf_append(&c->cur->body, at, n) == 0 ? 0 : -1;
@@ -484,11 +489,11 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(s);
         c->reading = false;
         if (err == HPE_CB_headers_complete || err == HPE_CB_body) {
-            /* Our callbacks return -2 only for an oversized message; -1
-             * is out of memory or a header block over our limit. */
-            bool body = c->parser.content_length > 0 &&
-                c->header_bytes <= t->max_header;
-            if (body) {
+            /* Our callbacks return -2 only for an oversized message
+             * (and say so in c->oversized); -1 is out of memory. The
+             * parser's content_length cannot tell: in a chunked body the
+             * callback runs once a chunk is complete, when it is 0. */
+            if (c->oversized) {
                 atomic_fetch_add(&t->oversized, 1);
                 char d[128];
                 snprintf(d, sizeof(d),
@@ -505,7 +510,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             atomic_fetch_add(&t->oversized, 1);
             MICRO_LOGF(MICRO_LOG_WARN, "transport.http",
                 "%s: request header too large; closing", c->remote);
-            conn_reject(c, 431, "431 Request Header Fields Too Large");
+            conn_reject(c, 431, "Request Header Fields Too Large");
             return;
         }
         atomic_fetch_add(&t->bad, 1);
@@ -513,7 +518,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             "%s: malformed request (%s); closing", c->remote,
             c->parser.upgrade ? "upgrade not supported"
                               : http_errno_description(err));
-        conn_reject(c, 400, "400 Bad Request");
+        conn_reject(c, 400, "Bad Request");
         return;
     }
     (void) used;
@@ -570,29 +575,55 @@ reply_on_loop(micro__task *task)
         conn_unref(c);
         return;
     }
-    uv_write_t *w = micro__malloc(sizeof(*w));
-    if (w == NULL) {
-        micro_buf_clear(&ex->out);
-        micro__free(ex);
-        conn_close(c);
-        conn_unref(c);
-        return;
-    }
-    w->data = ex;
-    uv_buf_t b = uv_buf_init((char *) ex->out.data, (unsigned) ex->out.len);
     ex->close_after = c->close_after;
-    if (uv_write(w, (uv_stream_t *) &c->tcp, &b, 1, on_reply_written) != 0) {
-        micro__free(w);
+    /* Most replies fit the socket buffer: write them now, with no request
+     * object, no deferred callback and no poll-set change. */
+    uv_buf_t b = uv_buf_init((char *) ex->out.data, (unsigned) ex->out.len);
+    int n = uv_try_write((uv_stream_t *) &c->tcp, &b, 1);
+    if (n == (int) ex->out.len) {
+        bool close_after = ex->close_after;
         micro_buf_clear(&ex->out);
         micro__free(ex);
-        conn_close(c);
+        if (close_after) {
+            conn_close(c);
+            conn_unref(c);
+            return;
+        }
         conn_unref(c);
-        return;
-    }
-    if (ex->close_after) {
-        uv_read_stop((uv_stream_t *) &c->tcp);
-        c->reading = false;
-        return;
+    } else {
+        size_t done = n > 0 ? (size_t) n : 0;
+        if (n < 0 && n != UV_EAGAIN) {
+            micro_buf_clear(&ex->out);
+            micro__free(ex);
+            conn_close(c);
+            conn_unref(c);
+            return;
+        }
+        uv_write_t *w = micro__malloc(sizeof(*w));
+        if (w == NULL) {
+            micro_buf_clear(&ex->out);
+            micro__free(ex);
+            conn_close(c);
+            conn_unref(c);
+            return;
+        }
+        w->data = ex;
+        b = uv_buf_init((char *) ex->out.data + done,
+            (unsigned) (ex->out.len - done));
+        if (uv_write(w, (uv_stream_t *) &c->tcp, &b, 1, on_reply_written) !=
+            0) {
+            micro__free(w);
+            micro_buf_clear(&ex->out);
+            micro__free(ex);
+            conn_close(c);
+            conn_unref(c);
+            return;
+        }
+        if (ex->close_after) {
+            uv_read_stop((uv_stream_t *) &c->tcp);
+            c->reading = false;
+            return;
+        }
     }
     conn_pump(c);
     if (!c->busy && c->qlen < MAX_QUEUED / 2) {
@@ -706,6 +737,26 @@ on_timer(uv_timer_t *timer)
 /* ------------------------------------------------------------------ */
 /* Ops.                                                                 */
 
+/* http_parser has one process-wide header limit (80 KiB as built by
+ * Debian). Raise it to the largest limit any transport asked for; each
+ * transport still enforces its own (check_header_size on the server, the
+ * pool's max_header on the client). */
+static void
+raise_parser_header_limit(size_t want)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static size_t current = 80 * 1024;
+    if (want > UINT32_MAX) {
+        want = UINT32_MAX;
+    }
+    pthread_mutex_lock(&mu);
+    if (want > current) {
+        current = want;
+        http_parser_set_max_header_size((uint32_t) want);
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 static int
 http_init(void *st, micro_loop *loop, const micro_options *opts)
 {
@@ -725,6 +776,7 @@ http_init(void *st, micro_loop *loop, const micro_options *opts)
     if (t->read_timeout_ms <= 0) {
         t->read_timeout_ms = 30000;
     }
+    raise_parser_header_limit(t->max_header);
     memset(&t->settings, 0, sizeof(t->settings));
     t->settings.on_message_begin = on_message_begin;
     t->settings.on_header_field = on_header_field;

@@ -452,16 +452,6 @@ dial(const char *addr, int64_t deadline, int *fd_out)
     return rc;
 }
 
-/* A pooled connection that the peer closed while it sat idle reads as EOF
- * (or an error); one that has unsolicited bytes waiting is out of step.
- * Either way it must not carry a request. One cheap syscall. */
-static bool
-conn_alive(int fd)
-{
-    char c;
-    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
 
 /* ------------------------------------------------------------------------
  * Request serialisation
@@ -1058,13 +1048,11 @@ micro__http_roundtrip(micro__http_pool *p, const char *addr,
 
     hc_conn c = { .fd = -1, .dialed_at_ms = 0 };
     bool reused = false;
-    while (pool_get(p, addr, alen, h, &c)) {
-        if (conn_alive(c.fd)) {
-            reused = true;
-            break;
-        }
-        close(c.fd);
-        c.fd = -1;
+    /* No liveness probe before reuse (it cost a syscall on every call):
+     * a pooled connection the peer has closed fails on first use before any
+     * response byte, and the retry below redials. */
+    if (pool_get(p, addr, alen, h, &c)) {
+        reused = true;
     }
 
     /*

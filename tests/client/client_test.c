@@ -188,13 +188,12 @@ static int
 w_block(micro_call_req *req, micro_call *call, micro_call_chain *next,
     void *arg)
 {
-    (void) call;
-    (void) next;
     (void) arg;
     trace_add("BLOCK");
-    return strcmp(req->endpoint, "T.Blocked") == 0 ? MICRO_ENOTSUP
-                                                   : micro_call_next(next, req,
-                                                         call);
+    if (strcmp(req->endpoint, "T.Blocked") == 0) {
+        return MICRO_ENOTSUP; /* short-circuit: nothing is sent */
+    }
+    return micro_call_next(next, req, call);
 }
 
 static void

@@ -147,8 +147,15 @@ type server struct {
 // in t.Cleanup. Its output is logged when the test fails.
 func startServer(t *testing.T, bin string) *server {
 	t.Helper()
+	return startServerArgs(t, bin, "--registry=memory")
+}
+
+// startServerArgs is startServer with other flags than --registry=memory
+// (none: the program's default registry).
+func startServerArgs(t *testing.T, bin string, args ...string) *server {
+	t.Helper()
 	s := &server{addr: freeAddr(t), stdout: &syncBuf{}, stderr: &syncBuf{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "--server_address="+s.addr, "--registry=memory")
+	s.cmd = exec.Command(bin, append([]string{"--server_address=" + s.addr}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)

@@ -442,8 +442,6 @@ test_front_end(void **state)
     assert_int_equal(micro_registry_new_by_name(&r, "etcd", NULL),
         MICRO_ENOTBUILT);
     assert_null(r);
-    assert_int_equal(micro_registry_new_by_name(&r, "mdns", NULL),
-        MICRO_ENOTBUILT);
     assert_int_equal(micro_registry_new_by_name(&r, "consul", NULL),
         MICRO_ENOTBUILT);
     assert_int_equal(micro_registry_new_by_name(&r, "bogus", NULL),

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,6 +40,40 @@ t_free_port(void)
     return ntohs(a.sin_port);
 }
 
+/* Children still running when the test exits (an assertion failed before
+ * its cleanup, say) are killed, so no server outlives its test and keeps
+ * ctest waiting on the inherited output pipe. */
+#define T_MAX_CHILDREN 64
+static pid_t t_children[T_MAX_CHILDREN];
+
+static void
+t_kill_children(void)
+{
+    for (int i = 0; i < T_MAX_CHILDREN; i++) {
+        if (t_children[i] > 0) {
+            kill(t_children[i], SIGKILL);
+            waitpid(t_children[i], NULL, 0);
+            t_children[i] = 0;
+        }
+    }
+}
+
+static void
+t_track(pid_t pid, bool add)
+{
+    static bool registered;
+    if (!registered) {
+        registered = true;
+        atexit(t_kill_children);
+    }
+    for (int i = 0; i < T_MAX_CHILDREN; i++) {
+        if (add ? t_children[i] == 0 : t_children[i] == pid) {
+            t_children[i] = add ? pid : 0;
+            return;
+        }
+    }
+}
+
 int
 t_proc_spawn(t_proc *p, const char *path, char *const argv[])
 {
@@ -52,6 +87,8 @@ t_proc_spawn(t_proc *p, const char *path, char *const argv[])
         return -1;
     }
     if (pid == 0) {
+        /* Die with the test, whatever happens to it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
@@ -59,6 +96,7 @@ t_proc_spawn(t_proc *p, const char *path, char *const argv[])
         _exit(127);
     }
     close(fds[1]);
+    t_track(pid, true);
     p->pid = pid;
     p->out_fd = fds[0];
     return 0;
@@ -107,6 +145,7 @@ t_proc_stop(t_proc *p, int sig, int ms)
         return -1;
     }
     kill(p->pid, sig);
+    t_track(p->pid, false);
     int64_t until = t_now_ms() + ms;
     int status = 0;
     for (;;) {

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Smoke test of the benchmarks (ctest label "bench"): runs bench_echo and
+# bench_greeter for 1 second each against fresh servers and fails if either
+# makes no calls or reports an error.
+#   bench/smoke.sh BUILD_DIR
+set -uo pipefail
+
+BUILD=${1:?usage: smoke.sh BUILD_DIR}
+SERVER=$BUILD/greeter-server
+ECHO=$BUILD/bench/bench_echo
+GREETER=$BUILD/bench/bench_greeter
+for b in "$SERVER" "$ECHO" "$GREETER"; do
+    if [ ! -x "$b" ]; then
+        echo "smoke: $b is not built" >&2
+        exit 1
+    fi
+done
+
+TMP=$(mktemp -d /tmp/cmicro-smoke.XXXXXX)
+PIDS=()
+ADDR=
+cleanup() {
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# start NAME CMD...: run CMD in the background and set ADDR to the
+# "host:port" it announces on stdout ("... listening on HOST:PORT"). Not
+# run in a subshell, so that PIDS keeps the server for cleanup.
+start() {
+    local name=$1
+    shift
+    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    PIDS+=($!)
+    local i addr
+    for i in $(seq 1 500); do
+        addr=$(grep -o 'listening on [0-9.:]*' "$TMP/$name.out" |
+            sed 's/listening on //')
+        if [ -n "$addr" ]; then
+            ADDR=$addr
+            return 0
+        fi
+        sleep 0.01
+    done
+    echo "smoke: $name did not start: $(cat "$TMP/$name.err")" >&2
+    return 1
+}
+
+# check NAME JSON: fail unless calls_per_s > 0 and errors == 0.
+check() {
+    local name=$1 json=$2
+    echo "$name: $json"
+    local calls errors
+    calls=$(echo "$json" | sed -n 's/.*"calls_per_s":\([0-9.]*\).*/\1/p')
+    errors=$(echo "$json" | sed -n 's/.*"errors":\([0-9-]*\).*/\1/p')
+    if [ -z "$calls" ] || [ "${calls%%.*}" -eq 0 ]; then
+        echo "smoke: $name made no calls" >&2
+        return 1
+    fi
+    if [ -z "$errors" ] || [ "$errors" != 0 ]; then
+        echo "smoke: $name reported ${errors:-unknown} errors" >&2
+        return 1
+    fi
+}
+
+fail=0
+start echo "$ECHO" server 0 || exit 1
+out=$("$ECHO" client "$ADDR" --inflight 4 --duration 1 --warmup 0.2) ||
+    fail=1
+check bench_echo "$out" || fail=1
+
+start greeter "$SERVER" --server_address=127.0.0.1:0 --registry=memory ||
+    exit 1
+out=$("$GREETER" --address "$ADDR" --inflight 4 --duration 1) || fail=1
+check bench_greeter "$out" || fail=1
+exit $fail

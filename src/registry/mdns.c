@@ -1,0 +1,2552 @@
+/*
+ * The mDNS registry, on the wire what Go Micro v4's registry/mdns_registry.go
+ * and util/mdns speak (spec §5): service S is "S.micro.", node I of it the
+ * instance "I.S.micro." (PTR, SRV, A/AAAA, TXT), and the TXT carries the
+ * zlib-compressed, hex-encoded JSON {"Metadata","Service","Version",
+ * "Endpoints"} in 255-character strings.
+ *
+ * Threads and sockets. Each registry owns one thread and three sockets:
+ *  - sock4, UDP 0.0.0.0:5353 with SO_REUSEADDR+SO_REUSEPORT (so several
+ *    registries and Go processes share the port; the kernel hands every
+ *    multicast datagram to each of them), joined to 224.0.0.251 on every
+ *    IPv4 interface that is up and multicast-capable or loopback. The
+ *    thread re-scans the interfaces every SCAN_MS and joins new ones, so
+ *    interfaces may come and go. It answers queries and hears the
+ *    announcements and goodbyes that feed Watch;
+ *  - qsock, an ephemeral UDP socket from which the thread sends the queries
+ *    that keep the watch cache fresh (answers come back to it by unicast);
+ *  - a pipe that wakes the thread.
+ * GetService and ListServices run on the caller's thread with a private
+ * ephemeral socket: one multicast query, then collect answers for
+ * "registry_timeout" (100 ms, as Go). Multicast goes out on each joined
+ * interface in turn with IP_MULTICAST_IF set per send (send_mu serialises
+ * that on the shared sockets); without it the kernel would follow the
+ * default route. IPv6 (ff02::fb) is not joined: Go answers IPv4 queries
+ * with AAAA records as well, and our AAAA nodes are still served and parsed.
+ *
+ * DNS messages are parsed and built with libldns, which rejects truncated
+ * packets, compression loops and wrong counts. Every malformed datagram or
+ * undecodable micro TXT is dropped, counted, and logged at most once per
+ * DROP_LOG_MS.
+ *
+ * Watch. The thread turns complete instances in the responses it hears
+ * into events. A cache of seen nodes holds each for its record TTL: an
+ * unseen node gives create, a changed one update, a goodbye (TTL 0)
+ * delete, and a node whose TTL runs out without refresh delete too.
+ * Before that happens the thread asks again (at 80% and 90% of the TTL,
+ * as RFC 6762 §5.2 does), because Go responders announce only at start.
+ * The cache exists only while someone watches.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <ldns/ldns.h>
+#include <zlib.h>
+
+#include "core/internal.h"
+#include "registry/mdns_internal.h"
+#include "registry/registry_internal.h"
+
+#define COMP "registry.mdns"
+
+#define MDNS_PORT 5353
+#define MDNS_GROUP "224.0.0.251"
+#define MDNS_TTL 120        /* seconds, every record (Go's defaultTTL) */
+#define MDNS_DOMAIN "micro" /* Go's mdnsDomain */
+#define WILDCARD "_services"
+#define WILDCARD_PORT 9999
+#define SCAN_MS 2000        /* interface re-scan */
+#define DROP_LOG_MS 10000   /* at most one "dropped" log line per this */
+#define MAX_JSON (1 << 20)  /* inflated TXT limit */
+#define MAX_RRS 1024        /* records looked at per message */
+#define MAX_ENTRIES 256     /* instances tracked per message */
+#define MAX_IFS 64
+#define RECV_BUF 65536
+#define NAME_MAX_TEXT 1100  /* a presentation-format name: 255 * 4 + 1 */
+#define TOMBSTONE_MS 2000   /* repeated goodbyes give one delete */
+
+/* ------------------------------------------------------------------ */
+/* State                                                                */
+
+typedef struct iface {
+    unsigned index;
+    struct in_addr addr;
+    bool seen; /* in the latest scan */
+} iface;
+
+/* A node this process registered. */
+typedef struct lnode {
+    micro_registry_service rec; /* header (no service metadata), 1 node */
+    char *svc_name;             /* "S.micro." */
+    char *instance;             /* "I.S.micro." */
+    int family;                 /* AF_INET or AF_INET6 */
+    uint8_t ip[16];
+    uint16_t port;
+    char **txt;
+    size_t n_txt;
+    int announce_left; /* further unsolicited announcements due */
+    int64_t next_announce;
+    int64_t gap_ms;
+} lnode;
+
+/* A node heard on the network, for Watch. */
+typedef struct seen_node {
+    char *instance;
+    micro_registry_service rec; /* header + the node */
+    char *json;                 /* rec as JSON, to tell update from refresh */
+    int64_t heard;              /* when last refreshed */
+    int64_t ttl_ms;
+    int stage;                  /* refresh queries sent since heard */
+    bool gone;                  /* a tombstone after a goodbye */
+} seen_node;
+
+typedef struct watcher {
+    uint64_t token;
+    micro_registry_watch_fn fn;
+    void *arg;
+    unsigned refs;
+    unsigned busy;
+    bool removed;
+} watcher;
+
+typedef struct mdns_state {
+    pthread_mutex_t mu;      /* everything below but the sockets */
+    pthread_mutex_t send_mu; /* IP_MULTICAST_IF + sendto on shared sockets */
+    pthread_cond_t idle;
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    int sock4;
+    int qsock;
+    int wake[2];
+    char host[256]; /* "hostname." */
+    int64_t timeout_ms;
+
+    iface ifs[MAX_IFS];
+    size_t n_ifs;
+
+    lnode **nodes;
+    size_t n_nodes;
+
+    seen_node **seen;
+    size_t n_seen;
+
+    watcher **watchers;
+    size_t n_watchers;
+    uint64_t next_token;
+
+    atomic_uint_fast64_t n_malformed;
+    atomic_uint_fast64_t n_logged;
+    atomic_int_fast64_t last_log;
+} mdns_state;
+
+typedef struct event {
+    micro_registry_action action;
+    micro_registry_service svc;
+} event;
+
+typedef struct evlist {
+    event *ev;
+    size_t n;
+} evlist;
+
+/* A built message waiting to be sent. */
+typedef struct outmsg {
+    uint8_t *wire; /* ldns-allocated: free() */
+    size_t len;
+} outmsg;
+
+typedef struct outlist {
+    outmsg *m;
+    size_t n;
+} outlist;
+
+static _Thread_local mdns_state *tl_dispatching;
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                        */
+
+static char *
+str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+str_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return NULL;
+    }
+    char *s = micro__malloc((size_t) n + 1);
+    if (s == NULL) {
+        return NULL;
+    }
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t) n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static bool
+ends_with_ci(const char *s, const char *suffix)
+{
+    size_t a = strlen(s);
+    size_t b = strlen(suffix);
+    return a >= b && strcasecmp(s + a - b, suffix) == 0;
+}
+
+static void
+count_malformed(mdns_state *m, const char *why)
+{
+    uint64_t total = atomic_fetch_add(&m->n_malformed, 1) + 1;
+    int64_t now = micro__now_ms();
+    int64_t last = atomic_load(&m->last_log);
+    if (last != 0 && now - last < DROP_LOG_MS) {
+        return;
+    }
+    if (!atomic_compare_exchange_strong(&m->last_log, &last, now)) {
+        return;
+    }
+    uint64_t before = atomic_exchange(&m->n_logged, total);
+    MICRO_LOGF(MICRO_LOG_WARN, COMP,
+        "dropped %llu malformed mDNS packets (%llu in all; latest: %s)",
+        (unsigned long long) (total - before), (unsigned long long) total,
+        why);
+}
+
+/* ------------------------------------------------------------------ */
+/* TXT payload (§5.5)                                                   */
+
+void
+micro__mdns_txt_free(char **chunks, size_t n)
+{
+    if (chunks == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        micro__free(chunks[i]);
+    }
+    micro__free(chunks);
+}
+
+int
+micro__mdns_txt_encode(
+    const char *json, size_t len, char ***chunks, size_t *n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    *chunks = NULL;
+    *n = 0;
+    uLongf zlen = compressBound((uLong) len);
+    uint8_t *z = micro__malloc(zlen);
+    if (z == NULL) {
+        return MICRO_ENOMEM;
+    }
+    /* Z_DEFAULT_COMPRESSION (6) with the zlib wrapper: "78 9c", as Go. */
+    if (compress2(z, &zlen, (const Bytef *) json, (uLong) len,
+            Z_DEFAULT_COMPRESSION) != Z_OK) {
+        micro__free(z);
+        return MICRO_ECODEC;
+    }
+    size_t hlen = (size_t) zlen * 2;
+    size_t count = (hlen + 254) / 255;
+    char **c = micro__calloc(count, sizeof(*c));
+    if (c == NULL) {
+        micro__free(z);
+        return MICRO_ENOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t off = i * 255;
+        size_t l = hlen - off < 255 ? hlen - off : 255;
+        c[i] = micro__malloc(l + 1);
+        if (c[i] == NULL) {
+            micro__mdns_txt_free(c, i);
+            micro__free(z);
+            return MICRO_ENOMEM;
+        }
+        for (size_t j = 0; j < l; j++) {
+            size_t k = off + j;
+            uint8_t b = z[k / 2];
+            c[i][j] = hexd[(k & 1) ? (b & 15) : (b >> 4)];
+        }
+        c[i][l] = '\0';
+    }
+    micro__free(z);
+    *chunks = c;
+    *n = count;
+    return 0;
+}
+
+static int
+hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* hex (as Go's hex.DecodeString: either case, even length) then inflate. */
+static int
+txt_unpack(const uint8_t *hex, size_t n, char **json, size_t *jlen)
+{
+    *json = NULL;
+    *jlen = 0;
+    if (n == 0 || n % 2 != 0) {
+        return MICRO_ECODEC;
+    }
+    size_t rlen = n / 2;
+    uint8_t *raw = micro__malloc(rlen);
+    if (raw == NULL) {
+        return MICRO_ENOMEM;
+    }
+    for (size_t i = 0; i < rlen; i++) {
+        int hi = hexval(hex[2 * i]);
+        int lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            micro__free(raw);
+            return MICRO_ECODEC;
+        }
+        raw[i] = (uint8_t) (hi << 4 | lo);
+    }
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit(&zs) != Z_OK) {
+        micro__free(raw);
+        return MICRO_ENOMEM;
+    }
+    size_t cap = rlen * 4 < 4096 ? 4096 : rlen * 4;
+    if (cap > MAX_JSON) {
+        cap = MAX_JSON;
+    }
+    char *out = micro__malloc(cap + 1);
+    int rc = out != NULL ? 0 : MICRO_ENOMEM;
+    size_t have = 0;
+    zs.next_in = raw;
+    zs.avail_in = (uInt) rlen;
+    while (rc == 0) {
+        if (have == cap) {
+            if (cap >= MAX_JSON) {
+                rc = MICRO_ECODEC; /* a zip bomb, or just too big */
+                break;
+            }
+            cap = cap * 2 > MAX_JSON ? MAX_JSON : cap * 2;
+            char *p = micro__realloc(out, cap + 1);
+            if (p == NULL) {
+                rc = MICRO_ENOMEM;
+                break;
+            }
+            out = p;
+        }
+        zs.next_out = (Bytef *) out + have;
+        zs.avail_out = (uInt) (cap - have);
+        int z = inflate(&zs, Z_NO_FLUSH);
+        have = cap - zs.avail_out;
+        if (z == Z_STREAM_END) {
+            break;
+        }
+        if (z == Z_OK || (z == Z_BUF_ERROR && zs.avail_out == 0)) {
+            continue;
+        }
+        rc = MICRO_ECODEC; /* bad data, or truncated */
+    }
+    inflateEnd(&zs);
+    micro__free(raw);
+    if (rc < 0) {
+        micro__free(out);
+        return rc;
+    }
+    out[have] = '\0';
+    *json = out;
+    *jlen = have;
+    return 0;
+}
+
+int
+micro__mdns_txt_decode(
+    const char *const *chunks, size_t n, char **json, size_t *len)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += strlen(chunks[i]);
+    }
+    uint8_t *hex = micro__malloc(total + 1);
+    if (hex == NULL) {
+        return MICRO_ENOMEM;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(chunks[i]);
+        memcpy(hex + off, chunks[i], l);
+        off += l;
+    }
+    int rc = txt_unpack(hex, total, json, len);
+    micro__free(hex);
+    return rc;
+}
+
+/* The TXT JSON into s: name = Service, version, metadata = the node's,
+ * endpoints. json.Unmarshal matches keys case-insensitively, and so do
+ * cJSON and the registry decoder. */
+static int
+txt_to_service(const char *json, size_t len, micro_registry_service *s)
+{
+    memset(s, 0, sizeof(*s));
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (root == NULL || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return MICRO_ECODEC;
+    }
+    const cJSON *sv = cJSON_GetObjectItem(root, "Service");
+    char *svc = NULL;
+    int rc = 0;
+    if (sv != NULL && !cJSON_IsNull(sv)) {
+        if (!cJSON_IsString(sv) || sv->valuestring == NULL) {
+            rc = MICRO_ECODEC;
+        } else if ((svc = micro__strdup(sv->valuestring)) == NULL) {
+            rc = MICRO_ENOMEM;
+        }
+    }
+    cJSON_Delete(root);
+    if (rc == 0) {
+        rc = micro_registry_service_from_json(json, len, s);
+    }
+    if (rc < 0) {
+        micro__free(svc);
+        return rc;
+    }
+    micro__free(s->name);
+    s->name = svc != NULL ? svc : micro__strdup("");
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        micro_node_clear(&s->nodes[i]);
+    }
+    micro__free(s->nodes);
+    s->nodes = NULL;
+    s->n_nodes = 0;
+    if (s->version == NULL) {
+        s->version = micro__strdup("");
+    }
+    if (s->name == NULL || s->version == NULL) {
+        micro_registry_service_clear(s);
+        return MICRO_ENOMEM;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Local nodes                                                          */
+
+/* "ip:port" or "[ip6]:port" with a literal IP and a port in 1..65535. */
+static int
+parse_addr(const char *addr, int *family, uint8_t ip[16], uint16_t *port)
+{
+    if (addr == NULL) {
+        return MICRO_EINVAL;
+    }
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr) {
+        return MICRO_EINVAL;
+    }
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *h = addr;
+    size_t hl = (size_t) (colon - addr);
+    if (addr[0] == '[') {
+        if (hl < 3 || addr[hl - 1] != ']') {
+            return MICRO_EINVAL;
+        }
+        h = addr + 1;
+        hl -= 2;
+    } else if (memchr(addr, ':', hl) != NULL) {
+        return MICRO_EINVAL; /* Go: "too many colons" */
+    }
+    if (hl == 0 || hl >= sizeof(host)) {
+        return MICRO_EINVAL;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    const char *p = colon + 1;
+    if (*p == '\0' || strlen(p) > 5) {
+        return MICRO_EINVAL;
+    }
+    long v = 0;
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return MICRO_EINVAL;
+        }
+        v = v * 10 + (*p - '0');
+    }
+    if (v <= 0 || v > 65535) {
+        return MICRO_EINVAL; /* Go: "missing service port" for 0 */
+    }
+    memset(ip, 0, 16);
+    if (inet_pton(AF_INET, host, ip) == 1) {
+        *family = AF_INET;
+    } else if (inet_pton(AF_INET6, host, ip) == 1) {
+        /* Go puts an IPv4-mapped address into an A record. */
+        static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0xff, 0xff };
+        if (memcmp(ip, mapped, 12) == 0) {
+            memmove(ip, ip + 12, 4);
+            memset(ip + 4, 0, 12);
+            *family = AF_INET;
+        } else {
+            *family = AF_INET6;
+        }
+    } else {
+        return MICRO_EINVAL;
+    }
+    *port = (uint16_t) v;
+    return 0;
+}
+
+static bool
+dname_ok(const char *name)
+{
+    ldns_rdf *r = ldns_dname_new_frm_str(name);
+    if (r == NULL) {
+        return false;
+    }
+    ldns_rdf_deep_free(r);
+    return true;
+}
+
+static void
+lnode_free(lnode *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    micro_registry_service_clear(&n->rec);
+    micro__free(n->svc_name);
+    micro__free(n->instance);
+    micro__mdns_txt_free(n->txt, n->n_txt);
+    micro__free(n);
+}
+
+/* Build the responder state for node i of svc. */
+static int
+lnode_new(const micro_registry_service *svc, size_t i, lnode **out)
+{
+    *out = NULL;
+    const micro_node *node = &svc->nodes[i];
+    lnode *n = micro__calloc(1, sizeof(*n));
+    if (n == NULL) {
+        return MICRO_ENOMEM;
+    }
+    int rc = parse_addr(node->address, &n->family, n->ip, &n->port);
+    if (rc < 0) {
+        MICRO_LOGF(MICRO_LOG_WARN, COMP,
+            "%s: node %s: address \"%s\" is not ip:port", svc->name,
+            node->id, node->address ? node->address : "");
+        micro__free(n);
+        return rc;
+    }
+    n->svc_name = str_printf("%s.%s.", svc->name, MDNS_DOMAIN);
+    n->instance = str_printf("%s.%s.%s.", node->id, svc->name, MDNS_DOMAIN);
+    if (n->svc_name == NULL || n->instance == NULL) {
+        lnode_free(n);
+        return MICRO_ENOMEM;
+    }
+    if (!dname_ok(n->svc_name) || !dname_ok(n->instance)) {
+        MICRO_LOGF(MICRO_LOG_WARN, COMP,
+            "%s is not a valid DNS name (labels of 1-63 bytes, 255 in all)",
+            n->instance);
+        lnode_free(n);
+        return MICRO_EINVAL;
+    }
+    rc = micro__registry_service_copy_header(&n->rec, svc);
+    if (rc == 0) {
+        /* Go's mDNS does not carry service metadata. */
+        micro_metadata_clear(&n->rec.metadata);
+        n->rec.nodes = micro__calloc(1, sizeof(micro_node));
+        rc = n->rec.nodes != NULL ? micro_node_copy(&n->rec.nodes[0], node)
+                                  : MICRO_ENOMEM;
+        if (rc == 0) {
+            n->rec.n_nodes = 1;
+        }
+    }
+    if (rc == 0 && n->rec.version == NULL) {
+        n->rec.version = micro__strdup("");
+        rc = n->rec.version != NULL ? 0 : MICRO_ENOMEM;
+    }
+    char *json = NULL;
+    if (rc == 0) {
+        rc = micro__registry_mdns_txt_json(svc->name, n->rec.version,
+            &node->metadata, svc->endpoints, svc->n_endpoints, &json);
+    }
+    if (rc == 0) {
+        rc = micro__mdns_txt_encode(json, strlen(json), &n->txt, &n->n_txt);
+    }
+    micro__free(json);
+    if (rc < 0) {
+        lnode_free(n);
+        return rc;
+    }
+    *out = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Building messages                                                    */
+
+static ldns_rr *
+rr_new(ldns_rr_type type, const char *owner, uint32_t ttl)
+{
+    ldns_rdf *o = ldns_dname_new_frm_str(owner);
+    if (o == NULL) {
+        return NULL;
+    }
+    ldns_rr *rr = ldns_rr_new();
+    if (rr == NULL) {
+        ldns_rdf_deep_free(o);
+        return NULL;
+    }
+    ldns_rr_set_owner(rr, o);
+    ldns_rr_set_type(rr, type);
+    ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
+    ldns_rr_set_ttl(rr, ttl);
+    return rr;
+}
+
+static bool
+rr_push(ldns_rr *rr, ldns_rdf *f)
+{
+    if (f == NULL) {
+        return false;
+    }
+    if (!ldns_rr_push_rdf(rr, f)) {
+        ldns_rdf_deep_free(f);
+        return false;
+    }
+    return true;
+}
+
+/* Append rr to the answer section; false (rr freed) on failure. */
+static bool
+pkt_answer(ldns_pkt *p, ldns_rr *rr, bool ok)
+{
+    if (rr == NULL) {
+        return false;
+    }
+    if (!ok || !ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, rr)) {
+        ldns_rr_free(rr);
+        return false;
+    }
+    return true;
+}
+
+static bool
+add_ptr(ldns_pkt *p, const char *owner, const char *target, uint32_t ttl)
+{
+    ldns_rr *rr = rr_new(LDNS_RR_TYPE_PTR, owner, ttl);
+    return rr != NULL &&
+           pkt_answer(p, rr, rr_push(rr, ldns_dname_new_frm_str(target)));
+}
+
+static bool
+add_srv(ldns_pkt *p, const char *owner, uint16_t port, const char *target,
+    uint32_t ttl)
+{
+    ldns_rr *rr = rr_new(LDNS_RR_TYPE_SRV, owner, ttl);
+    if (rr == NULL) {
+        return false;
+    }
+    bool ok = rr_push(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, 10)) &&
+              rr_push(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, 1)) &&
+              rr_push(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, port)) &&
+              rr_push(rr, ldns_dname_new_frm_str(target));
+    return pkt_answer(p, rr, ok);
+}
+
+static bool
+add_addr(ldns_pkt *p, const char *owner, int family, const uint8_t *ip,
+    uint32_t ttl)
+{
+    bool v4 = family == AF_INET;
+    ldns_rr *rr = rr_new(v4 ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, owner, ttl);
+    return rr != NULL &&
+           pkt_answer(p, rr,
+               rr_push(rr, ldns_rdf_new_frm_data(
+                               v4 ? LDNS_RDF_TYPE_A : LDNS_RDF_TYPE_AAAA,
+                               v4 ? 4 : 16, ip)));
+}
+
+/* A TXT of n strings; n 0 gives RDLENGTH 0, as Go's wildcard sends. */
+static bool
+add_txt(ldns_pkt *p, const char *owner, char *const *s, size_t n,
+    uint32_t ttl)
+{
+    ldns_rr *rr = rr_new(LDNS_RR_TYPE_TXT, owner, ttl);
+    if (rr == NULL) {
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
+        uint8_t buf[256];
+        size_t l = strlen(s[i]);
+        if (l > 255) {
+            ok = false;
+            break;
+        }
+        buf[0] = (uint8_t) l;
+        memcpy(buf + 1, s[i], l);
+        ok = rr_push(rr, ldns_rdf_new_frm_data(LDNS_RDF_TYPE_STR, l + 1, buf));
+    }
+    return pkt_answer(p, rr, ok);
+}
+
+/* A response with the query's questions copied (Go does so, and its
+ * querier drops answers without them). */
+static ldns_pkt *
+pkt_response(const ldns_pkt *query, uint16_t id)
+{
+    ldns_pkt *p = ldns_pkt_new();
+    if (p == NULL) {
+        return NULL;
+    }
+    ldns_pkt_set_id(p, id);
+    ldns_pkt_set_qr(p, true);
+    ldns_pkt_set_aa(p, true);
+    if (query != NULL) {
+        const ldns_rr_list *qs = ldns_pkt_question(query);
+        for (size_t i = 0; i < ldns_rr_list_rr_count(qs); i++) {
+            ldns_rr *q = ldns_rr_clone(ldns_rr_list_rr(qs, i));
+            if (q == NULL ||
+                !ldns_pkt_push_rr(p, LDNS_SECTION_QUESTION, q)) {
+                ldns_rr_free(q);
+                ldns_pkt_free(p);
+                return NULL;
+            }
+        }
+    }
+    return p;
+}
+
+static void
+out_add(outlist *o, ldns_pkt *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    uint8_t *wire = NULL;
+    size_t len = 0;
+    if (ldns_pkt2wire(&wire, p, &len) == LDNS_STATUS_OK) {
+        outmsg *m = micro__realloc(o->m, (o->n + 1) * sizeof(*m));
+        if (m != NULL) {
+            o->m = m;
+            o->m[o->n].wire = wire;
+            o->m[o->n].len = len;
+            o->n++;
+            wire = NULL;
+        }
+    }
+    free(wire); /* ldns allocates with malloc */
+    ldns_pkt_free(p);
+}
+
+static void
+out_clear(outlist *o)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        free(o->m[i].wire);
+    }
+    micro__free(o->m);
+    o->m = NULL;
+    o->n = 0;
+}
+
+/* One instance per message, PTR, SRV, A/AAAA, TXT: Go's querier checks
+ * only the entry touched by a message's last record (§5.6). */
+static ldns_pkt *
+build_instance(const lnode *n, const char *host, const ldns_pkt *query,
+    uint16_t id, uint32_t ttl, bool ptr, bool srv, bool addr, bool txt)
+{
+    ldns_pkt *p = pkt_response(query, id);
+    if (p == NULL) {
+        return NULL;
+    }
+    bool ok = true;
+    if (ptr) {
+        ok = add_ptr(p, n->svc_name, n->instance, ttl);
+    }
+    if (ok && srv) {
+        ok = add_srv(p, n->instance, n->port, host, ttl);
+    }
+    if (ok && addr) {
+        ok = add_addr(p, host, n->family, n->ip, ttl);
+    }
+    if (ok && txt) {
+        ok = add_txt(p, n->instance, n->txt, n->n_txt, ttl);
+    }
+    if (!ok) {
+        ldns_pkt_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Go's wildcard responder for S: what answers "_services.micro." PTR. */
+static ldns_pkt *
+build_wildcard(const char *svc, const char *host, const ldns_pkt *query,
+    uint16_t id, uint32_t ttl)
+{
+    char *inst = str_printf("%s.%s.%s.", svc, WILDCARD, MDNS_DOMAIN);
+    ldns_pkt *p = inst != NULL ? pkt_response(query, id) : NULL;
+    if (p == NULL) {
+        micro__free(inst);
+        return NULL;
+    }
+    static const uint8_t any[16] = { 0 };
+    bool ok = add_ptr(p, WILDCARD "." MDNS_DOMAIN ".", inst, ttl) &&
+              add_srv(p, inst, WILDCARD_PORT, host, ttl) &&
+              add_addr(p, host, AF_INET, any, ttl) &&
+              add_txt(p, inst, NULL, 0, ttl);
+    micro__free(inst);
+    if (!ok) {
+        ldns_pkt_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int
+micro__mdns_build_response(const micro_registry_service *svc, size_t i,
+    const char *host, uint32_t ttl, uint8_t **wire, size_t *len)
+{
+    *wire = NULL;
+    *len = 0;
+    if (svc == NULL || svc->name == NULL || i >= svc->n_nodes ||
+        host == NULL || !dname_ok(host)) {
+        return MICRO_EINVAL;
+    }
+    lnode *n = NULL;
+    int rc = lnode_new(svc, i, &n);
+    if (rc < 0) {
+        return rc;
+    }
+    outlist o = { 0 };
+    out_add(&o, build_instance(n, host, NULL, 0, ttl, true, true, true, true));
+    lnode_free(n);
+    if (o.n != 1) {
+        out_clear(&o);
+        return MICRO_ENOMEM;
+    }
+    *wire = micro__malloc(o.m[0].len);
+    if (*wire == NULL) {
+        out_clear(&o);
+        return MICRO_ENOMEM;
+    }
+    memcpy(*wire, o.m[0].wire, o.m[0].len);
+    *len = o.m[0].len;
+    out_clear(&o);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                              */
+
+static struct sockaddr_in
+group_addr(void)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(MDNS_PORT);
+    sa.sin_addr.s_addr = htonl(0xe00000fbu); /* 224.0.0.251 */
+    return sa;
+}
+
+static size_t
+ifs_snapshot(mdns_state *m, iface *out)
+{
+    pthread_mutex_lock(&m->mu);
+    size_t n = m->n_ifs;
+    memcpy(out, m->ifs, n * sizeof(*out));
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+/* Multicast buf on every joined interface. */
+static void
+send_multicast(mdns_state *m, int fd, const uint8_t *buf, size_t len)
+{
+    iface ifs[MAX_IFS];
+    size_t n = ifs_snapshot(m, ifs);
+    if (fd < 0 || n == 0) {
+        return;
+    }
+    struct sockaddr_in group = group_addr();
+    pthread_mutex_lock(&m->send_mu);
+    for (size_t i = 0; i < n; i++) {
+        struct ip_mreqn mr;
+        memset(&mr, 0, sizeof(mr));
+        mr.imr_address = ifs[i].addr;
+        mr.imr_ifindex = (int) ifs[i].index;
+        if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mr, sizeof(mr)) !=
+            0) {
+            continue;
+        }
+        if (sendto(fd, buf, len, 0, (const struct sockaddr *) &group,
+                sizeof(group)) < 0) {
+            MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "multicast on if %u: %s",
+                ifs[i].index, strerror(errno));
+        }
+    }
+    pthread_mutex_unlock(&m->send_mu);
+}
+
+static void
+send_all_multicast(mdns_state *m, int fd, outlist *o)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        send_multicast(m, fd, o->m[i].wire, o->m[i].len);
+    }
+}
+
+static void
+wake_thread(mdns_state *m)
+{
+    if (m->wake[1] >= 0) {
+        char c = 1;
+        ssize_t w = write(m->wake[1], &c, 1);
+        (void) w; /* a full pipe already wakes it */
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Interfaces                                                           */
+
+static void
+scan_ifaces(mdns_state *m)
+{
+    struct ifaddrs *all = NULL;
+    if (getifaddrs(&all) != 0) {
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_ifs; i++) {
+        m->ifs[i].seen = false;
+    }
+    for (struct ifaddrs *a = all; a != NULL; a = a->ifa_next) {
+        if (a->ifa_addr == NULL || a->ifa_addr->sa_family != AF_INET ||
+            !(a->ifa_flags & IFF_UP) ||
+            !(a->ifa_flags & (IFF_MULTICAST | IFF_LOOPBACK))) {
+            continue;
+        }
+        unsigned idx = if_nametoindex(a->ifa_name);
+        if (idx == 0) {
+            continue;
+        }
+        size_t j = 0;
+        while (j < m->n_ifs && m->ifs[j].index != idx) {
+            j++;
+        }
+        if (j < m->n_ifs) {
+            m->ifs[j].seen = true;
+            continue;
+        }
+        if (m->n_ifs == MAX_IFS) {
+            continue;
+        }
+        struct in_addr addr = ((struct sockaddr_in *) a->ifa_addr)->sin_addr;
+        struct ip_mreqn mr;
+        memset(&mr, 0, sizeof(mr));
+        mr.imr_multiaddr = group_addr().sin_addr;
+        mr.imr_address = addr;
+        mr.imr_ifindex = (int) idx;
+        if (setsockopt(m->sock4, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr,
+                sizeof(mr)) != 0 &&
+            errno != EADDRINUSE) {
+            MICRO_LOGF(MICRO_LOG_INFO, COMP, "join %s on %s: %s", MDNS_GROUP,
+                a->ifa_name, strerror(errno));
+            continue;
+        }
+        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "joined %s on %s (index %u)",
+            MDNS_GROUP, a->ifa_name, idx);
+        m->ifs[m->n_ifs].index = idx;
+        m->ifs[m->n_ifs].addr = addr;
+        m->ifs[m->n_ifs].seen = true;
+        m->n_ifs++;
+    }
+    for (size_t i = 0; i < m->n_ifs;) {
+        if (m->ifs[i].seen) {
+            i++;
+            continue;
+        }
+        struct ip_mreqn mr;
+        memset(&mr, 0, sizeof(mr));
+        mr.imr_multiaddr = group_addr().sin_addr;
+        mr.imr_ifindex = (int) m->ifs[i].index;
+        (void) setsockopt(
+            m->sock4, IPPROTO_IP, IP_DROP_MEMBERSHIP, &mr, sizeof(mr));
+        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "interface %u is gone",
+            m->ifs[i].index);
+        m->ifs[i] = m->ifs[--m->n_ifs];
+    }
+    pthread_mutex_unlock(&m->mu);
+    freeifaddrs(all);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parsing responses: Go's messageToEntry (§5.6)                        */
+
+typedef struct entry {
+    char *name; /* instance */
+    char *host; /* SRV target */
+    uint16_t port;
+    bool has_txt;
+    uint8_t *txt; /* the TXT strings concatenated */
+    size_t txt_len;
+    bool has4, has6;
+    uint8_t a4[4];
+    uint8_t a6[16];
+    uint32_t ttl;
+} entry;
+
+typedef struct hostaddr {
+    char *name;
+    bool v6;
+    uint8_t a[16];
+    uint32_t ttl;
+} hostaddr;
+
+typedef struct parsed {
+    entry *e;
+    size_t n_e;
+    hostaddr *h;
+    size_t n_h;
+    bool oom;
+} parsed;
+
+static void
+parsed_clear(parsed *p)
+{
+    for (size_t i = 0; i < p->n_e; i++) {
+        micro__free(p->e[i].name);
+        micro__free(p->e[i].host);
+        micro__free(p->e[i].txt);
+    }
+    for (size_t i = 0; i < p->n_h; i++) {
+        micro__free(p->h[i].name);
+    }
+    micro__free(p->e);
+    micro__free(p->h);
+    memset(p, 0, sizeof(*p));
+}
+
+/* A domain name in presentation form ("a.b."); false when not a name. */
+static bool
+dname_text(const ldns_rdf *r, char *buf, size_t cap)
+{
+    if (r == NULL || ldns_rdf_get_type(r) != LDNS_RDF_TYPE_DNAME) {
+        return false;
+    }
+    char *s = ldns_rdf2str(r);
+    if (s == NULL) {
+        return false;
+    }
+    size_t l = strlen(s);
+    bool ok = l < cap;
+    if (ok) {
+        memcpy(buf, s, l + 1);
+    }
+    free(s);
+    return ok;
+}
+
+static entry *
+ensure(parsed *p, const char *name)
+{
+    for (size_t i = 0; i < p->n_e; i++) {
+        if (strcasecmp(p->e[i].name, name) == 0) {
+            return &p->e[i];
+        }
+    }
+    if (p->n_e == MAX_ENTRIES) {
+        return NULL;
+    }
+    entry *e = micro__realloc(p->e, (p->n_e + 1) * sizeof(*e));
+    if (e == NULL) {
+        p->oom = true;
+        return NULL;
+    }
+    p->e = e;
+    e = &p->e[p->n_e];
+    memset(e, 0, sizeof(*e));
+    e->ttl = UINT32_MAX;
+    e->name = micro__strdup(name);
+    if (e->name == NULL) {
+        p->oom = true;
+        return NULL;
+    }
+    p->n_e++;
+    return e;
+}
+
+static void
+touch(entry *e, uint32_t ttl)
+{
+    if (ttl < e->ttl) {
+        e->ttl = ttl;
+    }
+}
+
+static void
+take_rr(parsed *p, const ldns_rr *rr)
+{
+    char owner[NAME_MAX_TEXT];
+    char target[NAME_MAX_TEXT];
+    if (!dname_text(ldns_rr_owner(rr), owner, sizeof(owner))) {
+        return;
+    }
+    uint32_t ttl = ldns_rr_ttl(rr);
+    size_t nrd = ldns_rr_rd_count(rr);
+    entry *e;
+    switch (ldns_rr_get_type(rr)) {
+    case LDNS_RR_TYPE_PTR:
+        if (nrd == 1 && dname_text(ldns_rr_rdf(rr, 0), target, sizeof(target)) &&
+            (e = ensure(p, target)) != NULL) {
+            touch(e, ttl);
+        }
+        break;
+    case LDNS_RR_TYPE_SRV:
+        if (nrd != 4 || ldns_rdf_size(ldns_rr_rdf(rr, 2)) != 2 ||
+            !dname_text(ldns_rr_rdf(rr, 3), target, sizeof(target)) ||
+            (e = ensure(p, owner)) == NULL) {
+            break;
+        }
+        micro__free(e->host);
+        e->host = micro__strdup(target);
+        if (e->host == NULL) {
+            p->oom = true;
+        }
+        e->port = ldns_rdf2native_int16(ldns_rr_rdf(rr, 2));
+        touch(e, ttl);
+        break;
+    case LDNS_RR_TYPE_TXT: {
+        if ((e = ensure(p, owner)) == NULL) {
+            break;
+        }
+        size_t total = 0;
+        for (size_t i = 0; i < nrd; i++) {
+            const ldns_rdf *f = ldns_rr_rdf(rr, i);
+            if (ldns_rdf_size(f) >= 1) {
+                total += ldns_rdf_size(f) - 1;
+            }
+        }
+        uint8_t *t = micro__malloc(total + 1);
+        if (t == NULL) {
+            p->oom = true;
+            break;
+        }
+        size_t off = 0;
+        for (size_t i = 0; i < nrd; i++) {
+            const ldns_rdf *f = ldns_rr_rdf(rr, i);
+            size_t sz = ldns_rdf_size(f);
+            if (sz >= 1) {
+                /* A character-string: a length byte, then the bytes. */
+                size_t l = ldns_rdf_data(f)[0];
+                if (l > sz - 1) {
+                    l = sz - 1;
+                }
+                memcpy(t + off, ldns_rdf_data(f) + 1, l);
+                off += l;
+            }
+        }
+        micro__free(e->txt);
+        e->txt = t;
+        e->txt_len = off;
+        e->has_txt = true;
+        touch(e, ttl);
+        break;
+    }
+    case LDNS_RR_TYPE_A:
+    case LDNS_RR_TYPE_AAAA: {
+        bool v6 = ldns_rr_get_type(rr) == LDNS_RR_TYPE_AAAA;
+        const ldns_rdf *f = nrd == 1 ? ldns_rr_rdf(rr, 0) : NULL;
+        if (f == NULL || ldns_rdf_size(f) != (v6 ? 16u : 4u)) {
+            break;
+        }
+        hostaddr *h = micro__realloc(p->h, (p->n_h + 1) * sizeof(*h));
+        if (h == NULL) {
+            p->oom = true;
+            break;
+        }
+        p->h = h;
+        h = &p->h[p->n_h];
+        memset(h, 0, sizeof(*h));
+        h->name = micro__strdup(owner);
+        if (h->name == NULL) {
+            p->oom = true;
+            break;
+        }
+        h->v6 = v6;
+        memcpy(h->a, ldns_rdf_data(f), v6 ? 16 : 4);
+        h->ttl = ttl;
+        p->n_h++;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Answer then Additional, as Go; then give each instance the addresses
+ * of its SRV target (or of its own name). Go does this through aliases
+ * that only work when a message holds one instance; this is a superset. */
+static void
+parse_entries(const ldns_pkt *pkt, parsed *p)
+{
+    memset(p, 0, sizeof(*p));
+    const ldns_rr_list *secs[2] = { ldns_pkt_answer(pkt),
+        ldns_pkt_additional(pkt) };
+    size_t seen = 0;
+    for (size_t s = 0; s < 2; s++) {
+        for (size_t i = 0; i < ldns_rr_list_rr_count(secs[s]); i++) {
+            if (seen++ == MAX_RRS) {
+                break;
+            }
+            take_rr(p, ldns_rr_list_rr(secs[s], i));
+        }
+    }
+    for (size_t i = 0; i < p->n_e; i++) {
+        entry *e = &p->e[i];
+        for (size_t j = 0; j < p->n_h; j++) {
+            hostaddr *h = &p->h[j];
+            if (strcasecmp(h->name, e->name) != 0 &&
+                (e->host == NULL || strcasecmp(h->name, e->host) != 0)) {
+                continue;
+            }
+            if (h->v6) {
+                memcpy(e->a6, h->a, 16);
+                e->has6 = true;
+            } else {
+                memcpy(e->a4, h->a, 4);
+                e->has4 = true;
+            }
+            touch(e, h->ttl);
+        }
+    }
+}
+
+static bool
+entry_complete(const entry *e)
+{
+    return (e->has4 || e->has6) && e->port != 0 && e->has_txt;
+}
+
+/* The node of a complete entry whose TXT decoded to t: id = instance
+ * minus suffix, address = IPv4:port (preferred) or [IPv6]:port. */
+static int
+entry_node(const entry *e, const char *suffix, const micro_registry_service *t,
+    micro_node *n)
+{
+    memset(n, 0, sizeof(*n));
+    size_t nl = strlen(e->name);
+    size_t sl = strlen(suffix);
+    n->id = ends_with_ci(e->name, suffix) && nl > sl
+                ? micro__strndup(e->name, nl - sl)
+                : micro__strdup(e->name);
+    char ip[INET6_ADDRSTRLEN];
+    if (e->has4) {
+        inet_ntop(AF_INET, e->a4, ip, sizeof(ip));
+        n->address = str_printf("%s:%u", ip, (unsigned) e->port);
+    } else {
+        inet_ntop(AF_INET6, e->a6, ip, sizeof(ip));
+        n->address = str_printf("[%s]:%u", ip, (unsigned) e->port);
+    }
+    int rc = n->id != NULL && n->address != NULL ? 0 : MICRO_ENOMEM;
+    if (rc == 0) {
+        rc = micro__metadata_copy(&n->metadata, &t->metadata);
+    }
+    if (rc < 0) {
+        micro_node_clear(n);
+    }
+    return rc;
+}
+
+/* Decode a complete entry's TXT; malformed payloads are counted. */
+static int
+entry_txt(mdns_state *m, const entry *e, micro_registry_service *t)
+{
+    char *json = NULL;
+    size_t len = 0;
+    int rc = txt_unpack(e->txt, e->txt_len, &json, &len);
+    if (rc == 0) {
+        rc = txt_to_service(json, len, t);
+    }
+    micro__free(json);
+    if (rc == MICRO_ECODEC && m != NULL) {
+        count_malformed(m, "undecodable TXT payload");
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Watch: events and the seen cache                                     */
+
+static void
+ev_add(evlist *l, micro_registry_action action,
+    const micro_registry_service *svc)
+{
+    event *ev = micro__realloc(l->ev, (l->n + 1) * sizeof(*ev));
+    if (ev == NULL) {
+        goto oom;
+    }
+    l->ev = ev;
+    if (micro_registry_service_copy(&ev[l->n].svc, svc) < 0) {
+        goto oom;
+    }
+    ev[l->n].action = action;
+    l->n++;
+    return;
+oom:
+    MICRO_LOGF(MICRO_LOG_WARN, COMP, "watch event for %s dropped: %s",
+        svc->name, micro_strerror(MICRO_ENOMEM));
+}
+
+static void
+watcher_unref(watcher *w)
+{
+    if (--w->refs == 0) {
+        micro__free(w);
+    }
+}
+
+/* Call every watcher for every event; the mutex must not be held. */
+static void
+dispatch(mdns_state *m, evlist *l)
+{
+    if (l->n == 0) {
+        micro__free(l->ev);
+        l->ev = NULL;
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    size_t nw = m->n_watchers;
+    watcher **ws = NULL;
+    if (nw > 0) {
+        ws = micro__calloc(nw, sizeof(*ws));
+        if (ws == NULL) {
+            nw = 0;
+        }
+        for (size_t i = 0; i < nw; i++) {
+            ws[i] = m->watchers[i];
+            ws[i]->refs++;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+
+    mdns_state *prev = tl_dispatching;
+    tl_dispatching = m;
+    for (size_t e = 0; e < l->n; e++) {
+        for (size_t i = 0; i < nw; i++) {
+            watcher *w = ws[i];
+            pthread_mutex_lock(&m->mu);
+            bool live = !w->removed;
+            if (live) {
+                w->busy++;
+            }
+            pthread_mutex_unlock(&m->mu);
+            if (!live) {
+                continue;
+            }
+            w->fn(w->arg, l->ev[e].action, &l->ev[e].svc);
+            pthread_mutex_lock(&m->mu);
+            if (--w->busy == 0 && w->removed) {
+                pthread_cond_broadcast(&m->idle);
+            }
+            pthread_mutex_unlock(&m->mu);
+        }
+    }
+    tl_dispatching = prev;
+
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < nw; i++) {
+        watcher_unref(ws[i]);
+    }
+    pthread_mutex_unlock(&m->mu);
+    micro__free(ws);
+    for (size_t e = 0; e < l->n; e++) {
+        micro_registry_service_clear(&l->ev[e].svc);
+    }
+    micro__free(l->ev);
+    l->ev = NULL;
+    l->n = 0;
+}
+
+static void
+seen_free(seen_node *s)
+{
+    micro__free(s->instance);
+    micro_registry_service_clear(&s->rec);
+    micro__free(s->json);
+    micro__free(s);
+}
+
+static void
+seen_remove(mdns_state *m, size_t i)
+{
+    seen_free(m->seen[i]);
+    m->seen[i] = m->seen[--m->n_seen];
+}
+
+static seen_node *
+seen_find(mdns_state *m, const char *instance)
+{
+    for (size_t i = 0; i < m->n_seen; i++) {
+        if (strcasecmp(m->seen[i]->instance, instance) == 0) {
+            return m->seen[i];
+        }
+    }
+    return NULL;
+}
+
+/* One complete instance heard (mutex held). rec holds one node. */
+static void
+seen_apply(mdns_state *m, const char *instance, micro_registry_service *rec,
+    uint32_t ttl, int64_t now, evlist *ev)
+{
+    seen_node *s = seen_find(m, instance);
+    if (ttl == 0) {
+        /* Go's watcher reports delete for every goodbye it hears; we do
+         * once (a tombstone absorbs repeats), also for nodes learned
+         * before this watch started. */
+        if (s != NULL && s->gone) {
+            return;
+        }
+        ev_add(ev, MICRO_REGISTRY_DELETE, rec);
+        if (s == NULL) {
+            s = micro__calloc(1, sizeof(*s));
+            if (s == NULL) {
+                return;
+            }
+            seen_node **arr =
+                micro__realloc(m->seen, (m->n_seen + 1) * sizeof(*arr));
+            s->instance = micro__strdup(instance);
+            if (arr == NULL || s->instance == NULL) {
+                if (arr != NULL) {
+                    m->seen = arr;
+                }
+                seen_free(s);
+                return;
+            }
+            m->seen = arr;
+            m->seen[m->n_seen++] = s;
+        }
+        micro_registry_service_clear(&s->rec);
+        micro__free(s->json);
+        s->json = NULL;
+        s->gone = true;
+        s->heard = now;
+        s->ttl_ms = TOMBSTONE_MS;
+        return;
+    }
+    char *json = NULL;
+    if (micro_registry_service_to_json(rec, &json) < 0) {
+        return;
+    }
+    if (s != NULL && !s->gone) {
+        s->heard = now;
+        s->ttl_ms = (int64_t) ttl * 1000;
+        s->stage = 0;
+        if (strcmp(s->json, json) != 0) {
+            ev_add(ev, MICRO_REGISTRY_UPDATE, rec);
+            micro__free(s->json);
+            s->json = json;
+            micro_registry_service_clear(&s->rec);
+            s->rec = *rec;
+            memset(rec, 0, sizeof(*rec));
+        } else {
+            micro__free(json);
+        }
+        return;
+    }
+    if (s == NULL) {
+        s = micro__calloc(1, sizeof(*s));
+        seen_node **arr =
+            s != NULL ? micro__realloc(m->seen, (m->n_seen + 1) * sizeof(*arr))
+                      : NULL;
+        if (arr != NULL) {
+            m->seen = arr;
+        }
+        if (s == NULL || arr == NULL ||
+            (s->instance = micro__strdup(instance)) == NULL) {
+            if (s != NULL) {
+                seen_free(s);
+            }
+            micro__free(json);
+            return;
+        }
+        m->seen[m->n_seen++] = s;
+    }
+    ev_add(ev, MICRO_REGISTRY_CREATE, rec);
+    s->gone = false;
+    s->heard = now;
+    s->ttl_ms = (int64_t) ttl * 1000;
+    s->stage = 0;
+    micro__free(s->json);
+    s->json = json;
+    micro_registry_service_clear(&s->rec);
+    s->rec = *rec;
+    memset(rec, 0, sizeof(*rec));
+}
+
+/* A response heard by the thread: Go's mdnsWatcher.Next (§5.8). */
+static void
+on_response(mdns_state *m, const ldns_pkt *pkt)
+{
+    pthread_mutex_lock(&m->mu);
+    bool watching = m->n_watchers > 0;
+    pthread_mutex_unlock(&m->mu);
+    if (!watching) {
+        return;
+    }
+    parsed p;
+    parse_entries(pkt, &p);
+    evlist ev = { 0 };
+    int64_t now = micro__now_ms();
+    for (size_t i = 0; i < p.n_e; i++) {
+        const entry *e = &p.e[i];
+        /* Only micro instances; skip the wildcard's (empty TXT). */
+        if (!entry_complete(e) || !ends_with_ci(e->name, "." MDNS_DOMAIN ".") ||
+            ends_with_ci(e->name, "." WILDCARD "." MDNS_DOMAIN ".")) {
+            continue;
+        }
+        micro_registry_service t;
+        if (entry_txt(m, e, &t) < 0) {
+            continue;
+        }
+        char *suffix = str_printf(".%s.%s.", t.name, MDNS_DOMAIN);
+        micro_node node;
+        if (t.name[0] == '\0' || t.version[0] == '\0' || suffix == NULL ||
+            !ends_with_ci(e->name, suffix) ||
+            entry_node(e, suffix, &t, &node) < 0) {
+            micro__free(suffix);
+            micro_registry_service_clear(&t);
+            continue;
+        }
+        micro__free(suffix);
+        micro_metadata_clear(&t.metadata);
+        t.nodes = micro__calloc(1, sizeof(micro_node));
+        if (t.nodes == NULL) {
+            micro_node_clear(&node);
+            micro_registry_service_clear(&t);
+            continue;
+        }
+        t.nodes[0] = node;
+        t.n_nodes = 1;
+        pthread_mutex_lock(&m->mu);
+        if (m->n_watchers > 0) {
+            seen_apply(m, e->name, &t, e->ttl, now, &ev);
+        }
+        pthread_mutex_unlock(&m->mu);
+        micro_registry_service_clear(&t);
+    }
+    parsed_clear(&p);
+    dispatch(m, &ev);
+}
+
+/* ------------------------------------------------------------------ */
+/* Answering queries (§5.3, §5.4)                                       */
+
+static bool
+qtype_is(ldns_rr_type t, ldns_rr_type want)
+{
+    return t == want || t == LDNS_RR_TYPE_ANY;
+}
+
+/* Build the answers to every question of query (mutex held). */
+static void
+answer(mdns_state *m, const ldns_pkt *query, outlist *o)
+{
+    const ldns_rr_list *qs = ldns_pkt_question(query);
+    size_t nq = ldns_rr_list_rr_count(qs);
+    for (size_t qi = 0; qi < nq && qi < 16; qi++) {
+        const ldns_rr *q = ldns_rr_list_rr(qs, qi);
+        char name[NAME_MAX_TEXT];
+        if (!dname_text(ldns_rr_owner(q), name, sizeof(name))) {
+            continue;
+        }
+        ldns_rr_type t = ldns_rr_get_type(q);
+        /* The QU bit: Go answers with the query's ID then, else ID 0.
+         * Either way the answer goes by unicast to the querier. */
+        uint16_t id = (ldns_rr_get_class(q) & 0x8000) ? ldns_pkt_id(query) : 0;
+
+        if (strcasecmp(name, WILDCARD "." MDNS_DOMAIN ".") == 0) {
+            if (!qtype_is(t, LDNS_RR_TYPE_PTR)) {
+                continue;
+            }
+            for (size_t i = 0; i < m->n_nodes; i++) {
+                bool dup = false;
+                for (size_t j = 0; j < i && !dup; j++) {
+                    dup = strcmp(m->nodes[j]->rec.name,
+                              m->nodes[i]->rec.name) == 0;
+                }
+                if (!dup) {
+                    out_add(o, build_wildcard(m->nodes[i]->rec.name, m->host,
+                                   query, id, MDNS_TTL));
+                }
+            }
+            continue;
+        }
+        if (strcasecmp(name, "_services._dns-sd._udp." MDNS_DOMAIN ".") == 0) {
+            if (!qtype_is(t, LDNS_RR_TYPE_PTR) || m->n_nodes == 0) {
+                continue;
+            }
+            ldns_pkt *p = pkt_response(query, id);
+            bool ok = p != NULL &&
+                      add_ptr(p, name, WILDCARD "." MDNS_DOMAIN ".", MDNS_TTL);
+            for (size_t i = 0; i < m->n_nodes && ok; i++) {
+                bool dup = false;
+                for (size_t j = 0; j < i && !dup; j++) {
+                    dup = strcasecmp(m->nodes[j]->svc_name,
+                              m->nodes[i]->svc_name) == 0;
+                }
+                if (!dup) {
+                    ok = add_ptr(p, name, m->nodes[i]->svc_name, MDNS_TTL);
+                }
+            }
+            if (ok) {
+                out_add(o, p);
+            } else if (p != NULL) {
+                ldns_pkt_free(p);
+            }
+            continue;
+        }
+        if (strcasecmp(name, m->host) == 0) {
+            if (t != LDNS_RR_TYPE_A && t != LDNS_RR_TYPE_AAAA) {
+                continue;
+            }
+            int fam = t == LDNS_RR_TYPE_A ? AF_INET : AF_INET6;
+            ldns_pkt *p = pkt_response(query, id);
+            bool ok = p != NULL;
+            size_t added = 0;
+            for (size_t i = 0; i < m->n_nodes && ok; i++) {
+                const lnode *n = m->nodes[i];
+                bool dup = n->family != fam;
+                for (size_t j = 0; j < i && !dup; j++) {
+                    dup = m->nodes[j]->family == fam &&
+                          memcmp(m->nodes[j]->ip, n->ip, 16) == 0;
+                }
+                if (!dup) {
+                    ok = add_addr(p, m->host, fam, n->ip, MDNS_TTL);
+                    added++;
+                }
+            }
+            if (ok && added > 0) {
+                out_add(o, p);
+            } else if (p != NULL) {
+                ldns_pkt_free(p);
+            }
+            continue;
+        }
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            const lnode *n = m->nodes[i];
+            if (strcasecmp(name, n->svc_name) == 0) {
+                if (qtype_is(t, LDNS_RR_TYPE_PTR)) {
+                    out_add(o, build_instance(n, m->host, query, id, MDNS_TTL,
+                                   true, true, true, true));
+                }
+            } else if (strcasecmp(name, n->instance) == 0) {
+                bool any = t == LDNS_RR_TYPE_ANY;
+                bool srv = any || t == LDNS_RR_TYPE_SRV;
+                bool a = srv ||
+                         (t == LDNS_RR_TYPE_A && n->family == AF_INET) ||
+                         (t == LDNS_RR_TYPE_AAAA && n->family == AF_INET6);
+                bool txt = any || t == LDNS_RR_TYPE_TXT;
+                if (srv || a || txt) {
+                    out_add(o, build_instance(n, m->host, query, id, MDNS_TTL,
+                                   false, srv, a, txt));
+                }
+            }
+        }
+    }
+}
+
+static int
+handle(mdns_state *m, const uint8_t *buf, size_t n, const struct sockaddr *from,
+    socklen_t fromlen)
+{
+    ldns_pkt *pkt = NULL;
+    ldns_status st = ldns_wire2pkt(&pkt, buf, n);
+    if (st != LDNS_STATUS_OK) {
+        count_malformed(m, ldns_get_errorstr_by_id(st));
+        return MICRO_EPROTO;
+    }
+    /* RFC 6762 §18.3, §18.11: anything but a standard query or response
+     * with rcode 0 is silently ignored (as Go does for queries). */
+    if (ldns_pkt_get_opcode(pkt) != LDNS_PACKET_QUERY ||
+        ldns_pkt_get_rcode(pkt) != LDNS_RCODE_NOERROR) {
+        ldns_pkt_free(pkt);
+        return 0;
+    }
+    if (!ldns_pkt_qr(pkt)) {
+        outlist o = { 0 };
+        pthread_mutex_lock(&m->mu);
+        if (m->n_nodes > 0) {
+            answer(m, pkt, &o);
+        }
+        pthread_mutex_unlock(&m->mu);
+        ldns_pkt_free(pkt);
+        bool mdns_port = false;
+        if (from != NULL && from->sa_family == AF_INET && m->sock4 >= 0) {
+            mdns_port = ((const struct sockaddr_in *) from)->sin_port ==
+                        htons(MDNS_PORT);
+            for (size_t i = 0; i < o.n; i++) {
+                if (sendto(m->sock4, o.m[i].wire, o.m[i].len, 0, from,
+                        fromlen) < 0) {
+                    MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "answer: %s",
+                        strerror(errno));
+                }
+            }
+        }
+        /* A querier on port 5353 shares it with every other responder
+         * on its host (SO_REUSEPORT): unicast reaches only one of them. */
+        if (mdns_port) {
+            send_all_multicast(m, m->sock4, &o);
+        }
+        out_clear(&o);
+        return 0;
+    }
+    on_response(m, pkt);
+    ldns_pkt_free(pkt);
+    return 0;
+}
+
+int
+micro__mdns_handle_packet(
+    void *st, const uint8_t *p, size_t n, const struct sockaddr *from)
+{
+    socklen_t len = 0;
+    if (from != NULL) {
+        len = from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                          : sizeof(struct sockaddr_in);
+    }
+    return handle(st, p, n, from, len);
+}
+
+uint64_t
+micro__mdns_malformed(void *st)
+{
+    mdns_state *m = st;
+    return atomic_load(&m->n_malformed);
+}
+
+/* ------------------------------------------------------------------ */
+/* The thread                                                           */
+
+static ldns_pkt *
+build_query(const char *name, ldns_rr_type type)
+{
+    ldns_pkt *p = ldns_pkt_new();
+    ldns_rr *q = rr_new(type, name, 0);
+    if (p == NULL || q == NULL) {
+        ldns_pkt_free(p);
+        if (q != NULL) {
+            ldns_rr_free(q);
+        }
+        return NULL;
+    }
+    ldns_rr_set_question(q, true);
+    ldns_pkt_set_id(p, (uint16_t) micro__rand(65536));
+    ldns_pkt_set_rd(p, false);
+    if (!ldns_pkt_push_rr(p, LDNS_SECTION_QUESTION, q)) {
+        ldns_rr_free(q);
+        ldns_pkt_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Due announcements, expired and to-be-refreshed watch entries. Returns
+ * the time of the next timer. */
+static int64_t
+run_timers(mdns_state *m, int64_t now, outlist *announce, outlist *queries,
+    evlist *ev)
+{
+    int64_t next = now + 1000;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        lnode *n = m->nodes[i];
+        if (n->announce_left <= 0) {
+            continue;
+        }
+        if (n->next_announce <= now) {
+            out_add(announce, build_instance(n, m->host, NULL, 0, MDNS_TTL,
+                                  true, true, true, true));
+            n->announce_left--;
+            n->next_announce = now + n->gap_ms;
+            n->gap_ms *= 2;
+        }
+        if (n->announce_left > 0 && n->next_announce < next) {
+            next = n->next_announce;
+        }
+    }
+    for (size_t i = 0; i < m->n_seen;) {
+        seen_node *s = m->seen[i];
+        int64_t expires = s->heard + s->ttl_ms;
+        if (expires <= now) {
+            if (!s->gone) {
+                MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "%s: TTL ran out",
+                    s->instance);
+                ev_add(ev, MICRO_REGISTRY_DELETE, &s->rec);
+            }
+            seen_remove(m, i);
+            continue;
+        }
+        if (!s->gone && s->stage < 2) {
+            int64_t at = s->heard + s->ttl_ms * (s->stage == 0 ? 8 : 9) / 10;
+            if (at <= now) {
+                /* One query per service asks all of its nodes again. */
+                char *q = str_printf("%s.%s.", s->rec.name, MDNS_DOMAIN);
+                bool dup = false;
+                for (size_t j = 0; j < i && q != NULL && !dup; j++) {
+                    dup = !m->seen[j]->gone && m->seen[j]->stage > s->stage &&
+                          strcmp(m->seen[j]->rec.name, s->rec.name) == 0;
+                }
+                if (q != NULL && !dup) {
+                    out_add(queries, build_query(q, LDNS_RR_TYPE_PTR));
+                }
+                micro__free(q);
+                s->stage++;
+                at = s->heard + s->ttl_ms * (s->stage == 1 ? 9 : 10) / 10;
+            }
+            if (at < next) {
+                next = at;
+            }
+        }
+        if (expires < next) {
+            next = expires;
+        }
+        i++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return next;
+}
+
+static void
+drain_socket(mdns_state *m, int fd, uint8_t *buf)
+{
+    for (int k = 0; k < 64; k++) {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof(from);
+        ssize_t r = recvfrom(fd, buf, RECV_BUF, MSG_DONTWAIT | MSG_TRUNC,
+            (struct sockaddr *) &from, &fl);
+        if (r < 0) {
+            return;
+        }
+        if ((size_t) r > RECV_BUF) {
+            count_malformed(m, "datagram larger than 64 KiB");
+            continue;
+        }
+        handle(m, buf, (size_t) r, (struct sockaddr *) &from, fl);
+    }
+}
+
+static void *
+mdns_thread(void *arg)
+{
+    mdns_state *m = arg;
+    uint8_t *buf = micro__malloc(RECV_BUF);
+    if (buf == NULL) {
+        MICRO_LOGF(MICRO_LOG_ERR, COMP, "thread: %s",
+            micro_strerror(MICRO_ENOMEM));
+        return NULL;
+    }
+    int64_t next_scan = micro__now_ms() + SCAN_MS;
+    while (!atomic_load(&m->stop)) {
+        int64_t now = micro__now_ms();
+        if (now >= next_scan) {
+            scan_ifaces(m);
+            next_scan = now + SCAN_MS;
+        }
+        outlist ann = { 0 };
+        outlist qry = { 0 };
+        evlist ev = { 0 };
+        int64_t next = run_timers(m, now, &ann, &qry, &ev);
+        send_all_multicast(m, m->sock4, &ann);
+        send_all_multicast(m, m->qsock, &qry);
+        out_clear(&ann);
+        out_clear(&qry);
+        dispatch(m, &ev);
+        if (next > next_scan) {
+            next = next_scan;
+        }
+        int64_t wait = next - micro__now_ms();
+        if (wait < 0) {
+            wait = 0;
+        }
+        struct pollfd pf[3] = {
+            { m->sock4, POLLIN, 0 },
+            { m->qsock, POLLIN, 0 },
+            { m->wake[0], POLLIN, 0 },
+        };
+        int r = poll(pf, 3, (int) wait);
+        if (r <= 0) {
+            continue;
+        }
+        if (pf[2].revents) {
+            char tmp[64];
+            while (read(m->wake[0], tmp, sizeof(tmp)) > 0) {
+            }
+        }
+        if (pf[0].revents) {
+            drain_socket(m, m->sock4, buf);
+        }
+        if (pf[1].revents) {
+            drain_socket(m, m->qsock, buf);
+        }
+    }
+    micro__free(buf);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sockets                                                              */
+
+static int
+udp4_socket(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int one = 1;
+    unsigned char loop = 1;
+    unsigned char ttl = 255;
+    if (port != 0 &&
+        (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) !=
+                0)) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0 ||
+        setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof(loop)) !=
+            0 ||
+        setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl)) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* ------------------------------------------------------------------ */
+/* Ops                                                                  */
+
+static void mdns_fini(void *st);
+
+static int
+mdns_init(void *st, const micro_options *opts)
+{
+    mdns_state *m = st;
+    m->sock4 = m->qsock = m->wake[0] = m->wake[1] = -1;
+    m->next_token = 1;
+    atomic_init(&m->stop, false);
+    atomic_init(&m->n_malformed, 0);
+    atomic_init(&m->n_logged, 0);
+    atomic_init(&m->last_log, 0);
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        return MICRO_ENOMEM;
+    }
+    if (pthread_mutex_init(&m->send_mu, NULL) != 0) {
+        pthread_mutex_destroy(&m->mu);
+        return MICRO_ENOMEM;
+    }
+    if (pthread_cond_init(&m->idle, NULL) != 0) {
+        pthread_mutex_destroy(&m->send_mu);
+        pthread_mutex_destroy(&m->mu);
+        return MICRO_ENOMEM;
+    }
+    m->timeout_ms = micro_options_get_ms(opts, "registry_timeout");
+    if (m->timeout_ms <= 0) {
+        m->timeout_ms = 100;
+    }
+    char hn[200];
+    if (gethostname(hn, sizeof(hn)) != 0 || hn[0] == '\0') {
+        snprintf(hn, sizeof(hn), "localhost");
+    }
+    hn[sizeof(hn) - 1] = '\0';
+    snprintf(m->host, sizeof(m->host), "%s.", hn);
+    if (!dname_ok(m->host)) {
+        snprintf(m->host, sizeof(m->host), "localhost.");
+    }
+
+    int rc = udp4_socket(MDNS_PORT);
+    if (rc < 0) {
+        MICRO_LOGF(MICRO_LOG_ERR, COMP, "bind 0.0.0.0:%d: %s", MDNS_PORT,
+            micro_strerror(rc));
+        goto fail;
+    }
+    m->sock4 = rc;
+    rc = udp4_socket(0);
+    if (rc < 0) {
+        goto fail;
+    }
+    m->qsock = rc;
+    if (pipe2(m->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        rc = -errno;
+        m->wake[0] = m->wake[1] = -1;
+        goto fail;
+    }
+    scan_ifaces(m);
+    if (m->n_ifs == 0) {
+        MICRO_LOGF(MICRO_LOG_WARN, COMP,
+            "no IPv4 interface to join %s on yet (will keep looking)",
+            MDNS_GROUP);
+    }
+    if (pthread_create(&m->thread, NULL, mdns_thread, m) != 0) {
+        rc = MICRO_ENOMEM;
+        goto fail;
+    }
+    m->thread_started = true;
+    MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "up: host %s, %zu interfaces, timeout %lld ms",
+        m->host, m->n_ifs, (long long) m->timeout_ms);
+    return 0;
+fail:
+    mdns_fini(m);
+    return rc;
+}
+
+static void
+mdns_fini(void *st)
+{
+    mdns_state *m = st;
+    /* Say goodbye for what is still registered, so peers drop it now. */
+    outlist o = { 0 };
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        out_add(&o, build_instance(
+                        m->nodes[i], m->host, NULL, 0, 0, true, true, true, true));
+    }
+    pthread_mutex_unlock(&m->mu);
+    send_all_multicast(m, m->sock4, &o);
+    out_clear(&o);
+
+    if (m->thread_started) {
+        atomic_store(&m->stop, true);
+        wake_thread(m);
+        pthread_join(m->thread, NULL);
+        m->thread_started = false;
+    }
+    int fds[4] = { m->sock4, m->qsock, m->wake[0], m->wake[1] };
+    for (size_t i = 0; i < 4; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        lnode_free(m->nodes[i]);
+    }
+    micro__free(m->nodes);
+    for (size_t i = 0; i < m->n_seen; i++) {
+        seen_free(m->seen[i]);
+    }
+    micro__free(m->seen);
+    for (size_t i = 0; i < m->n_watchers; i++) {
+        watcher_unref(m->watchers[i]);
+    }
+    micro__free(m->watchers);
+    pthread_cond_destroy(&m->idle);
+    pthread_mutex_destroy(&m->send_mu);
+    pthread_mutex_destroy(&m->mu);
+}
+
+static int
+mdns_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
+{
+    mdns_state *m = st;
+    /* Like Go, records always carry TTL 120 s; the registration TTL is
+     * not used (a responder lives as long as its registration). */
+    (void) ttl_ms;
+    if (svc->n_nodes == 0) {
+        return 0; /* Go starts only the wildcard responder then */
+    }
+    lnode **fresh = micro__calloc(svc->n_nodes, sizeof(*fresh));
+    if (fresh == NULL) {
+        return MICRO_ENOMEM;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < svc->n_nodes && rc == 0; i++) {
+        rc = lnode_new(svc, i, &fresh[i]);
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&m->mu);
+        lnode **arr = micro__realloc(
+            m->nodes, (m->n_nodes + svc->n_nodes) * sizeof(*arr));
+        if (arr == NULL) {
+            rc = MICRO_ENOMEM;
+        } else {
+            m->nodes = arr;
+        }
+        pthread_mutex_unlock(&m->mu);
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < svc->n_nodes; i++) {
+            lnode_free(fresh[i]);
+        }
+        micro__free(fresh);
+        return rc;
+    }
+
+    outlist o = { 0 };
+    int64_t now = micro__now_ms();
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < svc->n_nodes; i++) {
+        lnode *n = fresh[i];
+        size_t j = 0;
+        while (j < m->n_nodes &&
+               !(strcmp(m->nodes[j]->rec.name, n->rec.name) == 0 &&
+                   strcmp(m->nodes[j]->rec.nodes[0].id,
+                       n->rec.nodes[0].id) == 0)) {
+            j++;
+        }
+        if (j < m->n_nodes) {
+            /* Go does nothing on a re-register. We take the new records
+             * and announce them once more, so that peers' watch caches
+             * (which expire nodes after their TTL) stay fresh. */
+            n->announce_left = m->nodes[j]->announce_left;
+            n->next_announce = m->nodes[j]->next_announce;
+            n->gap_ms = m->nodes[j]->gap_ms;
+            lnode_free(m->nodes[j]);
+            m->nodes[j] = n;
+        } else {
+            /* A new node: announce at 0, 1 s and 3 s, as Go does. */
+            n->announce_left = 2;
+            n->next_announce = now + 1000;
+            n->gap_ms = 2000;
+            m->nodes[m->n_nodes++] = n;
+        }
+        out_add(&o, build_instance(n, m->host, NULL, 0, MDNS_TTL, true, true,
+                        true, true));
+    }
+    pthread_mutex_unlock(&m->mu);
+    micro__free(fresh);
+    send_all_multicast(m, m->sock4, &o);
+    out_clear(&o);
+    wake_thread(m);
+    return 0;
+}
+
+static int
+mdns_deregister(void *st, const micro_registry_service *svc)
+{
+    mdns_state *m = st;
+    outlist o = { 0 };
+    lnode **gone = NULL;
+    size_t n_gone = 0;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < svc->n_nodes; i++) {
+        for (size_t j = 0; j < m->n_nodes; j++) {
+            lnode *n = m->nodes[j];
+            if (strcmp(n->rec.name, svc->name) != 0 ||
+                strcmp(n->rec.nodes[0].id, svc->nodes[i].id) != 0) {
+                continue;
+            }
+            lnode **g = micro__realloc(gone, (n_gone + 1) * sizeof(*g));
+            if (g == NULL) {
+                break;
+            }
+            gone = g;
+            gone[n_gone++] = n;
+            memmove(&m->nodes[j], &m->nodes[j + 1],
+                (m->n_nodes - j - 1) * sizeof(*m->nodes));
+            m->n_nodes--;
+            /* The goodbye: the same records with TTL 0. */
+            out_add(&o, build_instance(n, m->host, NULL, 0, 0, true, true,
+                            true, true));
+            break;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    send_all_multicast(m, m->sock4, &o);
+    out_clear(&o);
+    for (size_t i = 0; i < n_gone; i++) {
+        lnode_free(gone[i]);
+    }
+    micro__free(gone);
+    return 0;
+}
+
+/* Add node (of version, with endpoints from hdr) to the result. */
+static int
+result_add(micro_registry_service **res, size_t *n,
+    const micro_registry_service *hdr, const micro_node *node)
+{
+    micro_registry_service *s = NULL;
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*res)[i].version, hdr->version) == 0) {
+            s = &(*res)[i];
+            break;
+        }
+    }
+    if (s == NULL) {
+        micro_registry_service *arr =
+            micro__realloc(*res, (*n + 1) * sizeof(*arr));
+        if (arr == NULL) {
+            return MICRO_ENOMEM;
+        }
+        *res = arr;
+        s = &arr[*n];
+        if (micro__registry_service_copy_header(s, hdr) < 0) {
+            return MICRO_ENOMEM;
+        }
+        micro_metadata_clear(&s->metadata);
+        (*n)++;
+    }
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        if (strcmp(s->nodes[i].id, node->id) == 0) {
+            return 0;
+        }
+    }
+    micro_node *nodes =
+        micro__realloc(s->nodes, (s->n_nodes + 1) * sizeof(*nodes));
+    if (nodes == NULL) {
+        return MICRO_ENOMEM;
+    }
+    s->nodes = nodes;
+    int rc = micro_node_copy(&nodes[s->n_nodes], node);
+    if (rc == 0) {
+        s->n_nodes++;
+    }
+    return rc;
+}
+
+typedef void (*collect_fn)(mdns_state *m, const ldns_pkt *pkt, void *arg);
+
+/* Multicast one PTR query for qname from a private socket and feed every
+ * answer whose first question is qname to fn, for timeout_ms. */
+static int
+query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
+{
+    ldns_pkt *q = build_query(qname, LDNS_RR_TYPE_PTR);
+    if (q == NULL) {
+        return MICRO_EINVAL;
+    }
+    uint8_t *wire = NULL;
+    size_t wlen = 0;
+    ldns_status st = ldns_pkt2wire(&wire, q, &wlen);
+    ldns_pkt_free(q);
+    if (st != LDNS_STATUS_OK) {
+        free(wire);
+        return MICRO_ENOMEM;
+    }
+    int fd = udp4_socket(0);
+    if (fd < 0) {
+        free(wire);
+        return fd;
+    }
+    send_multicast(m, fd, wire, wlen); /* fd is private: no race on _IF */
+    free(wire);
+    uint8_t *buf = micro__malloc(RECV_BUF);
+    if (buf == NULL) {
+        close(fd);
+        return MICRO_ENOMEM;
+    }
+    int64_t deadline = micro__now_ms() + m->timeout_ms;
+    for (;;) {
+        int64_t left = deadline - micro__now_ms();
+        if (left <= 0) {
+            break;
+        }
+        struct pollfd pf = { fd, POLLIN, 0 };
+        int r = poll(&pf, 1, (int) left);
+        if (r <= 0) {
+            continue; /* EINTR or the deadline: the loop decides */
+        }
+        ssize_t got = recv(fd, buf, RECV_BUF, MSG_DONTWAIT | MSG_TRUNC);
+        if (got < 0) {
+            continue;
+        }
+        if ((size_t) got > RECV_BUF) {
+            count_malformed(m, "datagram larger than 64 KiB");
+            continue;
+        }
+        ldns_pkt *pkt = NULL;
+        st = ldns_wire2pkt(&pkt, buf, (size_t) got);
+        if (st != LDNS_STATUS_OK) {
+            count_malformed(m, ldns_get_errorstr_by_id(st));
+            continue;
+        }
+        char first[NAME_MAX_TEXT];
+        const ldns_rr_list *qs = ldns_pkt_question(pkt);
+        /* Go drops anything whose first question is not what it asked. */
+        if (ldns_pkt_qr(pkt) &&
+            ldns_pkt_get_opcode(pkt) == LDNS_PACKET_QUERY &&
+            ldns_pkt_get_rcode(pkt) == LDNS_RCODE_NOERROR &&
+            ldns_rr_list_rr_count(qs) > 0 &&
+            dname_text(ldns_rr_owner(ldns_rr_list_rr(qs, 0)), first,
+                sizeof(first)) &&
+            strcasecmp(first, qname) == 0) {
+            fn(m, pkt, arg);
+        }
+        ldns_pkt_free(pkt);
+    }
+    micro__free(buf);
+    close(fd);
+    return 0;
+}
+
+typedef struct get_ctx {
+    const char *name;
+    char *suffix; /* ".S.micro." */
+    micro_registry_service *res;
+    size_t n;
+    int rc;
+} get_ctx;
+
+static void
+get_collect(mdns_state *m, const ldns_pkt *pkt, void *arg)
+{
+    get_ctx *g = arg;
+    parsed p;
+    parse_entries(pkt, &p);
+    for (size_t i = 0; i < p.n_e && g->rc == 0; i++) {
+        const entry *e = &p.e[i];
+        if (!entry_complete(e) || e->ttl == 0 ||
+            ends_with_ci(e->name, "." WILDCARD "." MDNS_DOMAIN ".")) {
+            continue;
+        }
+        micro_registry_service t;
+        if (entry_txt(m, e, &t) < 0) {
+            continue;
+        }
+        micro_node node;
+        if (strcmp(t.name, g->name) == 0 &&
+            entry_node(e, g->suffix, &t, &node) == 0) {
+            g->rc = result_add(&g->res, &g->n, &t, &node);
+            micro_node_clear(&node);
+        }
+        micro_registry_service_clear(&t);
+    }
+    parsed_clear(&p);
+}
+
+static int
+mdns_get_service(
+    void *st, const char *name, micro_registry_service **out, size_t *n)
+{
+    mdns_state *m = st;
+    *out = NULL;
+    *n = 0;
+    get_ctx g = { .name = name };
+    g.suffix = str_printf(".%s.%s.", name, MDNS_DOMAIN);
+    char *qname = str_printf("%s.%s.", name, MDNS_DOMAIN);
+    if (g.suffix == NULL || qname == NULL) {
+        micro__free(g.suffix);
+        micro__free(qname);
+        return MICRO_ENOMEM;
+    }
+    if (!dname_ok(qname)) {
+        micro__free(g.suffix);
+        micro__free(qname);
+        return MICRO_ENOSERVICE; /* no valid DNS name: nobody serves it */
+    }
+    /* Our own nodes first: a service always finds itself, even with no
+     * interface to multicast on. */
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_nodes && g.rc == 0; i++) {
+        const lnode *l = m->nodes[i];
+        if (strcmp(l->rec.name, name) == 0) {
+            g.rc = result_add(&g.res, &g.n, &l->rec, &l->rec.nodes[0]);
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    int rc = g.rc;
+    if (rc == 0) {
+        rc = query_collect(m, qname, get_collect, &g);
+    }
+    if (rc == 0) {
+        rc = g.rc;
+    }
+    micro__free(g.suffix);
+    micro__free(qname);
+    if (rc < 0) {
+        micro_registry_services_free(g.res, g.n);
+        return rc;
+    }
+    if (g.n == 0) {
+        micro__free(g.res);
+        return MICRO_ENOSERVICE;
+    }
+    *out = g.res;
+    *n = g.n;
+    return 0;
+}
+
+typedef struct list_ctx {
+    micro_registry_service *res;
+    size_t n;
+    int rc;
+} list_ctx;
+
+static void
+list_add(list_ctx *l, const char *name, size_t len)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strlen(l->res[i].name) == len &&
+            strncmp(l->res[i].name, name, len) == 0) {
+            return;
+        }
+    }
+    micro_registry_service *arr =
+        micro__realloc(l->res, (l->n + 1) * sizeof(*arr));
+    if (arr == NULL) {
+        l->rc = MICRO_ENOMEM;
+        return;
+    }
+    l->res = arr;
+    memset(&arr[l->n], 0, sizeof(arr[0]));
+    arr[l->n].name = micro__strndup(name, len);
+    arr[l->n].version = micro__strdup("");
+    l->n++;
+    if (arr[l->n - 1].name == NULL || arr[l->n - 1].version == NULL) {
+        l->rc = MICRO_ENOMEM;
+    }
+}
+
+static void
+list_collect(mdns_state *m, const ldns_pkt *pkt, void *arg)
+{
+    (void) m;
+    list_ctx *l = arg;
+    static const char suffix[] = "." WILDCARD "." MDNS_DOMAIN ".";
+    parsed p;
+    parse_entries(pkt, &p);
+    for (size_t i = 0; i < p.n_e && l->rc == 0; i++) {
+        const entry *e = &p.e[i];
+        size_t nl = strlen(e->name);
+        if (entry_complete(e) && e->ttl != 0 && ends_with_ci(e->name, suffix) &&
+            nl > sizeof(suffix) - 1) {
+            list_add(l, e->name, nl - (sizeof(suffix) - 1));
+        }
+    }
+    parsed_clear(&p);
+}
+
+static int
+mdns_list_services(void *st, micro_registry_service **out, size_t *n)
+{
+    mdns_state *m = st;
+    *out = NULL;
+    *n = 0;
+    list_ctx l = { 0 };
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_nodes && l.rc == 0; i++) {
+        list_add(&l, m->nodes[i]->rec.name, strlen(m->nodes[i]->rec.name));
+    }
+    pthread_mutex_unlock(&m->mu);
+    int rc = l.rc;
+    if (rc == 0) {
+        rc = query_collect(m, WILDCARD "." MDNS_DOMAIN ".", list_collect, &l);
+    }
+    if (rc == 0) {
+        rc = l.rc;
+    }
+    if (rc < 0) {
+        micro_registry_services_free(l.res, l.n);
+        return rc;
+    }
+    *out = l.res;
+    *n = l.n;
+    return 0;
+}
+
+static int
+mdns_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
+{
+    mdns_state *m = st;
+    watcher *w = micro__calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return MICRO_ENOMEM;
+    }
+    w->fn = fn;
+    w->arg = arg;
+    w->refs = 1;
+    pthread_mutex_lock(&m->mu);
+    watcher **ws =
+        micro__realloc(m->watchers, (m->n_watchers + 1) * sizeof(*ws));
+    if (ws == NULL) {
+        pthread_mutex_unlock(&m->mu);
+        micro__free(w);
+        return MICRO_ENOMEM;
+    }
+    m->watchers = ws;
+    w->token = m->next_token++;
+    m->watchers[m->n_watchers++] = w;
+    *token = w->token;
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+static void
+mdns_unwatch(void *st, uint64_t token)
+{
+    mdns_state *m = st;
+    pthread_mutex_lock(&m->mu);
+    for (size_t i = 0; i < m->n_watchers; i++) {
+        watcher *w = m->watchers[i];
+        if (w->token != token) {
+            continue;
+        }
+        memmove(&m->watchers[i], &m->watchers[i + 1],
+            (m->n_watchers - i - 1) * sizeof(*m->watchers));
+        m->n_watchers--;
+        w->removed = true;
+        while (w->busy > 0 && tl_dispatching != m) {
+            pthread_cond_wait(&m->idle, &m->mu);
+        }
+        watcher_unref(w);
+        break;
+    }
+    /* The cache serves only watchers. */
+    if (m->n_watchers == 0) {
+        for (size_t i = 0; i < m->n_seen; i++) {
+            seen_free(m->seen[i]);
+        }
+        micro__free(m->seen);
+        m->seen = NULL;
+        m->n_seen = 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+MICRO_API const micro_registry_ops micro_registry_mdns_ops = {
+    .abi = MICRO_REGISTRY_ABI,
+    .name = "mdns",
+    .state_size = sizeof(mdns_state),
+    .init = mdns_init,
+    .register_service = mdns_register,
+    .deregister = mdns_deregister,
+    .get_service = mdns_get_service,
+    .list_services = mdns_list_services,
+    .watch = mdns_watch,
+    .unwatch = mdns_unwatch,
+    .fini = mdns_fini,
+};

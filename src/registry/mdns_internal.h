@@ -1,0 +1,43 @@
+/* mDNS registry internals, for its tests (mdns.c). Not installed. */
+#ifndef CMICRO_MDNS_INTERNAL_H
+#define CMICRO_MDNS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "cmicro/registry.h"
+
+/*
+ * Handle one received datagram exactly as the registry's thread does:
+ * answer a query (responses go to from), or feed a response to the
+ * watchers. st is the state of an initialised micro_registry_mdns_ops.
+ * 0 when handled or ignored; MICRO_EPROTO when the packet was malformed
+ * (it is then dropped and counted). Thread: any.
+ */
+int micro__mdns_handle_packet(
+    void *st, const uint8_t *p, size_t n, const struct sockaddr *from);
+
+/* Malformed packets (and undecodable TXT payloads) dropped so far. */
+uint64_t micro__mdns_malformed(void *st);
+
+/* The TXT payload of §5.5: zlib, lower-case hex, 255-character strings.
+ * *chunks is an array of n malloc'd strings; free with
+ * micro__mdns_txt_free. */
+int micro__mdns_txt_encode(
+    const char *json, size_t len, char ***chunks, size_t *n);
+void micro__mdns_txt_free(char **chunks, size_t n);
+/* Concatenate, hex-decode and inflate (any zlib stream, at most 1 MiB).
+ * *json is malloc'd and NUL-terminated (micro__free). MICRO_ECODEC when
+ * malformed. */
+int micro__mdns_txt_decode(
+    const char *const *chunks, size_t n, char **json, size_t *len);
+
+/* The response a responder sends for node i of svc (one instance: PTR,
+ * SRV, A or AAAA, TXT), with host name host ("h.") and the given TTL, no
+ * question, ID 0. *wire is malloc'd (micro__free). MICRO_EINVAL when the
+ * node's address is not ip:port or a name is not a valid DNS name. */
+int micro__mdns_build_response(const micro_registry_service *svc, size_t i,
+    const char *host, uint32_t ttl, uint8_t **wire, size_t *len);
+
+#endif

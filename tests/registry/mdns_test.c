@@ -1,0 +1,528 @@
+/*
+ * The mDNS registry: two registries in one process find each other over
+ * multicast on lo. Both bind 0.0.0.0:5353 with SO_REUSEPORT; the kernel
+ * gives every multicast datagram to each of them (checked: a single
+ * reuseport socket would get only unicast, which is why responders
+ * answer a querier on 5353 by multicast too).
+ *
+ * The test runs in a private network namespace (unshare(CLONE_NEWNET), so
+ * nothing reaches a real network) holding only lo, which it brings up. It
+ * skips (77) when it may not create one (not root).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmicro/micro.h"
+#include "registry/mdns_internal.h"
+#include "registry/registry_internal.h"
+
+static void
+sleep_ms(int64_t ms)
+{
+    struct timespec ts = { (time_t) (ms / 1000), (long) (ms % 1000) * 1000000 };
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A private network namespace with lo up. */
+static int
+enter_netns(void)
+{
+    if (unshare(CLONE_NEWNET) != 0) {
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    }
+    close(fd);
+    return rc;
+}
+
+/* §5.5's example, byte for byte what Go's json.Marshal writes. */
+static const char golden_json[] =
+    "{\"Metadata\":{\"broker\":\"http\",\"protocol\":\"mucp\",\"registry\":"
+    "\"mdns\",\"server\":\"mucp\",\"transport\":\"http\"},\"Service\":"
+    "\"greeter\",\"Version\":\"latest\",\"Endpoints\":[{\"request\":{"
+    "\"name\":\"Request\",\"type\":\"Request\",\"values\":[{\"name\":"
+    "\"name\",\"type\":\"string\",\"values\":null}]},\"response\":{\"name\":"
+    "\"Response\",\"type\":\"Response\",\"values\":[{\"name\":\"msg\","
+    "\"type\":\"string\",\"values\":null}]},\"metadata\":{},\"name\":"
+    "\"Greeter.Hello\"}]}";
+
+static const char greeter_record[] =
+    "{\"name\":\"greeter\",\"version\":\"latest\",\"metadata\":null,"
+    "\"endpoints\":[{\"request\":{\"name\":\"Request\",\"type\":\"Request\","
+    "\"values\":[{\"name\":\"name\",\"type\":\"string\",\"values\":null}]},"
+    "\"response\":{\"name\":\"Response\",\"type\":\"Response\",\"values\":[{"
+    "\"name\":\"msg\",\"type\":\"string\",\"values\":null}]},\"metadata\":{},"
+    "\"name\":\"Greeter.Hello\"}],\"nodes\":null}";
+
+static void
+test_txt_golden(void **state)
+{
+    (void) state;
+    assert_int_equal(strlen(golden_json), 401);
+
+    /* record.c writes the TXT JSON exactly as Go does. */
+    micro_registry_service svc;
+    assert_int_equal(micro_registry_service_from_json(greeter_record,
+                         strlen(greeter_record), &svc),
+        0);
+    micro_metadata md = { 0 };
+    const char *kv[][2] = { { "transport", "http" }, { "broker", "http" },
+        { "server", "mucp" }, { "registry", "mdns" },
+        { "protocol", "mucp" } };
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(micro_metadata_set(&md, kv[i][0], kv[i][1]), 0);
+    }
+    char *json = NULL;
+    assert_int_equal(micro__registry_mdns_txt_json(svc.name, svc.version,
+                         &md, svc.endpoints, svc.n_endpoints, &json),
+        0);
+    assert_string_equal(json, golden_json);
+    free(json);
+    micro_metadata_clear(&md);
+    micro_registry_service_clear(&svc);
+
+    char **chunks = NULL;
+    size_t n = 0;
+    assert_int_equal(
+        micro__mdns_txt_encode(golden_json, strlen(golden_json), &chunks, &n),
+        0);
+    assert_int_equal(n, 2);
+    assert_int_equal(strlen(chunks[0]), 255);
+    assert_int_equal(strlen(chunks[1]), 151);
+    assert_memory_equal(chunks[0], "789c8d90316ec330", 16);
+    for (size_t i = 0; i < n; i++) {
+        for (const char *p = chunks[i]; *p != '\0'; p++) {
+            assert_true((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'));
+        }
+    }
+    char *back = NULL;
+    size_t len = 0;
+    assert_int_equal(micro__mdns_txt_decode((const char *const *) chunks, n,
+                         &back, &len),
+        0);
+    assert_int_equal(len, strlen(golden_json));
+    assert_string_equal(back, golden_json);
+    free(back);
+
+    /* Upper-case hex decodes too (Go's hex.DecodeString); odd length and
+     * bad digits do not. */
+    for (size_t i = 0; i < n; i++) {
+        for (char *p = chunks[i]; *p != '\0'; p++) {
+            if (*p >= 'a' && *p <= 'f') {
+                *p = (char) (*p - 'a' + 'A');
+            }
+        }
+    }
+    assert_int_equal(micro__mdns_txt_decode((const char *const *) chunks, n,
+                         &back, &len),
+        0);
+    assert_string_equal(back, golden_json);
+    free(back);
+    chunks[1][150] = '\0';
+    assert_int_equal(micro__mdns_txt_decode((const char *const *) chunks, n,
+                         &back, &len),
+        MICRO_ECODEC);
+    chunks[1][0] = 'x';
+    chunks[1][149] = '\0';
+    assert_int_equal(micro__mdns_txt_decode((const char *const *) chunks, n,
+                         &back, &len),
+        MICRO_ECODEC);
+    micro__mdns_txt_free(chunks, n);
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct rec_event {
+    micro_registry_action action;
+    char *name;
+    char *id;
+    char *addr;
+    int64_t at;
+} rec_event;
+
+typedef struct recorder {
+    pthread_mutex_t mu;
+    rec_event ev[256];
+    size_t n;
+} recorder;
+
+static void
+on_event(void *arg, micro_registry_action action,
+    const micro_registry_service *svc)
+{
+    recorder *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < svc->n_nodes && r->n < 256; i++) {
+        rec_event *e = &r->ev[r->n++];
+        e->action = action;
+        e->name = strdup(svc->name);
+        e->id = strdup(svc->nodes[i].id);
+        e->addr = strdup(svc->nodes[i].address);
+        e->at = now_ms();
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void
+recorder_clear(recorder *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->ev[i].name);
+        free(r->ev[i].id);
+        free(r->ev[i].addr);
+    }
+    r->n = 0;
+}
+
+/* The time of the first event (action, id) at or after index from, or -1
+ * after waiting up to ms. */
+static int64_t
+wait_event(recorder *r, micro_registry_action action, const char *id, int ms)
+{
+    int64_t deadline = now_ms() + ms;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        for (size_t i = 0; i < r->n; i++) {
+            if (r->ev[i].action == action && strcmp(r->ev[i].id, id) == 0) {
+                int64_t at = r->ev[i].at;
+                pthread_mutex_unlock(&r->mu);
+                return at;
+            }
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (now_ms() > deadline) {
+            return -1;
+        }
+        sleep_ms(20);
+    }
+}
+
+/* greeter v1 with nodes n1 (127.0.0.1:10001) and n2 (127.0.0.1:10002),
+ * node metadata, and two endpoints. */
+static void
+make_greeter(micro_registry_service *s)
+{
+    assert_int_equal(micro_registry_service_from_json(greeter_record,
+                         strlen(greeter_record), s),
+        0);
+    free(s->version);
+    s->version = strdup("v1");
+    micro_endpoint *eps = realloc(s->endpoints, 2 * sizeof(*eps));
+    assert_non_null(eps);
+    s->endpoints = eps;
+    memset(&eps[1], 0, sizeof(eps[1]));
+    eps[1].name = strdup("Greeter.Stream");
+    assert_int_equal(micro_metadata_set(&eps[1].metadata, "stream", "true"), 0);
+    s->n_endpoints = 2;
+    assert_int_equal(micro_metadata_set(&s->metadata, "svc", "dropped"), 0);
+    s->nodes = calloc(2, sizeof(micro_node));
+    s->n_nodes = 2;
+    for (int i = 0; i < 2; i++) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "n%d", i + 1);
+        s->nodes[i].id = strdup(buf);
+        snprintf(buf, sizeof(buf), "127.0.0.1:%d", 10001 + i);
+        s->nodes[i].address = strdup(buf);
+        snprintf(buf, sizeof(buf), "value <%d> & more", i + 1);
+        assert_int_equal(
+            micro_metadata_set(&s->nodes[i].metadata, "key", buf), 0);
+        assert_int_equal(
+            micro_metadata_set(&s->nodes[i].metadata, "registry", "mdns"), 0);
+    }
+}
+
+static const micro_node *
+find_node(const micro_registry_service *svcs, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < svcs[i].n_nodes; j++) {
+            if (strcmp(svcs[i].nodes[j].id, id) == 0) {
+                return &svcs[i].nodes[j];
+            }
+        }
+    }
+    return NULL;
+}
+
+static void
+check_found(const micro_registry_service *svcs, size_t n)
+{
+    assert_int_equal(n, 1);
+    const micro_registry_service *s = &svcs[0];
+    assert_string_equal(s->name, "greeter");
+    assert_string_equal(s->version, "v1");
+    assert_null(micro_metadata_get(&s->metadata, "svc")); /* not carried */
+    assert_int_equal(s->n_endpoints, 2);
+    assert_string_equal(s->endpoints[0].name, "Greeter.Hello");
+    assert_non_null(s->endpoints[0].request);
+    assert_string_equal(s->endpoints[0].request->name, "Request");
+    assert_int_equal(s->endpoints[0].request->n_values, 1);
+    assert_string_equal(s->endpoints[0].request->values[0].name, "name");
+    assert_string_equal(s->endpoints[0].response->values[0].name, "msg");
+    assert_string_equal(s->endpoints[1].name, "Greeter.Stream");
+    assert_string_equal(
+        micro_metadata_get(&s->endpoints[1].metadata, "stream"), "true");
+    for (int i = 0; i < 2; i++) {
+        char id[8];
+        char addr[32];
+        char val[32];
+        snprintf(id, sizeof(id), "n%d", i + 1);
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", 10001 + i);
+        snprintf(val, sizeof(val), "value <%d> & more", i + 1);
+        const micro_node *node = find_node(svcs, n, id);
+        assert_non_null(node);
+        assert_string_equal(node->address, addr);
+        assert_string_equal(micro_metadata_get(&node->metadata, "key"), val);
+        assert_string_equal(
+            micro_metadata_get(&node->metadata, "registry"), "mdns");
+    }
+}
+
+static micro_registry *
+new_mdns(void)
+{
+    micro_registry *r = NULL;
+    assert_int_equal(micro_registry_new(&r, &micro_registry_mdns_ops, NULL), 0);
+    assert_string_equal(micro_registry_name(r), "mdns");
+    return r;
+}
+
+static void
+test_two_registries(void **state)
+{
+    (void) state;
+    micro_registry *a = new_mdns();
+    micro_registry *b = new_mdns();
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    assert_int_equal(micro_registry_get_service(b, "greeter", &out, &n),
+        MICRO_ENOSERVICE);
+
+    micro_registry_service svc;
+    make_greeter(&svc);
+    int64_t t0 = now_ms();
+    assert_int_equal(micro_registry_register(a, &svc, 60000), 0);
+
+    /* B finds both nodes, intact, within 1 s. */
+    bool both = false;
+    while (!both && now_ms() - t0 < 1000) {
+        int rc = micro_registry_get_service(b, "greeter", &out, &n);
+        if (rc == 0) {
+            both = find_node(out, n, "n1") != NULL &&
+                   find_node(out, n, "n2") != NULL;
+            if (both) {
+                check_found(out, n);
+            }
+            micro_registry_services_free(out, n);
+        }
+    }
+    assert_true(both);
+
+    /* A finds itself; list includes greeter on both. */
+    assert_int_equal(micro_registry_get_service(a, "greeter", &out, &n), 0);
+    check_found(out, n);
+    micro_registry_services_free(out, n);
+    assert_int_equal(micro_registry_list_services(b, &out, &n), 0);
+    bool listed = false;
+    for (size_t i = 0; i < n; i++) {
+        listed |= strcmp(out[i].name, "greeter") == 0;
+    }
+    micro_registry_services_free(out, n);
+    assert_true(listed);
+
+    /* B's watch saw both created (from A's announcement). */
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n1", 2000) >= 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n2", 2000) >= 0);
+
+    /* Re-registering is accepted and changes nothing visible. */
+    assert_int_equal(micro_registry_register(a, &svc, 60000), 0);
+
+    /* Deregister n1: its goodbye reaches B's watch, and B no longer
+     * resolves it. */
+    micro_registry_service one = { 0 };
+    one.name = svc.name;
+    one.version = svc.version;
+    one.nodes = &svc.nodes[0];
+    one.n_nodes = 1;
+    assert_int_equal(micro_registry_deregister(a, &one), 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "n1", 2000) >= 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "n2", 0) < 0);
+    assert_int_equal(micro_registry_get_service(b, "greeter", &out, &n), 0);
+    assert_null(find_node(out, n, "n1"));
+    assert_non_null(find_node(out, n, "n2"));
+    micro_registry_services_free(out, n);
+
+    /* Not ip:port: refused, as Go refuses it. */
+    micro_registry_service bad;
+    make_greeter(&bad);
+    free(bad.nodes[1].address);
+    bad.nodes[1].address = strdup("localhost:8080");
+    assert_int_equal(micro_registry_register(a, &bad, 0), MICRO_EINVAL);
+    free(bad.nodes[1].address);
+    bad.nodes[1].address = strdup("127.0.0.1");
+    assert_int_equal(micro_registry_register(a, &bad, 0), MICRO_EINVAL);
+    micro_registry_service_clear(&bad);
+
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(a);
+    micro_registry_free(b);
+    micro_registry_service_clear(&svc);
+    recorder_clear(&rec);
+}
+
+/* A node heard once with TTL 2 s and never again is deleted when its TTL
+ * runs out (B's refresh queries at 80% and 90% go unanswered). */
+static void
+test_ttl_expiry(void **state)
+{
+    (void) state;
+    micro_registry *b = new_mdns();
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+
+    micro_registry_service svc;
+    make_greeter(&svc);
+    free(svc.name);
+    svc.name = strdup("ttlsvc");
+    uint8_t *wire = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        micro__mdns_build_response(&svc, 0, "testhost.", 2, &wire, &len), 0);
+
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    struct in_addr lo;
+    lo.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(
+        setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof(lo)), 0);
+    struct sockaddr_in group;
+    memset(&group, 0, sizeof(group));
+    group.sin_family = AF_INET;
+    group.sin_port = htons(5353);
+    inet_pton(AF_INET, "224.0.0.251", &group.sin_addr);
+    int64_t sent = now_ms();
+    assert_int_equal(sendto(fd, wire, len, 0, (struct sockaddr *) &group,
+                         sizeof(group)),
+        (ssize_t) len);
+    close(fd);
+    free(wire);
+
+    int64_t created = wait_event(&rec, MICRO_REGISTRY_CREATE, "n1", 1000);
+    assert_true(created >= 0);
+    int64_t deleted = wait_event(&rec, MICRO_REGISTRY_DELETE, "n1", 4000);
+    assert_true(deleted >= 0);
+    assert_true(deleted - sent >= 1800);
+    assert_true(deleted - sent <= 3200);
+    pthread_mutex_lock(&rec.mu);
+    for (size_t i = 0; i < rec.n; i++) {
+        if (strcmp(rec.ev[i].id, "n1") == 0) {
+            assert_string_equal(rec.ev[i].name, "ttlsvc");
+            assert_string_equal(rec.ev[i].addr, "127.0.0.1:10001");
+        }
+    }
+    pthread_mutex_unlock(&rec.mu);
+
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(b);
+    micro_registry_service_clear(&svc);
+    recorder_clear(&rec);
+}
+
+/* A goodbye heard for a node the watcher never saw still gives one delete
+ * (Go's watcher reports every goodbye); repeats of it give none. */
+static void
+test_goodbye_once(void **state)
+{
+    (void) state;
+    micro_registry *b = new_mdns();
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+    micro_registry_service svc;
+    make_greeter(&svc);
+    uint8_t *wire = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        micro__mdns_build_response(&svc, 1, "testhost.", 0, &wire, &len), 0);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct in_addr lo;
+    lo.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof(lo));
+    struct sockaddr_in group;
+    memset(&group, 0, sizeof(group));
+    group.sin_family = AF_INET;
+    group.sin_port = htons(5353);
+    inet_pton(AF_INET, "224.0.0.251", &group.sin_addr);
+    for (int i = 0; i < 3; i++) {
+        sendto(fd, wire, len, 0, (struct sockaddr *) &group, sizeof(group));
+    }
+    close(fd);
+    free(wire);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "n2", 1000) >= 0);
+    sleep_ms(200);
+    pthread_mutex_lock(&rec.mu);
+    assert_int_equal(rec.n, 1);
+    pthread_mutex_unlock(&rec.mu);
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(b);
+    micro_registry_service_clear(&svc);
+    recorder_clear(&rec);
+}
+
+int
+main(void)
+{
+    if (enter_netns() != 0) {
+        fprintf(stderr, "mdns_test: skipped: cannot create a private network "
+                        "namespace with lo up (needs root)\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_txt_golden),
+        cmocka_unit_test(test_two_registries),
+        cmocka_unit_test(test_ttl_expiry),
+        cmocka_unit_test(test_goodbye_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
