@@ -32,6 +32,11 @@ static const row clients[] = {
     {"grpc", NULL, "the gRPC client (not built in this version)"},
 };
 
+static const row servers[] = {
+    {"mucp", &micro_server_mucp_ops, NULL},
+    {"grpc", NULL, "the gRPC server (not built in this version)"},
+};
+
 static int
 lookup(const row *rows, size_t n, const char *kind, const char *name,
     const void **ops)
@@ -80,6 +85,15 @@ micro__client_ops_by_name(const char *name, const micro_client_ops **ops)
 {
     const void *p = NULL;
     int rc = lookup(clients, MICRO_ARRAY_LEN(clients), "client", name, &p);
+    *ops = p;
+    return rc;
+}
+
+int
+micro__server_ops_by_name(const char *name, const micro_server_ops **ops)
+{
+    const void *p = NULL;
+    int rc = lookup(servers, MICRO_ARRAY_LEN(servers), "server", name, &p);
     *ops = p;
     return rc;
 }

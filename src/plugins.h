@@ -11,4 +11,6 @@ int micro__registry_ops_by_name(
 
 int micro__client_ops_by_name(const char *name, const micro_client_ops **ops);
 
+int micro__server_ops_by_name(const char *name, const micro_server_ops **ops);
+
 #endif

@@ -111,6 +111,70 @@ typedef struct micro_server_stats {
     uint64_t inflight;
 } micro_server_stats;
 
+/* --- implementations ------------------------------------------------ */
+
+#define MICRO_SERVER_ABI 1
+
+/**
+ * For implementers of a server protocol (Go Micro's server.Server). The
+ * front end owns the name, id, handlers, wrappers, registration record and
+ * statistics; an implementation receives requests in its own protocol,
+ * routes each one with micro_server_dispatch, and answers. The built-in is
+ * micro_server_mucp_ops (name "mucp": Go Micro's RPC over a transport).
+ */
+typedef struct micro_server_ops {
+    uint32_t abi;      /* MICRO_SERVER_ABI */
+    const char *name;  /* the MICRO_SERVER value */
+    size_t state_size; /* allocated and zeroed by the front end */
+    /* Required. All pointers are borrowed and outlive the server. */
+    int (*init)(void *st, micro_server *srv, micro_loop *loop,
+        micro_transport *transport, const micro_options *opts);
+    /* Required. Start serving; thread: any. */
+    int (*start)(void *st);
+    /* Required. Stop accepting, wait up to drain_ms for in-flight work,
+     * close. MICRO_ETIMEDOUT when work was still running. */
+    int (*stop)(void *st, int64_t drain_ms);
+    /* Required. The bound address ("ip:port"), or NULL. */
+    const char *(*listen_address)(void *st);
+    void (*fini)(void *st);
+} micro_server_ops;
+
+MICRO_API extern const micro_server_ops micro_server_mucp_ops;
+
+/**
+ * One request to route, for implementations. Inputs are borrowed for the
+ * call; outputs belong to the caller, who releases them with
+ * micro_dispatch_clear.
+ */
+typedef struct micro_dispatch {
+    const char *endpoint;      /* in: "Handler.Method" */
+    const char *service;       /* in: may be NULL */
+    const char *content_type;  /* in: may be NULL */
+    const micro_msg *headers;  /* in: metadata; may be NULL */
+    const void *body;          /* in: decoded payload */
+    size_t len;
+    int64_t deadline;          /* in: monotonic ms (micro_now_ms); 0 none */
+    micro_buf reply;           /* out: reply payload */
+    micro_msg *reply_headers;  /* out: headers the handler set, or NULL */
+    micro_error *error;        /* out: set when the call failed */
+} micro_dispatch;
+
+/**
+ * Route d through the wrappers to its handler and run it on the calling
+ * thread. Returns 0 (d->reply set) or MICRO_EREMOTE (d->error set: unknown
+ * endpoint 404, ill-formed 400, deadline 408, or the handler's error).
+ * Thread: any; may block as long as the handler does.
+ */
+MICRO_API int micro_server_dispatch(micro_server *s, micro_dispatch *d);
+MICRO_API void micro_dispatch_clear(micro_dispatch *d);
+
+/** Create a server from an ops table (micro_server_new uses mucp). */
+MICRO_API int micro_server_new_with_ops(micro_server **out,
+    const micro_server_ops *ops, micro_loop *loop,
+    micro_transport *transport, const micro_options *opts);
+/** The options the server was created with (borrowed). */
+MICRO_API const micro_options *micro_server_options(const micro_server *s);
+
 /**
  * Options read: "server_name", "server_version", "server_id",
  * "server_address", "server_advertise", "server_metadata", "server_workers",

@@ -1,11 +1,10 @@
 /*
- * The mucp server: reads a request message, picks the codec by content
- * type, routes "Handler.Method" through the wrapper chain to a handler on
- * the worker pool (or inline on the loop), and answers in Go Micro's
- * shape (errors in Micro-Error as {"id","code","detail","status"}).
+ * The server front end: the name and id, handlers, wrappers, routing of
+ * "Handler.Method", the registration record and statistics. The wire
+ * protocol is an implementation behind micro_server_ops; the built-in one
+ * is mucp.c.
  */
-#include "core/internal.h"
-#include "core/loop_internal.h"
+#include "server/server_internal.h"
 #include "core/msg_internal.h"
 #include "registry/registry_internal.h"
 
@@ -13,65 +12,10 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 
-typedef struct handler {
-    char *endpoint;
-    micro_handler_fn fn;
-    void *arg;
-    micro_value *request;
-    micro_value *response;
-    unsigned flags;
-} handler;
-
-typedef struct wrapper {
-    micro_handler_wrapper_fn fn;
-    void *arg;
-} wrapper;
-
-struct micro_server {
-    micro_loop *loop;
-    micro_transport *tr;
-    micro_options *opts;
-    char *name;
-    char *version;
-    char *id;
-    micro_metadata md;
-    handler *handlers;
-    size_t n_handlers;
-    wrapper *wrappers;
-    size_t n_wrappers;
-    micro__pool *pool;
-    int workers;
-    bool inline_all;
-    bool started;
-    char address[96];
-    _Atomic uint64_t requests, errors, unknown, codec_errors, late;
-    atomic_long inflight;
-};
-
-struct micro_request {
-    micro__task task;
-    micro_server *s;
-    micro_exchange *ex;
-    micro_msg *msg;
-    const char *endpoint;
-    const char *service;
-    const char *ct;
-    const micro_codec_ops *codec;
-    micro_codec_info info;
-    micro_buf payload;
-    int64_t deadline;
-};
-
-struct micro_response {
-    micro_msg *msg;
-    micro_buf body;
-    micro_error *err;
-    const micro_server *s;
-};
+typedef micro__handler handler;
+typedef micro__wrapper wrapper;
 
 struct micro_handler_chain {
     const micro_server *s;
@@ -103,26 +47,29 @@ micro_request_content_type(const micro_request *r)
 const void *
 micro_request_body(const micro_request *r, size_t *len)
 {
-    *len = r->payload.len;
-    return r->payload.data ? (const void *) r->payload.data : "";
+    *len = r->len;
+    return r->body ? r->body : "";
 }
 
 const char *
 micro_request_header(const micro_request *r, const char *key)
 {
-    return micro_msg_header(r->msg, key);
+    return r->msg ? micro_msg_header(r->msg, key) : NULL;
 }
 
 size_t
 micro_request_header_count(const micro_request *r)
 {
-    return micro_msg_header_count(r->msg);
+    return r->msg ? micro_msg_header_count(r->msg) : 0;
 }
 
 int
 micro_request_header_at(const micro_request *r, size_t i, const char **key,
     const char **value)
 {
+    if (r->msg == NULL) {
+        return MICRO_EINVAL;
+    }
     return micro_msg_header_at(r->msg, i, key, value);
 }
 
@@ -144,7 +91,7 @@ micro_request_remaining_ms(const micro_request *r)
 const char *
 micro_request_remote(const micro_request *r)
 {
-    const char *v = micro_msg_header(r->msg, "Remote");
+    const char *v = r->msg ? micro_msg_header(r->msg, "Remote") : NULL;
     return v ? v : "";
 }
 
@@ -167,6 +114,9 @@ int
 micro_response_set_header(micro_response *r, const char *key,
     const char *value)
 {
+    if (r->msg == NULL && micro_msg_new(&r->msg) != 0) {
+        return MICRO_ENOMEM;
+    }
     return micro_msg_set_header(r->msg, key, value);
 }
 
@@ -199,8 +149,8 @@ micro_handler_next(micro_handler_chain *next, micro_request *req,
 /* ------------------------------------------------------------------ */
 /* Routing.                                                             */
 
-static const handler *
-find_handler(const micro_server *s, const char *endpoint)
+const micro__handler *
+micro__server_find(const micro_server *s, const char *endpoint)
 {
     for (size_t i = 0; i < s->n_handlers; i++) {
         if (strcmp(s->handlers[i].endpoint, endpoint) == 0) {
@@ -222,262 +172,106 @@ handler_name_known(const micro_server *s, const char *endpoint, size_t hl)
     return false;
 }
 
-static const char *
-hdr2(const micro_msg *m, const char *a, const char *b)
-{
-    const char *v = micro_msg_header(m, a);
-    if (v == NULL || v[0] == '\0') {
-        v = micro_msg_header(m, b);
-    }
-    return (v != NULL && v[0] != '\0') ? v : NULL;
-}
-
 static void
-request_free(micro_request *r)
+route_error(micro_server *s, micro_response *rsp, int32_t code,
+    const char *fmt, ...)
 {
-    micro_msg_free(r->msg);
-    micro_codec_info_clear(&r->info);
-    micro_buf_clear(&r->payload);
-    micro__free(r);
-}
-
-/* Send the reply for r (success or error) and free r. */
-static void
-finish(micro_request *r, micro_response *rsp)
-{
-    micro_server *s = r->s;
-    micro_msg *out = rsp->msg;
-    micro_buf wire = {0};
-    int rc = 0;
-    if (rsp->err != NULL) {
-        atomic_fetch_add(&s->errors, 1);
-        char *json = micro_error_to_json(rsp->err);
-        if (json != NULL) {
-            micro_msg_set_header(out, "Micro-Error", json);
-            micro_msg_set_header(out, "X-Micro-Error", json);
-        }
-        if (r->codec != NULL) {
-            micro_codec_info info = {r->info.endpoint, r->info.id, json};
-            rc = r->codec->write_response(&info, NULL, 0, &wire);
-            if (rc != 0) {
-                wire.len = 0;
-            }
-        }
-        free(json);
-    } else {
-        micro_codec_info info = {r->info.endpoint, r->info.id, NULL};
-        rc = r->codec->write_response(&info, rsp->body.data, rsp->body.len,
-            &wire);
-        if (rc != 0) {
-            wire.len = 0;
-            micro_error *e = micro_error_new(s->name, 500,
-                "failed to encode the response");
-            char *json = e ? micro_error_to_json(e) : NULL;
-            if (json != NULL) {
-                micro_msg_set_header(out, "Micro-Error", json);
-                micro_msg_set_header(out, "X-Micro-Error", json);
-            }
-            free(json);
-            micro_error_free(e);
-        }
-    }
-    if (wire.len > 0 && r->ct != NULL) {
-        micro_msg_set_header(out, "Content-Type", r->ct);
-    }
-    micro_msg_take_body(out, &wire);
-    micro_buf_clear(&rsp->body);
-    micro_error_free(rsp->err);
-    rsp->err = NULL;
-    rsp->msg = NULL;
-    micro_exchange *ex = r->ex;
-    atomic_fetch_sub(&s->inflight, 1);
-    request_free(r);
-    micro_transport_reply(s->tr, ex, &out);
-    micro_msg_free(out);
-}
-
-/* Fail r with a Go Micro error without running a handler. */
-static void
-fail(micro_request *r, int32_t code, const char *fmt, ...)
-{
-    micro_response rsp = {.s = r->s};
-    if (micro_msg_new(&rsp.msg) != 0) {
-        micro_msg *none = NULL;
-        micro_exchange *ex = r->ex;
-        atomic_fetch_sub(&r->s->inflight, 1);
-        request_free(r);
-        if (micro_msg_new(&none) == 0) {
-            micro_transport_reply(r->s->tr, ex, &none);
-        }
-        return;
-    }
     char detail[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    rsp.err = micro_error_new(r->s->name, code, detail);
-    finish(r, &rsp);
+    micro_error_free(rsp->err);
+    rsp->err = micro_error_new(s->name, code, detail);
 }
 
-/* Decode, route and run. Worker thread, or the loop for inline work. */
-static void
-process(micro_request *r)
+void
+micro__server_route(micro_server *s, micro_request *r, micro_response *rsp)
 {
-    micro_server *s = r->s;
-    int rc = r->codec->read_request(r->msg->body.data, r->msg->body.len,
-        &r->info, &r->payload);
-    if (rc != 0) {
-        atomic_fetch_add(&s->codec_errors, 1);
-        MICRO_LOGF(MICRO_LOG_INFO, "server", "%s: undecodable %s body",
-            micro_request_remote(r), r->ct);
-        fail(r, 400, "decode error: the %s body is malformed", r->ct);
-        return;
-    }
-    if (r->endpoint == NULL) {
-        r->endpoint = r->info.endpoint;
-    }
-    if (r->endpoint == NULL || r->endpoint[0] == '\0') {
+    const char *ep = r->endpoint;
+    if (ep == NULL || ep[0] == '\0') {
         atomic_fetch_add(&s->unknown, 1);
-        fail(r, 400, "rpc: service/endpoint request ill-formed: no endpoint");
+        route_error(s, rsp, 400,
+            "rpc: service/endpoint request ill-formed: no endpoint");
         return;
     }
-    const char *dot = strchr(r->endpoint, '.');
-    if (dot == NULL || dot == r->endpoint || dot[1] == '\0' ||
+    const char *dot = strchr(ep, '.');
+    if (dot == NULL || dot == ep || dot[1] == '\0' ||
         strchr(dot + 1, '.') != NULL) {
         atomic_fetch_add(&s->unknown, 1);
-        fail(r, 400, "rpc: service/endpoint request ill-formed: %s",
-            r->endpoint);
+        route_error(s, rsp, 400,
+            "rpc: service/endpoint request ill-formed: %s", ep);
         return;
     }
-    const handler *h = find_handler(s, r->endpoint);
+    const handler *h = micro__server_find(s, ep);
     if (h == NULL) {
         atomic_fetch_add(&s->unknown, 1);
         MICRO_LOGF(MICRO_LOG_INFO, "server", "%s: unknown endpoint %s",
-            micro_request_remote(r), r->endpoint);
-        if (!handler_name_known(s, r->endpoint, (size_t) (dot - r->endpoint))) {
-            fail(r, 404, "rpc: can't find service %.*s",
-                (int) (dot - r->endpoint), r->endpoint);
+            micro_request_remote(r), ep);
+        if (!handler_name_known(s, ep, (size_t) (dot - ep))) {
+            route_error(s, rsp, 404, "rpc: can't find service %.*s",
+                (int) (dot - ep), ep);
         } else {
-            fail(r, 404, "rpc: can't find method %s", r->endpoint);
+            route_error(s, rsp, 404, "rpc: can't find method %s", ep);
         }
         return;
     }
     if (r->deadline != 0 && micro__now_ms() >= r->deadline) {
         atomic_fetch_add(&s->late, 1);
-        fail(r, 408, "deadline exceeded before %s could start", r->endpoint);
-        return;
-    }
-    micro_response rsp = {.s = s};
-    if (micro_msg_new(&rsp.msg) != 0) {
-        fail(r, 500, "out of memory");
+        route_error(s, rsp, 408, "deadline exceeded before %s could start",
+            ep);
         return;
     }
     micro_handler_chain chain = {s, 0, h};
-    rc = micro_handler_next(&chain, r, &rsp);
-    if (rc != 0 && rsp.err == NULL) {
-        rsp.err = micro_error_new(s->name, rc == MICRO_ETIMEDOUT ? 408 : 500,
+    int rc = micro_handler_next(&chain, r, rsp);
+    if (rc != 0 && rsp->err == NULL) {
+        route_error(s, rsp, rc == MICRO_ETIMEDOUT ? 408 : 500, "%s",
             micro_strerror(rc));
     }
     if (r->deadline != 0 && micro__now_ms() > r->deadline) {
         atomic_fetch_add(&s->late, 1);
     }
-    finish(r, &rsp);
 }
 
-static void
-process_task(micro__task *t)
+int
+micro_server_dispatch(micro_server *s, micro_dispatch *d)
 {
-    process((micro_request *) t);
-}
-
-static int64_t
-parse_timeout_ns(const char *v)
-{
-    if (v == NULL) {
-        return 0;
+    if (s == NULL || d == NULL || (d->body == NULL && d->len > 0)) {
+        return MICRO_EINVAL;
     }
-    char *end = NULL;
-    long long ns = strtoll(v, &end, 10);
-    if (end == v || *end != '\0' || ns <= 0) {
-        return 0;
-    }
-    return (int64_t) ns;
-}
-
-/* Loop thread: a request arrived. */
-static void
-on_request(void *arg, micro_exchange *ex, micro_msg *msg)
-{
-    micro_server *s = arg;
     atomic_fetch_add(&s->requests, 1);
-    atomic_fetch_add(&s->inflight, 1);
-    micro_request *r = micro__calloc(1, sizeof(*r));
-    if (r == NULL) {
-        atomic_fetch_sub(&s->inflight, 1);
-        micro_msg_free(msg);
-        micro_msg *none = NULL;
-        if (micro_msg_new(&none) == 0) {
-            micro_transport_reply(s->tr, ex, &none);
-        }
+    micro_request r = {.s = s,
+        .msg = d->headers,
+        .endpoint = d->endpoint,
+        .service = d->service,
+        .ct = d->content_type,
+        .body = d->body,
+        .len = d->len,
+        .deadline = d->deadline};
+    micro_response rsp = {.s = s};
+    micro__server_route(s, &r, &rsp);
+    d->reply_headers = rsp.msg;
+    if (rsp.err != NULL) {
+        atomic_fetch_add(&s->errors, 1);
+        micro_buf_clear(&rsp.body);
+        d->error = rsp.err;
+        return MICRO_EREMOTE;
+    }
+    d->reply = rsp.body;
+    return 0;
+}
+
+void
+micro_dispatch_clear(micro_dispatch *d)
+{
+    if (d == NULL) {
         return;
     }
-    r->s = s;
-    r->ex = ex;
-    r->msg = msg;
-    r->service = hdr2(msg, "Micro-Service", "X-Micro-Service");
-    r->endpoint = hdr2(msg, "Micro-Endpoint", "X-Micro-Endpoint");
-    const char *method = hdr2(msg, "Micro-Method", "X-Micro-Method");
-    if (r->endpoint == NULL) {
-        r->endpoint = method;
-    }
-    int64_t ns = parse_timeout_ns(micro_msg_header(msg, "Timeout"));
-    if (ns > 0) {
-        r->deadline = micro__now_ms() + (ns + 999999) / 1000000;
-    }
-    r->ct = micro_msg_header(msg, "Content-Type");
-    if (r->ct == NULL || r->ct[0] == '\0') {
-        r->ct = "application/protobuf"; /* Go Micro's server default */
-    }
-    if (hdr2(msg, "Micro-Topic", "X-Micro-Topic") != NULL) {
-        fail(r, 400, "this server has no subscribers: events over the "
-                     "transport are not accepted");
-        return;
-    }
-    if (hdr2(msg, "Micro-Stream", "X-Micro-Stream") != NULL) {
-        fail(r, 400, "stream requests are not accepted by this server");
-        return;
-    }
-    r->codec = micro_codec_lookup(r->ct);
-    /* Go Micro's legacy switch: a request naming no service, method or
-     * endpoint is read with the envelope codec of its content type. */
-    if (r->service == NULL && r->endpoint == NULL &&
-        hdr2(msg, "Micro-Protocol", "X-Micro-Protocol") == NULL) {
-        const char *base = r->ct;
-        if (strncasecmp(base, "application/json", 16) == 0) {
-            r->codec = &micro_codec_jsonrpc_ops;
-        }
-    }
-    if (r->codec == NULL) {
-        atomic_fetch_add(&s->codec_errors, 1);
-        MICRO_LOGF(MICRO_LOG_INFO, "server", "unsupported Content-Type %s",
-            r->ct);
-        fail(r, 400, "unsupported Content-Type: %s", r->ct);
-        return;
-    }
-    bool run_inline = s->inline_all;
-    if (!run_inline && r->endpoint != NULL) {
-        const handler *h = find_handler(s, r->endpoint);
-        run_inline = h != NULL && (h->flags & MICRO_HANDLER_INLINE) != 0;
-    }
-    if (run_inline) {
-        process(r);
-        return;
-    }
-    r->task.fn = process_task;
-    if (micro__pool_submit(s->pool, &r->task) != 0) {
-        fail(r, 503, "server is shutting down");
-    }
+    micro_buf_clear(&d->reply);
+    micro_msg_free(d->reply_headers);
+    d->reply_headers = NULL;
+    micro_error_free(d->error);
+    d->error = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -517,14 +311,31 @@ int
 micro_server_new(micro_server **out, micro_loop *loop,
     micro_transport *transport, const micro_options *opts)
 {
+    return micro_server_new_with_ops(out, &micro_server_mucp_ops, loop,
+        transport, opts);
+}
+
+const micro_options *
+micro_server_options(const micro_server *s)
+{
+    return s->opts;
+}
+
+int
+micro_server_new_with_ops(micro_server **out, const micro_server_ops *ops,
+    micro_loop *loop, micro_transport *transport, const micro_options *opts)
+{
     *out = NULL;
-    if (loop == NULL || transport == NULL) {
+    if (ops == NULL || ops->abi != MICRO_SERVER_ABI || ops->init == NULL ||
+        ops->start == NULL || ops->stop == NULL ||
+        ops->listen_address == NULL) {
         return MICRO_EINVAL;
     }
     micro_server *s = micro__calloc(1, sizeof(*s));
     if (s == NULL) {
         return MICRO_ENOMEM;
     }
+    s->ops = ops;
     s->loop = loop;
     s->tr = transport;
     int rc = opts ? micro_options_dup(opts, &s->opts)
@@ -543,8 +354,6 @@ micro_server_new(micro_server **out, micro_loop *loop,
         id = uuid;
     }
     s->id = micro__strdup(id);
-    s->workers = (int) micro_options_get_int(s->opts, "server_workers");
-    s->inline_all = micro_options_get_bool(s->opts, "server_inline");
     const char *md = micro_options_get_str(s->opts, "server_metadata");
     if (md != NULL) {
         /* "k=v,k2=v2" */
@@ -568,6 +377,11 @@ micro_server_new(micro_server **out, micro_loop *loop,
         .fn = debug_health,
         .flags = MICRO_HANDLER_INLINE | MICRO_HANDLER_INTERNAL};
     rc = micro_server_handle(s, &health);
+    if (rc == 0) {
+        s->impl = micro__calloc(1, ops->state_size ? ops->state_size : 1);
+        rc = s->impl ? ops->init(s->impl, s, loop, transport, s->opts)
+                     : MICRO_ENOMEM;
+    }
     if (rc != 0) {
         micro_server_free(s);
         return rc;
@@ -585,6 +399,10 @@ micro_server_free(micro_server *s)
     if (s->started) {
         micro_server_stop(s, 0);
     }
+    if (s->impl != NULL && s->ops->fini != NULL) {
+        s->ops->fini(s->impl);
+    }
+    micro__free(s->impl);
     for (size_t i = 0; i < s->n_handlers; i++) {
         handler *h = &s->handlers[i];
         micro__free(h->endpoint);
@@ -623,7 +441,7 @@ micro_server_handle(micro_server *s, const micro_handler_desc *d)
     if (s->started) {
         return MICRO_EINVAL;
     }
-    if (find_handler(s, d->endpoint) != NULL) {
+    if (micro__server_find(s, d->endpoint) != NULL) {
         return MICRO_EEXIST;
     }
     handler *hs = micro__realloc(s->handlers,
@@ -706,7 +524,7 @@ compute_address(micro_server *s)
     const char *adv = micro_options_get_str(s->opts, "server_advertise");
     const char *src = (adv != NULL && adv[0] != '\0')
         ? adv
-        : micro_transport_address(s->tr);
+        : s->ops->listen_address(s->impl);
     if (src == NULL) {
         src = "";
     }
@@ -738,25 +556,14 @@ micro_server_start(micro_server *s)
     if (s->started) {
         return MICRO_EEXIST;
     }
-    int rc = micro__pool_new(&s->pool, s->workers > 0 ? s->workers : 16,
-        "server");
+    int rc = s->ops->start(s->impl);
     if (rc != 0) {
-        return rc;
-    }
-    const char *addr = micro_options_get_str(s->opts, "server_address");
-    if (addr == NULL || addr[0] == '\0') {
-        addr = ":0";
-    }
-    rc = micro_transport_listen(s->tr, addr, on_request, s);
-    if (rc != 0) {
-        micro__pool_free(s->pool);
-        s->pool = NULL;
         return rc;
     }
     compute_address(s);
     s->started = true;
     MICRO_LOGF(MICRO_LOG_INFO, "server", "%s listening on %s (advertised %s)",
-        s->name, micro_transport_address(s->tr), s->address);
+        s->name, s->ops->listen_address(s->impl), s->address);
     return 0;
 }
 
@@ -767,27 +574,7 @@ micro_server_stop(micro_server *s, int64_t drain_ms)
         return MICRO_EINVAL;
     }
     s->started = false;
-    /* Stop accepting; connections with a request in flight close once it
-     * is answered. */
-    micro_transport_stop_listen(s->tr);
-    int64_t until = micro__now_ms() + (drain_ms > 0 ? drain_ms : 0);
-    while (atomic_load(&s->inflight) > 0 && micro__now_ms() < until) {
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
-    }
-    long left = atomic_load(&s->inflight);
-    if (left > 0) {
-        micro_log(MICRO_LOG_WARN, "server",
-            "%ld request(s) still running after the %lld ms drain; "
-            "their replies will be dropped",
-            left, (long long) drain_ms);
-        /* Workers stuck in handlers cannot be joined; leave the pool. */
-        s->pool = NULL;
-        return MICRO_ETIMEDOUT;
-    }
-    micro__pool_free(s->pool);
-    s->pool = NULL;
-    return 0;
+    return s->ops->stop(s->impl, drain_ms);
 }
 
 const char *

@@ -56,8 +56,14 @@ build(micro_service *s)
         rc = micro_selector_new_by_name(&s->sel,
             micro_options_get_str(s->opts, "selector"), s->reg, s->opts);
     }
+    const micro_server_ops *sops = NULL;
     if (rc == 0) {
-        rc = micro_server_new(&s->srv, s->loop, s->tr, s->opts);
+        rc = micro__server_ops_by_name(
+            micro_options_get_str(s->opts, "server"), &sops);
+    }
+    if (rc == 0) {
+        rc = micro_server_new_with_ops(&s->srv, sops, s->loop, s->tr,
+            s->opts);
     }
     const micro_client_ops *cops = NULL;
     if (rc == 0) {

@@ -1,0 +1,79 @@
+/* Shared by the server front end (server.c) and its built-in
+ * implementation (mucp.c). Not installed. */
+#ifndef CMICRO_SERVER_INTERNAL_H
+#define CMICRO_SERVER_INTERNAL_H
+
+#include "core/internal.h"
+#include "core/loop_internal.h"
+
+#include <stdatomic.h>
+
+typedef struct micro__handler {
+    char *endpoint;
+    micro_handler_fn fn;
+    void *arg;
+    micro_value *request;
+    micro_value *response;
+    unsigned flags;
+} micro__handler;
+
+typedef struct micro__wrapper {
+    micro_handler_wrapper_fn fn;
+    void *arg;
+} micro__wrapper;
+
+struct micro_server {
+    const micro_server_ops *ops;
+    void *impl;
+    micro_loop *loop;
+    micro_transport *tr;
+    micro_options *opts;
+    char *name;
+    char *version;
+    char *id;
+    micro_metadata md;
+    micro__handler *handlers;
+    size_t n_handlers;
+    micro__wrapper *wrappers;
+    size_t n_wrappers;
+    bool started;
+    char address[96];
+    _Atomic uint64_t requests, errors, unknown, codec_errors, late;
+    atomic_long inflight;
+};
+
+/* What a handler sees. The mucp implementation embeds it in its own
+ * per-request object; micro_server_dispatch builds one on the stack. */
+struct micro_request {
+    micro_server *s;
+    const micro_msg *msg; /* headers / metadata; may be NULL */
+    const char *endpoint;
+    const char *service;
+    const char *ct;
+    const void *body;
+    size_t len;
+    int64_t deadline;
+};
+
+struct micro_response {
+    micro_msg *msg; /* reply headers, created on first use */
+    micro_buf body;
+    micro_error *err;
+    const micro_server *s;
+};
+
+/* The handler registered for endpoint, or NULL. */
+const micro__handler *micro__server_find(const micro_server *s,
+    const char *endpoint);
+
+/*
+ * Route r to its handler through the wrappers: checks the endpoint's form,
+ * finds the handler, refuses a request whose deadline has passed, runs the
+ * chain. On return either rsp->err is set (Go Micro's error shape, with
+ * the server's texts) or rsp->body holds the reply. Counts unknown, late
+ * and error outcomes. Any thread.
+ */
+void micro__server_route(micro_server *s, micro_request *r,
+    micro_response *rsp);
+
+#endif
