@@ -12,8 +12,10 @@
 # compare measurements taken under the same machine load:
 #   echo          bench_echo server / client (one epoll loop), the baseline
 #   echo-threads  bench_echo client --mode threads (K blocking threads)
-#   cmicro        greeter-server / bench_greeter (K threads, one client)
-#   cmicro-inline greeter-server --server_inline=true / bench_greeter
+#   cmicro        greeter-server --no_inline / bench_greeter (K threads,
+#                 one client; handlers on the worker pool)
+#   cmicro-inline greeter-server / bench_greeter (Greeter.Hello is an
+#                 inline handler: it runs on the loop thread)
 #   wrk           wrk -t1 -c64 against both servers (if wrk is installed)
 # for inflight 1 and 64; servers are pinned to SERVER_CPU, clients to
 # CLIENT_CPU. Also: greeter-server RSS at rest and under load, time from
@@ -211,8 +213,8 @@ EOF
 for r in $(seq 1 "$RUNS"); do
     log "run $r/$RUNS"
     echo_round "$r"
-    greeter_round cmicro "$r"
-    greeter_round cmicro-inline "$r" --server_inline=true
+    greeter_round cmicro "$r" --no_inline
+    greeter_round cmicro-inline "$r"
 done
 for r in $(seq 1 $((RUNS * 3))); do
     startup_ms >>"$TMP/startup"
@@ -253,9 +255,10 @@ client = {"echo": "bench_echo (1 epoll thread)",
           "cmicro": "bench_greeter", "cmicro-inline": "bench_greeter",
           "wrk": "wrk -t1", "wrk-inline": "wrk -t1"}
 server = {"echo": "bench_echo server", "echo-threads": "bench_echo server",
-          "cmicro": "greeter-server", "wrk": "greeter-server",
-          "cmicro-inline": "greeter-server --server_inline=true",
-          "wrk-inline": "greeter-server --server_inline=true"}
+          "cmicro": "greeter-server --no_inline",
+          "wrk": "greeter-server --no_inline",
+          "cmicro-inline": "greeter-server",
+          "wrk-inline": "greeter-server"}
 print("| contender | server | client | inflight | calls/s | p50 µs | p99 µs "
       "| p99.9 µs | errors | calls/s ÷ echo | p50 ÷ echo |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -9,7 +9,8 @@
  *                 -> calls greeter Greeter.Hello there and returns its reply
  *
  * Flags and MICRO_* variables are Go Micro's: --server_address=127.0.0.1:0,
- * --registry=memory, ... (--help lists them).
+ * --registry=memory, ... (--help lists them). --no_inline runs every
+ * handler on the worker pool (the benchmark uses it to measure that path).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -171,6 +172,13 @@ main(int argc, char **argv)
     micro_handler_desc d = {.endpoint = "Greeter.Hello", .fn = hello,
         .request = &req_v, .response = &rsp_v,
         .flags = MICRO_HANDLER_INLINE};
+    unsigned inl = MICRO_HANDLER_INLINE;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no_inline") == 0) {
+            inl = 0;
+        }
+    }
+    d.flags = inl;
     micro_server *srv = micro_service_server(svc);
     if (srv == NULL) {
         micro_service_free(svc);
@@ -178,9 +186,9 @@ main(int argc, char **argv)
     }
     rc = micro_server_handle(srv, &d);
     micro_handler_desc dm = {.endpoint = "Greeter.Meta", .fn = meta,
-        .flags = MICRO_HANDLER_INLINE};
+        .flags = inl};
     micro_handler_desc df = {.endpoint = "Greeter.Fail", .fn = fail,
-        .flags = MICRO_HANDLER_INLINE};
+        .flags = inl};
     if (rc == 0) {
         rc = micro_server_handle(srv, &dm);
     }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -510,6 +511,97 @@ test_goodbye_once(void **state)
     recorder_clear(&rec);
 }
 
+/* A node A serves is heard once with a 2 s TTL; B asks again at 80% of
+ * it, A answers (TTL 120), and B keeps the node. */
+static void
+test_refresh_keeps_live_node(void **state)
+{
+    (void) state;
+    micro_registry *a = new_mdns();
+    micro_registry *b = new_mdns();
+    micro_registry_service svc;
+    make_greeter(&svc);
+    free(svc.name);
+    svc.name = strdup("livesvc");
+    assert_int_equal(micro_registry_register(a, &svc, 0), 0);
+    sleep_ms(3500); /* A's own announcements (0, 1 s, 3 s) are over */
+
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+    uint8_t *wire = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        micro__mdns_build_response(&svc, 0, "testhost.", 2, &wire, &len), 0);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct in_addr lo;
+    lo.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof(lo));
+    struct sockaddr_in group;
+    memset(&group, 0, sizeof(group));
+    group.sin_family = AF_INET;
+    group.sin_port = htons(5353);
+    inet_pton(AF_INET, "224.0.0.251", &group.sin_addr);
+    sendto(fd, wire, len, 0, (struct sockaddr *) &group, sizeof(group));
+    close(fd);
+    free(wire);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n1", 1000) >= 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "n1", 3500) < 0);
+
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(a);
+    micro_registry_free(b);
+    micro_registry_service_clear(&svc);
+    recorder_clear(&rec);
+}
+
+/* Does /proc/net/igmp (this namespace) show 224.0.0.251 on dev? */
+static bool
+igmp_joined(const char *dev)
+{
+    FILE *f = fopen("/proc/net/igmp", "r");
+    if (f == NULL) {
+        return false;
+    }
+    char line[256];
+    bool in_dev = false;
+    bool found = false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (line[0] != '\t' && line[0] != ' ') {
+            char name[64] = "";
+            /* "Idx\tDevice    : Count Querier" then "3\td0        :..." */
+            in_dev = sscanf(line, "%*d %63s", name) == 1 &&
+                     strcmp(name, dev) == 0;
+        } else if (in_dev && strstr(line, "FB0000E0") != NULL) {
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* A new interface is joined within a re-scan; a removed one forgotten. */
+static void
+test_follows_interfaces(void **state)
+{
+    (void) state;
+    micro_registry *a = new_mdns();
+    assert_true(igmp_joined("lo"));
+    if (system("ip link add mdt0 type veth peer name mdt1 2>/dev/null && "
+               "ip addr add 10.77.0.1/24 dev mdt0 && ip link set mdt1 up && "
+               "ip link set mdt0 up") != 0) {
+        micro_registry_free(a);
+        skip(); /* no ip(8) or no veth support */
+    }
+    int64_t t0 = now_ms();
+    while (!igmp_joined("mdt0") && now_ms() - t0 < 5000) {
+        sleep_ms(100);
+    }
+    assert_true(igmp_joined("mdt0"));
+    assert_int_equal(system("ip link del mdt0"), 0);
+    micro_registry_free(a);
+}
+
 int
 main(void)
 {
@@ -523,6 +615,8 @@ main(void)
         cmocka_unit_test(test_two_registries),
         cmocka_unit_test(test_ttl_expiry),
         cmocka_unit_test(test_goodbye_once),
+        cmocka_unit_test(test_refresh_keeps_live_node),
+        cmocka_unit_test(test_follows_interfaces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
