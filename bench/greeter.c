@@ -4,6 +4,10 @@
  *
  *   bench_greeter --address 127.0.0.1:PORT [--inflight K] [--duration S]
  *                 [--warmup S] [--content_type application/json]
+ *                 [--size BYTES]
+ *
+ * --size N sends a name of N 'x' bytes instead of "John" (the 1 KB payload
+ * variant is --size 1024); the reply must be {"msg":"Hello <name>"}.
  *
  * Each thread calls in a loop and records every call's latency (monotonic
  * clock) in its own array; the arrays are merged after the run. Calls are
@@ -23,8 +27,11 @@
 
 #include <cmicro/micro.h>
 
-static const char greeter_req[] = "{\"name\":\"John\"}";
-static const char greeter_rsp[] = "{\"msg\":\"Hello John\"}";
+/* Request and expected reply, built once in main from --size. */
+static char *greeter_req;
+static size_t greeter_req_len;
+static char *greeter_rsp;
+static size_t greeter_rsp_len;
 
 typedef struct bench_cfg {
     const char *address;
@@ -32,6 +39,7 @@ typedef struct bench_cfg {
     int inflight;
     double duration;
     double warmup;
+    long size;
 } bench_cfg;
 
 typedef struct worker {
@@ -77,12 +85,12 @@ worker_main(void *arg)
     o.address = w->cfg->address;
     o.content_type = w->cfg->content_type;
     o.retries = MICRO_CALL_NO_RETRY; /* a failure is an error, not a retry */
-    const size_t want = sizeof(greeter_rsp) - 1;
+    const size_t want = greeter_rsp_len;
     for (;;) {
         uint64_t t0 = now_ns();
         micro_call *call = NULL;
         int rc = micro_client_call(w->cli, "greeter", "Greeter.Hello",
-            greeter_req, sizeof(greeter_req) - 1, &o, &call);
+            greeter_req, greeter_req_len, &o, &call);
         bool ok = rc == 0;
         if (ok) {
             size_t len = 0;
@@ -138,7 +146,8 @@ usage(void)
     fprintf(stderr,
         "usage: bench_greeter --address HOST:PORT [--inflight K]"
         " [--duration S]\n"
-        "                     [--warmup S] [--content_type TYPE]\n");
+        "                     [--warmup S] [--content_type TYPE]"
+        " [--size BYTES]\n");
     exit(2);
 }
 
@@ -175,12 +184,14 @@ parse_args(int argc, char **argv, bench_cfg *cfg)
             cfg->warmup = strtod(v, NULL);
         } else if (strcmp(a, "--content_type") == 0) {
             cfg->content_type = v;
+        } else if (strcmp(a, "--size") == 0) {
+            cfg->size = strtol(v, NULL, 10);
         } else {
             usage();
         }
     }
     if (cfg->address == NULL || cfg->inflight <= 0 || cfg->duration <= 0 ||
-        cfg->warmup < 0) {
+        cfg->warmup < 0 || cfg->size < 0 || cfg->size > (1L << 20)) {
         usage();
     }
     return 0;
@@ -189,8 +200,31 @@ parse_args(int argc, char **argv, bench_cfg *cfg)
 int
 main(int argc, char **argv)
 {
-    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5};
+    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 0};
     parse_args(argc, argv, &cfg);
+    size_t nlen = cfg.size > 0 ? (size_t) cfg.size : 4;
+    greeter_req = malloc(nlen + 16);
+    greeter_rsp = malloc(nlen + 24);
+    if (greeter_req == NULL || greeter_rsp == NULL) {
+        fprintf(stderr, "bench_greeter: out of memory\n");
+        return 2;
+    }
+    char *name = malloc(nlen + 1);
+    if (name == NULL) {
+        fprintf(stderr, "bench_greeter: out of memory\n");
+        return 2;
+    }
+    if (cfg.size > 0) {
+        memset(name, 'x', nlen);
+        name[nlen] = '\0';
+    } else {
+        memcpy(name, "John", 5);
+    }
+    greeter_req_len = (size_t) snprintf(greeter_req, nlen + 16,
+        "{\"name\":\"%s\"}", name);
+    greeter_rsp_len = (size_t) snprintf(greeter_rsp, nlen + 24,
+        "{\"msg\":\"Hello %s\"}", name);
+    free(name);
 
     micro_options *opts = NULL;
     micro_loop *loop = NULL;
@@ -268,6 +302,8 @@ main(int argc, char **argv)
     }
     free(all);
     free(ws);
+    free(greeter_req);
+    free(greeter_rsp);
     micro_client_free(cli);
     micro_transport_free(tr);
     micro_loop_free(loop);

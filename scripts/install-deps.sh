@@ -10,6 +10,10 @@ PKGS=(
   libldns-dev zlib1g-dev   # the mDNS registry: DNS wire format, TXT zlib
   libnats-dev          # only for the header-clash test (nats.h + micro.h)
   curl wrk             # benchmarks and smoke tests
+  # bench/run.sh contenders and its chart: gRPC C++ greeter (Debian's
+  # libgrpc++), nginx answering a fixed body, h2load, the PNG chart.
+  libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
+  nginx-light nghttp2-client gnuplot-nox
 )
 
 missing=()

@@ -149,11 +149,18 @@ typedef struct micro_registry_ops {
 
 /** The in-process registry. */
 MICRO_API extern const micro_registry_ops micro_registry_memory_ops;
+/**
+ * The mDNS registry, wire-compatible with Go Micro v4's: multicast DNS on
+ * 224.0.0.251:5353 on every up interface (loopback included), records and
+ * TXT encoding as Go Micro writes them. Options: "registry_timeout" (the
+ * lookup window, 100 ms).
+ */
+MICRO_API extern const micro_registry_ops micro_registry_mdns_ops;
 
 /** Create a registry from an ops table. opts may be NULL. */
 MICRO_API int micro_registry_new(micro_registry **out,
     const micro_registry_ops *ops, const micro_options *opts);
-/** Create by name ("memory"; "mdns", "etcd", "consul" give
+/** Create by name ("memory", "mdns"; "etcd", "consul" give
  *  MICRO_ENOTBUILT until their implementations land). */
 MICRO_API int micro_registry_new_by_name(
     micro_registry **out, const char *name, const micro_options *opts);

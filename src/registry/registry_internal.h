@@ -6,7 +6,7 @@
 
 /*
  * The name -> ops table (src/plugins.c). 0 and *ops set for a built
- * plugin; MICRO_ENOTBUILT for a known name compiled out (mdns, etcd,
+ * plugin; MICRO_ENOTBUILT for a known name compiled out (etcd,
  * consul until they land); MICRO_ENOENT for an unknown name.
  */
 int micro__registry_ops_by_name(
@@ -30,7 +30,6 @@ int micro__registry_mdns_txt_json(const char *service, const char *version,
     const micro_metadata *md, const micro_endpoint *eps, size_t n_eps,
     char **out);
 
-/* The mDNS registry (mdns.c). */
-MICRO_API extern const micro_registry_ops micro_registry_mdns_ops;
+
 
 #endif
