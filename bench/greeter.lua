@@ -1,8 +1,15 @@
 -- wrk script: Greeter.Hello {"name":"John"} with Go Micro's http transport
 -- headers, as a Go Micro client sends them.
 --   wrk -t1 -c64 -d5s -s bench/greeter.lua http://127.0.0.1:PORT/
+-- BENCH_SIZE=N in the environment sends a name of N 'x' bytes instead
+-- (the 1 KB payload variant is BENCH_SIZE=1024).
+local size = tonumber(os.getenv("BENCH_SIZE") or "0") or 0
+local name = "John"
+if size > 0 then
+   name = string.rep("x", size)
+end
 wrk.method = "POST"
-wrk.body = '{"name":"John"}'
+wrk.body = '{"name":"' .. name .. '"}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Micro-Endpoint"] = "Greeter.Hello"
 wrk.headers["Micro-Service"] = "greeter"

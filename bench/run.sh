@@ -1,36 +1,53 @@
 #!/usr/bin/env bash
-# cmicro benchmark suite: one command, prints a Markdown report.
+# cmicro benchmark suite: one command builds every contender, runs them one
+# after another, and prints one Markdown report of medians and same-round
+# ratios.
 #
-#   bench/run.sh [--write-docs]
+#   bench/run.sh [--write-docs]      # writes docs/benchmarks.md + docs/bench.png
+#   FAST=1 bench/run.sh              # iteration: RUNS=1 DURATION=1
 #
-# Environment: RUNS (3) repetitions of every measurement (the report shows
-# medians), DURATION (3) seconds per measurement, WRK_DURATION (5) seconds
-# per wrk run, BUILD_DIR (build-bench), SERVER_CPU (0), CLIENT_CPU (1).
+# Environment: RUNS (3) repetitions of every measurement, DURATION (3)
+# seconds measured per client run (after WARMUP, 0.5 s; wrk has no warm-up
+# and runs DURATION), INFLIGHTS ("1 16 64 256"), SIZES ("0 1024": 0 is
+# {"name":"John"}, N a name of N bytes, run at BIG_INFLIGHT=64 only),
+# IDLE_CONNS (10000), CONTENDERS (all; see below), BUILD_DIR (build-bench),
+# SERVER_CPU (0), CLIENT_CPU (1), FAST (0).
 #
-# Builds greeter-server, bench_echo and bench_greeter (Release, -O2) into
-# BUILD_DIR if needed, then for every run, interleaved so that the ratios
-# compare measurements taken under the same machine load:
-#   echo          bench_echo server / client (one epoll loop), the baseline
-#   echo-threads  bench_echo client --mode threads (K blocking threads)
-#   cmicro        greeter-server --no_inline / bench_greeter (K threads,
-#                 one client; handlers on the worker pool)
-#   cmicro-inline greeter-server / bench_greeter (Greeter.Hello is an
-#                 inline handler: it runs on the loop thread)
-#   wrk           wrk -t1 -c64 against both servers (if wrk is installed)
-# for inflight 1 and 64; servers are pinned to SERVER_CPU, clients to
-# CLIENT_CPU. Also: greeter-server RSS at rest and under load, time from
-# exec to accepting connections, binary sizes. --write-docs replaces the
-# generated section of docs/benchmarks.md.
+# Contenders (server / load generator), each serving Greeter.Hello
+# {"name":N} -> {"msg":"Hello N"}:
+#   echo         bench_echo server / bench_echo client (epoll): raw TCP limit
+#   cmicro       greeter-server (Hello inline on the loop) / bench_greeter
+#   cmicro-pool  greeter-server --no_inline (worker pool) / bench_greeter
+#   cmicro-wrk   greeter-server / wrk -s bench/greeter.lua
+#   gomicro      Go Micro v4.11.0 server / Go Micro client (bench/go)
+#   gomicro-wrk  the same Go Micro server / wrk -s bench/greeter.lua
+#   grpc         gRPC C++ callback server / gRPC C++ callback client
+#   nginx-wrk    nginx returning the fixed reply body / wrk, same script
+# Servers are pinned to SERVER_CPU, load generators to CLIENT_CPU, all on
+# 127.0.0.1. Per server: calls/s, p50/p99/p99.9, server CPU per call
+# (utime+stime from /proc/PID/stat), RSS at rest and under load, memory per
+# idle connection (IDLE_CONNS connections held open), exec -> first
+# accepted connection, binary size.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build-bench}
+FAST=${FAST:-0}
+if [ "$FAST" = 1 ]; then
+    RUNS=${RUNS:-1}
+    DURATION=${DURATION:-1}
+    IDLE_CONNS=${IDLE_CONNS:-2000}
+fi
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-3}
-WRK_DURATION=${WRK_DURATION:-5}
+WARMUP=${WARMUP:-0.5}
+INFLIGHTS=${INFLIGHTS:-"1 16 64 256"}
+SIZES=${SIZES:-"0 1024"}
+BIG_INFLIGHT=${BIG_INFLIGHT:-64}
+IDLE_CONNS=${IDLE_CONNS:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-INFLIGHTS=${INFLIGHTS:-"1 64"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-pool cmicro-wrk gomicro gomicro-wrk grpc nginx-wrk"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -38,26 +55,79 @@ for a in "$@"; do
     *) echo "usage: $0 [--write-docs]" >&2; exit 2 ;;
     esac
 done
+export PATH="$PATH:/usr/local/go/bin"
 
 log() { echo "[bench] $*" >&2; }
+has() { case " $CONTENDERS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# Room for IDLE_CONNS connections on both ends (servers inherit it).
+ulimit -n $((IDLE_CONNS * 2 + 1024)) 2>/dev/null ||
+    log "cannot raise the open-file limit; idle-connection figures may fail"
 
 # --- build ---------------------------------------------------------------
+NOTES=()
 if [ ! -f "$BUILD/build.ninja" ]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DMICRO_WERROR=ON \
+        -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
+        -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DMICRO_WERROR=ON \
         -DMICRO_BUILD_TESTS=OFF >&2
 fi
-ninja -C "$BUILD" greeter-server bench_echo bench_greeter >&2
+targets=(greeter-server bench_echo bench_greeter)
+if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^bench_grpc_server:'; then
+    targets+=(bench_grpc_server bench_grpc_client)
+fi
+ninja -C "$BUILD" "${targets[@]}" >&2
 
 SERVER=$BUILD/greeter-server
 ECHO=$BUILD/bench/bench_echo
 GREETER=$BUILD/bench/bench_greeter
+GRPC_SERVER=$BUILD/bench/bench_grpc_server
+GRPC_CLIENT=$BUILD/bench/bench_grpc_client
+GO_SERVER=$BUILD/bench/go/server
+GO_CLIENT=$BUILD/bench/go/client
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 LIB=$(readlink -f "$BUILD/libcmicro.so")
 
+drop() { # contender... reason
+    local reason=${*: -1} c
+    for c in "${@:1:$#-1}"; do
+        if has "$c"; then
+            CONTENDERS=$(echo " $CONTENDERS " | sed "s/ $c / /")
+            NOTES+=("$c: skipped ($reason)")
+            log "$c: skipped ($reason)"
+        fi
+    done
+}
+if [ ! -x "$GRPC_SERVER" ]; then
+    drop grpc "not built: MICRO_BENCH_GRPC is OFF (libgrpc++-dev missing?)"
+fi
+if has gomicro || has gomicro-wrk; then
+    if ! command -v go >/dev/null; then
+        drop gomicro gomicro-wrk "no Go toolchain"
+    elif ! (cd "$ROOT/bench/go" && go build -o "$BUILD/bench/go/" \
+        ./server ./client) >&2; then
+        drop gomicro gomicro-wrk "go build failed"
+    fi
+fi
+if ! command -v wrk >/dev/null; then
+    drop cmicro-wrk gomicro-wrk nginx-wrk "wrk is not installed"
+fi
+if [ ! -x "$NGINX" ]; then
+    drop nginx-wrk "nginx is not installed"
+fi
+if [ -f "$ROOT/src/codec/proto.c" ]; then
+    NOTES+=("cmicro protobuf: not measured yet (src/codec/proto.c exists, but bench_greeter and greeter-server speak JSON only)")
+else
+    NOTES+=("cmicro protobuf: skipped (no protobuf codec: src/codec/proto.c is not in the tree yet)")
+fi
+
 TMP=$(mktemp -d /tmp/cmicro-bench.XXXXXX)
-RESULTS=$TMP/results.tsv
+RESULTS=$TMP/results.tsv # contender size K run json cpu_us rss_max_kb
+FOOT=$TMP/foot.tsv       # server metric value
 : >"$RESULTS"
+: >"$FOOT"
 SRV_PID=""
+CLK_TCK=$(getconf CLK_TCK)
 
 stop_server() {
     if [ -n "$SRV_PID" ]; then
@@ -76,34 +146,85 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Wait (up to 5 s) until 127.0.0.1:$1 accepts a connection.
+# Wait (up to 10 s) until 127.0.0.1:$1 accepts a connection.
 wait_port() {
     local i
-    for i in $(seq 1 500); do
+    for i in $(seq 1 1000); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
             return 0
         fi
         sleep 0.01
     done
-    echo "server on port $1 did not come up" >&2
+    echo "server on port $1 did not come up: $(tail -3 "$TMP/server.log")" >&2
     return 1
 }
 
-# start_server KIND PORT [args...]; KIND greeter or echo. Sets SRV_PID.
-start_server() {
-    local kind=$1 port=$2
-    shift 2
-    if [ "$kind" = echo ]; then
-        taskset -c "$SERVER_CPU" "$ECHO" server "$port" >"$TMP/server.log" 2>&1 &
+# The reply body the greeter gives for a name of SIZE bytes.
+reply_body() {
+    if [ "$1" = 0 ]; then
+        printf '{"msg":"Hello John"}'
     else
-        taskset -c "$SERVER_CPU" "$SERVER" --server_address="127.0.0.1:$port" \
-            --registry=memory "$@" >"$TMP/server.log" 2>&1 &
+        printf '{"msg":"Hello %s"}' "$(head -c "$1" /dev/zero | tr '\0' x)"
     fi
+}
+
+# nginx answering the fixed reply: one process, loopback, its own port.
+nginx_conf() { # port size -> path of the config
+    local dir=$TMP/nginx-$1
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+user root;
+error_log $dir/logs/error.log error;
+pid $dir/nginx.pid;
+events { worker_connections $((IDLE_CONNS + 1024)); }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    server {
+        listen 127.0.0.1:$1 backlog=4096;
+        location / {
+            default_type application/json;
+            return 200 '$(reply_body "$2")';
+        }
+    }
+}
+EOF
+    echo "$dir"
+}
+
+# server_cmd KIND PORT SIZE: the command line of a server (no taskset).
+server_cmd() {
+    case $1 in
+    echo) echo "$ECHO server $2" ;;
+    cmicro) echo "$SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
+    cmicro-pool) echo "$SERVER --server_address=127.0.0.1:$2 --registry=memory --no_inline" ;;
+    gomicro) echo "$GO_SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
+    grpc) echo "$GRPC_SERVER 127.0.0.1:$2" ;;
+    nginx)
+        local d
+        d=$(nginx_conf "$2" "$3")
+        echo "$NGINX -p $d -c $d/nginx.conf"
+        ;;
+    esac
+}
+
+start_server() { # kind port size; sets SRV_PID
+    local cmd
+    cmd=$(server_cmd "$1" "$2" "$3")
+    # shellcheck disable=SC2086
+    taskset -c "$SERVER_CPU" $cmd >"$TMP/server.log" 2>&1 &
     SRV_PID=$!
-    wait_port "$port"
+    wait_port "$2"
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+now_s() { date +%s.%N; }
 
 # Largest VmRSS of pid $1 seen while pid $2 runs.
 sample_rss() {
@@ -116,83 +237,158 @@ sample_rss() {
     echo "$max"
 }
 
-record() { # contender inflight run json
-    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"
-    log "$1 inflight=$2 run=$3: $4"
-}
-
-# Run a client command pinned to the client core; its last JSON line is
-# the result. Also samples the server's RSS when asked.
-run_client() { # contender inflight run sample_rss cmd...
-    local c=$1 k=$2 r=$3 sample=$4
+# Run a load generator pinned to the client core; its last JSON line is
+# the result. Records server CPU per call and the server's peak RSS.
+run_client() { # contender size K run cmd...
+    local c=$1 s=$2 k=$3 r=$4
     shift 4
+    local t0 w0 t1 w1 rss line cpu
+    t0=$(cpu_ticks "$SRV_PID")
+    w0=$(now_s)
     taskset -c "$CLIENT_CPU" "$@" >"$TMP/client.out" 2>"$TMP/client.err" &
     local cpid=$!
-    if [ "$sample" = 1 ]; then
-        sample_rss "$SRV_PID" "$cpid" >>"$TMP/rss_load"
-    fi
+    rss=$(sample_rss "$SRV_PID" "$cpid")
     if ! wait "$cpid"; then
-        log "$c inflight=$k failed: $(cat "$TMP/client.err")"
+        log "$c size=$s inflight=$k failed: $(tail -2 "$TMP/client.err")"
     fi
-    local line
+    t1=$(cpu_ticks "$SRV_PID")
+    w1=$(now_s)
     line=$(grep -o '{"calls_per_s".*}' "$TMP/client.out" | tail -1 || true)
     if [ -z "$line" ]; then
         line='{"calls_per_s":0,"errors":1}'
+        log "$c: no result: $(tail -2 "$TMP/client.err")"
     fi
-    record "$c" "$k" "$r" "$line"
+    # Server CPU µs per call: CPU share over the client's life / calls/s.
+    cpu=$(python3 -c 'import json,sys
+j=json.loads(sys.argv[1]); t=float(sys.argv[2])/float(sys.argv[3])
+w=float(sys.argv[5])-float(sys.argv[4]); c=j.get("calls_per_s",0)
+print("%.2f" % (t/w/c*1e6) if c and w > 0 else "nan")' \
+        "$line" "$((t1 - t0))" "$CLK_TCK" "$w0" "$w1")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$s" "$k" "$r" "$line" \
+        "$cpu" "$rss" >>"$RESULTS"
+    log "$c size=$s inflight=$k run=$r: $line cpu=${cpu}us/call rss=${rss}KiB"
 }
 
-greeter_round() { # contender run [server args]
-    local c=$1 r=$2 port
-    shift 2
-    port=$(free_port)
-    start_server greeter "$port" "$@"
-    if [ "$c" = cmicro ]; then
-        sleep 0.2
-        rss_kb "$SRV_PID" >>"$TMP/rss_rest"
-    fi
-    for k in $INFLIGHTS; do
-        local sample=0
-        [ "$c" = cmicro ] && [ "$k" -gt 1 ] && sample=1
-        run_client "$c" "$k" "$r" "$sample" "$GREETER" \
-            --address "127.0.0.1:$port" --inflight "$k" \
-            --duration "$DURATION"
-    done
-    if command -v wrk >/dev/null; then
-        local name=wrk
-        [ "$c" = cmicro-inline ] && name=wrk-inline
-        run_client "$name" 64 "$r" 0 wrk -t1 -c64 -d"${WRK_DURATION}s" \
-            -s "$ROOT/bench/greeter.lua" "http://127.0.0.1:$port/"
-    fi
-    stop_server
+client_cmd() { # client port size K -> argv on stdout, one per line
+    case $1 in
+    echo)
+        # The same bytes each way as cmicro's HTTP request.
+        local n=286
+        [ "$3" != 0 ] && n=$((286 + $3 + 24))
+        printf '%s\n' "$ECHO" client "127.0.0.1:$2" --inflight "$4" \
+            --duration "$DURATION" --warmup "$WARMUP" --size "$n"
+        ;;
+    cmicro)
+        printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
+            --duration "$DURATION" --warmup "$WARMUP" --size "$3"
+        ;;
+    gomicro)
+        printf '%s\n' "$GO_CLIENT" -address "127.0.0.1:$2" -inflight "$4" \
+            -duration "$DURATION" -warmup "$WARMUP" -size "$3"
+        ;;
+    grpc)
+        printf '%s\n' "$GRPC_CLIENT" --address "127.0.0.1:$2" --inflight "$4" \
+            --duration "$DURATION" --warmup "$WARMUP" --size "$3"
+        ;;
+    wrk)
+        printf '%s\n' env "BENCH_SIZE=$3" wrk -t1 -c"$4" -d"${DURATION}s" \
+            -s "$ROOT/bench/greeter.lua" "http://127.0.0.1:$2/"
+        ;;
+    esac
 }
 
-echo_round() { # run
-    local r=$1 port
-    port=$(free_port)
-    start_server echo "$port"
-    for k in $INFLIGHTS; do
-        run_client echo "$k" "$r" 0 "$ECHO" client "127.0.0.1:$port" \
-            --inflight "$k" --duration "$DURATION"
-        run_client echo-threads "$k" "$r" 0 "$ECHO" client \
-            "127.0.0.1:$port" --inflight "$k" --duration "$DURATION" \
-            --mode threads
+# contender -> "server client"
+pair() {
+    case $1 in
+    echo) echo "echo echo" ;;
+    cmicro) echo "cmicro cmicro" ;;
+    cmicro-pool) echo "cmicro-pool cmicro" ;;
+    cmicro-wrk) echo "cmicro wrk" ;;
+    gomicro) echo "gomicro gomicro" ;;
+    gomicro-wrk) echo "gomicro wrk" ;;
+    grpc) echo "grpc grpc" ;;
+    nginx-wrk) echo "nginx wrk" ;;
+    esac
+}
+
+# One round: each server once per payload size, every client against it.
+round() { # run
+    local r=$1 s srv c port ks k
+    for s in $SIZES; do
+        for srv in echo cmicro cmicro-pool gomicro grpc nginx; do
+            local cs=()
+            for c in $CONTENDERS; do
+                set -- $(pair "$c")
+                [ "$1" = "$srv" ] && cs+=("$c")
+            done
+            [ ${#cs[@]} -eq 0 ] && continue
+            port=$(free_port)
+            start_server "$srv" "$port" "$s"
+            sleep 0.3
+            if [ "$s" = 0 ]; then
+                printf '%s\trss_rest\t%s\n' "$srv" "$(rss_kb "$SRV_PID")" >>"$FOOT"
+            fi
+            for c in "${cs[@]}"; do
+                ks=$INFLIGHTS
+                [ "$s" != 0 ] && ks=$BIG_INFLIGHT
+                [ "$c" = cmicro-pool ] && ks=$BIG_INFLIGHT
+                for k in $ks; do
+                    set -- $(pair "$c")
+                    mapfile -t argv < <(client_cmd "$2" "$port" "$s" "$k")
+                    run_client "$c" "$s" "$k" "$r" "${argv[@]}"
+                done
+            done
+            stop_server
+        done
     done
+}
+
+# Memory per idle connection: RSS growth of a fresh server while N
+# connections that sent nothing are held open, divided by N.
+idle_conns() { # kind
+    local port
+    port=$(free_port)
+    start_server "$1" "$port" 0
+    sleep 0.3
+    local v
+    v=$(taskset -c "$CLIENT_CPU" python3 - "$SRV_PID" "$port" "$IDLE_CONNS" <<'EOF'
+import socket, sys, time
+pid, port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def rss():
+    for l in open("/proc/%d/status" % pid):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1])
+r0 = rss()
+socks = []
+try:
+    for i in range(n):
+        s = socket.socket()
+        s.connect(("127.0.0.1", port))
+        socks.append(s)
+except OSError as e:
+    print("nan nan %d" % len(socks))
+    sys.exit(0)
+time.sleep(1.5)
+r1 = rss()
+print("%.0f %d %d" % ((r1 - r0) * 1024.0 / n, r1, n))
+EOF
+)
     stop_server
+    set -- $v
+    echo "$1"
 }
 
 # Time from exec to the first accepted connection, in ms (connect polled
-# every 1 ms).
-startup_ms() {
-    local port
+# every 0.5 ms).
+startup_ms() { # kind
+    local port cmd
     port=$(free_port)
-    python3 - "$SERVER" "$port" "$SERVER_CPU" <<'EOF'
+    cmd=$(server_cmd "$1" "$port" 0)
+    python3 - "$port" "$SERVER_CPU" $cmd <<'EOF'
 import socket, subprocess, sys, time
-srv, port, cpu = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+port, cpu, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 t0 = time.monotonic()
-p = subprocess.Popen(["taskset", "-c", cpu, srv,
-                      "--server_address=127.0.0.1:%d" % port,
-                      "--registry=memory"],
+p = subprocess.Popen(["taskset", "-c", cpu] + argv,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 while True:
     s = socket.socket()
@@ -200,7 +396,7 @@ while True:
         s.connect(("127.0.0.1", port))
         break
     except OSError:
-        time.sleep(0.001)
+        time.sleep(0.0005)
     finally:
         s.close()
 print("%.1f" % ((time.monotonic() - t0) * 1000))
@@ -209,108 +405,82 @@ p.wait()
 EOF
 }
 
+# Servers that take part in this run (for the footprint table).
+servers_in_run() {
+    local srv c
+    for srv in echo cmicro cmicro-pool gomicro grpc nginx; do
+        for c in $CONTENDERS; do
+            set -- $(pair "$c")
+            if [ "$1" = "$srv" ]; then
+                echo "$srv"
+                break
+            fi
+        done
+    done
+}
+
 # --- measure -------------------------------------------------------------
 for r in $(seq 1 "$RUNS"); do
     log "run $r/$RUNS"
-    echo_round "$r"
-    greeter_round cmicro "$r" --no_inline
-    greeter_round cmicro-inline "$r"
+    round "$r"
 done
-for r in $(seq 1 $((RUNS * 3))); do
-    startup_ms >>"$TMP/startup"
+for srv in $(servers_in_run); do
+    for r in $(seq 1 "$RUNS"); do
+        printf '%s\tidle_conn_b\t%s\n' "$srv" "$(idle_conns "$srv")" >>"$FOOT"
+        for i in 1 2 3; do
+            printf '%s\tstartup_ms\t%s\n' "$srv" "$(startup_ms "$srv")" >>"$FOOT"
+        done
+    done
+    log "$srv: footprint measured"
 done
+size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
+strip_size() { strip -o "$TMP/stripped" "$1" 2>/dev/null && size_of "$TMP/stripped" || echo 0; }
+{
+    printf 'cmicro\tbin\t%s %s\n' "$(size_of "$SERVER")" "$(strip_size "$SERVER")"
+    printf 'cmicro\tlib\t%s %s\n' "$(size_of "$LIB")" "$(strip_size "$LIB")"
+    [ -x "$GO_SERVER" ] && printf 'gomicro\tbin\t%s %s\n' "$(size_of "$GO_SERVER")" "$(strip_size "$GO_SERVER")"
+    [ -x "$GRPC_SERVER" ] && printf 'grpc\tbin\t%s %s\n' "$(size_of "$GRPC_SERVER")" "$(strip_size "$GRPC_SERVER")"
+    [ -x "$NGINX" ] && printf 'nginx\tbin\t%s %s\n' "$(size_of "$NGINX")" "$(size_of "$NGINX")"
+    printf 'echo\tbin\t%s %s\n' "$(size_of "$ECHO")" "$(strip_size "$ECHO")"
+} >>"$FOOT"
 
 # --- report --------------------------------------------------------------
-SERVER_SIZE=$(stat -c %s "$SERVER")
-LIB_SIZE=$(stat -c %s "$LIB")
-strip -o "$TMP/s1" "$SERVER"
-strip -o "$TMP/s2" "$LIB"
-SERVER_STRIP=$(stat -c %s "$TMP/s1")
-LIB_STRIP=$(stat -c %s "$TMP/s2")
 CPU_MODEL=$(lscpu | grep 'Model name' | sed 's/.*: *//' | head -1)
+MACHINE="$(nproc) CPUs, ${CPU_MODEL}, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+VERSIONS="gcc $(gcc -dumpversion), libuv $(pkg-config --modversion libuv), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), $(go version 2>/dev/null | awk '{print $3}') with go-micro.dev/v4 v4.11.0, grpc++ $(pkg-config --modversion grpc++ 2>/dev/null || echo -), $("$NGINX" -v 2>&1 | sed 's/.*: //')"
+DOCS=$ROOT/docs
+CHART=$TMP/bench.png
+python3 "$ROOT/bench/report.py" "$RESULTS" "$FOOT" "$TMP/chart.tsv" \
+    >"$TMP/tables.md"
+if command -v gnuplot >/dev/null; then
+    gnuplot -e "data='$TMP/chart.tsv'; out='$CHART'" "$ROOT/bench/chart.gp" ||
+        log "gnuplot failed; no chart"
+else
+    log "gnuplot is not installed; no chart"
+fi
 
-REPORT=$TMP/report.md
-python3 - "$RESULTS" "$TMP" >"$REPORT" <<EOF
-import json, statistics, sys, collections
-res, tmp = sys.argv[1], sys.argv[2]
-runs = collections.defaultdict(dict)   # (contender, k) -> run -> result
-for line in open(res):
-    c, k, r, js = line.rstrip("\n").split("\t")
-    runs[(c, int(k))][int(r)] = json.loads(js)
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else float("nan")
-
-def nums(path):
-    try:
-        return [float(x) for x in open(path).read().split()]
-    except OSError:
-        return []
-
-order = ["echo", "echo-threads", "cmicro", "cmicro-inline", "wrk",
-         "wrk-inline"]
-client = {"echo": "bench_echo (1 epoll thread)",
-          "echo-threads": "bench_echo --mode threads",
-          "cmicro": "bench_greeter", "cmicro-inline": "bench_greeter",
-          "wrk": "wrk -t1", "wrk-inline": "wrk -t1"}
-server = {"echo": "bench_echo server", "echo-threads": "bench_echo server",
-          "cmicro": "greeter-server --no_inline",
-          "wrk": "greeter-server --no_inline",
-          "cmicro-inline": "greeter-server",
-          "wrk-inline": "greeter-server"}
-print("| contender | server | client | inflight | calls/s | p50 µs | p99 µs "
-      "| p99.9 µs | errors | calls/s ÷ echo | p50 ÷ echo |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for c in order:
-    for k in sorted({k for (cc, k) in runs if cc == c}):
-        rr = runs[(c, k)]
-        base = runs.get(("echo", k), {})
-        q = lambda f: med([x.get(f) for x in rr.values()])
-        # Ratios pair each run with the echo run of the same round.
-        rt = med([rr[r]["calls_per_s"] / base[r]["calls_per_s"]
-                  for r in rr if r in base and base[r]["calls_per_s"]])
-        lt = med([rr[r]["p50_us"] / base[r]["p50_us"]
-                  for r in rr if r in base and base[r].get("p50_us")])
-        errs = sum(x.get("errors", 0) for x in rr.values())
-        print("| %s | %s | %s | %d | %.0f | %.1f | %.1f | %.1f | %d | "
-              "%.2f | %.2f |" % (c, server[c], client[c], k,
-              q("calls_per_s"), q("p50_us"), q("p99_us"), q("p999_us"),
-              errs, rt, lt))
-print()
-rest, load, st = nums(tmp + "/rss_rest"), nums(tmp + "/rss_load"), \
-    nums(tmp + "/startup")
-print("| greeter-server | median | runs |")
-print("|---|---:|---:|")
-print("| VmRSS at rest | %.0f KiB | %d |" % (med(rest), len(rest)))
-print("| VmRSS under load (max while inflight=64) | %.0f KiB | %d |"
-      % (med(load), len(load)))
-print("| exec → first accepted connect | %.1f ms | %d |"
-      % (med(st), len(st)))
-print("| greeter-server binary (stripped) | %d B (%d B) | |"
-      % ($SERVER_SIZE, $SERVER_STRIP))
-print("| libcmicro.so (stripped) | %d B (%d B) | |"
-      % ($LIB_SIZE, $LIB_STRIP))
-print("| total (stripped) | %d B (%d B) | |"
-      % ($SERVER_SIZE + $LIB_SIZE, $SERVER_STRIP + $LIB_STRIP))
-EOF
-
-MACHINE="$(nproc) CPUs, ${CPU_MODEL}, Linux $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 {
     echo "Machine: $MACHINE."
-    echo "Settings: RUNS=$RUNS DURATION=${DURATION}s WRK_DURATION=${WRK_DURATION}s,"
-    echo "servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU; medians of $RUNS runs."
+    echo "Software: $VERSIONS."
+    echo "Settings: RUNS=$RUNS DURATION=${DURATION}s WARMUP=${WARMUP}s" \
+        "IDLE_CONNS=$IDLE_CONNS; servers on CPU $SERVER_CPU, load" \
+        "generators on CPU $CLIENT_CPU; medians of $RUNS runs."
+    echo "Command: \`RUNS=$RUNS DURATION=$DURATION bench/run.sh --write-docs\`."
     echo
-    cat "$REPORT"
+    for n in "${NOTES[@]}"; do
+        echo "- $n"
+    done
+    [ ${#NOTES[@]} -gt 0 ] && echo
+    cat "$TMP/tables.md"
 } >"$TMP/section.md"
 cat "$TMP/section.md"
 
 if [ "$WRITE_DOCS" = 1 ]; then
-    DOC=$ROOT/docs/benchmarks.md
+    DOC=$DOCS/benchmarks.md
     BEGIN='<!-- bench/run.sh results: begin -->'
     END='<!-- bench/run.sh results: end -->'
     if [ ! -f "$DOC" ] || ! grep -q "$BEGIN" "$DOC"; then
-        mkdir -p "$(dirname "$DOC")"
+        mkdir -p "$DOCS"
         printf '# Benchmarks\n\n## Results\n\n%s\n%s\n' "$BEGIN" "$END" >>"$DOC"
     fi
     python3 - "$DOC" "$TMP/section.md" "$BEGIN" "$END" <<'EOF'
@@ -320,5 +490,6 @@ s = open(doc).read()
 i, j = s.index(b) + len(b), s.index(e)
 open(doc, "w").write(s[:i] + "\n" + open(sec).read() + s[j:])
 EOF
-    log "wrote results into $DOC"
+    [ -f "$CHART" ] && cp "$CHART" "$DOCS/bench.png"
+    log "wrote results into $DOC and $DOCS/bench.png"
 fi

@@ -6,6 +6,8 @@
  *   cmicro list services
  *   cmicro get service NAME
  *   cmicro health [--address host:port] SERVICE
+ *   cmicro publish [--content_type CT] [--metadata K=V]... TOPIC [JSON]
+ *   cmicro subscribe [--queue Q] [--count N] TOPIC
  *
  * Go Micro's flags and MICRO_* variables apply (--registry, ...).
  * Exit status: 0 success; 1 the service answered with an error (its JSON
@@ -16,6 +18,8 @@
 #include <string.h>
 
 #include <cmicro/micro.h>
+
+#include "pubsub.h"
 
 static void
 usage(void)
@@ -28,6 +32,10 @@ usage(void)
         "  cmicro list services\n"
         "  cmicro get service NAME\n"
         "  cmicro health [--address host:port] SERVICE\n"
+        "  cmicro publish [--content_type CT] [--metadata K=V]... TOPIC "
+        "[JSON]\n"
+        "  cmicro subscribe [--queue Q] [--count N] TOPIC   (one JSON line "
+        "per event)\n"
         "  cmicro --help   (all Go Micro flags)\n");
 }
 
@@ -38,6 +46,8 @@ typedef struct cli_args {
     char *md_store[32];
     size_t n_md;
     int64_t timeout_ms;
+    const char *queue;
+    long count;
     const char *pos[8];
     int n_pos;
 } cli_args;
@@ -69,9 +79,9 @@ parse(int argc, char **argv, cli_args *a)
         const char *arg = argv[i];
         const char *val = NULL;
         const char *names[] = {"--address", "--content_type", "--metadata",
-            "--timeout"};
+            "--timeout", "--queue", "--count"};
         int which = -1;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 6; k++) {
             size_t n = strlen(names[k]);
             if (strncmp(arg, names[k], n) == 0 &&
                 (arg[n] == '=' || arg[n] == '\0')) {
@@ -112,6 +122,12 @@ parse(int argc, char **argv, cli_args *a)
                 fprintf(stderr, "cmicro: bad --timeout %s\n", val);
                 return -1;
             }
+            break;
+        case 4:
+            a->queue = val;
+            break;
+        case 5:
+            a->count = strtol(val, NULL, 10);
             break;
         default:
             if (arg[0] == '-' && arg[1] == '-') {
@@ -197,6 +213,12 @@ main(int argc, char **argv)
     if (strcmp(a.pos[0], "call") == 0 && (a.n_pos == 3 || a.n_pos == 4)) {
         status = do_call(svc, &a, a.pos[1], a.pos[2],
             a.n_pos == 4 ? a.pos[3] : "{}");
+    } else if (strcmp(a.pos[0], "publish") == 0 &&
+        (a.n_pos == 2 || a.n_pos == 3)) {
+        status = cli_publish(svc, a.pos[1], a.n_pos == 3 ? a.pos[2] : "{}",
+            a.content_type, a.md, a.n_md);
+    } else if (strcmp(a.pos[0], "subscribe") == 0 && a.n_pos == 2) {
+        status = cli_subscribe(svc, a.pos[1], a.queue, a.count);
     } else if (strcmp(a.pos[0], "health") == 0 && a.n_pos == 2) {
         status = do_call(svc, &a, a.pos[1], "Debug.Health", "{}");
     } else if (strcmp(a.pos[0], "list") == 0 && a.n_pos == 2 &&

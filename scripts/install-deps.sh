@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config g++
   libuv1-dev libcjson-dev libhttp-parser-dev libcmocka-dev
   libldns-dev zlib1g-dev   # the mDNS registry: DNS wire format, TXT zlib
-  libnats-dev          # only for the header-clash test (nats.h + micro.h)
+  libnats-dev nats-server  # the NATS broker (cnats) and its tests
   curl wrk             # benchmarks and smoke tests
   # bench/run.sh contenders and its chart: gRPC C++ greeter (Debian's
   # libgrpc++), nginx answering a fixed body, h2load, the PNG chart.

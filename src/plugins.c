@@ -6,6 +6,7 @@
 #include "core/internal.h"
 #include "plugins.h"
 #include "registry/registry_internal.h"
+#include "selector/selector_internal.h"
 
 typedef struct row {
     const char *name;
@@ -27,6 +28,13 @@ static const row registries[] = {
     {"consul", NULL, "the Consul registry (not built in this version)"},
 };
 
+static const row selectors[] = {
+    {"random", &micro_selector_random_ops, NULL},
+    {"roundrobin", &micro_selector_roundrobin_ops, NULL},
+    {"leastconn", &micro_selector_leastconn_ops, NULL},
+    {"p2c", &micro_selector_p2c_ops, NULL},
+};
+
 static const row clients[] = {
     {"mucp", &micro_client_mucp_ops, NULL},
     {"grpc", NULL, "the gRPC client (not built in this version)"},
@@ -35,6 +43,20 @@ static const row clients[] = {
 static const row servers[] = {
     {"mucp", &micro_server_mucp_ops, NULL},
     {"grpc", NULL, "the gRPC server (not built in this version)"},
+};
+
+static const row brokers[] = {
+    {"http", &micro_broker_http_ops, NULL},
+    {"memory", &micro_broker_memory_ops, NULL},
+#ifdef MICRO_HAVE_NATS
+    {"nats", &micro_broker_nats_ops, NULL},
+#else
+    {"nats", NULL, "the NATS broker (configure with -DMICRO_WITH_NATS=ON and "
+                   "libnats-dev)"},
+#endif
+    {"rabbitmq", NULL, "the RabbitMQ broker (not built in this version)"},
+    {"redis", NULL, "the Redis broker (not built in this version)"},
+    {"mqtt", NULL, "the MQTT broker (not built in this version)"},
 };
 
 static int
@@ -81,6 +103,16 @@ micro__registry_ops_by_name(const char *name, const micro_registry_ops **ops)
 }
 
 int
+micro__selector_ops_by_name(const char *name, const micro_selector_ops **ops)
+{
+    const void *p = NULL;
+    int rc = lookup(selectors, MICRO_ARRAY_LEN(selectors), "selector", name,
+        &p);
+    *ops = p;
+    return rc;
+}
+
+int
 micro__client_ops_by_name(const char *name, const micro_client_ops **ops)
 {
     const void *p = NULL;
@@ -94,6 +126,15 @@ micro__server_ops_by_name(const char *name, const micro_server_ops **ops)
 {
     const void *p = NULL;
     int rc = lookup(servers, MICRO_ARRAY_LEN(servers), "server", name, &p);
+    *ops = p;
+    return rc;
+}
+
+int
+micro__broker_ops_by_name(const char *name, const micro_broker_ops **ops)
+{
+    const void *p = NULL;
+    int rc = lookup(brokers, MICRO_ARRAY_LEN(brokers), "broker", name, &p);
     *ops = p;
     return rc;
 }

@@ -13,4 +13,6 @@ int micro__client_ops_by_name(const char *name, const micro_client_ops **ops);
 
 int micro__server_ops_by_name(const char *name, const micro_server_ops **ops);
 
+int micro__broker_ops_by_name(const char *name, const micro_broker_ops **ops);
+
 #endif

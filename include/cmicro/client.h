@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker.h"
 #include "error.h"
 #include "loop.h"
 #include "options.h"
@@ -169,6 +170,46 @@ typedef void (*micro_call_cb)(void *arg, int rc, micro_call *call);
 MICRO_API int micro_client_call_async(micro_client *c, micro_loop *loop,
     const char *service, const char *endpoint, const void *body, size_t len,
     const micro_call_opts *opts, micro_call_cb cb, void *arg);
+
+/* --- publishing (Go Micro's client.Publish) --------------------------- */
+
+/** Per-publish options; zeroed (or NULL) means the defaults. Borrowed. */
+typedef struct micro_publish_opts {
+    const char *content_type; /* default "client_content_type" (json) */
+    const micro_header_kv *metadata; /* extra message headers */
+    size_t n_metadata;
+} micro_publish_opts;
+
+/** What a publish wrapper sees. Fields are borrowed; a wrapper may point
+ *  them at its own storage before calling next. */
+typedef struct micro_publication {
+    const char *topic;
+    const void *body; /* the payload before encoding */
+    size_t len;
+    micro_publish_opts opts;
+} micro_publication;
+
+typedef struct micro_publish_chain micro_publish_chain;
+typedef int (*micro_publish_wrapper_fn)(
+    micro_publication *p, micro_publish_chain *next, void *arg);
+MICRO_API int micro_publish_next(
+    micro_publish_chain *next, micro_publication *p);
+
+/** The broker publish uses (borrowed; outlives the client). */
+MICRO_API int micro_client_set_broker(micro_client *c, micro_broker *b);
+/** Append a publish wrapper (outermost first). Before first use. */
+MICRO_API int micro_client_wrap_publish(
+    micro_client *c, micro_publish_wrapper_fn fn, void *arg);
+
+/**
+ * Publish payload on topic as Go Micro's client does: header = metadata +
+ * Content-Type + Micro-Topic + Micro-ID (a new UUID); body = the payload
+ * encoded by the codec of the content type (json: the JSON + "\n").
+ * Returns 0, MICRO_ECONTENTTYPE, MICRO_ECODEC (payload not valid for the
+ * codec), MICRO_EINVAL (no broker), or the broker's error. Thread: any.
+ */
+MICRO_API int micro_client_publish(micro_client *c, const char *topic,
+    const void *payload, size_t len, const micro_publish_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -57,6 +57,18 @@ typedef struct micro_codec_ops {
 MICRO_API extern const micro_codec_ops micro_codec_json_ops;
 MICRO_API extern const micro_codec_ops micro_codec_jsonrpc_ops;
 MICRO_API extern const micro_codec_ops micro_codec_bytes_ops;
+/** application/protobuf: the payload as it is (no framing). */
+MICRO_API extern const micro_codec_ops micro_codec_proto_ops;
+/** application/proto-rpc: Go Micro's legacy envelope in 4-byte
+ *  big-endian length-prefixed "netstrings" (wire spec §3.6). */
+MICRO_API extern const micro_codec_ops micro_codec_protorpc_ops;
+/** application/grpc, grpc+proto, grpc+json: one gRPC frame (flag byte,
+ *  4-byte big-endian length; wire spec §3.7). The payload is protobuf or
+ *  JSON; see proto.h for messages. */
+MICRO_API extern const micro_codec_ops micro_codec_grpc_ops;
+
+/** Largest gRPC message the grpc codec accepts (Go Micro's 4 MiB). */
+#define MICRO_GRPC_MAX_MESSAGE (4u * 1024u * 1024u)
 
 /**
  * Find the codec for a content type. Parameters after ';' and case are

@@ -11,8 +11,10 @@
 #include "selector.h"
 #include "loop.h"
 #include "transport.h"
+#include "broker.h"
 #include "server.h"
 #include "client.h"
 #include "service.h"
+#include "proto.h"
 
 #endif

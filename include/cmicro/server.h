@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker.h"
 #include "error.h"
 #include "loop.h"
 #include "options.h"
@@ -207,6 +208,68 @@ MICRO_API void micro_server_get_stats(
 
 /** Monotonic milliseconds (the clock of deadlines). */
 MICRO_API int64_t micro_now_ms(void);
+
+/* --- subscribers (Go Micro's micro.RegisterSubscriber) --------------- */
+
+/**
+ * A subscriber handler. msg is the event seen as a request, borrowed for
+ * the call: micro_request_body is the payload decoded by the message's
+ * Content-Type (default application/protobuf, as Go Micro), the headers
+ * are the message header (Content-Type, Micro-Topic, Micro-ID, metadata),
+ * micro_request_topic the topic. A non-zero return is counted and logged.
+ * Runs on the subscription's delivery thread (broker events) or on the
+ * server's event workers (events over the transport); it may block.
+ */
+typedef int (*micro_subscriber_fn)(micro_request *msg, void *arg);
+
+/** A link in the subscriber wrapper chain; call micro_subscriber_next. */
+typedef struct micro_subscriber_chain micro_subscriber_chain;
+typedef int (*micro_subscriber_wrapper_fn)(micro_request *msg,
+    micro_subscriber_chain *next, void *arg);
+MICRO_API int micro_subscriber_next(
+    micro_subscriber_chain *next, micro_request *msg);
+
+/** One subscriber. Strings and values are copied at registration. */
+typedef struct micro_subscriber_desc {
+    const char *topic;
+    const char *queue;  /* queue group; NULL: every instance gets each */
+    micro_subscriber_fn fn;
+    void *arg;
+    const char *name;   /* endpoint name in the registry; NULL: the topic */
+    const micro_value *request; /* message type for the record; may be NULL */
+    size_t queue_limit; /* bounded delivery queue; 0: the broker default */
+} micro_subscriber_desc;
+
+typedef struct micro_subscriber_stats {
+    uint64_t events;           /* handler calls */
+    uint64_t errors;           /* handler calls that failed */
+    uint64_t undecodable;      /* events that reached no handler */
+    uint64_t transport_events; /* events that came over the transport */
+} micro_subscriber_stats;
+
+/** The topic of a subscriber's event (Micro-Topic). */
+MICRO_API const char *micro_request_topic(const micro_request *r);
+/**
+ * Add a subscriber. Its endpoint is advertised in the registry record
+ * (metadata {"topic":T,"subscriber":"true"}). Before start; the broker
+ * subscription is made by micro_server_start_subscribers.
+ */
+MICRO_API int micro_server_subscribe(
+    micro_server *s, const micro_subscriber_desc *desc);
+/** Append a subscriber wrapper (outermost first). Before start only. */
+MICRO_API int micro_server_wrap_subscriber(
+    micro_server *s, micro_subscriber_wrapper_fn fn, void *arg);
+/** The broker subscribers use (borrowed; outlives the server). Before
+ *  micro_server_start_subscribers. */
+MICRO_API int micro_server_set_broker(micro_server *s, micro_broker *b);
+MICRO_API micro_broker *micro_server_broker(const micro_server *s);
+/** Subscribe every subscriber on the broker (the service does it after
+ *  registering). Thread: any. */
+MICRO_API int micro_server_start_subscribers(micro_server *s);
+/** Remove the broker subscriptions (before deregistering). */
+MICRO_API void micro_server_stop_subscribers(micro_server *s);
+MICRO_API void micro_server_get_subscriber_stats(
+    micro_server *s, micro_subscriber_stats *out);
 
 #ifdef __cplusplus
 }

@@ -48,6 +48,16 @@ MICRO_API micro_server *micro_service_server(micro_service *s);
 MICRO_API micro_client *micro_service_client(micro_service *s);
 MICRO_API micro_registry *micro_service_registry(micro_service *s);
 MICRO_API micro_loop *micro_service_loop(micro_service *s);
+/** The broker ("broker" option: http, memory, nats). */
+MICRO_API micro_broker *micro_service_broker(micro_service *s);
+/** Add a subscriber (shorthand for micro_server_subscribe). queue may be
+ *  NULL. */
+MICRO_API int micro_service_subscribe(micro_service *s, const char *topic,
+    const char *queue, micro_subscriber_fn fn, void *arg);
+/** Publish a payload (shorthand for micro_client_publish); connects the
+ *  broker if the service is not running. */
+MICRO_API int micro_service_publish(micro_service *s, const char *topic,
+    const void *payload, size_t len, const micro_publish_opts *opts);
 /** Register an endpoint (shorthand for micro_server_handle). */
 MICRO_API int micro_service_handle(micro_service *s, const char *endpoint,
     micro_handler_fn fn, void *arg);

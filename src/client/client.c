@@ -3,6 +3,7 @@
  * codec of the content type, round-trip on a pooled transport connection,
  * decode, and retry with Go Micro's back-off on the failures it retries.
  */
+#include "client/publish_internal.h"
 #include "core/internal.h"
 #include "core/loop_internal.h"
 #include "core/msg_internal.h"
@@ -37,6 +38,7 @@ struct micro_client {
     size_t n_wrappers;
     pthread_mutex_t mu;
     micro__pool *async_pool;
+    struct micro__publish *pub; /* publish.c */
 };
 
 struct micro_call {
@@ -351,6 +353,11 @@ mucp_call(void *st, micro_call_req *req, micro_call *call)
             return rc;
         }
         int sent = 0;
+        int64_t t0 = 0;
+        if (node.id != NULL) {
+            micro_selector_begin(c->sel, req->service, node.id);
+            t0 = micro__now_ns();
+        }
         rc = micro_transport_roundtrip(c->tr, addr, m, t, &call->rsp, &sent);
         micro_msg_free(m);
         if (rc == 0) {
@@ -369,8 +376,8 @@ mucp_call(void *st, micro_call_req *req, micro_call *call)
         if (node.id != NULL) {
             bool node_failed = rc != 0 && rc != MICRO_EREMOTE &&
                 rc != MICRO_ECODEC;
-            micro_selector_mark(c->sel, req->service, node.id,
-                node_failed ? rc : 0);
+            micro_selector_end(c->sel, req->service, node.id,
+                node_failed ? rc : 0, (micro__now_ns() - t0) / 1000);
         }
         micro_node_clear(&node);
         if (rc == 0 || !should_retry(c, rc, call, sent)) {
@@ -528,8 +535,15 @@ micro_client_free(micro_client *c)
     }
     pthread_mutex_destroy(&c->mu);
     micro__free(c->wrappers);
+    micro__publish_free(c->pub);
     micro__free(c->st);
     micro__free(c);
+}
+
+struct micro__publish **
+micro__client_pub(micro_client *c)
+{
+    return &c->pub;
 }
 
 int

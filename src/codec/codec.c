@@ -12,6 +12,11 @@ static const codec_entry builtins[] = {
     {"application/json", &micro_codec_json_ops},
     {"application/json-rpc", &micro_codec_jsonrpc_ops},
     {"application/octet-stream", &micro_codec_bytes_ops},
+    {"application/protobuf", &micro_codec_proto_ops},
+    {"application/proto-rpc", &micro_codec_protorpc_ops},
+    {"application/grpc", &micro_codec_grpc_ops},
+    {"application/grpc+proto", &micro_codec_grpc_ops},
+    {"application/grpc+json", &micro_codec_grpc_ops},
 };
 
 /* User registrations; searched before the built-ins. */

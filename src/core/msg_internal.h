@@ -6,9 +6,10 @@
 #include "core/internal.h"
 
 /*
- * One header. key and value point into a single allocation owned by the
- * entry (key first, NUL, value, NUL), so freeing key frees both; klen and
- * vlen are their lengths without the NUL.
+ * One header. key and value point into a single block (key first, NUL,
+ * value, NUL); klen and vlen are their lengths without the NUL. The block
+ * lives in the message's arena when it fits and is malloc'd otherwise;
+ * msg.c frees it (hdr_release), nothing else may.
  */
 struct micro_hdr {
     char *key;
@@ -16,12 +17,24 @@ struct micro_hdr {
     size_t klen, vlen;
 };
 
+/* Inline room in every message, sized so that a Go Micro request (about
+ * ten headers, some 250 bytes of names and values) and its response need
+ * no allocation beyond the message itself, which stays under glibc's
+ * tcache limit (1032 bytes). */
+#define MICRO__MSG_INLINE_HDRS 12
+#define MICRO__MSG_ARENA 440
+
 /* Headers in insertion order; keys are unique ignoring case, except after
- * micro__msg_add_header_n, which skips that check. */
+ * micro__msg_add_header_n, which skips that check. hdrs points at
+ * inline_hdrs until more than MICRO__MSG_INLINE_HDRS are added. A message
+ * is never copied by value (the pointers point into itself). */
 struct micro_msg {
     struct micro_hdr *hdrs;
     size_t n, cap;
     micro_buf body;
+    size_t arena_used;
+    struct micro_hdr inline_hdrs[MICRO__MSG_INLINE_HDRS];
+    char arena[MICRO__MSG_ARENA];
 };
 
 /*

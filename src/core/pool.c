@@ -1,4 +1,13 @@
-/* The worker pool that runs handlers, so that they may block. */
+/* The worker pool that runs handlers, so that they may block.
+ *
+ * Workers start on demand, up to the configured number: one at creation,
+ * then another whenever a task is queued and no sleeping worker is left to
+ * take it. An idle service (or one whose handlers all run inline) thus
+ * keeps one thread instead of 16: each started thread costs resident
+ * memory for its touched stack pages and, once it allocates, a glibc
+ * malloc arena. Submitters signal the condition variable only when a
+ * worker is asleep on it; a busy worker picks the task up when it loops,
+ * which saves a futex call per task under load. */
 #include "core/loop_internal.h"
 
 #include <pthread.h>
@@ -9,8 +18,12 @@ struct micro__pool {
     micro__task *head;
     micro__task *tail;
     size_t pending;
+    size_t waiting; /* workers blocked in pthread_cond_wait */
     bool closing;
-    int n;
+    bool spawn_failed; /* logged once */
+    int n;          /* started */
+    int max;        /* configured */
+    const char *name;
     pthread_t *threads;
 };
 
@@ -21,7 +34,9 @@ worker_main(void *arg)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->head == NULL && !p->closing) {
+            p->waiting++;
             pthread_cond_wait(&p->cv, &p->mu);
+            p->waiting--;
         }
         micro__task *t = p->head;
         if (t == NULL) {
@@ -40,6 +55,30 @@ worker_main(void *arg)
     return NULL;
 }
 
+/* Start one more worker; the caller holds p->mu (the new thread blocks
+ * on it until the caller lets go). */
+static int
+spawn(micro__pool *p)
+{
+    /* Handlers may recurse into JSON parsers; 512 KiB is plenty and
+     * keeps the pool's virtual footprint small. */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    int rc = pthread_create(&p->threads[p->n], &attr, worker_main, p);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        if (!p->spawn_failed) {
+            p->spawn_failed = true;
+            MICRO_LOGF(MICRO_LOG_ERR, "pool", "%s: thread %d: %s",
+                p->name, p->n, micro_strerror(-rc));
+        }
+        return -rc;
+    }
+    p->n++;
+    return 0;
+}
+
 int
 micro__pool_new(micro__pool **out, int nthreads, const char *name)
 {
@@ -56,23 +95,13 @@ micro__pool_new(micro__pool **out, int nthreads, const char *name)
         micro__free(p);
         return MICRO_ENOMEM;
     }
+    p->max = nthreads;
+    p->name = name ? name : "pool";
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    for (int i = 0; i < nthreads; i++) {
-        /* Handlers may recurse into JSON parsers; 256 KiB is plenty and
-         * keeps the pool's virtual footprint small. */
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, 512 * 1024);
-        int rc = pthread_create(&p->threads[i], &attr, worker_main, p);
-        pthread_attr_destroy(&attr);
-        if (rc != 0) {
-            MICRO_LOGF(MICRO_LOG_ERR, "pool", "%s: thread %d: %s",
-                name ? name : "pool", i, micro_strerror(-rc));
-            break;
-        }
-        p->n++;
-    }
+    pthread_mutex_lock(&p->mu);
+    (void) spawn(p);
+    pthread_mutex_unlock(&p->mu);
     if (p->n == 0) {
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
@@ -100,7 +129,14 @@ micro__pool_submit(micro__pool *p, micro__task *t)
     }
     p->tail = t;
     p->pending++;
-    pthread_cond_signal(&p->cv);
+    /* A woken worker leaves `waiting` only once it runs, so tasks beyond
+     * the sleepers would wait for a busy worker: start another. */
+    if (p->pending > p->waiting && p->n < p->max) {
+        (void) spawn(p);
+    }
+    if (p->waiting > 0) {
+        pthread_cond_signal(&p->cv);
+    }
     pthread_mutex_unlock(&p->mu);
     return 0;
 }

@@ -10,10 +10,13 @@ typedef struct random_state {
 } random_state;
 
 static size_t
-random_pick(const micro_node **cands, size_t n, atomic_uint_fast64_t *counter)
+random_pick(const micro_node **cands, micro__sel_stat *const *stats, size_t n,
+    atomic_uint_fast64_t *counter, int64_t now)
 {
     (void) cands;
+    (void) stats;
     (void) counter;
+    (void) now;
     return micro__rand((uint32_t) n);
 }
 

@@ -23,8 +23,11 @@ node_id_cmp(const void *a, const void *b)
 }
 
 static size_t
-rr_pick(const micro_node **cands, size_t n, atomic_uint_fast64_t *counter)
+rr_pick(const micro_node **cands, micro__sel_stat *const *stats, size_t n,
+    atomic_uint_fast64_t *counter, int64_t now)
 {
+    (void) stats;
+    (void) now;
     qsort(cands, n, sizeof(*cands), node_id_cmp);
     uint_fast64_t i = atomic_fetch_add_explicit(counter, 1,
         memory_order_relaxed);

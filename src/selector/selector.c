@@ -1,13 +1,19 @@
 /*
- * The selector front end, and the machinery both strategies share: a cache
- * of registry results per service, filtering, and failed-node back-off.
+ * The selector front end, and the machinery every built-in strategy
+ * shares: a cache of registry results per service, filtering, failed-node
+ * back-off and per-node call statistics.
  *
- * The cache follows Go Micro's registry cache: a lookup is kept for
- * selector_ttl; a failed refresh serves the stale entry (with one warning
- * per entry until a refresh succeeds); concurrent lookups of one service
- * are de-duplicated (the others serve the stale entry, or wait when there
- * is none). When the registry can watch, any change to a cached service
- * invalidates its entry. MICRO_ENOSERVICE from the registry is taken as an
+ * The cache follows Go Micro's registry cache (registry/cache): the first
+ * select of a service asks the registry; the answer is kept for
+ * selector_ttl; watch events are applied to it as they arrive (create and
+ * update add or replace the event's nodes in their version, delete removes
+ * them, and a version left without nodes goes), so a node that says
+ * goodbye, or whose mDNS TTL runs out, leaves the cache at once without a
+ * new lookup. Events that arrive while a lookup is in flight are replayed
+ * over its answer. A refresh that fails serves the stale entry, logged
+ * once per outage and again when the registry answers; concurrent lookups
+ * of one service are de-duplicated (the others serve the stale entry, or
+ * wait when there is none). MICRO_ENOSERVICE from the registry is an
  * authoritative answer and drops the entry, where Go would keep serving
  * the stale copy of a service that has gone.
  *
@@ -31,20 +37,33 @@ typedef struct backoff {
     int64_t until;
 } backoff;
 
+/* A watch event waiting for the lookup in flight to finish. */
+typedef struct pending_ev {
+    micro_registry_action action;
+    micro_registry_service svc;
+} pending_ev;
+
+#define MAX_PENDING 64
+
 struct micro__sel_entry {
     micro__sel_entry *next;
     char *name;
-    micro_registry_service *svcs; /* the last good lookup; n > 0 if have */
+    micro_registry_service *svcs; /* the cached services; n > 0 if have */
     size_t n;
     bool have;
     int64_t fetched;     /* when svcs were looked up */
-    bool invalid;        /* a watch event saw a change since */
+    bool invalid;        /* look up again before serving (lost events) */
     bool refreshing;     /* a thread is asking the registry */
-    bool warned;         /* stale-serving warning logged */
-    uint64_t gen;        /* bumped by watch events */
+    bool stale;          /* the last refresh failed; stale data served */
+    int64_t stale_since; /* when that started */
     atomic_uint_fast64_t counter;
     backoff *bo;
     size_t n_bo;
+    micro__sel_stat **stats;
+    size_t n_stats;
+    pending_ev *pend;  /* events seen during the lookup in flight */
+    size_t n_pend;
+    bool pend_lost;    /* more than MAX_PENDING of them */
 };
 
 /* ------------------------------------------------------------------ */
@@ -94,31 +113,250 @@ entry_drop_data(micro__sel_entry *e)
 }
 
 static void
+pending_clear(micro__sel_entry *e)
+{
+    for (size_t i = 0; i < e->n_pend; i++) {
+        micro_registry_service_clear(&e->pend[i].svc);
+    }
+    micro__free(e->pend);
+    e->pend = NULL;
+    e->n_pend = 0;
+    e->pend_lost = false;
+}
+
+static void
+stat_free(micro__sel_stat *st)
+{
+    micro__free(st->id);
+    micro__free(st);
+}
+
+static void
 entry_free(micro__sel_entry *e)
 {
     entry_drop_data(e);
+    pending_clear(e);
     for (size_t i = 0; i < e->n_bo; i++) {
         micro__free(e->bo[i].id);
     }
     micro__free(e->bo);
+    for (size_t i = 0; i < e->n_stats; i++) {
+        stat_free(e->stats[i]);
+    }
+    micro__free(e->stats);
     micro__free(e->name);
     micro__free(e);
+}
+
+/* Drop the stats of nodes that left the entry and have nothing in
+ * flight, so a service whose nodes churn does not grow without bound. */
+static void
+stats_prune(micro__sel_entry *e)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_stats; i++) {
+        micro__sel_stat *st = e->stats[i];
+        bool present = st->inflight > 0;
+        for (size_t a = 0; a < e->n && !present; a++) {
+            for (size_t b = 0; b < e->svcs[a].n_nodes && !present; b++) {
+                const char *id = e->svcs[a].nodes[b].id;
+                present = id != NULL && strcmp(id, st->id) == 0;
+            }
+        }
+        if (present) {
+            e->stats[k++] = st;
+        } else {
+            stat_free(st);
+        }
+    }
+    e->n_stats = k;
+}
+
+static micro__sel_stat *
+stat_get(micro__sel_entry *e, const char *id, bool create)
+{
+    for (size_t i = 0; i < e->n_stats; i++) {
+        if (strcmp(e->stats[i]->id, id) == 0) {
+            return e->stats[i];
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    micro__sel_stat *st = micro__calloc(1, sizeof(*st));
+    micro__sel_stat **arr = st != NULL
+        ? micro__realloc(e->stats, (e->n_stats + 1) * sizeof(*arr))
+        : NULL;
+    if (arr != NULL) {
+        e->stats = arr;
+    }
+    if (st == NULL || arr == NULL ||
+        (st->id = micro__strdup(id)) == NULL) {
+        micro__free(st);
+        return NULL;
+    }
+    e->stats[e->n_stats++] = st;
+    return st;
+}
+
+static micro_registry_service *
+version_find(micro__sel_entry *e, const char *version)
+{
+    const char *v = version != NULL ? version : "";
+    for (size_t i = 0; i < e->n; i++) {
+        const char *w = e->svcs[i].version != NULL ? e->svcs[i].version : "";
+        if (strcmp(v, w) == 0) {
+            return &e->svcs[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+version_remove(micro__sel_entry *e, micro_registry_service *s)
+{
+    size_t i = (size_t) (s - e->svcs);
+    micro_registry_service_clear(s);
+    memmove(&e->svcs[i], &e->svcs[i + 1], (e->n - i - 1) * sizeof(*s));
+    e->n--;
+    if (e->n == 0) {
+        /* Nothing left: the next select asks the registry again. */
+        entry_drop_data(e);
+    }
+}
+
+/* Go's cache.update: apply one watch event to the entry's data (mutex
+ * held, e->have). MICRO_ENOMEM leaves the data as it was. */
+static int
+entry_apply(micro__sel_entry *e, micro_registry_action action,
+    const micro_registry_service *ev)
+{
+    micro_registry_service *s = version_find(e, ev->version);
+    if (action == MICRO_REGISTRY_DELETE) {
+        if (s == NULL) {
+            return 0;
+        }
+        if (ev->n_nodes == 0) {
+            version_remove(e, s); /* the whole version went */
+            return 0;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < s->n_nodes; i++) {
+            bool gone = false;
+            for (size_t j = 0; j < ev->n_nodes && !gone; j++) {
+                gone = ev->nodes[j].id != NULL && s->nodes[i].id != NULL &&
+                    strcmp(ev->nodes[j].id, s->nodes[i].id) == 0;
+            }
+            if (gone) {
+                micro_node_clear(&s->nodes[i]);
+            } else {
+                s->nodes[k++] = s->nodes[i];
+            }
+        }
+        s->n_nodes = k;
+        if (k == 0) {
+            version_remove(e, s);
+        }
+        return 0;
+    }
+    /* create or update */
+    if (s == NULL) {
+        if (ev->n_nodes == 0) {
+            return 0;
+        }
+        micro_registry_service *arr =
+            micro__realloc(e->svcs, (e->n + 1) * sizeof(*arr));
+        if (arr == NULL) {
+            return MICRO_ENOMEM;
+        }
+        e->svcs = arr;
+        if (micro_registry_service_copy(&arr[e->n], ev) < 0) {
+            return MICRO_ENOMEM;
+        }
+        e->n++;
+        return 0;
+    }
+    for (size_t j = 0; j < ev->n_nodes; j++) {
+        const micro_node *nd = &ev->nodes[j];
+        if (nd->id == NULL) {
+            continue;
+        }
+        micro_node copy;
+        if (micro_node_copy(&copy, nd) < 0) {
+            return MICRO_ENOMEM;
+        }
+        size_t i = 0;
+        while (i < s->n_nodes &&
+            (s->nodes[i].id == NULL || strcmp(s->nodes[i].id, nd->id) != 0)) {
+            i++;
+        }
+        if (i < s->n_nodes) {
+            micro_node_clear(&s->nodes[i]);
+            s->nodes[i] = copy;
+            continue;
+        }
+        micro_node *arr =
+            micro__realloc(s->nodes, (s->n_nodes + 1) * sizeof(*arr));
+        if (arr == NULL) {
+            micro_node_clear(&copy);
+            return MICRO_ENOMEM;
+        }
+        s->nodes = arr;
+        s->nodes[s->n_nodes++] = copy;
+    }
+    return 0;
+}
+
+static const char *
+action_name(micro_registry_action a)
+{
+    return a == MICRO_REGISTRY_CREATE ? "create"
+        : a == MICRO_REGISTRY_UPDATE  ? "update"
+                                      : "delete";
 }
 
 static void
 watch_cb(void *arg, micro_registry_action action,
     const micro_registry_service *svc)
 {
-    (void) action;
     micro__selector_core *c = arg;
     if (svc == NULL || svc->name == NULL) {
         return;
     }
     pthread_mutex_lock(&c->mu);
     micro__sel_entry *e = entry_find(c, svc->name);
-    if (e != NULL) {
-        e->invalid = true;
-        e->gen++;
+    if (e == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        return; /* not a service this selector has looked up */
+    }
+    if (e->refreshing) {
+        /* The answer in flight may predate this event: replay it. */
+        if (e->n_pend == MAX_PENDING) {
+            e->pend_lost = true;
+        } else {
+            pending_ev *p =
+                micro__realloc(e->pend, (e->n_pend + 1) * sizeof(*p));
+            if (p == NULL) {
+                e->pend_lost = true;
+            } else {
+                e->pend = p;
+                if (micro_registry_service_copy(&p[e->n_pend].svc, svc) < 0) {
+                    e->pend_lost = true;
+                } else {
+                    p[e->n_pend++].action = action;
+                }
+            }
+        }
+    }
+    if (e->have) {
+        if (entry_apply(e, action, svc) < 0) {
+            e->invalid = true; /* look it up again rather than guess */
+        }
+        c->cnt.events++;
+        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "%s: watch %s of %zu node(s)%s%s",
+            svc->name, action_name(action), svc->n_nodes,
+            svc->n_nodes > 0 ? ", first " : "",
+            svc->n_nodes > 0 && svc->nodes[0].id ? svc->nodes[0].id : "");
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -241,8 +479,9 @@ backoff_prune(micro__sel_entry *e, int64_t now)
 
 /* Choose from the entry's data. Mutex held. */
 static int
-pick_from(micro__sel_entry *e, const micro_select_filter *filter,
-    micro__selector_pick_fn pick, micro_node *out)
+pick_from(micro__selector_core *c, micro__sel_entry *e,
+    const micro_select_filter *filter, micro__selector_pick_fn pick,
+    micro_node *out)
 {
     size_t total = 0;
     for (size_t i = 0; i < e->n; i++) {
@@ -251,7 +490,9 @@ pick_from(micro__sel_entry *e, const micro_select_filter *filter,
     if (total == 0) {
         return MICRO_ENONODE;
     }
-    const micro_node **cands = micro__calloc(total, sizeof(*cands));
+    const micro_node *small[16];
+    const micro_node **cands = total <= 16 ? small
+                                           : micro__calloc(total, sizeof(*cands));
     if (cands == NULL) {
         return MICRO_ENOMEM;
     }
@@ -267,7 +508,7 @@ pick_from(micro__sel_entry *e, const micro_select_filter *filter,
         }
         for (size_t j = 0; j < s->n_nodes; j++) {
             const micro_node *nd = &s->nodes[j];
-            if (!node_matches(nd, filter)) {
+            if (nd->id == NULL || !node_matches(nd, filter)) {
                 continue;
             }
             if (e->n_bo > 0 && in_backoff(e, nd->id, now)) {
@@ -288,12 +529,77 @@ pick_from(micro__sel_entry *e, const micro_select_filter *filter,
             set = cands + total - n_bad;
             n = n_bad;
         }
-        size_t idx = pick(set, n, &e->counter);
-        MICRO_ASSERT(idx < n);
-        rc = micro_node_copy(out, set[idx]);
+        micro__sel_stat *ssmall[16];
+        micro__sel_stat **stats = NULL;
+        if (c->want_stats) {
+            stats = n <= 16 ? ssmall : micro__calloc(n, sizeof(*stats));
+            for (size_t i = 0; stats != NULL && i < n; i++) {
+                stats[i] = stat_get(e, set[i]->id, true);
+                if (stats[i] == NULL) {
+                    if (stats != ssmall) {
+                        micro__free(stats);
+                    }
+                    stats = NULL;
+                }
+            }
+            if (stats == NULL) {
+                rc = MICRO_ENOMEM;
+            }
+        }
+        if (rc == 0) {
+            size_t idx = pick(set, stats, n, &e->counter, now);
+            MICRO_ASSERT(idx < n);
+            rc = micro_node_copy(out, set[idx]);
+        }
+        if (stats != NULL && stats != ssmall) {
+            micro__free(stats);
+        }
     }
-    micro__free(cands);
+    if (cands != small) {
+        micro__free(cands);
+    }
     return rc;
+}
+
+/* Install a successful lookup (mutex held), replaying the events that
+ * arrived while it was in flight. */
+static void
+entry_install(micro__selector_core *c, micro__sel_entry *e,
+    micro_registry_service *svcs, size_t n)
+{
+    entry_drop_data(e);
+    e->svcs = svcs;
+    e->n = n;
+    e->have = n > 0;
+    e->fetched = micro__now_ms();
+    for (size_t i = 0; i < e->n_pend && e->have; i++) {
+        if (entry_apply(e, e->pend[i].action, &e->pend[i].svc) < 0) {
+            e->pend_lost = true;
+        }
+    }
+    /* Events were lost: serve this answer, but ask again next time. */
+    e->invalid = e->have && e->pend_lost;
+    pending_clear(e);
+    if (e->have) {
+        stats_prune(e);
+    }
+    if (e->stale) {
+        MICRO_LOGF(MICRO_LOG_NOTICE, COMP,
+            "%s: registry %s answers again after %lld ms; cache refreshed",
+            e->name, micro_registry_name(c->reg),
+            (long long) (e->fetched - e->stale_since));
+        e->stale = false;
+    }
+}
+
+static size_t
+entry_nodes(const micro__sel_entry *e)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        total += e->svcs[i].n_nodes;
+    }
+    return total;
 }
 
 int
@@ -324,7 +630,8 @@ micro__selector_core_select(micro__selector_core *c, const char *service,
         return MICRO_ENOMEM;
     }
     e->refreshing = true;
-    uint64_t gen = e->gen;
+    pending_clear(e);
+    c->cnt.lookups++;
     pthread_mutex_unlock(&c->mu);
 
     micro_registry_service *svcs = NULL;
@@ -338,9 +645,6 @@ micro__selector_core_select(micro__selector_core *c, const char *service,
     if (again != NULL) {
         again->refreshing = false;
     }
-    if (again != e) {
-        gen = again != NULL ? again->gen : 0;
-    }
     e = again;
     if (rc == 0) {
         if (e == NULL) {
@@ -351,52 +655,62 @@ micro__selector_core_select(micro__selector_core *c, const char *service,
             micro_registry_services_free(svcs, n);
             return MICRO_ENOMEM;
         }
-        entry_drop_data(e);
-        e->svcs = svcs;
-        e->n = n;
-        e->have = true;
-        e->warned = false;
-        /* A change seen during the lookup may not be in this answer. */
-        e->fetched = micro__now_ms();
-        e->invalid = e->gen != gen;
+        entry_install(c, e, svcs, n);
+        if (!e->have) {
+            pthread_mutex_unlock(&c->mu);
+            return MICRO_ENOSERVICE; /* events removed every node */
+        }
         goto pick;
+    }
+    if (e != NULL) {
+        pending_clear(e);
     }
     if (rc == MICRO_ENOSERVICE) {
         if (e != NULL) {
             entry_drop_data(e);
+            e->stale = false;
         }
         pthread_mutex_unlock(&c->mu);
         return rc;
     }
     if (e != NULL && e->have) {
-        if (!e->warned) {
-            e->warned = true;
+        /* Serve the last known nodes rather than fail every call, and
+         * retry the registry on the next select after a short pause. */
+        int64_t now = micro__now_ms();
+        if (!e->stale) {
+            e->stale = true;
+            e->stale_since = now;
+            c->cnt.stale_logged++;
             MICRO_LOGF(MICRO_LOG_WARN, COMP,
-                "%s: registry lookup failed (%s); serving the cached nodes",
-                service, micro_strerror(rc));
+                "%s: registry %s lookup failed (%s); serving the %zu node(s) "
+                "cached %lld ms ago until it answers",
+                service, micro_registry_name(c->reg), micro_strerror(rc),
+                entry_nodes(e), (long long) (now - e->fetched));
         }
+        /* Hold the stale data for a second before asking again, so a
+         * dead registry costs one lookup per second, not one per call. */
+        int64_t hold = c->ttl_ms < 1000 ? c->ttl_ms : 1000;
+        e->fetched = now - c->ttl_ms + hold;
+        e->invalid = false;
         goto pick;
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
 
 pick:
-    rc = pick_from(e, filter, pick, out);
+    if (e->stale) {
+        c->cnt.stale_served++;
+    }
+    rc = pick_from(c, e, filter, pick, out);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
-void
-micro__selector_core_mark(micro__selector_core *c, const char *service,
+/* Back-off bookkeeping of mark and end (mutex held). */
+static void
+mark_locked(micro__selector_core *c, micro__sel_entry *e, const char *service,
     const char *node_id, int err)
 {
-    pthread_mutex_lock(&c->mu);
-    micro__sel_entry *e =
-        err < 0 ? entry_get(c, service) : entry_find(c, service);
-    if (e == NULL) {
-        pthread_mutex_unlock(&c->mu);
-        return;
-    }
     int64_t now = micro__now_ms();
     backoff_prune(e, now);
     size_t i = 0;
@@ -408,24 +722,90 @@ micro__selector_core_mark(micro__selector_core *c, const char *service,
             micro__free(e->bo[i].id);
             e->bo[i] = e->bo[--e->n_bo];
         }
-    } else if (c->backoff_ms > 0) {
-        if (i == e->n_bo) {
-            char *id = micro__strdup(node_id);
-            backoff *bo = id != NULL
-                ? micro__realloc(e->bo, (e->n_bo + 1) * sizeof(*bo))
-                : NULL;
-            if (bo == NULL) {
-                micro__free(id);
-                pthread_mutex_unlock(&c->mu);
-                return; /* back-off is advisory */
-            }
-            e->bo = bo;
-            e->bo[e->n_bo++].id = id;
-        }
-        e->bo[i].until = now + c->backoff_ms;
-        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "%s: node %s backs off for %lld ms",
-            service, node_id, (long long) c->backoff_ms);
+        return;
     }
+    if (c->backoff_ms <= 0) {
+        return;
+    }
+    if (i == e->n_bo) {
+        char *id = micro__strdup(node_id);
+        backoff *bo = id != NULL
+            ? micro__realloc(e->bo, (e->n_bo + 1) * sizeof(*bo))
+            : NULL;
+        if (bo == NULL) {
+            micro__free(id);
+            return; /* back-off is advisory */
+        }
+        e->bo = bo;
+        e->bo[e->n_bo++].id = id;
+    }
+    e->bo[i].until = now + c->backoff_ms;
+    MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "%s: node %s backs off for %lld ms (%s)",
+        service, node_id, (long long) c->backoff_ms, micro_strerror(err));
+}
+
+void
+micro__selector_core_mark(micro__selector_core *c, const char *service,
+    const char *node_id, int err)
+{
+    pthread_mutex_lock(&c->mu);
+    micro__sel_entry *e =
+        err < 0 ? entry_get(c, service) : entry_find(c, service);
+    if (e != NULL) {
+        mark_locked(c, e, service, node_id, err);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void
+micro__selector_core_begin(
+    micro__selector_core *c, const char *service, const char *node_id)
+{
+    pthread_mutex_lock(&c->mu);
+    micro__sel_entry *e = entry_find(c, service);
+    micro__sel_stat *st = e != NULL ? stat_get(e, node_id, true) : NULL;
+    if (st != NULL) {
+        st->inflight++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The weight of a new latency sample in the moving average. */
+#define EWMA_ALPHA 0.3
+
+void
+micro__selector_core_end(micro__selector_core *c, const char *service,
+    const char *node_id, int err, int64_t latency_us)
+{
+    pthread_mutex_lock(&c->mu);
+    micro__sel_entry *e =
+        err < 0 ? entry_get(c, service) : entry_find(c, service);
+    if (e == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    micro__sel_stat *st = stat_get(e, node_id, false);
+    if (st != NULL && st->inflight > 0) {
+        st->inflight--;
+    }
+    /* A refused connection is fast and says nothing about the node's
+     * speed (back-off deals with it); a timeout says it is slow. */
+    if (latency_us >= 0 && (err == 0 || err == MICRO_ETIMEDOUT)) {
+        if (st == NULL) {
+            st = stat_get(e, node_id, true);
+        }
+        if (st != NULL) {
+            double l = (double) latency_us;
+            st->ewma_us = st->ewma_us <= 0.0
+                ? l
+                : st->ewma_us + EWMA_ALPHA * (l - st->ewma_us);
+            if (st->ewma_us <= 0.0) {
+                st->ewma_us = 1.0; /* sampled, even if under 1 us */
+            }
+            st->sampled_ms = micro__now_ms();
+        }
+    }
+    mark_locked(c, e, service, node_id, err);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -498,14 +878,11 @@ micro_selector_new_by_name(micro_selector **out, const char *name,
     if (out != NULL) {
         *out = NULL;
     }
-    const micro_selector_ops *ops;
-    if (name == NULL || name[0] == '\0' || strcmp(name, "random") == 0) {
-        ops = &micro_selector_random_ops;
-    } else if (strcmp(name, "roundrobin") == 0) {
-        ops = &micro_selector_roundrobin_ops;
-    } else {
-        MICRO_LOGF(MICRO_LOG_WARN, COMP, "unknown selector %s", name);
-        return MICRO_ENOENT;
+    const micro_selector_ops *ops = NULL;
+    int rc = micro__selector_ops_by_name(
+        name == NULL || name[0] == '\0' ? "random" : name, &ops);
+    if (rc < 0) {
+        return rc;
     }
     return micro_selector_new(out, ops, reg, opts);
 }
@@ -551,6 +928,31 @@ micro_selector_mark(
 }
 
 void
+micro_selector_begin(
+    micro_selector *s, const char *service, const char *node_id)
+{
+    if (s == NULL || service == NULL || node_id == NULL ||
+        s->ops->begin == NULL) {
+        return;
+    }
+    s->ops->begin(s->st, service, node_id);
+}
+
+void
+micro_selector_end(micro_selector *s, const char *service,
+    const char *node_id, int err, int64_t latency_us)
+{
+    if (s == NULL || service == NULL || node_id == NULL) {
+        return;
+    }
+    if (s->ops->end != NULL) {
+        s->ops->end(s->st, service, node_id, err, latency_us);
+    } else {
+        s->ops->mark(s->st, service, node_id, err);
+    }
+}
+
+void
 micro_selector_reset(micro_selector *s, const char *service)
 {
     if (s == NULL) {
@@ -563,10 +965,12 @@ static micro__selector_core *
 core_of(micro_selector *s)
 {
     if (s == NULL || (s->ops != &micro_selector_random_ops &&
-                         s->ops != &micro_selector_roundrobin_ops)) {
+                         s->ops != &micro_selector_roundrobin_ops &&
+                         s->ops != &micro_selector_leastconn_ops &&
+                         s->ops != &micro_selector_p2c_ops)) {
         return NULL;
     }
-    /* Both strategies put the core first in their state. */
+    /* Every built-in strategy puts the core first in its state. */
     return s->st;
 }
 
@@ -590,4 +994,73 @@ micro__selector_set_backoff_ms(micro_selector *s, int64_t ms)
         c->backoff_ms = ms;
         pthread_mutex_unlock(&c->mu);
     }
+}
+
+micro__selector_counters
+micro__selector_get_counters(micro_selector *s)
+{
+    micro__selector_counters k;
+    memset(&k, 0, sizeof(k));
+    micro__selector_core *c = core_of(s);
+    if (c != NULL) {
+        pthread_mutex_lock(&c->mu);
+        k = c->cnt;
+        pthread_mutex_unlock(&c->mu);
+    }
+    return k;
+}
+
+int
+micro__selector_cached_ids(
+    micro_selector *s, const char *service, char ***ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    micro__selector_core *c = core_of(s);
+    if (c == NULL) {
+        return MICRO_EINVAL;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    micro__sel_entry *e = entry_find(c, service);
+    size_t total = e != NULL && e->have ? entry_nodes(e) : 0;
+    if (total > 0) {
+        *ids = micro__calloc(total, sizeof(char *));
+        if (*ids == NULL) {
+            rc = MICRO_ENOMEM;
+        }
+        for (size_t i = 0; rc == 0 && i < e->n; i++) {
+            for (size_t j = 0; rc == 0 && j < e->svcs[i].n_nodes; j++) {
+                const char *id = e->svcs[i].nodes[j].id;
+                (*ids)[*n] = micro__strdup(id != NULL ? id : "");
+                if ((*ids)[*n] == NULL) {
+                    rc = MICRO_ENOMEM;
+                } else {
+                    (*n)++;
+                }
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void
+micro__selector_node_stat(micro_selector *s, const char *service,
+    const char *node_id, uint32_t *inflight, double *ewma_us)
+{
+    *inflight = 0;
+    *ewma_us = 0.0;
+    micro__selector_core *c = core_of(s);
+    if (c == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    micro__sel_entry *e = entry_find(c, service);
+    micro__sel_stat *st = e != NULL ? stat_get(e, node_id, false) : NULL;
+    if (st != NULL) {
+        *inflight = st->inflight;
+        *ewma_us = st->ewma_us;
+    }
+    pthread_mutex_unlock(&c->mu);
 }

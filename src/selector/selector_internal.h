@@ -16,6 +16,23 @@
 
 typedef struct micro__sel_entry micro__sel_entry;
 
+/* What leastconn and p2c know about one node, kept per service entry
+ * across refreshes (by node id). Guarded by the core's mutex. */
+typedef struct micro__sel_stat {
+    char *id;
+    uint32_t inflight;  /* begun and not yet ended */
+    double ewma_us;     /* moving average of latency; 0: no sample yet */
+    int64_t sampled_ms; /* when ewma_us was last updated */
+} micro__sel_stat;
+
+/* Counters for tests and the log (guarded by the mutex). */
+typedef struct micro__selector_counters {
+    uint64_t lookups;       /* registry get_service calls */
+    uint64_t events;        /* watch events applied to a cached entry */
+    uint64_t stale_served;  /* selects answered from a stale entry */
+    uint64_t stale_logged;  /* "serving cached nodes" log lines */
+} micro__selector_counters;
+
 typedef struct micro__selector_core {
     micro_registry *reg; /* borrowed */
     pthread_mutex_t mu;  /* guards everything below */
@@ -24,18 +41,22 @@ typedef struct micro__selector_core {
     int64_t ttl_ms;
     int64_t backoff_ms;
     bool watching;
+    bool want_stats; /* the strategy's pick reads per-node stats */
     uint64_t watch_token;
+    micro__selector_counters cnt;
 } micro__selector_core;
 
 /*
  * Chooses one of n (n > 0) candidates. Called with the core's mutex held:
  * it must not block or call into the selector or registry. It may reorder
- * cands (a scratch array of the candidates). counter is the
- * service's own counter, shared by every select of that service.
- * Returns an index in [0, n).
+ * cands (a scratch array of the candidates) when stats is NULL. stats is
+ * NULL unless the core's want_stats is set; then stats[i] belongs to
+ * cands[i]. counter is the service's own counter, shared by every select
+ * of that service. now is micro__now_ms(). Returns an index in [0, n).
  */
-typedef size_t (*micro__selector_pick_fn)(
-    const micro_node **cands, size_t n, atomic_uint_fast64_t *counter);
+typedef size_t (*micro__selector_pick_fn)(const micro_node **cands,
+    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
+    int64_t now);
 
 int micro__selector_core_init(micro__selector_core *c, micro_registry *reg,
     const micro_options *opts);
@@ -48,10 +69,28 @@ int micro__selector_core_select(micro__selector_core *c, const char *service,
 void micro__selector_core_mark(micro__selector_core *c, const char *service,
     const char *node_id, int err);
 void micro__selector_core_reset(micro__selector_core *c, const char *service);
+/* begin/end for strategies with stats: in-flight count, latency EWMA,
+ * and (end) the back-off of mark. */
+void micro__selector_core_begin(
+    micro__selector_core *c, const char *service, const char *node_id);
+void micro__selector_core_end(micro__selector_core *c, const char *service,
+    const char *node_id, int err, int64_t latency_us);
 
-/* For tests: override the TTL and back-off of a random or roundrobin
- * selector (no-op for other ops tables). */
+/* The built-in ops tables by name (plugins.c). */
+int micro__selector_ops_by_name(
+    const char *name, const micro_selector_ops **ops);
+
+/* For tests: override the TTL and back-off of a built-in selector (no-op
+ * for other ops tables); read its counters; copy the ids of the nodes its
+ * cache holds for service (n 0 when none). *ids is malloc'd, each id too. */
 void micro__selector_set_ttl_ms(micro_selector *s, int64_t ms);
 void micro__selector_set_backoff_ms(micro_selector *s, int64_t ms);
+micro__selector_counters micro__selector_get_counters(micro_selector *s);
+int micro__selector_cached_ids(
+    micro_selector *s, const char *service, char ***ids, size_t *n);
+/* For tests: the in-flight count and latency average of node_id (0 and
+ * 0.0 when unknown). */
+void micro__selector_node_stat(micro_selector *s, const char *service,
+    const char *node_id, uint32_t *inflight, double *ewma_us);
 
 #endif

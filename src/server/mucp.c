@@ -217,8 +217,9 @@ on_request(void *arg, micro_exchange *ex, micro_msg *msg)
         r->req.ct = "application/protobuf"; /* Go Micro's server default */
     }
     if (hdr2(msg, "Micro-Topic", "X-Micro-Topic") != NULL) {
-        fail(r, 400, "this server has no subscribers: events over the "
-                     "transport are not accepted");
+        /* An event: subscriber.c answers it and owns the inflight count. */
+        micro__free(r);
+        micro__server_event(s, m->tr, ex, msg);
         return;
     }
     if (hdr2(msg, "Micro-Stream", "X-Micro-Stream") != NULL) {

@@ -399,6 +399,7 @@ micro_server_free(micro_server *s)
     if (s->started) {
         micro_server_stop(s, 0);
     }
+    micro__server_subs_free(s);
     if (s->impl != NULL && s->ops->fini != NULL) {
         s->ops->fini(s->impl);
     }
@@ -673,7 +674,11 @@ micro_server_record(const micro_server *s, micro_registry_service *out)
     }
     qsort(out->endpoints, out->n_endpoints, sizeof(micro_endpoint),
         cmp_endpoint);
-    return 0;
+    rc = micro__server_subs_record(s, out); /* after the handlers, as Go */
+    if (rc != 0) {
+        micro_registry_service_clear(out);
+    }
+    return rc;
 }
 
 void

@@ -40,6 +40,7 @@ struct micro_server {
     char address[96];
     _Atomic uint64_t requests, errors, unknown, codec_errors, late;
     atomic_long inflight;
+    struct micro__subs *subs; /* subscribers (subscriber.c), or NULL */
 };
 
 /* What a handler sees. The mucp implementation embeds it in its own
@@ -75,5 +76,21 @@ const micro__handler *micro__server_find(const micro_server *s,
  */
 void micro__server_route(micro_server *s, micro_request *r,
     micro_response *rsp);
+
+/* Subscribers (subscriber.c). */
+/* Frees the subscribers (unsubscribing first). From micro_server_free. */
+void micro__server_subs_free(micro_server *s);
+/* Appends the subscriber endpoints to a record (micro_server_record). */
+int micro__server_subs_record(const micro_server *s,
+    micro_registry_service *out);
+/*
+ * A transport message carrying Micro-Topic: an event (Go Micro §2.3). Takes
+ * msg and the exchange: decodes and runs every subscriber of the topic on
+ * the event workers, then answers (request headers echoed, Micro-Error on
+ * failure, empty body) and decrements s->inflight, which the caller has
+ * incremented. Loop thread.
+ */
+void micro__server_event(micro_server *s, micro_transport *tr,
+    micro_exchange *ex, micro_msg *msg);
 
 #endif

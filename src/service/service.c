@@ -26,6 +26,7 @@ struct micro_service {
     micro_selector *sel;
     micro_server *srv;
     micro_client *cli;
+    micro_broker *broker;
     hook *hooks;
     size_t n_hooks;
     pthread_mutex_t mu;
@@ -73,6 +74,17 @@ build(micro_service *s)
     if (rc == 0) {
         rc = micro_client_new_with_ops(&s->cli, cops, s->tr, s->sel,
             s->opts);
+    }
+    if (rc == 0) {
+        rc = micro_broker_new_by_name(&s->broker,
+            micro_options_get_str(s->opts, "broker"), s->loop, s->reg,
+            s->opts);
+    }
+    if (rc == 0) {
+        rc = micro_server_set_broker(s->srv, s->broker);
+    }
+    if (rc == 0) {
+        rc = micro_client_set_broker(s->cli, s->broker);
     }
     if (rc != 0) {
         micro_log(MICRO_LOG_ERR, "service", "cannot build the service: %s",
@@ -155,6 +167,7 @@ micro_service_free(micro_service *s)
     }
     micro_client_free(s->cli);
     micro_server_free(s->srv);
+    micro_broker_free(s->broker);
     micro_transport_free(s->tr);
     micro_selector_free(s->sel);
     micro_registry_free(s->reg);
@@ -195,6 +208,39 @@ micro_loop *
 micro_service_loop(micro_service *s)
 {
     return build(s) == 0 ? s->loop : NULL;
+}
+
+micro_broker *
+micro_service_broker(micro_service *s)
+{
+    return build(s) == 0 ? s->broker : NULL;
+}
+
+int
+micro_service_subscribe(micro_service *s, const char *topic,
+    const char *queue, micro_subscriber_fn fn, void *arg)
+{
+    int rc = build(s);
+    if (rc != 0) {
+        return rc;
+    }
+    micro_subscriber_desc d = {
+        .topic = topic, .queue = queue, .fn = fn, .arg = arg};
+    return micro_server_subscribe(s->srv, &d);
+}
+
+int
+micro_service_publish(micro_service *s, const char *topic,
+    const void *payload, size_t len, const micro_publish_opts *opts)
+{
+    int rc = build(s);
+    if (rc == 0) {
+        rc = micro_broker_connect(s->broker); /* idempotent */
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    return micro_client_publish(s->cli, topic, payload, len, opts);
 }
 
 int
@@ -331,6 +377,13 @@ micro_service_run(micro_service *s)
     if (rc == 0) {
         rc = micro_server_start(s->srv);
     }
+    if (rc == 0) {
+        /* Go Micro connects the broker as part of server start. */
+        rc = micro_broker_connect(s->broker);
+        if (rc != 0) {
+            micro_server_stop(s->srv, 0);
+        }
+    }
     if (rc != 0) {
         s->running = false;
         return rc;
@@ -346,6 +399,14 @@ micro_service_run(micro_service *s)
         struct timespec ts = {0, (long) gaps[i] * 1000000L};
         nanosleep(&ts, NULL);
         rc = 0;
+    }
+    if (rc == 0) {
+        /* Subscriptions follow the first registration (Go Micro v4). */
+        rc = micro_server_start_subscribers(s->srv);
+        if (rc != 0) {
+            micro_log(MICRO_LOG_ERR, "service", "subscribe: %s",
+                micro_strerror(rc));
+        }
     }
     if (rc == 0) {
         micro__loop_call(s->loop, open_signals, s);
@@ -364,6 +425,7 @@ micro_service_run(micro_service *s)
         }
     }
     int stop_rc = run_hooks(s, MICRO_HOOK_BEFORE_STOP);
+    micro_server_stop_subscribers(s->srv);
     if (s->record.name != NULL) {
         micro_registry_service dereg = {0};
         micro_node node = {0};
@@ -382,6 +444,7 @@ micro_service_run(micro_service *s)
         }
     }
     micro_server_stop(s->srv, micro_options_get_ms(s->opts, "server_drain"));
+    micro_broker_disconnect(s->broker);
     micro__loop_call(s->loop, close_signals, s);
     int after = run_hooks(s, MICRO_HOOK_AFTER_STOP);
     s->running = false;

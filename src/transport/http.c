@@ -111,29 +111,54 @@ append_header(micro_buf *out, const char *k, size_t kl, const char *v,
     return 0;
 }
 
+/* The length test first: this runs for every header of every reply. */
 static bool
-skip_header(const char *k)
+skip_header(const struct micro_hdr *h)
 {
-    return strcasecmp(k, "Content-Length") == 0 ||
-        strcasecmp(k, "Transfer-Encoding") == 0 ||
-        strcasecmp(k, "Trailer") == 0 || strcasecmp(k, "Connection") == 0;
+    switch (h->klen) {
+    case 7:
+        return strcasecmp(h->key, "Trailer") == 0;
+    case 10:
+        return strcasecmp(h->key, "Connection") == 0;
+    case 14:
+        return strcasecmp(h->key, "Content-Length") == 0;
+    case 17:
+        return strcasecmp(h->key, "Transfer-Encoding") == 0;
+    default:
+        return false;
+    }
+}
+
+/* Decimal digits of v at the end of buf[0..cap); returns the start. */
+static char *
+fmt_size(char *buf, size_t cap, size_t v)
+{
+    char *p = buf + cap;
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return p;
 }
 
 int
 micro__http_write_response(micro_buf *out, const micro_msg *rsp)
 {
+    static const char status[] = "HTTP/1.1 200 OK\r\nContent-Length: ";
     size_t blen = rsp->body.len;
-    char line[64];
-    int n = snprintf(line, sizeof(line),
-        "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n", blen);
-    int rc = micro_buf_reserve(out, (size_t) n + blen + 256);
+    char num[24];
+    char *d = fmt_size(num, sizeof(num), blen);
+    size_t dl = (size_t) (num + sizeof(num) - d);
+    int rc = micro_buf_reserve(out, sizeof(status) + dl + 2 + blen + 256);
     if (rc != 0) {
         return rc;
     }
-    micro_buf_append(out, line, (size_t) n);
+    micro_buf_append(out, status, sizeof(status) - 1);
+    micro_buf_append(out, d, dl);
+    micro_buf_append(out, "\r\n", 2);
     for (size_t i = 0; i < rsp->n; i++) {
         const struct micro_hdr *h = &rsp->hdrs[i];
-        if (skip_header(h->key)) {
+        if (skip_header(h)) {
             continue;
         }
         rc = append_header(out, h->key, h->klen, h->value, h->vlen);

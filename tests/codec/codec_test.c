@@ -24,7 +24,16 @@ test_builtins(void **state)
         micro_codec_lookup("application/json-rpc"), &micro_codec_jsonrpc_ops);
     assert_ptr_equal(micro_codec_lookup("application/octet-stream"),
         &micro_codec_bytes_ops);
-    assert_null(micro_codec_lookup("application/protobuf"));
+    assert_ptr_equal(
+        micro_codec_lookup("application/protobuf"), &micro_codec_proto_ops);
+    assert_ptr_equal(micro_codec_lookup("application/proto-rpc"),
+        &micro_codec_protorpc_ops);
+    assert_ptr_equal(
+        micro_codec_lookup("application/grpc"), &micro_codec_grpc_ops);
+    assert_ptr_equal(
+        micro_codec_lookup("application/grpc+proto"), &micro_codec_grpc_ops);
+    assert_ptr_equal(
+        micro_codec_lookup("application/grpc+json"), &micro_codec_grpc_ops);
     assert_null(micro_codec_lookup("text/plain"));
     assert_null(micro_codec_lookup("application/jsonx"));
     assert_null(micro_codec_lookup("application/jso"));

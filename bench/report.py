@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Tables of bench/run.sh: medians, same-round ratios, targets, footprint.
+
+    report.py RESULTS FOOTPRINT CHART_TSV > tables.md
+
+RESULTS rows: contender, size, inflight, run, client JSON, server CPU µs
+per call, server peak RSS KiB. FOOTPRINT rows: server, metric, value.
+Writes the chart data (payload 0: inflight, then calls/s and p99 per
+contender) to CHART_TSV.
+"""
+import collections
+import json
+import math
+import statistics
+import sys
+
+res_path, foot_path, chart_path = sys.argv[1:4]
+
+ORDER = ["echo", "cmicro", "cmicro-pool", "cmicro-wrk", "gomicro",
+         "gomicro-wrk", "grpc", "nginx-wrk"]
+DESC = {
+    "echo": ("bench_echo server", "bench_echo client (epoll)"),
+    "cmicro": ("greeter-server", "bench_greeter (cmicro client)"),
+    "cmicro-pool": ("greeter-server --no_inline", "bench_greeter"),
+    "cmicro-wrk": ("greeter-server", "wrk -t1 greeter.lua"),
+    "gomicro": ("Go Micro v4 server", "Go Micro v4 client"),
+    "gomicro-wrk": ("Go Micro v4 server", "wrk -t1 greeter.lua"),
+    "grpc": ("gRPC C++ (callback)", "gRPC C++ client (callback)"),
+    "nginx-wrk": ("nginx, fixed body", "wrk -t1 greeter.lua"),
+}
+
+runs = collections.defaultdict(dict)  # (c, size, k) -> run -> dict
+for line in open(res_path):
+    c, s, k, r, js, cpu, rss = line.rstrip("\n").split("\t")
+    d = json.loads(js)
+    d["cpu_us"] = float(cpu)
+    d["rss_kb"] = float(rss) if rss else float("nan")
+    runs[(c, int(s), int(k))][int(r)] = d
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def field(key, f):
+    return med([x.get(f) for x in runs.get(key, {}).values()])
+
+
+def ratio(a, b, f, invert=False):
+    """Median over rounds of a[f] / b[f], pairing runs of the same round."""
+    ra, rb = runs.get(a, {}), runs.get(b, {})
+    xs = []
+    for r in ra:
+        if r in rb and ra[r].get(f) and rb[r].get(f):
+            xs.append(ra[r][f] / rb[r][f])
+    return med(xs)
+
+
+def fmt(x, spec="%.0f"):
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) \
+        else spec % x
+
+
+def payload(s):
+    return '"John"' if s == 0 else "%d B name" % s
+
+
+out = []
+p = out.append
+p("| contender | server | load generator | payload | in flight | calls/s "
+  "| p50 µs | p99 µs | p99.9 µs | server CPU µs/call | errors "
+  "| calls/s ÷ echo | p50 ÷ echo |")
+p("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+sizes = sorted({s for (_, s, _) in runs})
+for s in sizes:
+    for c in ORDER:
+        for k in sorted({k for (cc, ss, k) in runs if cc == c and ss == s}):
+            key = (c, s, k)
+            errs = sum(int(x.get("errors", 0)) for x in runs[key].values())
+            p("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %d | %s "
+              "| %s |" % (c, DESC[c][0], DESC[c][1], payload(s), k,
+                          fmt(field(key, "calls_per_s")),
+                          fmt(field(key, "p50_us"), "%.1f"),
+                          fmt(field(key, "p99_us"), "%.1f"),
+                          fmt(field(key, "p999_us"), "%.1f"),
+                          fmt(field(key, "cpu_us"), "%.1f"), errs,
+                          fmt(ratio(key, ("echo", s, k), "calls_per_s"),
+                              "%.2f"),
+                          fmt(ratio(key, ("echo", s, k), "p50_us"), "%.2f")))
+p("")
+
+# Footprint.
+foot = collections.defaultdict(list)
+for line in open(foot_path):
+    srv, m, v = line.rstrip("\n").split("\t", 2)
+    foot[(srv, m)].append(v)
+
+
+def fnum(srv, m):
+    xs = []
+    for v in foot.get((srv, m), []):
+        try:
+            xs.append(float(v.split()[0]))
+        except (ValueError, IndexError):
+            pass
+    return med(xs)
+
+
+load_rss = collections.defaultdict(list)
+for (c, s, k), rr in runs.items():
+    srv = {"cmicro-wrk": "cmicro", "gomicro-wrk": "gomicro",
+           "nginx-wrk": "nginx"}.get(c, c)
+    if s == 0:
+        load_rss[srv].extend(x["rss_kb"] for x in rr.values())
+SRV_NAME = {"echo": "bench_echo server", "cmicro": "greeter-server",
+            "cmicro-pool": "greeter-server --no_inline",
+            "gomicro": "Go Micro v4 server", "grpc": "gRPC C++ server",
+            "nginx": "nginx (1 process)"}
+p("| server | RSS at rest KiB | peak RSS under load KiB | bytes per idle "
+  "connection | exec → serving ms | binary B (stripped) |")
+p("|---|---:|---:|---:|---:|---:|")
+for srv in ["echo", "cmicro", "cmicro-pool", "gomicro", "grpc", "nginx"]:
+    if not foot.get((srv, "rss_rest")):
+        continue
+    b = foot.get((srv, "bin"), [""])[0].split()
+    binsz = "%s (%s)" % (b[0], b[1]) if len(b) == 2 else "–"
+    if srv == "cmicro":
+        lib = foot.get(("cmicro", "lib"), [""])[0].split()
+        if len(lib) == 2:
+            binsz += " + libcmicro.so %s (%s)" % (lib[0], lib[1])
+    if srv == "cmicro-pool":
+        binsz = "same"
+    p("| %s | %s | %s | %s | %s | %s |" % (
+        SRV_NAME[srv], fmt(fnum(srv, "rss_rest")),
+        fmt(max(load_rss[srv]) if load_rss[srv] else float("nan")),
+        fmt(fnum(srv, "idle_conn_b")), fmt(fnum(srv, "startup_ms"), "%.1f"),
+        binsz))
+p("")
+
+# Targets of issue 6.
+K = 64
+tg = []
+r_go = ratio(("cmicro-wrk", 0, K), ("gomicro-wrk", 0, K), "calls_per_s")
+tg.append(("server under wrk, 64 connections ÷ Go Micro v4", ">= 5x",
+           fmt(r_go, "%.2fx"), r_go >= 5))
+r_ng = ratio(("cmicro-wrk", 0, K), ("nginx-wrk", 0, K), "calls_per_s")
+tg.append(("server under wrk, 64 connections ÷ nginx", ">= 70 %",
+           fmt(r_ng * 100, "%.0f %%"), r_ng >= 0.70))
+r_gr = ratio(("cmicro", 0, K), ("grpc", 0, K), "calls_per_s")
+tg.append(("cmicro client+server, 64 in flight ÷ gRPC C++", ">= 1.5x",
+           fmt(r_gr, "%.2fx"), r_gr >= 1.5))
+r_p50 = ratio(("cmicro", 0, 1), ("echo", 0, 1), "p50_us")
+tg.append(("1 in flight p50 ÷ raw echo p50", "<= 1.5x",
+           fmt(r_p50, "%.2fx"), r_p50 <= 1.5))
+rest = fnum("cmicro", "rss_rest")
+tg.append(("idle greeter-server RSS", "< 2048 KiB", fmt(rest, "%.0f KiB"),
+           rest < 2048))
+idle = fnum("cmicro", "idle_conn_b")
+tg.append(("memory per idle connection", "< 4096 B", fmt(idle, "%.0f B"),
+           idle < 4096))
+st = fnum("cmicro", "startup_ms")
+tg.append(("exec → serving", "< 10 ms", fmt(st, "%.1f ms"), st < 10))
+p("| target (issue 6) | goal | measured (median of same-round ratios) "
+  "| met |")
+p("|---|---|---:|---|")
+for name, goal, v, ok in tg:
+    p("| %s | %s | %s | %s |" % (name, goal, v, "yes" if ok else "**no**"))
+
+print("\n".join(out))
+
+# Chart data: payload 0, one column pair per contender.
+cs = [c for c in ORDER if any(cc == c and s == 0 for (cc, s, _) in runs)]
+ks = sorted({k for (c, s, k) in runs if s == 0 and c in cs})
+with open(chart_path, "w") as f:
+    f.write("inflight\t" + "\t".join("%s\t%s_p99" % (c, c) for c in cs)
+            + "\n")
+    for k in ks:
+        row = [str(k)]
+        for c in cs:
+            key = (c, 0, k)
+            if key in runs and k in {kk for (_, _, kk) in runs}:
+                row += [fmt(field(key, "calls_per_s"), "%.0f").replace(
+                    "–", "NaN"),
+                    fmt(field(key, "p99_us"), "%.1f").replace("–", "NaN")]
+            else:
+                row += ["NaN", "NaN"]
+        f.write("\t".join(row) + "\n")

@@ -1,0 +1,18 @@
+/* Shared by the broker front end and its implementations. Not installed. */
+#ifndef CMICRO_BROKER_INTERNAL_H
+#define CMICRO_BROKER_INTERNAL_H
+
+#include "core/internal.h"
+
+/* Standard base64 with padding (Go's []byte in JSON). Appends to out.
+ * decode: MICRO_ECODEC when s is not strict base64. */
+int micro__base64_encode(const void *src, size_t n, micro_buf *out);
+int micro__base64_decode(const char *s, size_t n, micro_buf *out);
+
+/* A deep copy of src (headers in order, body). */
+int micro__msg_copy(const micro_msg *src, micro_msg **out);
+
+/* The broker's own copy of its options (borrowed). */
+const micro_options *micro__broker_options(const micro_broker *b);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * Broker "memory": in-process publish/subscribe within one broker object
+ * (share the object to connect services in one process). Broadcast
+ * subscriptions each get a copy; a queue group gets one copy, delivered to
+ * a random member (as Go Micro's memory broker picks one).
+ */
+#include "broker/broker_internal.h"
+
+#include <pthread.h>
+
+typedef struct mem {
+    pthread_rwlock_t lock;
+    micro_sub **subs;
+    size_t n, cap;
+    bool connected;
+} mem;
+
+static int
+mem_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
+    const micro_options *opts)
+{
+    (void) b;
+    (void) loop;
+    (void) reg;
+    (void) opts;
+    mem *m = st;
+    pthread_rwlock_init(&m->lock, NULL);
+    return 0;
+}
+
+static int
+mem_connect(void *st)
+{
+    mem *m = st;
+    pthread_rwlock_wrlock(&m->lock);
+    m->connected = true;
+    pthread_rwlock_unlock(&m->lock);
+    return 0;
+}
+
+static int
+mem_disconnect(void *st)
+{
+    mem *m = st;
+    pthread_rwlock_wrlock(&m->lock);
+    m->connected = false;
+    pthread_rwlock_unlock(&m->lock);
+    return 0;
+}
+
+static int
+give(micro_sub *s, const micro_msg *msg)
+{
+    micro_msg *c = NULL;
+    int rc = micro__msg_copy(msg, &c);
+    if (rc == 0) {
+        rc = micro_broker_deliver(s, &c);
+        micro_msg_free(c); /* NULL when taken; dropped ones are counted */
+    }
+    return rc;
+}
+
+static int
+mem_publish(void *st, const char *topic, const micro_msg *msg)
+{
+    mem *m = st;
+    int rc = 0;
+    pthread_rwlock_rdlock(&m->lock);
+    if (!m->connected) {
+        pthread_rwlock_unlock(&m->lock);
+        return MICRO_ECLOSED;
+    }
+    for (size_t i = 0; i < m->n && rc != MICRO_ENOMEM; i++) {
+        micro_sub *s = m->subs[i];
+        if (strcmp(micro_sub_topic(s), topic) != 0) {
+            continue;
+        }
+        const char *q = micro_sub_queue(s);
+        if (q[0] == '\0') {
+            int r = give(s, msg);
+            rc = r == MICRO_ENOMEM ? r : rc;
+            continue;
+        }
+        /* First member of its group: pick one member for the group. */
+        bool seen = false;
+        uint32_t members = 0;
+        for (size_t j = 0; j < m->n; j++) {
+            micro_sub *o = m->subs[j];
+            if (strcmp(micro_sub_topic(o), topic) == 0 &&
+                strcmp(micro_sub_queue(o), q) == 0) {
+                seen = seen || j < i;
+                members++;
+            }
+        }
+        if (seen) {
+            continue;
+        }
+        uint32_t pick = micro__rand(members);
+        for (size_t j = i; j < m->n; j++) {
+            micro_sub *o = m->subs[j];
+            if (strcmp(micro_sub_topic(o), topic) == 0 &&
+                strcmp(micro_sub_queue(o), q) == 0 && pick-- == 0) {
+                int r = give(o, msg);
+                rc = r == MICRO_ENOMEM ? r : rc;
+                break;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&m->lock);
+    return rc;
+}
+
+static int
+mem_subscribe(void *st, micro_sub *sub)
+{
+    mem *m = st;
+    pthread_rwlock_wrlock(&m->lock);
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 8;
+        micro_sub **p = micro__realloc(m->subs, cap * sizeof(*p));
+        if (p == NULL) {
+            pthread_rwlock_unlock(&m->lock);
+            return MICRO_ENOMEM;
+        }
+        m->subs = p;
+        m->cap = cap;
+    }
+    m->subs[m->n++] = sub;
+    pthread_rwlock_unlock(&m->lock);
+    return 0;
+}
+
+static int
+mem_unsubscribe(void *st, micro_sub *sub)
+{
+    mem *m = st;
+    pthread_rwlock_wrlock(&m->lock);
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->subs[i] == sub) {
+            memmove(&m->subs[i], &m->subs[i + 1],
+                (m->n - i - 1) * sizeof(*m->subs));
+            m->n--;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&m->lock);
+    return 0;
+}
+
+static const char *
+mem_address(void *st)
+{
+    (void) st;
+    return "memory";
+}
+
+static void
+mem_fini(void *st)
+{
+    mem *m = st;
+    micro__free(m->subs);
+    pthread_rwlock_destroy(&m->lock);
+}
+
+const micro_broker_ops micro_broker_memory_ops = {
+    .abi = MICRO_BROKER_ABI,
+    .name = "memory",
+    .state_size = sizeof(mem),
+    .init = mem_init,
+    .connect = mem_connect,
+    .disconnect = mem_disconnect,
+    .publish = mem_publish,
+    .subscribe = mem_subscribe,
+    .unsubscribe = mem_unsubscribe,
+    .address = mem_address,
+    .fini = mem_fini,
+};

@@ -1,0 +1,573 @@
+/*
+ * Server subscribers (Go Micro's micro.RegisterSubscriber): a handler per
+ * topic with an optional queue group, fed by the server's broker and by
+ * events arriving over the transport (a message with Micro-Topic, §2.3).
+ *
+ * Each event is decoded by its Content-Type (default application/protobuf,
+ * as Go Micro's server) with the codec table; an undecodable event reaches
+ * no handler and is counted and logged. The handler sees a micro_request
+ * whose headers are the message header, whose body is the decoded payload
+ * and whose endpoint is the topic. Subscriber wrappers run around it. A
+ * handler error is counted and logged.
+ *
+ * Broker subscriptions are made by micro_server_start_subscribers (the
+ * service calls it after registering) and removed by
+ * micro_server_stop_subscribers (before deregistering).
+ */
+#include "server/server_internal.h"
+#include "core/msg_internal.h"
+#include "registry/registry_internal.h"
+
+#include <pthread.h>
+
+#define EVENT_WORKERS 4
+
+typedef struct subscriber {
+    micro_server *s;
+    char *topic;
+    char *queue;
+    char *name;
+    micro_subscriber_fn fn;
+    void *arg;
+    micro_value *request;
+    size_t queue_limit;
+    micro_sub *sub;
+} subscriber;
+
+typedef struct swrapper {
+    micro_subscriber_wrapper_fn fn;
+    void *arg;
+} swrapper;
+
+struct micro__subs {
+    pthread_mutex_t mu;
+    subscriber **list;
+    size_t n;
+    swrapper *wrappers;
+    size_t n_wrappers;
+    micro_broker *broker;
+    bool active;
+    micro__pool *pool; /* transport events */
+    _Atomic uint64_t events, errors, undecodable, transport_events;
+    _Atomic int64_t log_ms;
+};
+
+struct micro_subscriber_chain {
+    const struct micro__subs *ss;
+    size_t idx;
+    const subscriber *sb;
+};
+
+static struct micro__subs *
+subs_get(micro_server *s)
+{
+    /* Created before start (registration and setup are single-threaded,
+     * like micro_server_handle). */
+    if (s->subs == NULL) {
+        struct micro__subs *ss = micro__calloc(1, sizeof(*ss));
+        if (ss == NULL) {
+            return NULL;
+        }
+        pthread_mutex_init(&ss->mu, NULL);
+        s->subs = ss;
+    }
+    return s->subs;
+}
+
+static void
+value_free(micro_value *v)
+{
+    if (v != NULL) {
+        micro_value_clear(v);
+        micro__free(v);
+    }
+}
+
+static void
+subscriber_free(subscriber *sb)
+{
+    if (sb == NULL) {
+        return;
+    }
+    micro__free(sb->topic);
+    micro__free(sb->queue);
+    micro__free(sb->name);
+    value_free(sb->request);
+    micro__free(sb);
+}
+
+void
+micro__server_subs_free(micro_server *s)
+{
+    struct micro__subs *ss = s->subs;
+    if (ss == NULL) {
+        return;
+    }
+    micro_server_stop_subscribers(s);
+    micro__pool_free(ss->pool);
+    for (size_t i = 0; i < ss->n; i++) {
+        subscriber_free(ss->list[i]);
+    }
+    micro__free(ss->list);
+    micro__free(ss->wrappers);
+    pthread_mutex_destroy(&ss->mu);
+    micro__free(ss);
+    s->subs = NULL;
+}
+
+const char *
+micro_request_topic(const micro_request *r)
+{
+    const char *t = micro_request_header(r, "Micro-Topic");
+    if (t == NULL || t[0] == '\0') {
+        t = micro_request_header(r, "X-Micro-Topic");
+    }
+    return (t != NULL && t[0] != '\0') ? t : micro_request_endpoint(r);
+}
+
+int
+micro_subscriber_next(micro_subscriber_chain *next, micro_request *req)
+{
+    if (next->idx < next->ss->n_wrappers) {
+        const swrapper *w = &next->ss->wrappers[next->idx];
+        micro_subscriber_chain n2 = {next->ss, next->idx + 1, next->sb};
+        return w->fn(req, &n2, w->arg);
+    }
+    return next->sb->fn(req, next->sb->arg);
+}
+
+static void
+log_limited(struct micro__subs *ss, const char *fmt, const char *a,
+    const char *b)
+{
+    int64_t now = micro__now_ms();
+    int64_t last = atomic_load(&ss->log_ms);
+    if (now - last >= 1000 &&
+        atomic_compare_exchange_strong(&ss->log_ms, &last, now)) {
+        micro_log(MICRO_LOG_WARN, "server.subscriber", fmt, a, b,
+            (unsigned long long) atomic_load(&ss->undecodable),
+            (unsigned long long) atomic_load(&ss->errors));
+    }
+}
+
+/*
+ * Decode msg by its content type. MICRO_ECODEC (counted, logged) when it
+ * cannot be decoded; the payload is then empty.
+ */
+static int
+decode(micro_server *s, const micro_msg *msg, const char *topic,
+    const char **ct_out, micro_buf *payload)
+{
+    struct micro__subs *ss = s->subs;
+    const char *ct = micro_msg_header(msg, "Content-Type");
+    if (ct == NULL || ct[0] == '\0') {
+        ct = "application/protobuf"; /* Go Micro's server default */
+    }
+    *ct_out = ct;
+    const micro_codec_ops *codec = micro_codec_lookup(ct);
+    micro_codec_info info = {0};
+    size_t len = 0;
+    const void *body = micro_msg_body(msg, &len);
+    int rc = codec == NULL ? MICRO_ECONTENTTYPE
+                           : codec->read_request(body, len, &info, payload);
+    micro_codec_info_clear(&info);
+    if (rc != 0) {
+        atomic_fetch_add(&ss->undecodable, 1);
+        atomic_fetch_add(&s->codec_errors, 1);
+        log_limited(ss,
+            "event on %s: undecodable %s payload; reaches no handler "
+            "(undecodable %llu, handler errors %llu so far)",
+            topic, ct);
+        micro_buf_clear(payload);
+        return MICRO_ECODEC;
+    }
+    return 0;
+}
+
+/* Run one subscriber on an already decoded payload. */
+static int
+run_one(micro_server *s, const subscriber *sb, const micro_msg *msg,
+    const char *ct, const micro_buf *payload)
+{
+    struct micro__subs *ss = s->subs;
+    micro_request r = {.s = s,
+        .msg = msg,
+        .endpoint = sb->topic,
+        .service = NULL,
+        .ct = ct,
+        .body = payload->data,
+        .len = payload->len};
+    micro_subscriber_chain chain = {ss, 0, sb};
+    atomic_fetch_add(&ss->events, 1);
+    int rc = micro_subscriber_next(&chain, &r);
+    if (rc != 0) {
+        atomic_fetch_add(&ss->errors, 1);
+        log_limited(ss,
+            "subscriber of %s failed (%s) (undecodable %llu, handler "
+            "errors %llu so far)",
+            sb->topic, micro_strerror(rc));
+    }
+    return rc;
+}
+
+/* The broker's delivery thread of one subscription. */
+static int
+on_broker_event(micro_event *ev, void *arg)
+{
+    subscriber *sb = arg;
+    micro_buf payload = {0};
+    const char *ct = NULL;
+    const micro_msg *msg = micro_event_msg(ev);
+    int rc = decode(sb->s, msg, sb->topic, &ct, &payload);
+    if (rc == 0) {
+        rc = run_one(sb->s, sb, msg, ct, &payload);
+    }
+    micro_buf_clear(&payload);
+    return rc;
+}
+
+int
+micro_server_subscribe(micro_server *s, const micro_subscriber_desc *d)
+{
+    if (s == NULL || d == NULL || d->topic == NULL || d->topic[0] == '\0' ||
+        d->fn == NULL) {
+        return MICRO_EINVAL;
+    }
+    struct micro__subs *ss = subs_get(s);
+    if (ss == NULL) {
+        return MICRO_ENOMEM;
+    }
+    subscriber *sb = micro__calloc(1, sizeof(*sb));
+    if (sb == NULL) {
+        return MICRO_ENOMEM;
+    }
+    sb->s = s;
+    sb->fn = d->fn;
+    sb->arg = d->arg;
+    sb->queue_limit = d->queue_limit;
+    sb->topic = micro__strdup(d->topic);
+    sb->queue = micro__strdup(d->queue ? d->queue : "");
+    sb->name = micro__strdup(d->name ? d->name : d->topic);
+    int rc = (sb->topic && sb->queue && sb->name) ? 0 : MICRO_ENOMEM;
+    if (rc == 0 && d->request != NULL) {
+        micro_endpoint src = {.request = (micro_value *) d->request};
+        micro_endpoint tmp = {0};
+        rc = micro__endpoint_copy(&tmp, &src);
+        if (rc == 0) {
+            sb->request = tmp.request;
+            tmp.request = NULL;
+            micro_endpoint_clear(&tmp);
+        }
+    }
+    pthread_mutex_lock(&ss->mu);
+    if (rc == 0) {
+        subscriber **l = micro__realloc(ss->list,
+            (ss->n + 1) * sizeof(*l));
+        if (l == NULL) {
+            rc = MICRO_ENOMEM;
+        } else {
+            ss->list = l;
+            l[ss->n++] = sb;
+        }
+    }
+    bool subscribe_now = rc == 0 && ss->active && ss->broker != NULL;
+    pthread_mutex_unlock(&ss->mu);
+    if (rc != 0) {
+        subscriber_free(sb);
+        return rc;
+    }
+    if (subscribe_now) {
+        micro_sub_opts o = {.queue = sb->queue,
+            .queue_limit = sb->queue_limit};
+        rc = micro_broker_subscribe(ss->broker, sb->topic, &o,
+            on_broker_event, sb, &sb->sub);
+    }
+    return rc;
+}
+
+int
+micro_server_wrap_subscriber(micro_server *s, micro_subscriber_wrapper_fn fn,
+    void *arg)
+{
+    if (s == NULL || fn == NULL || s->started) {
+        return MICRO_EINVAL;
+    }
+    struct micro__subs *ss = subs_get(s);
+    if (ss == NULL) {
+        return MICRO_ENOMEM;
+    }
+    swrapper *w = micro__realloc(ss->wrappers,
+        (ss->n_wrappers + 1) * sizeof(*w));
+    if (w == NULL) {
+        return MICRO_ENOMEM;
+    }
+    ss->wrappers = w;
+    w[ss->n_wrappers].fn = fn;
+    w[ss->n_wrappers].arg = arg;
+    ss->n_wrappers++;
+    return 0;
+}
+
+int
+micro_server_set_broker(micro_server *s, micro_broker *b)
+{
+    if (s == NULL) {
+        return MICRO_EINVAL;
+    }
+    struct micro__subs *ss = subs_get(s);
+    if (ss == NULL) {
+        return MICRO_ENOMEM;
+    }
+    pthread_mutex_lock(&ss->mu);
+    int rc = ss->active ? MICRO_EINVAL : 0;
+    if (rc == 0) {
+        ss->broker = b;
+    }
+    pthread_mutex_unlock(&ss->mu);
+    return rc;
+}
+
+micro_broker *
+micro_server_broker(const micro_server *s)
+{
+    return s->subs != NULL ? s->subs->broker : NULL;
+}
+
+int
+micro_server_start_subscribers(micro_server *s)
+{
+    if (s == NULL) {
+        return MICRO_EINVAL;
+    }
+    struct micro__subs *ss = subs_get(s);
+    if (ss == NULL) {
+        return MICRO_ENOMEM;
+    }
+    pthread_mutex_lock(&ss->mu);
+    if (ss->active) {
+        pthread_mutex_unlock(&ss->mu);
+        return 0;
+    }
+    ss->active = true;
+    micro_broker *b = ss->broker;
+    size_t n = ss->n;
+    pthread_mutex_unlock(&ss->mu);
+    int rc = 0;
+    for (size_t i = 0; b != NULL && i < n && rc == 0; i++) {
+        subscriber *sb = ss->list[i];
+        micro_sub_opts o = {.queue = sb->queue,
+            .queue_limit = sb->queue_limit};
+        rc = micro_broker_subscribe(b, sb->topic, &o, on_broker_event, sb,
+            &sb->sub);
+    }
+    if (rc != 0) {
+        micro_server_stop_subscribers(s);
+    }
+    return rc;
+}
+
+void
+micro_server_stop_subscribers(micro_server *s)
+{
+    struct micro__subs *ss = s != NULL ? s->subs : NULL;
+    if (ss == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&ss->mu);
+    ss->active = false;
+    size_t n = ss->n;
+    pthread_mutex_unlock(&ss->mu);
+    for (size_t i = 0; i < n; i++) {
+        subscriber *sb = ss->list[i];
+        if (sb->sub != NULL) {
+            micro_broker_unsubscribe(ss->broker, sb->sub);
+            sb->sub = NULL;
+        }
+    }
+}
+
+void
+micro_server_get_subscriber_stats(micro_server *s,
+    micro_subscriber_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct micro__subs *ss = s != NULL ? s->subs : NULL;
+    if (ss == NULL) {
+        return;
+    }
+    out->events = atomic_load(&ss->events);
+    out->errors = atomic_load(&ss->errors);
+    out->undecodable = atomic_load(&ss->undecodable);
+    out->transport_events = atomic_load(&ss->transport_events);
+}
+
+/* ------------------------------------------------------------------ */
+/* Events over the transport (a message carrying Micro-Topic).          */
+
+typedef struct tevent {
+    micro__task task;
+    micro_server *s;
+    micro_transport *tr;
+    micro_exchange *ex;
+    micro_msg *msg;
+} tevent;
+
+static void
+tevent_reply(tevent *t, const char *err_json)
+{
+    /* Go Micro echoes the request headers, adds Micro-Error on failure,
+     * and sends an empty body. */
+    micro_msg *out = t->msg;
+    t->msg = NULL;
+    micro_msg_set_body(out, NULL, 0);
+    if (err_json != NULL) {
+        micro_msg_set_header(out, "Micro-Error", err_json);
+        micro_msg_set_header(out, "X-Micro-Error", err_json);
+        atomic_fetch_add(&t->s->errors, 1);
+    }
+    micro_transport_reply(t->tr, t->ex, &out);
+    micro_msg_free(out);
+    atomic_fetch_sub(&t->s->inflight, 1);
+    micro__free(t);
+}
+
+static void
+tevent_fail(tevent *t, int32_t code, const char *detail)
+{
+    micro_error *e = micro_error_new("go.micro.server", code, detail);
+    char *json = e ? micro_error_to_json(e) : NULL;
+    tevent_reply(t, json ? json : "{\"id\":\"go.micro.server\"}");
+    free(json);
+    micro_error_free(e);
+}
+
+static void
+tevent_run(micro__task *task)
+{
+    tevent *t = (tevent *) task;
+    micro_server *s = t->s;
+    struct micro__subs *ss = s->subs;
+    const char *topic = micro_msg_header(t->msg, "Micro-Topic");
+    if (topic == NULL || topic[0] == '\0') {
+        topic = micro_msg_header(t->msg, "X-Micro-Topic");
+    }
+    micro_buf payload = {0};
+    const char *ct = NULL;
+    size_t matched = 0, failed = 0;
+    char first[256] = "";
+    if (decode(s, t->msg, topic, &ct, &payload) != 0) {
+        char d[300];
+        snprintf(d, sizeof(d), "decode error: the %s payload is malformed",
+            ct);
+        tevent_fail(t, 400, d);
+        return;
+    }
+    /* Every subscriber of the topic runs, as Go Micro's router does for
+     * an event that arrives over the transport. */
+    for (size_t i = 0; i < ss->n; i++) {
+        const subscriber *sb = ss->list[i];
+        if (strcmp(sb->topic, topic) != 0) {
+            continue;
+        }
+        matched++;
+        int rc = run_one(s, sb, t->msg, ct, &payload);
+        if (rc != 0) {
+            if (failed++ == 0) {
+                snprintf(first, sizeof(first), "%s", micro_strerror(rc));
+            }
+        }
+    }
+    micro_buf_clear(&payload);
+    if (matched == 0) {
+        char d[300];
+        snprintf(d, sizeof(d), "subscriber not found for topic %s", topic);
+        tevent_fail(t, 404, d);
+    } else if (failed > 0) {
+        char d[300];
+        snprintf(d, sizeof(d), "subscriber error: %s", first);
+        tevent_fail(t, 500, d);
+    } else {
+        tevent_reply(t, NULL);
+    }
+}
+
+void
+micro__server_event(micro_server *s, micro_transport *tr, micro_exchange *ex,
+    micro_msg *msg)
+{
+    tevent *t = micro__calloc(1, sizeof(*t));
+    if (t == NULL) {
+        micro_msg_set_body(msg, NULL, 0);
+        micro_transport_reply(tr, ex, &msg);
+        micro_msg_free(msg);
+        atomic_fetch_sub(&s->inflight, 1);
+        return;
+    }
+    t->s = s;
+    t->tr = tr;
+    t->ex = ex;
+    t->msg = msg;
+    t->task.fn = tevent_run;
+    struct micro__subs *ss = s->subs;
+    if (ss == NULL || ss->n == 0) {
+        tevent_fail(t, 404, "this server has no subscribers");
+        return;
+    }
+    atomic_fetch_add(&ss->transport_events, 1);
+    pthread_mutex_lock(&ss->mu);
+    if (ss->pool == NULL) {
+        micro__pool_new(&ss->pool, EVENT_WORKERS, "events");
+    }
+    micro__pool *pool = ss->pool;
+    pthread_mutex_unlock(&ss->mu);
+    if (pool == NULL || micro__pool_submit(pool, &t->task) != 0) {
+        tevent_fail(t, 503, "server is shutting down");
+    }
+}
+
+int
+micro__server_subs_record(const micro_server *s, micro_registry_service *out)
+{
+    const struct micro__subs *ss = s->subs;
+    if (ss == NULL || ss->n == 0) {
+        return 0;
+    }
+    micro_endpoint *e = micro__realloc(out->endpoints,
+        (out->n_endpoints + ss->n) * sizeof(*e));
+    if (e == NULL) {
+        return MICRO_ENOMEM;
+    }
+    out->endpoints = e;
+    /* Go Micro lists subscribers after the handlers, by topic descending. */
+    subscriber **order = micro__malloc(ss->n * sizeof(*order));
+    if (order == NULL) {
+        return MICRO_ENOMEM;
+    }
+    memcpy(order, ss->list, ss->n * sizeof(*order));
+    for (size_t i = 1; i < ss->n; i++) {
+        for (size_t j = i; j > 0 && strcmp(order[j - 1]->topic,
+                                        order[j]->topic) < 0;
+             j--) {
+            subscriber *tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    }
+    int rc = 0;
+    for (size_t i = 0; i < ss->n && rc == 0; i++) {
+        micro_endpoint src = {.name = order[i]->name,
+            .request = order[i]->request};
+        micro_endpoint *dst = &out->endpoints[out->n_endpoints];
+        rc = micro__endpoint_copy(dst, &src);
+        if (rc == 0) {
+            out->n_endpoints++;
+            rc = micro_metadata_set(&dst->metadata, "topic",
+                order[i]->topic);
+        }
+        if (rc == 0) {
+            rc = micro_metadata_set(&dst->metadata, "subscriber", "true");
+        }
+    }
+    micro__free(order);
+    return rc;
+}
