@@ -10,6 +10,7 @@ set datafile missing "NaN"
 set key autotitle columnhead
 set logscale x 2
 set xtics (1, 16, 64, 256)
+set xrange [0.8:320]
 set grid
 set key outside bottom center horizontal
 ncol = int(system("head -1 '" . data . "' | awk -F'\t' '{print NF}'"))

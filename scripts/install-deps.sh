@@ -9,6 +9,11 @@ PKGS=(
   libuv1-dev libcjson-dev libhttp-parser-dev libcmocka-dev
   libldns-dev zlib1g-dev   # the mDNS registry: DNS wire format, TXT zlib
   libnats-dev nats-server  # the NATS broker (cnats) and its tests
+  # protobuf (issue 5): the protobuf-c runtime and protoc-gen-c, protoc,
+  # and the .proto files protoc-gen-cmicro and the well-known types are
+  # generated from (descriptor.proto, compiler/plugin.proto).
+  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
+  libprotoc-dev
   curl wrk             # benchmarks and smoke tests
   # bench/run.sh contenders and its chart: gRPC C++ greeter (Debian's
   # libgrpc++), nginx answering a fixed body, h2load, the PNG chart.

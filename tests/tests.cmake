@@ -7,6 +7,9 @@ set(MICRO_TEST_SPECIAL
   "transport/badinput:unit:120"
   "core/loop:unit|concurrency:60"
   "service/service:unit|concurrency:60"
+  "broker/broker:unit|concurrency:120"
+  "broker/nats:server|concurrency:180"
+  "server/subscriber:unit|concurrency:60"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})

@@ -18,6 +18,7 @@
 
 #include <nats/nats.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #define MICRO_NATS_URL "nats://127.0.0.1:4222"
@@ -37,6 +38,7 @@ typedef struct natsb {
     char *servers; /* comma-separated, as given */
     natsConnection *nc;
     pthread_mutex_t mu;
+    atomic_bool closing; /* our own Close: not worth a warning */
     char addr[256];
 } natsb;
 
@@ -91,6 +93,9 @@ on_disconnected(natsConnection *nc, void *closure)
 {
     (void) nc;
     natsb *n = closure;
+    if (atomic_load(&n->closing)) {
+        return;
+    }
     micro_log(MICRO_LOG_WARN, "broker.nats",
         "disconnected from %s; reconnecting (publishes are buffered)",
         n->addr);
@@ -195,6 +200,7 @@ nb_connect(void *st)
     pthread_mutex_lock(&n->mu);
     n->nc = nc;
     pthread_mutex_unlock(&n->mu);
+    atomic_store(&n->closing, false);
     return 0;
 }
 
@@ -207,6 +213,7 @@ nb_disconnect(void *st)
     n->nc = NULL;
     pthread_mutex_unlock(&n->mu);
     if (nc != NULL) {
+        atomic_store(&n->closing, true);
         natsConnection_Close(nc);
         natsConnection_Destroy(nc);
     }

@@ -339,6 +339,11 @@ mucp_call(void *st, micro_call_req *req, micro_call *call)
                 codec == &micro_codec_json_ops) {
                 use = &micro_codec_jsonrpc_ops;
                 use_ct = "application/json-rpc";
+            } else if (micro_metadata_get(&node.metadata, "protocol") ==
+                    NULL &&
+                codec == &micro_codec_proto_ops) {
+                use = &micro_codec_protorpc_ops;
+                use_ct = "application/proto-rpc";
             }
         }
         snprintf(call->address, sizeof(call->address), "%s",

@@ -137,8 +137,12 @@ typedef struct enc {
 static void
 put(enc *e, const void *p, size_t n)
 {
-    if (e->rc == 0) {
-        e->rc = micro_buf_append(e->out, p, n);
+    micro_buf *b = e->out;
+    if (e->rc == 0 && b->cap - b->len >= n && n > 0) {
+        memcpy(b->data + b->len, p, n); /* the usual case: room left */
+        b->len += n;
+    } else if (e->rc == 0) {
+        e->rc = micro_buf_append(b, p, n);
     }
 }
 
@@ -260,14 +264,23 @@ put_float(enc *e, double v, int bits)
         puts_(e, signbit(v) ? "-0" : "0");
         return;
     }
+    /* Whether p significant digits read back is monotonic in p, so a
+     * binary search finds the shortest in about four tries. */
     char sci[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(sci, sizeof(sci), "%.*e", prec - 1, v);
-        if (bits == 32 ? strtof(sci, NULL) == (float) v
-                       : strtod(sci, NULL) == v) {
-            break;
+    int lo = 1;
+    int hi = bits == 32 ? 9 : 17;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        snprintf(sci, sizeof(sci), "%.*e", mid - 1, v);
+        bool same = bits == 32 ? strtof(sci, NULL) == (float) v
+                               : strtod(sci, NULL) == v;
+        if (same) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
         }
     }
+    snprintf(sci, sizeof(sci), "%.*e", lo - 1, v);
     /* sci = [-]d[.ddd]e[+-]XX: split into digits and exponent. */
     const char *s = sci;
     bool neg = *s == '-';
@@ -764,6 +777,12 @@ enc_wkt(enc *e, wkt w, const ProtobufCMessage *m, int depth)
         }
         return;
     }
+    if (w == WKT_FIELDMASK && !(e->flags & MICRO_PBJSON_PROTOJSON)) {
+        /* Go Micro v4's jsonpb reads a FieldMask only as a plain message
+         * ({"paths":[...]}), not as protojson's "a,b" string. */
+        enc_fields(e, m, depth);
+        return;
+    }
     if (w == WKT_FIELDMASK) {
         const ProtobufCFieldDescriptor *f = field_by_id(d, 1);
         size_t n = f ? CMEMBER(size_t, m, f->quantifier_offset) : 0;
@@ -1069,8 +1088,13 @@ read_string(dec *d, micro_buf *b)
             continue;
         }
         if (c < 0x80) {
-            rc = micro_buf_append(b, &c, 1);
-            d->p++;
+            /* A run of plain ASCII in one append. */
+            const char *run = d->p;
+            while (d->p < d->end && (uint8_t) *d->p >= 0x20 &&
+                (uint8_t) *d->p < 0x80 && *d->p != '"' && *d->p != '\\') {
+                d->p++;
+            }
+            rc = micro_buf_append(b, run, (size_t) (d->p - run));
             continue;
         }
         size_t k = (c & 0xe0) == 0xc0 ? 2
@@ -1794,6 +1818,14 @@ static const ProtobufCFieldDescriptor *
 find_field(const ProtobufCMessageDescriptor *md, const char *k, size_t n,
     bool fold, bool oneof_only)
 {
+    /* The proto name first: the common case costs no camel-casing. */
+    for (unsigned i = 0; i < md->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &md->fields[i];
+        if ((!oneof_only || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) &&
+            name_eq(k, n, f->name, fold)) {
+            return f;
+        }
+    }
     for (unsigned i = 0; i < md->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &md->fields[i];
         if (oneof_only && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {
@@ -1801,7 +1833,7 @@ find_field(const ProtobufCMessageDescriptor *md, const char *k, size_t n,
         }
         char c[128];
         camel(f->name, c, sizeof(c));
-        if (name_eq(k, n, f->name, fold) || name_eq(k, n, c, fold)) {
+        if (name_eq(k, n, c, fold)) {
             return f;
         }
     }
@@ -1815,6 +1847,18 @@ try_oneof_wrapper(dec *d, const ProtobufCMessageDescriptor *md,
     ProtobufCMessage *m, int depth, int *rc)
 {
     dec probe = *d;
+    if (peek(&probe) == 'n' && literal(&probe, "null")) {
+        /* {"Choice":null}: encoding/json writes an unset oneof so (there
+         * is no omitempty on the interface field). */
+        for (unsigned i = 0; i < md->n_fields; i++) {
+            if (md->fields[i].flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+                *d = probe;
+                *rc = 0;
+                return true;
+            }
+        }
+        return false;
+    }
     if (!eat(&probe, '{')) {
         return false;
     }

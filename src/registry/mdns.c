@@ -62,7 +62,7 @@
 
 #define MDNS_PORT 5353
 #define MDNS_GROUP "224.0.0.251"
-#define MDNS_TTL 120        /* seconds, every record (Go's defaultTTL) */
+#define MDNS_TTL 120        /* seconds: Go's defaultTTL, and ours for ttl 0 */
 #define MDNS_DOMAIN "micro" /* Go's mdnsDomain */
 #define WILDCARD "_services"
 #define WILDCARD_PORT 9999
@@ -95,6 +95,7 @@ typedef struct lnode {
     uint16_t port;
     char **txt;
     size_t n_txt;
+    uint32_t ttl;      /* record TTL, seconds: the registration's */
     int announce_left; /* further unsolicited announcements due */
     int64_t next_announce;
     int64_t gap_ms;
@@ -121,7 +122,16 @@ typedef struct watcher {
 } watcher;
 
 typedef struct mdns_state {
+    /* Sockets and the thread start on first use (register, get, list,
+     * watch), so a process that only calls by address multicasts nothing
+     * and joins no group. */
+    pthread_mutex_t start_mu;
+    atomic_bool started;
+    int start_rc;            /* guarded by start_mu */
     pthread_mutex_t mu;      /* everything below but the sockets */
+    char **only_ifs;         /* registry_interfaces; NULL: every one */
+    size_t n_only_ifs;
+    bool scanned;            /* the first interface scan is done */
     pthread_mutex_t send_mu; /* IP_MULTICAST_IF + sendto on shared sockets */
     pthread_cond_t idle;
     pthread_t thread;
@@ -934,6 +944,25 @@ wake_thread(mdns_state *m)
 /* ------------------------------------------------------------------ */
 /* Interfaces                                                           */
 
+static bool
+if_allowed(const mdns_state *m, const char *name)
+{
+    if (m->only_ifs == NULL) {
+        return true;
+    }
+    for (size_t i = 0; i < m->n_only_ifs; i++) {
+        if (strcmp(m->only_ifs[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Join the group on every usable interface (up, with carrier, multicast
+ * or loopback, allowed by registry_interfaces), leave the ones that went.
+ * An interface that appears (or gets its carrier back) after the first
+ * scan makes our nodes announce themselves again, so peers behind it
+ * learn of them without waiting for a re-registration. */
 static void
 scan_ifaces(mdns_state *m)
 {
@@ -941,14 +970,16 @@ scan_ifaces(mdns_state *m)
     if (getifaddrs(&all) != 0) {
         return;
     }
+    size_t joined = 0;
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->n_ifs; i++) {
         m->ifs[i].seen = false;
     }
     for (struct ifaddrs *a = all; a != NULL; a = a->ifa_next) {
         if (a->ifa_addr == NULL || a->ifa_addr->sa_family != AF_INET ||
-            !(a->ifa_flags & IFF_UP) ||
-            !(a->ifa_flags & (IFF_MULTICAST | IFF_LOOPBACK))) {
+            !(a->ifa_flags & IFF_UP) || !(a->ifa_flags & IFF_RUNNING) ||
+            !(a->ifa_flags & (IFF_MULTICAST | IFF_LOOPBACK)) ||
+            !if_allowed(m, a->ifa_name)) {
             continue;
         }
         unsigned idx = if_nametoindex(a->ifa_name);
@@ -979,8 +1010,9 @@ scan_ifaces(mdns_state *m)
                 a->ifa_name, strerror(errno));
             continue;
         }
-        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "joined %s on %s (index %u)",
-            MDNS_GROUP, a->ifa_name, idx);
+        MICRO_LOGF(m->scanned ? MICRO_LOG_INFO : MICRO_LOG_DEBUG, COMP,
+            "joined %s on %s (index %u)", MDNS_GROUP, a->ifa_name, idx);
+        joined++;
         m->ifs[m->n_ifs].index = idx;
         m->ifs[m->n_ifs].addr = addr;
         m->ifs[m->n_ifs].seen = true;
@@ -997,10 +1029,22 @@ scan_ifaces(mdns_state *m)
         mr.imr_ifindex = (int) m->ifs[i].index;
         (void) setsockopt(
             m->sock4, IPPROTO_IP, IP_DROP_MEMBERSHIP, &mr, sizeof(mr));
-        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "interface %u is gone",
+        MICRO_LOGF(MICRO_LOG_INFO, COMP, "interface %u is down or gone",
             m->ifs[i].index);
         m->ifs[i] = m->ifs[--m->n_ifs];
     }
+    if (joined > 0 && m->scanned) {
+        int64_t now = micro__now_ms();
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            lnode *n = m->nodes[i];
+            if (n->announce_left < 2) {
+                n->announce_left = 2; /* now and a second later */
+                n->next_announce = now;
+                n->gap_ms = 1000;
+            }
+        }
+    }
+    m->scanned = true;
     pthread_mutex_unlock(&m->mu);
     freeifaddrs(all);
 }
@@ -1307,6 +1351,9 @@ static void
 ev_add(evlist *l, micro_registry_action action,
     const micro_registry_service *svc)
 {
+    if (l == NULL) {
+        return; /* learning silently (seen_apply from a lookup) */
+    }
     event *ev = micro__realloc(l->ev, (l->n + 1) * sizeof(*ev));
     if (ev == NULL) {
         goto oom;
@@ -1420,7 +1467,8 @@ seen_find(mdns_state *m, const char *instance)
     return NULL;
 }
 
-/* One complete instance heard (mutex held). rec holds one node. */
+/* One complete instance heard (mutex held). rec holds one node. ev NULL:
+ * learn or refresh the node without reporting anything. */
 static void
 seen_apply(mdns_state *m, const char *instance, micro_registry_service *rec,
     uint32_t ttl, int64_t now, evlist *ev)
@@ -1648,7 +1696,7 @@ answer(mdns_state *m, const ldns_pkt *query, outlist *o)
                           memcmp(m->nodes[j]->ip, n->ip, 16) == 0;
                 }
                 if (!dup) {
-                    ok = add_addr(p, m->host, fam, n->ip, MDNS_TTL);
+                    ok = add_addr(p, m->host, fam, n->ip, n->ttl);
                     added++;
                 }
             }
@@ -1663,7 +1711,7 @@ answer(mdns_state *m, const ldns_pkt *query, outlist *o)
             const lnode *n = m->nodes[i];
             if (strcasecmp(name, n->svc_name) == 0) {
                 if (qtype_is(t, LDNS_RR_TYPE_PTR)) {
-                    out_add(o, build_instance(n, m->host, query, id, MDNS_TTL,
+                    out_add(o, build_instance(n, m->host, query, id, n->ttl,
                                    true, true, true, true));
                 }
             } else if (strcasecmp(name, n->instance) == 0) {
@@ -1674,7 +1722,7 @@ answer(mdns_state *m, const ldns_pkt *query, outlist *o)
                          (t == LDNS_RR_TYPE_AAAA && n->family == AF_INET6);
                 bool txt = any || t == LDNS_RR_TYPE_TXT;
                 if (srv || a || txt) {
-                    out_add(o, build_instance(n, m->host, query, id, MDNS_TTL,
+                    out_add(o, build_instance(n, m->host, query, id, n->ttl,
                                    false, srv, a, txt));
                 }
             }
@@ -1791,7 +1839,7 @@ run_timers(mdns_state *m, int64_t now, outlist *announce, outlist *queries,
             continue;
         }
         if (n->next_announce <= now) {
-            out_add(announce, build_instance(n, m->host, NULL, 0, MDNS_TTL,
+            out_add(announce, build_instance(n, m->host, NULL, 0, n->ttl,
                                   true, true, true, true));
             n->announce_left--;
             n->next_announce = now + n->gap_ms;
@@ -1962,10 +2010,51 @@ udp4_socket(uint16_t port)
 
 static void mdns_fini(void *st);
 
+static void
+free_if_list(mdns_state *m)
+{
+    for (size_t i = 0; i < m->n_only_ifs; i++) {
+        micro__free(m->only_ifs[i]);
+    }
+    micro__free(m->only_ifs);
+    m->only_ifs = NULL;
+    m->n_only_ifs = 0;
+}
+
+/* "eth1, lo" -> only_ifs. */
+static int
+parse_if_list(mdns_state *m, const char *list)
+{
+    const char *p = list;
+    while (*p != '\0') {
+        while (*p == ',' || *p == ' ') {
+            p++;
+        }
+        size_t l = strcspn(p, ", ");
+        if (l == 0) {
+            break;
+        }
+        char **arr = micro__realloc(
+            m->only_ifs, (m->n_only_ifs + 1) * sizeof(*arr));
+        char *name = arr != NULL ? micro__strndup(p, l) : NULL;
+        if (arr != NULL) {
+            m->only_ifs = arr;
+        }
+        if (name == NULL) {
+            free_if_list(m);
+            return MICRO_ENOMEM;
+        }
+        m->only_ifs[m->n_only_ifs++] = name;
+        p += l;
+    }
+    return 0; /* only separators: as if unset */
+}
+
 static int
 mdns_init(void *st, const micro_options *opts)
 {
     mdns_state *m = st;
+    int rc_only = 0;
     m->sock4 = m->qsock = m->wake[0] = m->wake[1] = -1;
     m->next_token = 1;
     atomic_init(&m->stop, false);
@@ -1988,6 +2077,16 @@ mdns_init(void *st, const micro_options *opts)
     if (m->timeout_ms <= 0) {
         m->timeout_ms = 100;
     }
+    const char *only = micro_options_get_str(opts, "registry_interfaces");
+    if (only != NULL && only[0] != '\0') {
+        rc_only = parse_if_list(m, only);
+        if (rc_only < 0) {
+            pthread_cond_destroy(&m->idle);
+            pthread_mutex_destroy(&m->send_mu);
+            pthread_mutex_destroy(&m->mu);
+            return rc_only;
+        }
+    }
     char hn[200];
     if (gethostname(hn, sizeof(hn)) != 0 || hn[0] == '\0') {
         snprintf(hn, sizeof(hn), "localhost");
@@ -1998,6 +2097,29 @@ mdns_init(void *st, const micro_options *opts)
         snprintf(m->host, sizeof(m->host), "localhost.");
     }
 
+    if (pthread_mutex_init(&m->start_mu, NULL) != 0) {
+        free_if_list(m);
+        pthread_cond_destroy(&m->idle);
+        pthread_mutex_destroy(&m->send_mu);
+        pthread_mutex_destroy(&m->mu);
+        return MICRO_ENOMEM;
+    }
+    atomic_init(&m->started, false);
+    return 0;
+}
+
+/* Open the sockets, join the groups and start the thread, once. */
+static int
+mdns_start(mdns_state *m)
+{
+    if (atomic_load(&m->started)) {
+        return m->start_rc;
+    }
+    pthread_mutex_lock(&m->start_mu);
+    if (atomic_load(&m->started)) {
+        pthread_mutex_unlock(&m->start_mu);
+        return m->start_rc;
+    }
     int rc = udp4_socket(MDNS_PORT);
     if (rc < 0) {
         MICRO_LOGF(MICRO_LOG_ERR, COMP, "bind 0.0.0.0:%d: %s", MDNS_PORT,
@@ -2018,8 +2140,8 @@ mdns_init(void *st, const micro_options *opts)
     scan_ifaces(m);
     if (m->n_ifs == 0) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP,
-            "no IPv4 interface to join %s on yet (will keep looking)",
-            MDNS_GROUP);
+            "no IPv4 interface to join %s on yet%s (will keep looking)",
+            MDNS_GROUP, m->only_ifs ? " among registry_interfaces" : "");
     }
     if (pthread_create(&m->thread, NULL, mdns_thread, m) != 0) {
         rc = MICRO_ENOMEM;
@@ -2028,10 +2150,27 @@ mdns_init(void *st, const micro_options *opts)
     m->thread_started = true;
     MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "up: host %s, %zu interfaces, timeout %lld ms",
         m->host, m->n_ifs, (long long) m->timeout_ms);
-    return 0;
+    rc = 0;
+    goto done;
 fail:
-    mdns_fini(m);
+    /* Leave nothing half open; the next use tries again. */
+    {
+        int *fds[4] = { &m->sock4, &m->qsock, &m->wake[0], &m->wake[1] };
+        for (size_t i = 0; i < 4; i++) {
+            if (*fds[i] >= 0) {
+                close(*fds[i]);
+                *fds[i] = -1;
+            }
+        }
+    }
+    m->start_rc = rc;
+    pthread_mutex_unlock(&m->start_mu);
     return rc;
+done:
+    m->start_rc = 0;
+    atomic_store(&m->started, true);
+    pthread_mutex_unlock(&m->start_mu);
+    return 0;
 }
 
 static void
@@ -2073,6 +2212,8 @@ mdns_fini(void *st)
         watcher_unref(m->watchers[i]);
     }
     micro__free(m->watchers);
+    free_if_list(m);
+    pthread_mutex_destroy(&m->start_mu);
     pthread_cond_destroy(&m->idle);
     pthread_mutex_destroy(&m->send_mu);
     pthread_mutex_destroy(&m->mu);
@@ -2082,11 +2223,21 @@ static int
 mdns_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
 {
     mdns_state *m = st;
-    /* Like Go, records always carry TTL 120 s; the registration TTL is
-     * not used (a responder lives as long as its registration). */
-    (void) ttl_ms;
+    /* Go always writes TTL 120 s. Ours carry the registration's TTL (in
+     * whole seconds, at least 1; 120 when none is given), so that a node
+     * killed without a goodbye leaves peers' watch caches (and through
+     * them their selectors) within --register_ttl, not two minutes. */
+    uint32_t ttl = MDNS_TTL;
+    if (ttl_ms > 0) {
+        int64_t sec = (ttl_ms + 999) / 1000;
+        ttl = sec > 86400 ? 86400 : (uint32_t) sec;
+    }
     if (svc->n_nodes == 0) {
         return 0; /* Go starts only the wildcard responder then */
+    }
+    int src = mdns_start(m);
+    if (src < 0) {
+        return src;
     }
     lnode **fresh = micro__calloc(svc->n_nodes, sizeof(*fresh));
     if (fresh == NULL) {
@@ -2095,6 +2246,9 @@ mdns_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
     int rc = 0;
     for (size_t i = 0; i < svc->n_nodes && rc == 0; i++) {
         rc = lnode_new(svc, i, &fresh[i]);
+        if (rc == 0) {
+            fresh[i]->ttl = ttl;
+        }
     }
     if (rc == 0) {
         pthread_mutex_lock(&m->mu);
@@ -2143,7 +2297,7 @@ mdns_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
             n->gap_ms = 2000;
             m->nodes[m->n_nodes++] = n;
         }
-        out_add(&o, build_instance(n, m->host, NULL, 0, MDNS_TTL, true, true,
+        out_add(&o, build_instance(n, m->host, NULL, 0, n->ttl, true, true,
                         true, true));
     }
     pthread_mutex_unlock(&m->mu);
@@ -2158,6 +2312,9 @@ static int
 mdns_deregister(void *st, const micro_registry_service *svc)
 {
     mdns_state *m = st;
+    if (!atomic_load(&m->started)) {
+        return 0; /* nothing was ever registered */
+    }
     outlist o = { 0 };
     lnode **gone = NULL;
     size_t n_gone = 0;
@@ -2314,12 +2471,43 @@ query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
 }
 
 typedef struct get_ctx {
+    evlist ev; /* watch events of nodes the lookup taught the cache */
     const char *name;
     char *suffix; /* ".S.micro." */
     micro_registry_service *res;
     size_t n;
     int rc;
 } get_ctx;
+
+/* A node found by a lookup joins the watch cache (create when it is new
+ * to it, as if announced), so that the cache asks it again before its TTL
+ * runs out and reports delete when it stops answering. Without this, a
+ * node that announced itself before this process started would be known
+ * only to the lookup, and nobody would notice it die. */
+static void
+seen_learn(mdns_state *m, const entry *e, const micro_registry_service *t,
+    const micro_node *node, evlist *ev)
+{
+    if (t->version == NULL || t->version[0] == '\0') {
+        return; /* Go's watcher ignores these as well */
+    }
+    micro_registry_service rec;
+    if (micro__registry_service_copy_header(&rec, t) < 0) {
+        return;
+    }
+    micro_metadata_clear(&rec.metadata);
+    rec.nodes = micro__calloc(1, sizeof(micro_node));
+    if (rec.nodes != NULL && micro_node_copy(&rec.nodes[0], node) == 0) {
+        rec.n_nodes = 1;
+        pthread_mutex_lock(&m->mu);
+        if (m->n_watchers > 0) {
+            seen_apply(m, e->name, &rec, e->ttl, micro__now_ms(), ev);
+        }
+        pthread_mutex_unlock(&m->mu);
+        wake_thread(m); /* its refresh timers may be due before the next */
+    }
+    micro_registry_service_clear(&rec);
+}
 
 static void
 get_collect(mdns_state *m, const ldns_pkt *pkt, void *arg)
@@ -2341,6 +2529,7 @@ get_collect(mdns_state *m, const ldns_pkt *pkt, void *arg)
         if (strcmp(t.name, g->name) == 0 &&
             entry_node(e, g->suffix, &t, &node) == 0) {
             g->rc = result_add(&g->res, &g->n, &t, &node);
+            seen_learn(m, e, &t, &node, &g->ev);
             micro_node_clear(&node);
         }
         micro_registry_service_clear(&t);
@@ -2368,6 +2557,12 @@ mdns_get_service(
         micro__free(qname);
         return MICRO_ENOSERVICE; /* no valid DNS name: nobody serves it */
     }
+    int src = mdns_start(m);
+    if (src < 0) {
+        micro__free(g.suffix);
+        micro__free(qname);
+        return src;
+    }
     /* Our own nodes first: a service always finds itself, even with no
      * interface to multicast on. */
     pthread_mutex_lock(&m->mu);
@@ -2382,6 +2577,7 @@ mdns_get_service(
     if (rc == 0) {
         rc = query_collect(m, qname, get_collect, &g);
     }
+    dispatch(m, &g.ev); /* no lock held: watchers may take their own */
     if (rc == 0) {
         rc = g.rc;
     }
@@ -2457,6 +2653,10 @@ mdns_list_services(void *st, micro_registry_service **out, size_t *n)
     *out = NULL;
     *n = 0;
     list_ctx l = { 0 };
+    int src = mdns_start(m);
+    if (src < 0) {
+        return src;
+    }
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->n_nodes && l.rc == 0; i++) {
         list_add(&l, m->nodes[i]->rec.name, strlen(m->nodes[i]->rec.name));
@@ -2482,6 +2682,10 @@ static int
 mdns_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
 {
     mdns_state *m = st;
+    int src = mdns_start(m);
+    if (src < 0) {
+        return src;
+    }
     watcher *w = micro__calloc(1, sizeof(*w));
     if (w == NULL) {
         return MICRO_ENOMEM;

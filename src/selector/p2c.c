@@ -7,15 +7,15 @@
  *
  * A node with no sample yet costs 0, so new nodes are tried at once. The
  * average decays with the time since its last sample (halved after
- * DECAY_MS): a node that was slow and lost every comparison since is tried
- * again after a while instead of being starved forever on an old number.
+ * MICRO__SELECTOR_DECAY_MS, 250 ms), and a new sample is averaged with the
+ * decayed value: a node that was slow and lost every comparison since is
+ * tried again after a while, and one fast answer then restores it, instead
+ * of it being starved forever on an old number.
  * Two random choices rather than the global minimum keep many clients
  * from stampeding onto the same fastest node.
  */
 #include "core/internal.h"
 #include "selector/selector_internal.h"
-
-#define DECAY_MS 1000.0
 
 typedef struct p2c_state {
     micro__selector_core core; /* first: see selector.c core_of */
@@ -31,7 +31,8 @@ cost(const micro__sel_stat *s, int64_t now)
     if (age < 0.0) {
         age = 0.0;
     }
-    return s->ewma_us * (DECAY_MS / (DECAY_MS + age)) *
+    return s->ewma_us *
+        (MICRO__SELECTOR_DECAY_MS / (MICRO__SELECTOR_DECAY_MS + age)) *
         (double) (s->inflight + 1);
 }
 

@@ -307,6 +307,9 @@ entry_apply(micro__sel_entry *e, micro_registry_action action,
     return 0;
 }
 
+static void mark_locked(micro__selector_core *c, micro__sel_entry *e,
+    const char *service, const char *node_id, int err);
+
 static const char *
 action_name(micro_registry_action a)
 {
@@ -345,6 +348,15 @@ watch_cb(void *arg, micro_registry_action action,
                 } else {
                     p[e->n_pend++].action = action;
                 }
+            }
+        }
+    }
+    if (action == MICRO_REGISTRY_CREATE) {
+        /* A node that (re)appears, e.g. announced again after its link
+         * came back, gets another chance at once. */
+        for (size_t j = 0; j < svc->n_nodes; j++) {
+            if (svc->nodes[j].id != NULL) {
+                mark_locked(c, e, svc->name, svc->nodes[j].id, 0);
             }
         }
     }
@@ -387,15 +399,32 @@ micro__selector_core_init(
         pthread_mutex_destroy(&c->mu);
         return MICRO_ENOMEM;
     }
-    int rc = micro_registry_watch(reg, watch_cb, c, &c->watch_token);
-    if (rc == 0) {
-        c->watching = true;
-    } else if (rc != MICRO_ENOTSUP) {
-        MICRO_LOGF(MICRO_LOG_INFO, COMP,
-            "registry %s: watch failed (%s); relying on the cache TTL",
-            micro_registry_name(reg), micro_strerror(rc));
+    if (pthread_mutex_init(&c->wmu, NULL) != 0) {
+        pthread_cond_destroy(&c->done);
+        pthread_mutex_destroy(&c->mu);
+        return MICRO_ENOMEM;
     }
+    atomic_init(&c->watch_tried, false);
     return 0;
+}
+
+/* Before the first lookup (so that no event of it is missed). */
+static void
+start_watch(micro__selector_core *c)
+{
+    pthread_mutex_lock(&c->wmu);
+    if (!atomic_load(&c->watch_tried)) {
+        int rc = micro_registry_watch(c->reg, watch_cb, c, &c->watch_token);
+        if (rc == 0) {
+            c->watching = true;
+        } else if (rc != MICRO_ENOTSUP) {
+            MICRO_LOGF(MICRO_LOG_INFO, COMP,
+                "registry %s: watch failed (%s); relying on the cache TTL",
+                micro_registry_name(c->reg), micro_strerror(rc));
+        }
+        atomic_store(&c->watch_tried, true);
+    }
+    pthread_mutex_unlock(&c->wmu);
 }
 
 void
@@ -411,6 +440,7 @@ micro__selector_core_fini(micro__selector_core *c)
         c->entries = e->next;
         entry_free(e);
     }
+    pthread_mutex_destroy(&c->wmu);
     pthread_cond_destroy(&c->done);
     pthread_mutex_destroy(&c->mu);
 }
@@ -607,6 +637,9 @@ micro__selector_core_select(micro__selector_core *c, const char *service,
     const micro_select_filter *filter, micro__selector_pick_fn pick,
     micro_node *out)
 {
+    if (!atomic_load(&c->watch_tried)) {
+        start_watch(c);
+    }
     pthread_mutex_lock(&c->mu);
     micro__sel_entry *e;
     for (;;) {
@@ -796,13 +829,20 @@ micro__selector_core_end(micro__selector_core *c, const char *service,
         }
         if (st != NULL) {
             double l = (double) latency_us;
+            int64_t now = micro__now_ms();
+            double age = (double) (now - st->sampled_ms);
+            if (st->ewma_us > 0.0 && age > 0.0) {
+                /* The decay p2c's cost applies, made permanent. */
+                st->ewma_us *= MICRO__SELECTOR_DECAY_MS /
+                    (MICRO__SELECTOR_DECAY_MS + age);
+            }
             st->ewma_us = st->ewma_us <= 0.0
                 ? l
                 : st->ewma_us + EWMA_ALPHA * (l - st->ewma_us);
             if (st->ewma_us <= 0.0) {
                 st->ewma_us = 1.0; /* sampled, even if under 1 us */
             }
-            st->sampled_ms = micro__now_ms();
+            st->sampled_ms = now;
         }
     }
     mark_locked(c, e, service, node_id, err);

@@ -13,6 +13,8 @@
 
 #define MICRO__SELECTOR_TTL_MS 60000
 #define MICRO__SELECTOR_BACKOFF_MS 5000
+/* A latency average halves every this many ms without a new sample. */
+#define MICRO__SELECTOR_DECAY_MS 250.0
 
 typedef struct micro__sel_entry micro__sel_entry;
 
@@ -40,8 +42,13 @@ typedef struct micro__selector_core {
     micro__sel_entry *entries;
     int64_t ttl_ms;
     int64_t backoff_ms;
-    bool watching;
     bool want_stats; /* the strategy's pick reads per-node stats */
+    /* The watch starts with the first select, not at init, so a client
+     * that only calls by address never touches the registry (an mDNS
+     * registry then never opens a socket). */
+    pthread_mutex_t wmu;      /* serialises starting the watch */
+    atomic_bool watch_tried;  /* set once the attempt was made */
+    bool watching;            /* guarded by wmu */
     uint64_t watch_token;
     micro__selector_counters cnt;
 } micro__selector_core;

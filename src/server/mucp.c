@@ -233,6 +233,11 @@ on_request(void *arg, micro_exchange *ex, micro_msg *msg)
         hdr2(msg, "Micro-Protocol", "X-Micro-Protocol") == NULL &&
         strncasecmp(r->req.ct, "application/json", 16) == 0) {
         r->codec = &micro_codec_jsonrpc_ops;
+    } else if (r->req.service == NULL && r->req.endpoint == NULL &&
+        hdr2(msg, "Micro-Protocol", "X-Micro-Protocol") == NULL &&
+        (strncasecmp(r->req.ct, "application/protobuf", 20) == 0 ||
+            strncasecmp(r->req.ct, "application/octet-stream", 24) == 0)) {
+        r->codec = &micro_codec_protorpc_ops; /* legacy map, spec §2.3 */
     }
     if (r->codec == NULL) {
         atomic_fetch_add(&s->codec_errors, 1);

@@ -218,10 +218,11 @@ on_broker_event(micro_event *ev, void *arg)
     micro_buf payload = {0};
     const char *ct = NULL;
     const micro_msg *msg = micro_event_msg(ev);
-    int rc = decode(sb->s, msg, sb->topic, &ct, &payload);
-    if (rc == 0) {
-        rc = run_one(sb->s, sb, msg, ct, &payload);
-    }
+    /* Undecodable events have their own count; they are not handler
+     * errors for the broker. */
+    int rc = decode(sb->s, msg, sb->topic, &ct, &payload) == 0
+        ? run_one(sb->s, sb, msg, ct, &payload)
+        : 0;
     micro_buf_clear(&payload);
     return rc;
 }

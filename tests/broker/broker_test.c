@@ -372,7 +372,7 @@ test_http_bad_input(void **state)
         rsp, sizeof(rsp));
     assert_non_null(strstr(rsp, "500"));
     raw_http(micro_broker_address(b),
-        "POST /?id=x HTTP/1.1\r\nHost: x\r\nContent-Length: 24\r\n\r\n"
+        "POST /?id=x HTTP/1.1\r\nHost: x\r\nContent-Length: 23\r\n\r\n"
         "{\"Header\":{},\"Body\":\"\"}",
         rsp, sizeof(rsp)); /* no Micro-Topic */
     assert_non_null(strstr(rsp, "500"));

@@ -46,7 +46,7 @@ test_defaults(void **state)
         micro_options_get_int(o, "transport_max_message_size"), 4194304);
     assert_false(micro_options_is_set(o, "registry"));
     /* A NULL options object reads the defaults. */
-    assert_string_equal(micro_options_get_str(NULL, "registry"), "memory");
+    assert_string_equal(micro_options_get_str(NULL, "registry"), "mdns");
     assert_int_equal(micro_options_get_int(NULL, "client_retries"), 5);
 
     const micro_option_desc *k = micro_options_known();

@@ -253,7 +253,9 @@ func cClientCall(t *testing.T, c callSpec) result {
 	if goOnly {
 		return goClientCall(t, c) // harness self-check stand-in
 	}
-	args := []string{"call", "--address", c.addr}
+	// --registry=memory: by address, and mDNS (the default) must not
+	// multicast from the host's namespace.
+	args := []string{"call", "--registry=memory", "--address", c.addr}
 	if c.contentType != "" {
 		args = append(args, "--content_type", c.contentType)
 	}

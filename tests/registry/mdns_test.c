@@ -20,6 +20,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -586,6 +588,11 @@ test_follows_interfaces(void **state)
 {
     (void) state;
     micro_registry *a = new_mdns();
+    /* Sockets open on first use: a lookup starts them. */
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    assert_int_equal(micro_registry_get_service(a, "nobody", &out, &n),
+        MICRO_ENOSERVICE);
     assert_true(igmp_joined("lo"));
     if (system("ip link add mdt0 type veth peer name mdt1 2>/dev/null && "
                "ip addr add 10.77.0.1/24 dev mdt0 && ip link set mdt1 up && "
@@ -600,6 +607,102 @@ test_follows_interfaces(void **state)
     assert_true(igmp_joined("mdt0"));
     assert_int_equal(system("ip link del mdt0"), 0);
     micro_registry_free(a);
+}
+
+
+/* The registration TTL is the records' TTL: a node registered with
+ * ttl 2 s stays while its process answers the refresh queries, and
+ * leaves peers' watch within ~2 s of a SIGKILL (no goodbye). */
+static void
+test_register_ttl_kill(void **state)
+{
+    (void) state;
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        micro_registry *a = NULL;
+        if (micro_registry_new(&a, &micro_registry_mdns_ops, NULL) != 0) {
+            _exit(1);
+        }
+        micro_registry_service svc;
+        make_greeter(&svc);
+        free(svc.name);
+        svc.name = strdup("killsvc");
+        if (micro_registry_register(a, &svc, 2000) != 0) {
+            _exit(1);
+        }
+        char c = 1;
+        if (write(ready[1], &c, 1) != 1) {
+            _exit(1);
+        }
+        for (;;) {
+            pause();
+        }
+    }
+    close(ready[1]);
+    micro_registry *b = new_mdns();
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    /* Learned (announcement or lookup), and kept past two TTLs. */
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    int64_t t0 = now_ms();
+    int rc = MICRO_ENOSERVICE;
+    while (rc != 0 && now_ms() - t0 < 2000) {
+        rc = micro_registry_get_service(b, "killsvc", &out, &n);
+    }
+    assert_int_equal(rc, 0);
+    micro_registry_services_free(out, n);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n1", 1000) >= 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "n1", 4500) < 0);
+
+    int64_t killed = now_ms();
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    int64_t deleted = wait_event(&rec, MICRO_REGISTRY_DELETE, "n1", 4000);
+    assert_true(deleted >= 0);
+    assert_true(deleted - killed <= 2600);
+    assert_int_equal(micro_registry_get_service(b, "killsvc", &out, &n),
+        MICRO_ENOSERVICE);
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(b);
+    recorder_clear(&rec);
+}
+
+/* registry_interfaces: only the named interfaces are joined. */
+static void
+test_interfaces_option(void **state)
+{
+    (void) state;
+    if (system("ip link add mdt2 type veth peer name mdt3 2>/dev/null && "
+               "ip addr add 10.77.1.1/24 dev mdt2 && ip link set mdt3 up && "
+               "ip link set mdt2 up") != 0) {
+        skip();
+    }
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(
+        micro_options_set_str(o, "registry_interfaces", "mdt2"), 0);
+    micro_registry *a = NULL;
+    assert_int_equal(micro_registry_new(&a, &micro_registry_mdns_ops, o), 0);
+    micro_options_free(o);
+    /* Nothing is joined (or sent) before the first use. */
+    assert_false(igmp_joined("mdt2"));
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    assert_int_equal(micro_registry_list_services(a, &out, &n), 0);
+    micro_registry_services_free(out, n);
+    assert_true(igmp_joined("mdt2"));
+    assert_false(igmp_joined("lo"));
+    micro_registry_free(a);
+    assert_int_equal(system("ip link del mdt2"), 0);
 }
 
 int
@@ -617,6 +720,8 @@ main(void)
         cmocka_unit_test(test_goodbye_once),
         cmocka_unit_test(test_refresh_keeps_live_node),
         cmocka_unit_test(test_follows_interfaces),
+        cmocka_unit_test(test_register_ttl_kill),
+        cmocka_unit_test(test_interfaces_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,11 +220,14 @@ test_backoff(void **state)
     check_backoff(s);
     micro_selector_free(s);
 
-    /* The same with roundrobin, and the back-off set by the test hook. */
-    assert_int_equal(micro_selector_new_by_name(&s, "roundrobin", r, NULL), 0);
-    micro__selector_set_backoff_ms(s, 100);
-    check_backoff(s);
-    micro_selector_free(s);
+    /* The same with the others, and the back-off set by the test hook. */
+    const char *names[] = { "roundrobin", "leastconn", "p2c" };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(micro_selector_new_by_name(&s, names[i], r, NULL), 0);
+        micro__selector_set_backoff_ms(s, 100);
+        check_backoff(s);
+        micro_selector_free(s);
+    }
     micro_registry_free(r);
 }
 
@@ -335,13 +338,350 @@ test_watch_invalidates(void **state)
     micro_registry_free(r);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* leastconn and p2c                                                    */
+
+static void
+test_leastconn(void **state)
+{
+    (void) state;
+    micro_registry *r = three_nodes();
+    micro_selector *s = NULL;
+    assert_int_equal(micro_selector_new_by_name(&s, "leastconn", r, NULL), 0);
+    /* Idle: ties rotate, so the spread is even. */
+    int hits[4];
+    tally(s, "svc", NULL, 30, hits);
+    assert_int_equal(hits[0], 10);
+    assert_int_equal(hits[1], 10);
+    assert_int_equal(hits[2], 10);
+    /* Two calls in flight on n1, one on n2: n3 is the idle node. */
+    micro_selector_begin(s, "svc", "n1");
+    micro_selector_begin(s, "svc", "n1");
+    micro_selector_begin(s, "svc", "n2");
+    uint32_t inflight;
+    double ewma;
+    micro__selector_node_stat(s, "svc", "n1", &inflight, &ewma);
+    assert_int_equal(inflight, 2);
+    for (int i = 0; i < 20; i++) {
+        micro_node n;
+        assert_int_equal(micro_selector_select(s, "svc", NULL, &n), 0);
+        assert_string_equal(n.id, "n3");
+        micro_node_clear(&n);
+    }
+    /* n3 takes one: n2 and n3 tie at 1 and share; n1 (2) gets nothing. */
+    micro_selector_begin(s, "svc", "n3");
+    tally(s, "svc", NULL, 20, hits);
+    assert_int_equal(hits[0], 0);
+    assert_int_equal(hits[1], 10);
+    assert_int_equal(hits[2], 10);
+    /* Calls end (one failed: n2 backs off); n1 is the least loaded. */
+    micro_selector_end(s, "svc", "n2", MICRO_ECONNREFUSED, 10);
+    micro_selector_end(s, "svc", "n3", 0, 10);
+    micro_selector_end(s, "svc", "n1", 0, 10);
+    micro__selector_node_stat(s, "svc", "n1", &inflight, &ewma);
+    assert_int_equal(inflight, 1);
+    tally(s, "svc", NULL, 20, hits);
+    assert_int_equal(hits[1], 0); /* backing off */
+    assert_int_equal(hits[2], 20); /* 0 in flight vs n1's 1 */
+    micro_selector_end(s, "svc", "n1", 0, 10);
+    /* An end without begin never underflows. */
+    micro_selector_end(s, "svc", "n1", 0, 10);
+    micro__selector_node_stat(s, "svc", "n1", &inflight, &ewma);
+    assert_int_equal(inflight, 0);
+    micro_selector_free(s);
+    micro_registry_free(r);
+}
+
+/* n calls through s: select, begin, end with the latency slow_us for
+ * node `slow` (NULL: none) and 1000 us for the others. Counts in hits. */
+static void
+drive(micro_selector *s, int calls, const char *slow, int64_t slow_us,
+    int hits[4])
+{
+    memset(hits, 0, 4 * sizeof(int));
+    for (int i = 0; i < calls; i++) {
+        micro_node n;
+        assert_int_equal(micro_selector_select(s, "svc", NULL, &n), 0);
+        hits[n.id[1] - '1']++;
+        micro_selector_begin(s, "svc", n.id);
+        int64_t lat = slow != NULL && strcmp(n.id, slow) == 0 ? slow_us : 1000;
+        micro_selector_end(s, "svc", n.id, 0, lat);
+        micro_node_clear(&n);
+    }
+}
+
+static void
+test_p2c(void **state)
+{
+    (void) state;
+    micro_registry *r = three_nodes();
+    micro_selector *s = NULL;
+    assert_int_equal(micro_selector_new_by_name(&s, "p2c", r, NULL), 0);
+    /* Equal latencies: load is spread over all three. */
+    int hits[4];
+    drive(s, 3000, NULL, 0, hits);
+    for (int i = 0; i < 3; i++) {
+        assert_in_range(hits[i], 600, 1400);
+    }
+    /* n1 becomes 20 times slower: its average rises within a few calls
+     * and p2c moves its load to the other two. */
+    drive(s, 200, "n1", 20000, hits);
+    drive(s, 2000, "n1", 20000, hits);
+    assert_true(hits[0] < 2000 / 20);
+    assert_true(hits[1] > 700 && hits[2] > 700);
+    uint32_t inflight;
+    double slow, fast;
+    micro__selector_node_stat(s, "svc", "n1", &inflight, &slow);
+    micro__selector_node_stat(s, "svc", "n2", &inflight, &fast);
+    assert_true(slow > 3 * fast);
+    /* It recovers: fast again, and once the decay (its cost halves every
+     * 250 ms without a sample) lets it be tried, its average falls back
+     * and it gets its share. */
+    int64_t wait = (int64_t) (slow / fast * 250.0) + 200;
+    sleep_ms(wait < 5000 ? wait : 5000);
+    drive(s, 300, NULL, 0, hits);
+    drive(s, 3000, NULL, 0, hits);
+    assert_true(hits[0] > 600);
+    /* In-flight calls count too: n2 busy with many calls loses. */
+    for (int i = 0; i < 50; i++) {
+        micro_selector_begin(s, "svc", "n2");
+    }
+    drive(s, 1000, NULL, 0, hits);
+    assert_true(hits[1] < 50);
+    micro_selector_free(s);
+    micro_registry_free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* The cache                                                            */
+
+static void
+has_ids(micro_selector *s, const char *svc, const char *want)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    assert_int_equal(micro__selector_cached_ids(s, svc, &ids, &n), 0);
+    char got[256] = "";
+    /* Sorted, space separated, for a readable assertion. */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            if (strcmp(ids[j], ids[i]) < 0) {
+                char *t = ids[i];
+                ids[i] = ids[j];
+                ids[j] = t;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(got);
+        snprintf(got + l, sizeof(got) - l, "%s%s", i ? " " : "", ids[i]);
+        free(ids[i]);
+    }
+    free(ids);
+    assert_string_equal(got, want);
+}
+
+static void
+dereg(micro_registry *r, const char *svc, const char *version, const char *id)
+{
+    micro_registry_service d;
+    memset(&d, 0, sizeof(d));
+    d.name = (char *) svc;
+    d.version = (char *) version;
+    micro_node gone = { .id = (char *) id };
+    d.nodes = &gone;
+    d.n_nodes = 1;
+    assert_int_equal(micro_registry_deregister(r, &d), 0);
+}
+
+static void
+test_cache_watch_applies(void **state)
+{
+    (void) state;
+    micro_registry *r = NULL;
+    assert_int_equal(micro_registry_new(&r, &micro_registry_memory_ops, NULL),
+        0);
+    add_node(r, "svc", "v1", "n1", NULL, NULL);
+    micro_selector *s = NULL;
+    assert_int_equal(micro_selector_new_by_name(&s, "roundrobin", r, NULL), 0);
+    /* Nothing cached before the first select; filled by it. */
+    has_ids(s, "svc", "");
+    int hits[4];
+    tally(s, "svc", NULL, 4, hits);
+    has_ids(s, "svc", "n1");
+    assert_int_equal(micro__selector_get_counters(s).lookups, 1);
+
+    /* Create, a second version, delete: applied without a lookup. */
+    add_node(r, "svc", "v1", "n2", NULL, NULL);
+    has_ids(s, "svc", "n1 n2");
+    add_node(r, "svc", "v2", "n3", NULL, NULL);
+    has_ids(s, "svc", "n1 n2 n3");
+    dereg(r, "svc", "v1", "n1");
+    has_ids(s, "svc", "n2 n3");
+    tally(s, "svc", NULL, 20, hits);
+    assert_int_equal(hits[0], 0);
+    assert_int_equal(hits[1], 10);
+    assert_int_equal(hits[2], 10);
+    micro__selector_counters k = micro__selector_get_counters(s);
+    assert_int_equal(k.lookups, 1);
+    assert_true(k.events >= 3);
+    /* Services nobody selected are not cached by events. */
+    add_node(r, "other", "v1", "o1", NULL, NULL);
+    has_ids(s, "other", "");
+
+    /* The last node goes: the entry is empty, the next select asks the
+     * registry (which no longer knows the service). */
+    dereg(r, "svc", "v1", "n2");
+    dereg(r, "svc", "v2", "n3");
+    has_ids(s, "svc", "");
+    micro_node n;
+    assert_int_equal(micro_selector_select(s, "svc", NULL, &n),
+        MICRO_ENOSERVICE);
+    assert_int_equal(micro__selector_get_counters(s).lookups, 2);
+    micro_selector_free(s);
+    micro_registry_free(r);
+}
+
+/* Captures the selector's warnings. */
+typedef struct logcap {
+    int warnings;
+    int notices;
+    char last[512];
+} logcap;
+
+static void
+cap_log(void *arg, micro_log_level lvl, const char *comp, const char *msg)
+{
+    logcap *c = arg;
+    if (strcmp(comp, "selector") != 0) {
+        return;
+    }
+    if (lvl == MICRO_LOG_WARN) {
+        c->warnings++;
+        snprintf(c->last, sizeof(c->last), "%s", msg);
+    } else if (lvl == MICRO_LOG_NOTICE) {
+        c->notices++;
+    }
+}
+
+static void
+test_cache_ttl_and_stale_log(void **state)
+{
+    (void) state;
+    micro_registry_ops flaky = micro_registry_memory_ops;
+    flaky.name = "flaky";
+    flaky.get_service = flaky_get;
+    flaky.watch = NULL;
+    flaky.unwatch = NULL;
+    micro_registry *r = NULL;
+    assert_int_equal(micro_registry_new(&r, &flaky, NULL), 0);
+    add_node(r, "svc", "v1", "n1", NULL, NULL);
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(micro_options_set_ms(o, "selector_ttl", 50), 0);
+    micro_selector *s = NULL;
+    assert_int_equal(micro_selector_new_by_name(&s, "p2c", r, o), 0);
+    micro_options_free(o);
+    int hits[4];
+
+    /* Within the TTL: one lookup; past it: looked up again (and without
+     * a watch, that is how n2 is found). */
+    tally(s, "svc", NULL, 10, hits);
+    add_node(r, "svc", "v1", "n2", NULL, NULL);
+    tally(s, "svc", NULL, 10, hits);
+    assert_int_equal(hits[1], 0);
+    assert_int_equal(micro__selector_get_counters(s).lookups, 1);
+    sleep_ms(70);
+    tally(s, "svc", NULL, 50, hits);
+    assert_true(hits[1] > 0);
+    assert_int_equal(micro__selector_get_counters(s).lookups, 2);
+
+    /* The registry fails for a while: the cached nodes are served and
+     * the outage is logged once, however many selects and refreshes. */
+    logcap cap = { 0 };
+    micro_log_set_level(MICRO_LOG_NOTICE);
+    micro_log_set_logger(cap_log, &cap);
+    atomic_store(&fail_get, 1);
+    for (int i = 0; i < 6; i++) {
+        sleep_ms(60);
+        tally(s, "svc", NULL, 20, hits);
+        assert_int_equal(hits[0] + hits[1], 20);
+    }
+    micro__selector_counters k = micro__selector_get_counters(s);
+    assert_int_equal(cap.warnings, 1);
+    assert_int_equal(k.stale_logged, 1);
+    assert_true(k.stale_served >= 120);
+    assert_non_null(strstr(cap.last, "svc: registry flaky lookup failed"));
+    assert_non_null(strstr(cap.last, "serving the 2 node(s) cached"));
+    /* Recovery is logged once too. */
+    atomic_store(&fail_get, 0);
+    sleep_ms(60);
+    tally(s, "svc", NULL, 20, hits);
+    assert_int_equal(cap.notices, 1);
+    assert_int_equal(cap.warnings, 1);
+    micro_log_set_logger(NULL, NULL);
+    micro_log_set_level(MICRO_LOG_NONE);
+    micro_selector_free(s);
+    micro_registry_free(r);
+}
+
+/* Events that arrive while a lookup is in flight are replayed over its
+ * answer: a registry whose get_service is slow, and a node that goes
+ * during it. */
+static micro_registry *slow_reg;
+static atomic_int slow_get_ms;
+
+static int
+slow_get(void *st, const char *name, micro_registry_service **out, size_t *n)
+{
+    int rc = micro_registry_memory_ops.get_service(st, name, out, n);
+    sleep_ms(atomic_load(&slow_get_ms));
+    return rc;
+}
+
+static void *
+dereg_later(void *arg)
+{
+    (void) arg;
+    sleep_ms(50);
+    dereg(slow_reg, "svc", "v1", "n1");
+    return NULL;
+}
+
+static void
+test_cache_events_during_lookup(void **state)
+{
+    (void) state;
+    micro_registry_ops slow = micro_registry_memory_ops;
+    slow.name = "slow";
+    slow.get_service = slow_get;
+    assert_int_equal(micro_registry_new(&slow_reg, &slow, NULL), 0);
+    add_node(slow_reg, "svc", "v1", "n1", NULL, NULL);
+    add_node(slow_reg, "svc", "v1", "n2", NULL, NULL);
+    micro_selector *s = NULL;
+    assert_int_equal(
+        micro_selector_new_by_name(&s, "random", slow_reg, NULL), 0);
+    atomic_store(&slow_get_ms, 200);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, dereg_later, NULL), 0);
+    /* The lookup answers n1 n2, but n1 left while it was in flight. */
+    int hits[4];
+    tally(s, "svc", NULL, 20, hits);
+    pthread_join(th, NULL);
+    has_ids(s, "svc", "n2");
+    assert_int_equal(hits[0], 0);
+    micro_selector_free(s);
+    micro_registry_free(slow_reg);
+}
+
 static void
 test_front_end(void **state)
 {
     (void) state;
     micro_registry *r = three_nodes();
     micro_selector *s = (micro_selector *) 1;
-    assert_int_equal(micro_selector_new_by_name(&s, "leastconn", r, NULL),
+    assert_int_equal(micro_selector_new_by_name(&s, "bogus", r, NULL),
         MICRO_ENOENT);
     assert_null(s);
     assert_int_equal(micro_selector_new_by_name(&s, "", r, NULL), 0);
@@ -350,14 +690,34 @@ test_front_end(void **state)
                          NULL),
         MICRO_EINVAL);
     micro_selector_ops bad = micro_selector_roundrobin_ops;
-    bad.abi = 2;
+    bad.abi = 1; /* before begin/end */
     assert_int_equal(micro_selector_new(&s, &bad, r, NULL), MICRO_EINVAL);
     bad = micro_selector_roundrobin_ops;
     bad.mark = NULL;
     assert_int_equal(micro_selector_new(&s, &bad, r, NULL), MICRO_EINVAL);
     micro_selector_free(NULL);
     micro_selector_mark(NULL, "svc", "n1", -1);
+    micro_selector_begin(NULL, "svc", "n1");
+    micro_selector_end(NULL, "svc", "n1", 0, 1);
     micro_selector_reset(NULL, NULL);
+    /* Every strategy by name; begin/end are optional slots. */
+    const char *names[] = { "random", "roundrobin", "leastconn", "p2c" };
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(micro_selector_new_by_name(&s, names[i], r, NULL), 0);
+        micro_node n;
+        assert_int_equal(micro_selector_select(s, "svc", NULL, &n), 0);
+        micro_selector_begin(s, "svc", n.id);
+        micro_selector_end(s, "svc", n.id, 0, 10);
+        micro_node_clear(&n);
+        micro_selector_free(s);
+    }
+    /* A table without begin/end: end falls back to mark. */
+    bad = micro_selector_random_ops;
+    bad.begin = NULL;
+    bad.end = NULL;
+    assert_int_equal(micro_selector_new(&s, &bad, r, NULL), 0);
+    micro_selector_end(s, "svc", "n1", MICRO_EIO, -1);
+    micro_selector_free(s);
     micro_registry_free(r);
 }
 
@@ -379,7 +739,8 @@ conc_main(void *arg)
         if (rc != 0) {
             abort();
         }
-        micro_selector_mark(c->s, "svc", n.id, (i % 3) ? 0 : MICRO_EIO);
+        micro_selector_begin(c->s, "svc", n.id);
+        micro_selector_end(c->s, "svc", n.id, (i % 3) ? 0 : MICRO_EIO, i);
         micro_node_clear(&n);
         if (i % 50 == 0) {
             micro_selector_reset(c->s, (i % 100) ? "svc" : NULL);
@@ -406,19 +767,23 @@ test_concurrency(void **state)
 {
     (void) state;
     micro_registry *r = three_nodes();
-    micro_selector *s = NULL;
-    assert_int_equal(micro_selector_new_by_name(&s, "roundrobin", r, NULL), 0);
-    micro__selector_set_ttl_ms(s, 1);
-    pthread_t th[THREADS];
-    conc c[THREADS];
-    for (int i = 0; i < THREADS; i++) {
-        c[i] = (conc) { s, r, i };
-        assert_int_equal(pthread_create(&th[i], NULL, conc_main, &c[i]), 0);
+    const char *names[] = { "roundrobin", "leastconn", "p2c" };
+    for (size_t k = 0; k < 3; k++) {
+        micro_selector *s = NULL;
+        assert_int_equal(micro_selector_new_by_name(&s, names[k], r, NULL), 0);
+        micro__selector_set_ttl_ms(s, 1);
+        pthread_t th[THREADS];
+        conc c[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            c[i] = (conc) { s, r, i };
+            assert_int_equal(
+                pthread_create(&th[i], NULL, conc_main, &c[i]), 0);
+        }
+        for (int i = 0; i < THREADS; i++) {
+            pthread_join(th[i], NULL);
+        }
+        micro_selector_free(s);
     }
-    for (int i = 0; i < THREADS; i++) {
-        pthread_join(th[i], NULL);
-    }
-    micro_selector_free(s);
     micro_registry_free(r);
 }
 
@@ -433,6 +798,11 @@ main(void)
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_stale),
         cmocka_unit_test(test_watch_invalidates),
+        cmocka_unit_test(test_leastconn),
+        cmocka_unit_test(test_p2c),
+        cmocka_unit_test(test_cache_watch_applies),
+        cmocka_unit_test(test_cache_ttl_and_stale_log),
+        cmocka_unit_test(test_cache_events_during_lookup),
         cmocka_unit_test(test_front_end),
         cmocka_unit_test(test_concurrency),
     };

@@ -183,6 +183,9 @@ test_env_and_unknown_plugin(void **state)
 int
 main(void)
 {
+    /* mDNS is the default registry: keep these services off the network
+     * (the environment, not a flag, so every service here gets it). */
+    setenv("MICRO_REGISTRY", "memory", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_before_start_failure_aborts),
