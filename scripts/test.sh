@@ -6,8 +6,8 @@
 #   3. the concurrency tests under TSan.
 # Label netns (tests/netns: three namespaces on a bridge, the CLI on mDNS
 # in a private namespace) runs in tiers 1 and 2; it skips (77) when not
-# root. Tier 3 leaves it out (TSan makes greeter-server too slow for its
-# timing checks): the summary says so.
+# root. Tier 3 runs only the concurrency and process labels, so netns is
+# not in it; the summary says so.
 # Tiers: TIERS="werror asan tsan" (default all). Each tier's result is
 # printed; the script fails if any tier fails.
 set -uo pipefail
@@ -52,7 +52,7 @@ for t in $TIERS; do
 done
 
 case " $TIERS " in
-  *" tsan "*) summary+=("tsan: label netns not run under TSan (timing checks; see tiers 1-2)") ;;
+  *" tsan "*) summary+=("tsan: label netns not run under TSan (tier runs concurrency|process only)") ;;
 esac
 echo "=== summary"
 printf '  %s\n' "${summary[@]}"

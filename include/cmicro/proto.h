@@ -107,9 +107,11 @@ MICRO_API int micro_proto_new(const struct ProtobufCMessageDescriptor *d,
  * maps as objects (keys sorted as Go sorts them) and set oneof members as
  * plain keys. Well-known types use their JSON forms (Timestamp as RFC 3339,
  * Duration as "1.5s", wrappers as bare values, Struct/Value/ListValue as
- * JSON, FieldMask as "a,b.c", Empty as {}), because Go Micro v4's decoder
- * (jsonpb) accepts only those; NaN and infinities are the strings jsonpb
- * accepts. Errors: MICRO_EINVAL, MICRO_ENOMEM, MICRO_ECODEC (a message
+ * JSON, Empty as {}), because Go Micro v4's decoder (jsonpb) accepts only
+ * those; FieldMask is {"paths":[...]} (v4's jsonpb reads only that) or
+ * "a,b.c" with MICRO_PBJSON_PROTOJSON. NaN and infinities are the strings
+ * jsonpb accepts. Strings are escaped as Go's json.Encoder does (<, >, &,
+ * U+2028/9; invalid UTF-8 becomes U+FFFD). Errors: MICRO_EINVAL, MICRO_ENOMEM, MICRO_ECODEC (a message
  * deeper than MICRO_PROTO_MAX_DEPTH).
  */
 MICRO_API int micro_pbjson_encode(

@@ -307,6 +307,14 @@ nb_subscribe(void *st, micro_sub *sub)
         s = natsSubscription_SetOnCompleteCB(d->ns, on_complete, d);
     }
     if (s == NATS_OK) {
+        /* Return only once the server has the interest, so a publish made
+         * right after subscribe is not lost. subscribe runs on the
+         * caller's thread (never on a loop: the front end's slots may
+         * block); a failure (reconnecting) is harmless, libnats re-sends
+         * the subscription on reconnect. */
+        natsConnection_FlushTimeout(nc, 2000);
+    }
+    if (s == NATS_OK) {
         /* Our own bounded queue does the limiting; let libnats hold a
          * burst rather than drop it as a slow consumer. */
         s = natsSubscription_SetPendingLimits(d->ns, 1 << 20, 256 << 20);

@@ -4,6 +4,7 @@ go 1.22
 
 require (
 	github.com/go-micro/plugins/v4/broker/nats v1.2.0
+	github.com/golang/protobuf v1.5.2
 	go-micro.dev/v4 v4.11.0
 	google.golang.org/protobuf v1.28.1
 )
@@ -21,7 +22,6 @@ require (
 	github.com/go-git/gcfg v1.5.0 // indirect
 	github.com/go-git/go-billy/v5 v5.3.1 // indirect
 	github.com/go-git/go-git/v5 v5.4.2 // indirect
-	github.com/golang/protobuf v1.5.2 // indirect
 	github.com/google/uuid v1.3.0 // indirect
 	github.com/imdario/mergo v0.3.13 // indirect
 	github.com/jbenet/go-context v0.0.0-20150711004518-d14ea06fba99 // indirect
