@@ -72,7 +72,8 @@ MICRO_API int micro_proto_unpack(const struct ProtobufCMessageDescriptor *d,
     const void *p, size_t len, struct ProtobufCMessage **out);
 
 /** Append the protobuf encoding of m to out. */
-MICRO_API int micro_proto_pack(const struct ProtobufCMessage *m, micro_buf *out);
+MICRO_API int micro_proto_pack(
+    const struct ProtobufCMessage *m, micro_buf *out);
 
 /** Free a message returned by this API (recursively). NULL is a no-op. */
 MICRO_API void micro_proto_free(struct ProtobufCMessage *m);
@@ -111,8 +112,9 @@ MICRO_API int micro_proto_new(const struct ProtobufCMessageDescriptor *d,
  * those; FieldMask is {"paths":[...]} (v4's jsonpb reads only that) or
  * "a,b.c" with MICRO_PBJSON_PROTOJSON. NaN and infinities are the strings
  * jsonpb accepts. Strings are escaped as Go's json.Encoder does (<, >, &,
- * U+2028/9; invalid UTF-8 becomes U+FFFD). Errors: MICRO_EINVAL, MICRO_ENOMEM, MICRO_ECODEC (a message
- * deeper than MICRO_PROTO_MAX_DEPTH).
+ * U+2028/9; invalid UTF-8 becomes U+FFFD).
+ * Errors: MICRO_EINVAL, MICRO_ENOMEM, MICRO_ECODEC (a message deeper than
+ * MICRO_PROTO_MAX_DEPTH, or a Timestamp/Duration out of range).
  */
 MICRO_API int micro_pbjson_encode(
     const struct ProtobufCMessage *m, unsigned flags, micro_buf *out);
@@ -137,8 +139,8 @@ MICRO_API int micro_pbjson_decode(const struct ProtobufCMessageDescriptor *d,
 
 /** Append m's payload for content_type (micro_proto_format_of) to out.
  *  MICRO_ECONTENTTYPE for a type that carries no messages. */
-MICRO_API int micro_proto_encode(
-    const char *content_type, const struct ProtobufCMessage *m, micro_buf *out);
+MICRO_API int micro_proto_encode(const char *content_type,
+    const struct ProtobufCMessage *m, micro_buf *out);
 
 /** Decode a payload of content_type into a new message of type d. */
 MICRO_API int micro_proto_decode(const char *content_type,

@@ -39,6 +39,8 @@ typedef struct natsb {
     natsConnection *nc;
     pthread_mutex_t mu;
     atomic_bool closing; /* our own Close: not worth a warning */
+    pthread_cond_t closed_cv;
+    bool closed; /* libnats ran the closed callback: no callback after */
     char addr[256];
 } natsb;
 
@@ -77,11 +79,13 @@ nb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     natsb *n = st;
     n->b = b;
     pthread_mutex_init(&n->mu, NULL);
+    pthread_cond_init(&n->closed_cv, NULL);
     const char *a = micro_options_get_str(opts, "broker_address");
     n->servers = micro__strdup(a != NULL && a[0] != '\0' ? a
                                                         : MICRO_NATS_URL);
     if (n->servers == NULL) {
         pthread_mutex_destroy(&n->mu);
+        pthread_cond_destroy(&n->closed_cv);
         return MICRO_ENOMEM;
     }
     snprintf(n->addr, sizeof(n->addr), "%s", n->servers);
@@ -119,6 +123,19 @@ on_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
     (void) closure;
     micro_log(MICRO_LOG_WARN, "broker.nats", "asynchronous error: %s",
         natsStatus_GetText(err));
+}
+
+/* libnats runs connection callbacks in order on its own thread; closed is
+ * the last one, so once it ran nothing will touch n again. */
+static void
+on_closed(natsConnection *nc, void *closure)
+{
+    (void) nc;
+    natsb *n = closure;
+    pthread_mutex_lock(&n->mu);
+    n->closed = true;
+    pthread_cond_broadcast(&n->closed_cv);
+    pthread_mutex_unlock(&n->mu);
 }
 
 static int
@@ -178,6 +195,9 @@ nb_connect(void *st)
     if (s == NATS_OK) {
         s = natsOptions_SetErrorHandler(o, on_error, n);
     }
+    if (s == NATS_OK) {
+        s = natsOptions_SetClosedCB(o, on_closed, n);
+    }
     natsConnection *nc = NULL;
     if (s == NATS_OK) {
         s = natsConnection_Connect(&nc, o);
@@ -199,6 +219,7 @@ nb_connect(void *st)
     }
     pthread_mutex_lock(&n->mu);
     n->nc = nc;
+    n->closed = false;
     pthread_mutex_unlock(&n->mu);
     atomic_store(&n->closing, false);
     return 0;
@@ -215,6 +236,16 @@ nb_disconnect(void *st)
     if (nc != NULL) {
         atomic_store(&n->closing, true);
         natsConnection_Close(nc);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 5;
+        pthread_mutex_lock(&n->mu);
+        while (!n->closed) {
+            if (pthread_cond_timedwait(&n->closed_cv, &n->mu, &ts) != 0) {
+                break;
+            }
+        }
+        pthread_mutex_unlock(&n->mu);
         natsConnection_Destroy(nc);
     }
     return 0;
@@ -387,6 +418,7 @@ nb_fini(void *st)
     nb_disconnect(st);
     micro__free(n->servers);
     pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->closed_cv);
 }
 
 const micro_broker_ops micro_broker_nats_ops = {

@@ -60,7 +60,7 @@ seq_of(const char *id)
     return (uint64_t) v;
 }
 
-/* The envelope: Request when error_text is unused (want_error false). */
+/* NS(envelope): a Request, or with response a Response (error = 3). */
 static int
 put_envelope(micro_buf *b, const micro_codec_info *info, bool response)
 {
