@@ -26,6 +26,7 @@ static const micro_option_desc known[] = {
     {"registry_interfaces", MICRO_OPT_STR, NULL,
         "interfaces mDNS uses, comma-separated names (default: every "
         "interface that is up)"},
+    {"registry_ipv6", MICRO_OPT_STR, "on", "mDNS over IPv6 too: on, off, only"},
     {"register_ttl", MICRO_OPT_MS, "60s",
         "TTL of a registration (bare number: seconds)"},
     {"register_interval", MICRO_OPT_MS, "30s",

@@ -5,24 +5,36 @@
  * zlib-compressed, hex-encoded JSON {"Metadata","Service","Version",
  * "Endpoints"} in 255-character strings.
  *
- * Threads and sockets. Each registry owns one thread and three sockets:
+ * Threads and sockets. Each registry owns one thread and, per address
+ * family, two sockets (as Go, which binds 0.0.0.0:5353 and [::]:5353):
  *  - sock4, UDP 0.0.0.0:5353 with SO_REUSEADDR+SO_REUSEPORT (so several
  *    registries and Go processes share the port; the kernel hands every
  *    multicast datagram to each of them), joined to 224.0.0.251 on every
- *    IPv4 interface that is up and multicast-capable or loopback. The
- *    thread re-scans the interfaces every SCAN_MS and joins new ones, so
- *    interfaces may come and go. It answers queries and hears the
- *    announcements and goodbyes that feed Watch;
- *  - qsock, an ephemeral UDP socket from which the thread sends the queries
- *    that keep the watch cache fresh (answers come back to it by unicast);
+ *    IPv4 interface that is up and multicast-capable or loopback; sock6,
+ *    UDP [::]:5353 (IPV6_V6ONLY), joined to ff02::fb on every such
+ *    interface that has an IPv6 address. The thread re-scans the
+ *    interfaces every SCAN_MS and joins new ones, so interfaces may come
+ *    and go. They answer queries (by unicast to the querier, over the
+ *    family it asked on) and hear the announcements and goodbyes that
+ *    feed Watch;
+ *  - qsock/qsock6, ephemeral UDP sockets from which the thread sends the
+ *    queries that keep the watch cache fresh (answers come back to them by
+ *    unicast);
  *  - a pipe that wakes the thread.
- * GetService and ListServices run on the caller's thread with a private
- * ephemeral socket: one multicast query, then collect answers for
- * "registry_timeout" (100 ms, as Go). Multicast goes out on each joined
- * interface in turn with IP_MULTICAST_IF set per send (send_mu serialises
- * that on the shared sockets); without it the kernel would follow the
- * default route. IPv6 (ff02::fb) is not joined: Go answers IPv4 queries
- * with AAAA records as well, and our AAAA nodes are still served and parsed.
+ * IPv6 is used "where available" (option "registry_ipv6": on, the
+ * default; off; only): without kernel IPv6 the registry runs on IPv4
+ * alone and says so at debug level. Announcements, goodbyes and queries go
+ * to both groups. Node addresses are independent of the transport: an
+ * "[ip6]:port" node is served with an AAAA record over either family.
+ * GetService and ListServices run on the caller's thread with private
+ * ephemeral sockets: one multicast query per family, then collect answers
+ * for "registry_timeout" (100 ms, as Go). Multicast goes out on each
+ * joined interface in turn with IP_MULTICAST_IF/IPV6_MULTICAST_IF set per
+ * send (send_mu serialises that on the shared sockets); without it the
+ * kernel would follow the default route. Linux gives lo no route for
+ * IPv6 multicast, so ff02::fb on lo is joined but only carries traffic
+ * when the host adds one ("ip -6 route add local ff02::fb dev lo table
+ * local", as the tests do); real interfaces need nothing.
  *
  * DNS messages are parsed and built with libldns, which rejects truncated
  * packets, compression loops and wrong counts. Every malformed datagram or
@@ -62,6 +74,7 @@
 
 #define MDNS_PORT 5353
 #define MDNS_GROUP "224.0.0.251"
+#define MDNS_GROUP6 "ff02::fb"
 #define MDNS_TTL 120        /* seconds: Go's defaultTTL, and ours for ttl 0 */
 #define MDNS_DOMAIN "micro" /* Go's mdnsDomain */
 #define WILDCARD "_services"
@@ -81,8 +94,8 @@
 
 typedef struct iface {
     unsigned index;
-    struct in_addr addr;
-    bool seen; /* in the latest scan */
+    struct in_addr addr; /* IPv4 only: the interface's address */
+    bool seen;           /* in the latest scan */
 } iface;
 
 /* A node this process registered. */
@@ -137,14 +150,20 @@ typedef struct mdns_state {
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
-    int sock4;
+    int sock4;  /* -1 when IPv4 is off */
     int qsock;
+    int sock6;  /* -1 when IPv6 is off or unavailable */
+    int qsock6;
+    bool use4;  /* registry_ipv6 != only */
+    bool use6;  /* registry_ipv6 != off */
     int wake[2];
     char host[256]; /* "hostname." */
     int64_t timeout_ms;
 
-    iface ifs[MAX_IFS];
+    iface ifs[MAX_IFS]; /* joined to 224.0.0.251 */
     size_t n_ifs;
+    iface ifs6[MAX_IFS]; /* joined to ff02::fb */
+    size_t n_ifs6;
 
     lnode **nodes;
     size_t n_nodes;
@@ -884,23 +903,49 @@ group_addr(void)
     return sa;
 }
 
-static size_t
-ifs_snapshot(mdns_state *m, iface *out)
+static struct sockaddr_in6
+group6_addr(unsigned ifindex)
 {
-    pthread_mutex_lock(&m->mu);
-    size_t n = m->n_ifs;
-    memcpy(out, m->ifs, n * sizeof(*out));
-    pthread_mutex_unlock(&m->mu);
-    return n;
+    struct sockaddr_in6 sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(MDNS_PORT);
+    sa.sin6_addr.s6_addr[0] = 0xff; /* ff02::fb */
+    sa.sin6_addr.s6_addr[1] = 0x02;
+    sa.sin6_addr.s6_addr[15] = 0xfb;
+    sa.sin6_scope_id = ifindex;
+    return sa;
 }
 
-/* Multicast buf on every joined interface. */
 static void
-send_multicast(mdns_state *m, int fd, const uint8_t *buf, size_t len)
+ifs_snapshot(mdns_state *m, iface *v4, size_t *n4, iface *v6, size_t *n6)
+{
+    pthread_mutex_lock(&m->mu);
+    *n4 = m->n_ifs;
+    memcpy(v4, m->ifs, *n4 * sizeof(*v4));
+    *n6 = m->n_ifs6;
+    memcpy(v6, m->ifs6, *n6 * sizeof(*v6));
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Multicast buf on every joined interface: to 224.0.0.251 from fd4 and to
+ * ff02::fb from fd6 (either may be -1). */
+static void
+send_multicast(
+    mdns_state *m, int fd4, int fd6, const uint8_t *buf, size_t len)
 {
     iface ifs[MAX_IFS];
-    size_t n = ifs_snapshot(m, ifs);
-    if (fd < 0 || n == 0) {
+    iface ifs6[MAX_IFS];
+    size_t n = 0;
+    size_t n6 = 0;
+    ifs_snapshot(m, ifs, &n, ifs6, &n6);
+    if (fd4 < 0) {
+        n = 0;
+    }
+    if (fd6 < 0) {
+        n6 = 0;
+    }
+    if (n == 0 && n6 == 0) {
         return;
     }
     struct sockaddr_in group = group_addr();
@@ -910,24 +955,38 @@ send_multicast(mdns_state *m, int fd, const uint8_t *buf, size_t len)
         memset(&mr, 0, sizeof(mr));
         mr.imr_address = ifs[i].addr;
         mr.imr_ifindex = (int) ifs[i].index;
-        if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mr, sizeof(mr)) !=
+        if (setsockopt(fd4, IPPROTO_IP, IP_MULTICAST_IF, &mr, sizeof(mr)) !=
             0) {
             continue;
         }
-        if (sendto(fd, buf, len, 0, (const struct sockaddr *) &group,
+        if (sendto(fd4, buf, len, 0, (const struct sockaddr *) &group,
                 sizeof(group)) < 0) {
             MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "multicast on if %u: %s",
                 ifs[i].index, strerror(errno));
+        }
+    }
+    for (size_t i = 0; i < n6; i++) {
+        int idx = (int) ifs6[i].index;
+        struct sockaddr_in6 group6 = group6_addr(ifs6[i].index);
+        if (setsockopt(fd6, IPPROTO_IPV6, IPV6_MULTICAST_IF, &idx,
+                sizeof(idx)) != 0) {
+            continue;
+        }
+        if (sendto(fd6, buf, len, 0, (const struct sockaddr *) &group6,
+                sizeof(group6)) < 0) {
+            /* lo without an ff02::fb route: ENETUNREACH. */
+            MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "multicast %s on if %u: %s",
+                MDNS_GROUP6, ifs6[i].index, strerror(errno));
         }
     }
     pthread_mutex_unlock(&m->send_mu);
 }
 
 static void
-send_all_multicast(mdns_state *m, int fd, outlist *o)
+send_all_multicast(mdns_state *m, int fd4, int fd6, outlist *o)
 {
     for (size_t i = 0; i < o->n; i++) {
-        send_multicast(m, fd, o->m[i].wire, o->m[i].len);
+        send_multicast(m, fd4, fd6, o->m[i].wire, o->m[i].len);
     }
 }
 
@@ -958,25 +1017,27 @@ if_allowed(const mdns_state *m, const char *name)
     return false;
 }
 
-/* Join the group on every usable interface (up, with carrier, multicast
- * or loopback, allowed by registry_interfaces), leave the ones that went.
- * An interface that appears (or gets its carrier back) after the first
- * scan makes our nodes announce themselves again, so peers behind it
- * learn of them without waiting for a re-registration. */
-static void
-scan_ifaces(mdns_state *m)
+/* Join the group of family fam (224.0.0.251 on fd m->sock4, ff02::fb on
+ * m->sock6) on every usable interface with an address of that family (up,
+ * with carrier, multicast or loopback, allowed by registry_interfaces),
+ * and leave the ones that went. Mutex held. Returns how many were joined. */
+static size_t
+scan_family(mdns_state *m, struct ifaddrs *all, int fam)
 {
-    struct ifaddrs *all = NULL;
-    if (getifaddrs(&all) != 0) {
-        return;
-    }
+    bool v6 = fam == AF_INET6;
+    int fd = v6 ? m->sock6 : m->sock4;
+    iface *ifs = v6 ? m->ifs6 : m->ifs;
+    size_t *n_ifs = v6 ? &m->n_ifs6 : &m->n_ifs;
+    const char *group = v6 ? MDNS_GROUP6 : MDNS_GROUP;
     size_t joined = 0;
-    pthread_mutex_lock(&m->mu);
-    for (size_t i = 0; i < m->n_ifs; i++) {
-        m->ifs[i].seen = false;
+    if (fd < 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < *n_ifs; i++) {
+        ifs[i].seen = false;
     }
     for (struct ifaddrs *a = all; a != NULL; a = a->ifa_next) {
-        if (a->ifa_addr == NULL || a->ifa_addr->sa_family != AF_INET ||
+        if (a->ifa_addr == NULL || a->ifa_addr->sa_family != fam ||
             !(a->ifa_flags & IFF_UP) || !(a->ifa_flags & IFF_RUNNING) ||
             !(a->ifa_flags & (IFF_MULTICAST | IFF_LOOPBACK)) ||
             !if_allowed(m, a->ifa_name)) {
@@ -987,52 +1048,91 @@ scan_ifaces(mdns_state *m)
             continue;
         }
         size_t j = 0;
-        while (j < m->n_ifs && m->ifs[j].index != idx) {
+        while (j < *n_ifs && ifs[j].index != idx) {
             j++;
         }
-        if (j < m->n_ifs) {
-            m->ifs[j].seen = true;
+        if (j < *n_ifs) {
+            ifs[j].seen = true;
             continue;
         }
-        if (m->n_ifs == MAX_IFS) {
+        if (*n_ifs == MAX_IFS) {
             continue;
         }
-        struct in_addr addr = ((struct sockaddr_in *) a->ifa_addr)->sin_addr;
-        struct ip_mreqn mr;
-        memset(&mr, 0, sizeof(mr));
-        mr.imr_multiaddr = group_addr().sin_addr;
-        mr.imr_address = addr;
-        mr.imr_ifindex = (int) idx;
-        if (setsockopt(m->sock4, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr,
-                sizeof(mr)) != 0 &&
-            errno != EADDRINUSE) {
-            MICRO_LOGF(MICRO_LOG_INFO, COMP, "join %s on %s: %s", MDNS_GROUP,
-                a->ifa_name, strerror(errno));
+        struct in_addr addr = { 0 };
+        int rc;
+        if (v6) {
+            struct ipv6_mreq mr;
+            memset(&mr, 0, sizeof(mr));
+            mr.ipv6mr_multiaddr = group6_addr(0).sin6_addr;
+            mr.ipv6mr_interface = idx;
+            rc = setsockopt(
+                fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &mr, sizeof(mr));
+        } else {
+            addr = ((struct sockaddr_in *) a->ifa_addr)->sin_addr;
+            struct ip_mreqn mr;
+            memset(&mr, 0, sizeof(mr));
+            mr.imr_multiaddr = group_addr().sin_addr;
+            mr.imr_address = addr;
+            mr.imr_ifindex = (int) idx;
+            rc = setsockopt(
+                fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof(mr));
+        }
+        if (rc != 0 && errno != EADDRINUSE) {
+            /* IPv6 is "where available": an interface without it is
+             * not worth more than a debug line. */
+            MICRO_LOGF(v6 ? MICRO_LOG_DEBUG : MICRO_LOG_INFO, COMP,
+                "join %s on %s: %s", group, a->ifa_name, strerror(errno));
             continue;
         }
         MICRO_LOGF(m->scanned ? MICRO_LOG_INFO : MICRO_LOG_DEBUG, COMP,
-            "joined %s on %s (index %u)", MDNS_GROUP, a->ifa_name, idx);
+            "joined %s on %s (index %u)", group, a->ifa_name, idx);
         joined++;
-        m->ifs[m->n_ifs].index = idx;
-        m->ifs[m->n_ifs].addr = addr;
-        m->ifs[m->n_ifs].seen = true;
-        m->n_ifs++;
+        ifs[*n_ifs].index = idx;
+        ifs[*n_ifs].addr = addr;
+        ifs[*n_ifs].seen = true;
+        (*n_ifs)++;
     }
-    for (size_t i = 0; i < m->n_ifs;) {
-        if (m->ifs[i].seen) {
+    for (size_t i = 0; i < *n_ifs;) {
+        if (ifs[i].seen) {
             i++;
             continue;
         }
-        struct ip_mreqn mr;
-        memset(&mr, 0, sizeof(mr));
-        mr.imr_multiaddr = group_addr().sin_addr;
-        mr.imr_ifindex = (int) m->ifs[i].index;
-        (void) setsockopt(
-            m->sock4, IPPROTO_IP, IP_DROP_MEMBERSHIP, &mr, sizeof(mr));
-        MICRO_LOGF(MICRO_LOG_INFO, COMP, "interface %u is down or gone",
-            m->ifs[i].index);
-        m->ifs[i] = m->ifs[--m->n_ifs];
+        if (v6) {
+            struct ipv6_mreq mr;
+            memset(&mr, 0, sizeof(mr));
+            mr.ipv6mr_multiaddr = group6_addr(0).sin6_addr;
+            mr.ipv6mr_interface = ifs[i].index;
+            (void) setsockopt(
+                fd, IPPROTO_IPV6, IPV6_LEAVE_GROUP, &mr, sizeof(mr));
+        } else {
+            struct ip_mreqn mr;
+            memset(&mr, 0, sizeof(mr));
+            mr.imr_multiaddr = group_addr().sin_addr;
+            mr.imr_ifindex = (int) ifs[i].index;
+            (void) setsockopt(
+                fd, IPPROTO_IP, IP_DROP_MEMBERSHIP, &mr, sizeof(mr));
+        }
+        MICRO_LOGF(MICRO_LOG_INFO, COMP, "interface %u is down or gone (%s)",
+            ifs[i].index, group);
+        ifs[i] = ifs[--*n_ifs];
     }
+    return joined;
+}
+
+/* Join the groups on every usable interface, leave the ones that went.
+ * An interface that appears (or gets its carrier back) after the first
+ * scan makes our nodes announce themselves again, so peers behind it
+ * learn of them without waiting for a re-registration. */
+static void
+scan_ifaces(mdns_state *m)
+{
+    struct ifaddrs *all = NULL;
+    if (getifaddrs(&all) != 0) {
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    size_t joined = scan_family(m, all, AF_INET);
+    joined += scan_family(m, all, AF_INET6);
     if (joined > 0 && m->scanned) {
         int64_t now = micro__now_ms();
         for (size_t i = 0; i < m->n_nodes; i++) {
@@ -1755,22 +1855,29 @@ handle(mdns_state *m, const uint8_t *buf, size_t n, const struct sockaddr *from,
         }
         pthread_mutex_unlock(&m->mu);
         ldns_pkt_free(pkt);
+        /* Unicast to the querier, over the family it asked on. */
         bool mdns_port = false;
-        if (from != NULL && from->sa_family == AF_INET && m->sock4 >= 0) {
+        int fd = -1;
+        if (from != NULL && from->sa_family == AF_INET) {
+            fd = m->sock4;
             mdns_port = ((const struct sockaddr_in *) from)->sin_port ==
                         htons(MDNS_PORT);
-            for (size_t i = 0; i < o.n; i++) {
-                if (sendto(m->sock4, o.m[i].wire, o.m[i].len, 0, from,
-                        fromlen) < 0) {
-                    MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "answer: %s",
-                        strerror(errno));
-                }
+        } else if (from != NULL && from->sa_family == AF_INET6) {
+            fd = m->sock6;
+            mdns_port = ((const struct sockaddr_in6 *) from)->sin6_port ==
+                        htons(MDNS_PORT);
+        }
+        for (size_t i = 0; i < o.n && fd >= 0; i++) {
+            if (sendto(fd, o.m[i].wire, o.m[i].len, 0, from, fromlen) < 0) {
+                MICRO_LOGF(
+                    MICRO_LOG_DEBUG, COMP, "answer: %s", strerror(errno));
             }
         }
         /* A querier on port 5353 shares it with every other responder
          * on its host (SO_REUSEPORT): unicast reaches only one of them. */
-        if (mdns_port) {
-            send_all_multicast(m, m->sock4, &o);
+        if (mdns_port && fd >= 0) {
+            bool v4 = from->sa_family == AF_INET;
+            send_all_multicast(m, v4 ? m->sock4 : -1, v4 ? -1 : m->sock6, &o);
         }
         out_clear(&o);
         return 0;
@@ -1931,8 +2038,8 @@ mdns_thread(void *arg)
         outlist qry = { 0 };
         evlist ev = { 0 };
         int64_t next = run_timers(m, now, &ann, &qry, &ev);
-        send_all_multicast(m, m->sock4, &ann);
-        send_all_multicast(m, m->qsock, &qry);
+        send_all_multicast(m, m->sock4, m->sock6, &ann);
+        send_all_multicast(m, m->qsock, m->qsock6, &qry);
         out_clear(&ann);
         out_clear(&qry);
         dispatch(m, &ev);
@@ -1943,25 +2050,27 @@ mdns_thread(void *arg)
         if (wait < 0) {
             wait = 0;
         }
-        struct pollfd pf[3] = {
+        /* poll ignores the -1 of a family that is off. */
+        struct pollfd pf[5] = {
+            { m->wake[0], POLLIN, 0 },
             { m->sock4, POLLIN, 0 },
             { m->qsock, POLLIN, 0 },
-            { m->wake[0], POLLIN, 0 },
+            { m->sock6, POLLIN, 0 },
+            { m->qsock6, POLLIN, 0 },
         };
-        int r = poll(pf, 3, (int) wait);
+        int r = poll(pf, 5, (int) wait);
         if (r <= 0) {
             continue;
         }
-        if (pf[2].revents) {
+        if (pf[0].revents) {
             char tmp[64];
             while (read(m->wake[0], tmp, sizeof(tmp)) > 0) {
             }
         }
-        if (pf[0].revents) {
-            drain_socket(m, m->sock4, buf);
-        }
-        if (pf[1].revents) {
-            drain_socket(m, m->qsock, buf);
+        for (size_t i = 1; i < 5; i++) {
+            if (pf[i].revents) {
+                drain_socket(m, pf[i].fd, buf);
+            }
         }
     }
     micro__free(buf);
@@ -1998,6 +2107,46 @@ udp4_socket(uint16_t port)
         setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof(loop)) !=
             0 ||
         setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl)) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* UDP [::]:port, IPv6 only (the IPv4 side has its own socket), hop
+ * limit 255 and loopback on, as RFC 6762 and Go. A negative errno when
+ * the kernel has no IPv6 (EAFNOSUPPORT) or it is disabled
+ * (EADDRNOTAVAIL). */
+static int
+udp6_socket(uint16_t port)
+{
+    int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int one = 1;
+    int hops = 255;
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0 ||
+        (port != 0 &&
+            (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) !=
+                    0 ||
+                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) !=
+                    0))) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    struct sockaddr_in6 sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(port);
+    sa.sin6_addr = in6addr_any;
+    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &one, sizeof(one)) !=
+            0 ||
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops,
+            sizeof(hops)) != 0) {
         int e = -errno;
         close(fd);
         return e;
@@ -2055,7 +2204,8 @@ mdns_init(void *st, const micro_options *opts)
 {
     mdns_state *m = st;
     int rc_only = 0;
-    m->sock4 = m->qsock = m->wake[0] = m->wake[1] = -1;
+    m->sock4 = m->qsock = m->sock6 = m->qsock6 = -1;
+    m->wake[0] = m->wake[1] = -1;
     m->next_token = 1;
     atomic_init(&m->stop, false);
     atomic_init(&m->n_malformed, 0);
@@ -2076,6 +2226,22 @@ mdns_init(void *st, const micro_options *opts)
     m->timeout_ms = micro_options_get_ms(opts, "registry_timeout");
     if (m->timeout_ms <= 0) {
         m->timeout_ms = 100;
+    }
+    const char *v6 = micro_options_get_str(opts, "registry_ipv6");
+    m->use4 = m->use6 = true;
+    if (v6 != NULL && v6[0] != '\0' && strcmp(v6, "on") != 0) {
+        if (strcmp(v6, "off") == 0) {
+            m->use6 = false;
+        } else if (strcmp(v6, "only") == 0) {
+            m->use4 = false;
+        } else {
+            MICRO_LOGF(MICRO_LOG_ERR, COMP,
+                "registry_ipv6 \"%s\": want on, off or only", v6);
+            pthread_cond_destroy(&m->idle);
+            pthread_mutex_destroy(&m->send_mu);
+            pthread_mutex_destroy(&m->mu);
+            return MICRO_EINVAL;
+        }
     }
     const char *only = micro_options_get_str(opts, "registry_interfaces");
     if (only != NULL && only[0] != '\0') {
@@ -2120,43 +2286,74 @@ mdns_start(mdns_state *m)
         pthread_mutex_unlock(&m->start_mu);
         return m->start_rc;
     }
-    int rc = udp4_socket(MDNS_PORT);
-    if (rc < 0) {
-        MICRO_LOGF(MICRO_LOG_ERR, COMP, "bind 0.0.0.0:%d: %s", MDNS_PORT,
-            micro_strerror(rc));
-        goto fail;
+    int rc = 0;
+    if (m->use4) {
+        rc = udp4_socket(MDNS_PORT);
+        if (rc < 0) {
+            MICRO_LOGF(MICRO_LOG_ERR, COMP, "bind 0.0.0.0:%d: %s", MDNS_PORT,
+                micro_strerror(rc));
+            goto fail;
+        }
+        m->sock4 = rc;
+        rc = udp4_socket(0);
+        if (rc < 0) {
+            goto fail;
+        }
+        m->qsock = rc;
     }
-    m->sock4 = rc;
-    rc = udp4_socket(0);
-    if (rc < 0) {
-        goto fail;
+    if (m->use6) {
+        rc = udp6_socket(MDNS_PORT);
+        if (rc >= 0) {
+            m->sock6 = rc;
+            rc = udp6_socket(0);
+            if (rc >= 0) {
+                m->qsock6 = rc;
+            }
+        }
+        if (rc < 0) {
+            if (!m->use4) {
+                MICRO_LOGF(MICRO_LOG_ERR, COMP,
+                    "bind [::]:%d: %s (registry_ipv6 is \"only\")",
+                    MDNS_PORT, micro_strerror(rc));
+                goto fail;
+            }
+            /* "Where available": IPv4 carries on alone. */
+            MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "no IPv6 (%s): IPv4 only",
+                micro_strerror(rc));
+            if (m->sock6 >= 0) {
+                close(m->sock6);
+                m->sock6 = -1;
+            }
+        }
     }
-    m->qsock = rc;
     if (pipe2(m->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = -errno;
         m->wake[0] = m->wake[1] = -1;
         goto fail;
     }
     scan_ifaces(m);
-    if (m->n_ifs == 0) {
+    if (m->n_ifs == 0 && m->n_ifs6 == 0) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP,
-            "no IPv4 interface to join %s on yet%s (will keep looking)",
-            MDNS_GROUP, m->only_ifs ? " among registry_interfaces" : "");
+            "no interface to join %s on yet%s (will keep looking)",
+            m->use4 ? MDNS_GROUP : MDNS_GROUP6,
+            m->only_ifs ? " among registry_interfaces" : "");
     }
     if (pthread_create(&m->thread, NULL, mdns_thread, m) != 0) {
         rc = MICRO_ENOMEM;
         goto fail;
     }
     m->thread_started = true;
-    MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "up: host %s, %zu interfaces, timeout %lld ms",
-        m->host, m->n_ifs, (long long) m->timeout_ms);
+    MICRO_LOGF(MICRO_LOG_DEBUG, COMP,
+        "up: host %s, %zu IPv4 and %zu IPv6 interfaces, timeout %lld ms",
+        m->host, m->n_ifs, m->n_ifs6, (long long) m->timeout_ms);
     rc = 0;
     goto done;
 fail:
     /* Leave nothing half open; the next use tries again. */
     {
-        int *fds[4] = { &m->sock4, &m->qsock, &m->wake[0], &m->wake[1] };
-        for (size_t i = 0; i < 4; i++) {
+        int *fds[6] = { &m->sock4, &m->qsock, &m->sock6, &m->qsock6,
+            &m->wake[0], &m->wake[1] };
+        for (size_t i = 0; i < 6; i++) {
             if (*fds[i] >= 0) {
                 close(*fds[i]);
                 *fds[i] = -1;
@@ -2185,7 +2382,7 @@ mdns_fini(void *st)
                         m->nodes[i], m->host, NULL, 0, 0, true, true, true, true));
     }
     pthread_mutex_unlock(&m->mu);
-    send_all_multicast(m, m->sock4, &o);
+    send_all_multicast(m, m->sock4, m->sock6, &o);
     out_clear(&o);
 
     if (m->thread_started) {
@@ -2194,8 +2391,9 @@ mdns_fini(void *st)
         pthread_join(m->thread, NULL);
         m->thread_started = false;
     }
-    int fds[4] = { m->sock4, m->qsock, m->wake[0], m->wake[1] };
-    for (size_t i = 0; i < 4; i++) {
+    int fds[6] = { m->sock4, m->qsock, m->sock6, m->qsock6, m->wake[0],
+        m->wake[1] };
+    for (size_t i = 0; i < 6; i++) {
         if (fds[i] >= 0) {
             close(fds[i]);
         }
@@ -2302,7 +2500,7 @@ mdns_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
     }
     pthread_mutex_unlock(&m->mu);
     micro__free(fresh);
-    send_all_multicast(m, m->sock4, &o);
+    send_all_multicast(m, m->sock4, m->sock6, &o);
     out_clear(&o);
     wake_thread(m);
     return 0;
@@ -2342,7 +2540,7 @@ mdns_deregister(void *st, const micro_registry_service *svc)
         }
     }
     pthread_mutex_unlock(&m->mu);
-    send_all_multicast(m, m->sock4, &o);
+    send_all_multicast(m, m->sock4, m->sock6, &o);
     out_clear(&o);
     for (size_t i = 0; i < n_gone; i++) {
         lnode_free(gone[i]);
@@ -2397,8 +2595,8 @@ result_add(micro_registry_service **res, size_t *n,
 
 typedef void (*collect_fn)(mdns_state *m, const ldns_pkt *pkt, void *arg);
 
-/* Multicast one PTR query for qname from a private socket and feed every
- * answer whose first question is qname to fn, for timeout_ms. */
+/* Multicast one PTR query for qname from a private socket per family and
+ * feed every answer whose first question is qname to fn, for timeout_ms. */
 static int
 query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
 {
@@ -2414,16 +2612,24 @@ query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
         free(wire);
         return MICRO_ENOMEM;
     }
-    int fd = udp4_socket(0);
-    if (fd < 0) {
+    /* Private sockets: no race on _MULTICAST_IF. A family the registry
+     * could not open (m->sock6 < 0) is not asked on. */
+    int fd = m->sock4 >= 0 ? udp4_socket(0) : -1;
+    int fd6 = m->sock6 >= 0 ? udp6_socket(0) : -1;
+    if (fd < 0 && fd6 < 0) {
         free(wire);
-        return fd;
+        return fd < 0 && m->sock4 >= 0 ? fd : fd6;
     }
-    send_multicast(m, fd, wire, wlen); /* fd is private: no race on _IF */
+    send_multicast(m, fd, fd6, wire, wlen);
     free(wire);
     uint8_t *buf = micro__malloc(RECV_BUF);
     if (buf == NULL) {
-        close(fd);
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (fd6 >= 0) {
+            close(fd6);
+        }
         return MICRO_ENOMEM;
     }
     int64_t deadline = micro__now_ms() + m->timeout_ms;
@@ -2432,12 +2638,13 @@ query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
         if (left <= 0) {
             break;
         }
-        struct pollfd pf = { fd, POLLIN, 0 };
-        int r = poll(&pf, 1, (int) left);
+        struct pollfd pf[2] = { { fd, POLLIN, 0 }, { fd6, POLLIN, 0 } };
+        int r = poll(pf, 2, (int) left);
         if (r <= 0) {
             continue; /* EINTR or the deadline: the loop decides */
         }
-        ssize_t got = recv(fd, buf, RECV_BUF, MSG_DONTWAIT | MSG_TRUNC);
+        int rfd = pf[0].revents ? fd : fd6;
+        ssize_t got = recv(rfd, buf, RECV_BUF, MSG_DONTWAIT | MSG_TRUNC);
         if (got < 0) {
             continue;
         }
@@ -2466,7 +2673,12 @@ query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
         ldns_pkt_free(pkt);
     }
     micro__free(buf);
-    close(fd);
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (fd6 >= 0) {
+        close(fd6);
+    }
     return 0;
 }
 

@@ -672,8 +672,10 @@ micro_server_record(const micro_server *s, micro_registry_service *out)
         micro_registry_service_clear(out);
         return rc;
     }
-    qsort(out->endpoints, out->n_endpoints, sizeof(micro_endpoint),
-        cmp_endpoint);
+    if (out->n_endpoints > 1) {
+        qsort(out->endpoints, out->n_endpoints, sizeof(micro_endpoint),
+            cmp_endpoint);
+    }
     rc = micro__server_subs_record(s, out); /* after the handlers, as Go */
     if (rc != 0) {
         micro_registry_service_clear(out);

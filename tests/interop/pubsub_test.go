@@ -272,7 +272,11 @@ func TestBrokerHTTPInNetns(t *testing.T) {
 	need(t)
 	t.Run("GoPublisherToCSubscriber", func(t *testing.T) {
 		s := startCSub(t, "--broker=http", "--registry=mdns", "--count=5", "interop.http.gc")
-		svc := micro.NewService(micro.Name("gopub"), micro.Registry(registry.NewRegistry()))
+		// Each Go service gets its own HTTP broker: Go Micro's global
+		// DefaultBroker resets its address to ":0" when disconnected, which
+		// races with the next service subscribing on the same global.
+		svc := micro.NewService(micro.Name("gopub"), micro.Broker(broker.NewBroker()),
+			micro.Registry(registry.NewRegistry()))
 		if err := svc.Options().Broker.Connect(); err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +285,8 @@ func TestBrokerHTTPInNetns(t *testing.T) {
 		checkCReceived(t, s, "interop.http.gc", 5)
 	})
 	t.Run("CPublisherToGoSubscriber", func(t *testing.T) {
-		g := startGoSub(t, "interop.http.cg", micro.Registry(registry.NewRegistry()))
+		g := startGoSub(t, "interop.http.cg", micro.Broker(broker.NewBroker()),
+			micro.Registry(registry.NewRegistry()))
 		cPublishUntil(t, g, "interop.http.cg", 5, "--broker=http", "--registry=mdns")
 	})
 }

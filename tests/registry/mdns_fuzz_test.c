@@ -222,7 +222,15 @@ test_fuzz(void **state)
     from.sin_family = AF_INET;
     from.sin_port = htons(9); /* discard: answers go nowhere */
     from.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const struct sockaddr *fp = (const struct sockaddr *) &from;
+    /* Every other datagram comes from an IPv6 querier: answers go back
+     * through the [::]:5353 socket. */
+    struct sockaddr_in6 from6;
+    memset(&from6, 0, sizeof(from6));
+    from6.sin6_family = AF_INET6;
+    from6.sin6_port = htons(9);
+    from6.sin6_addr = in6addr_loopback;
+    const struct sockaddr *fp4 = (const struct sockaddr *) &from;
+    const struct sockaddr *fp6 = (const struct sockaddr *) &from6;
 
     static wbuf w;
     static uint8_t big[61440];
@@ -346,7 +354,8 @@ test_fuzz(void **state)
             break;
         }
         }
-        int rc = micro__mdns_handle_packet(st, w.b, w.n, fp);
+        int rc = micro__mdns_handle_packet(
+            st, w.b, w.n, (i / 10) % 2 ? fp6 : fp4);
         assert_true(rc == 0 || rc == MICRO_EPROTO);
         handled++;
         proto += rc == MICRO_EPROTO;

@@ -8,6 +8,14 @@
  * The test runs in a private network namespace (unshare(CLONE_NEWNET), so
  * nothing reaches a real network) holding only lo, which it brings up. It
  * skips (77) when it may not create one (not root).
+ *
+ * IPv6 (ff02::fb). Linux joins ff02::fb on lo but gives lo no route for
+ * IPv6 multicast (sendto fails with ENETUNREACH, and a "multicast ff00::/8
+ * dev lo" route is turned into a reject route), so the IPv6 cases add
+ * "local ff02::fb/128 dev lo table local", which loops the group back
+ * through lo to every joined socket, and remove it afterwards. They skip
+ * with a message when the kernel has no IPv6 (/proc/sys/net/ipv6) or lo
+ * lacks ::1. A veth pair between two namespaces checks a real link.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,6 +80,31 @@ enter_netns(void)
     }
     close(fd);
     return rc;
+}
+
+/* IPv6 on lo, looped back as the header says; false (and why) when this
+ * kernel or namespace cannot. */
+static bool
+ipv6_lo_up(const char *test)
+{
+    if (access("/proc/sys/net/ipv6", F_OK) != 0) {
+        fprintf(stderr, "%s: skipped: no IPv6 in this kernel\n", test);
+        return false;
+    }
+    if (system("ip -6 addr show dev lo 2>/dev/null | grep -q 'inet6 ::1/128' "
+               "&& ip -6 route replace local ff02::fb/128 dev lo table local "
+               "2>/dev/null") != 0) {
+        fprintf(stderr, "%s: skipped: no ::1 on lo or no ip(8)\n", test);
+        return false;
+    }
+    return true;
+}
+
+static void
+ipv6_lo_down(void)
+{
+    (void) !system("ip -6 route del local ff02::fb/128 dev lo table local "
+                   "2>/dev/null");
 }
 
 /* §5.5's example, byte for byte what Go's json.Marshal writes. */
@@ -582,6 +615,30 @@ igmp_joined(const char *dev)
     return found;
 }
 
+/* Does /proc/net/igmp6 (this namespace) show ff02::fb on dev? */
+static bool
+igmp6_joined(const char *dev)
+{
+    FILE *f = fopen("/proc/net/igmp6", "r");
+    if (f == NULL) {
+        return false;
+    }
+    char line[256];
+    bool found = false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char name[64] = "";
+        char group[64] = "";
+        /* "1    lo    ff0200000000000000000000000000fb     2 ..." */
+        if (sscanf(line, "%*d %63s %63s", name, group) == 2 &&
+            strcmp(name, dev) == 0 &&
+            strcmp(group, "ff0200000000000000000000000000fb") == 0) {
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 /* A new interface is joined within a re-scan; a removed one forgotten. */
 static void
 test_follows_interfaces(void **state)
@@ -605,6 +662,14 @@ test_follows_interfaces(void **state)
         sleep_ms(100);
     }
     assert_true(igmp_joined("mdt0"));
+    if (access("/proc/sys/net/ipv6", F_OK) == 0) {
+        /* The veth's link-local address: ff02::fb is joined too. */
+        while (!igmp6_joined("mdt0") && now_ms() - t0 < 5000) {
+            sleep_ms(100);
+        }
+        assert_true(igmp6_joined("mdt0"));
+        assert_true(igmp6_joined("lo"));
+    }
     assert_int_equal(system("ip link del mdt0"), 0);
     micro_registry_free(a);
 }
@@ -701,8 +766,271 @@ test_interfaces_option(void **state)
     micro_registry_services_free(out, n);
     assert_true(igmp_joined("mdt2"));
     assert_false(igmp_joined("lo"));
+    if (access("/proc/sys/net/ipv6", F_OK) == 0) {
+        assert_false(igmp6_joined("lo"));
+    }
     micro_registry_free(a);
     assert_int_equal(system("ip link del mdt2"), 0);
+}
+
+static micro_registry *
+new_mdns_ipv6(const char *mode)
+{
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(micro_options_set_str(o, "registry_ipv6", mode), 0);
+    micro_registry *r = NULL;
+    assert_int_equal(micro_registry_new(&r, &micro_registry_mdns_ops, o), 0);
+    micro_options_free(o);
+    return r;
+}
+
+/* greeter (as make_greeter) renamed name, node n1 at addr1, n2 at addr2. */
+static void
+make_named(micro_registry_service *s, const char *name, const char *addr1,
+    const char *addr2)
+{
+    make_greeter(s);
+    free(s->name);
+    s->name = strdup(name);
+    free(s->nodes[0].address);
+    s->nodes[0].address = strdup(addr1);
+    free(s->nodes[1].address);
+    s->nodes[1].address = strdup(addr2);
+}
+
+/* Poll get_service until node id shows up with address want (1.5 s). */
+static bool
+resolves(micro_registry *r, const char *svc, const char *id, const char *want)
+{
+    int64_t t0 = now_ms();
+    while (now_ms() - t0 < 1500) {
+        micro_registry_service *out = NULL;
+        size_t n = 0;
+        if (micro_registry_get_service(r, svc, &out, &n) == 0) {
+            const micro_node *node = find_node(out, n, id);
+            bool ok = node != NULL && strcmp(node->address, want) == 0;
+            if (node != NULL && !ok) {
+                fprintf(stderr, "%s/%s: got %s, want %s\n", svc, id,
+                    node->address, want);
+            }
+            micro_registry_services_free(out, n);
+            if (ok) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* A node at an IPv6 address is served with AAAA and found as "[ip]:port"
+ * by a second registry (both families on). */
+static void
+test_ipv6_node(void **state)
+{
+    (void) state;
+    if (!ipv6_lo_up("test_ipv6_node")) {
+        skip();
+    }
+    micro_registry *a = new_mdns();
+    micro_registry *b = new_mdns();
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+    micro_registry_service svc;
+    make_named(&svc, "greeter6", "[::1]:10001", "127.0.0.1:10002");
+    assert_int_equal(micro_registry_register(a, &svc, 60000), 0);
+    assert_true(resolves(b, "greeter6", "n1", "[::1]:10001"));
+    assert_true(resolves(b, "greeter6", "n2", "127.0.0.1:10002"));
+    assert_true(resolves(a, "greeter6", "n1", "[::1]:10001"));
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n1", 2000) >= 0);
+    pthread_mutex_lock(&rec.mu);
+    for (size_t i = 0; i < rec.n; i++) {
+        if (strcmp(rec.ev[i].id, "n1") == 0) {
+            assert_string_equal(rec.ev[i].addr, "[::1]:10001");
+        }
+    }
+    pthread_mutex_unlock(&rec.mu);
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(a);
+    micro_registry_free(b);
+    micro_registry_service_clear(&svc);
+    recorder_clear(&rec);
+    ipv6_lo_down();
+}
+
+/* registry_ipv6=only: no IPv4 socket or group, and discovery, listing,
+ * watch and goodbyes all work over ff02::fb. A registry with
+ * registry_ipv6=off cannot be heard by them. */
+static void
+test_ipv6_only(void **state)
+{
+    (void) state;
+    micro_registry *bad = NULL;
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(micro_options_set_str(o, "registry_ipv6", "maybe"), 0);
+    assert_int_equal(micro_registry_new(&bad, &micro_registry_mdns_ops, o),
+        MICRO_EINVAL);
+    micro_options_free(o);
+    if (!ipv6_lo_up("test_ipv6_only")) {
+        skip();
+    }
+    micro_registry *a = new_mdns_ipv6("only");
+    micro_registry *b = new_mdns_ipv6("only");
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+    assert_true(igmp6_joined("lo"));
+    assert_false(igmp_joined("lo"));
+
+    micro_registry_service svc;
+    make_named(&svc, "only6", "[::1]:10003", "127.0.0.1:10004");
+    assert_int_equal(micro_registry_register(a, &svc, 60000), 0);
+    assert_true(resolves(b, "only6", "n1", "[::1]:10003"));
+    assert_true(resolves(b, "only6", "n2", "127.0.0.1:10004"));
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    assert_int_equal(micro_registry_list_services(b, &out, &n), 0);
+    bool listed = false;
+    for (size_t i = 0; i < n; i++) {
+        listed |= strcmp(out[i].name, "only6") == 0;
+    }
+    micro_registry_services_free(out, n);
+    assert_true(listed);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n1", 2000) >= 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n2", 2000) >= 0);
+
+    micro_registry_service one = { 0 };
+    one.name = svc.name;
+    one.version = svc.version;
+    one.nodes = &svc.nodes[0];
+    one.n_nodes = 1;
+    assert_int_equal(micro_registry_deregister(a, &one), 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "n1", 2000) >= 0);
+
+    /* IPv4 alone is not heard by IPv6 alone. */
+    micro_registry *c = new_mdns_ipv6("off");
+    micro_registry_service v4;
+    make_named(&v4, "only4", "127.0.0.1:10005", "127.0.0.1:10006");
+    assert_int_equal(micro_registry_register(c, &v4, 60000), 0);
+    assert_int_equal(micro_registry_get_service(b, "only4", &out, &n),
+        MICRO_ENOSERVICE);
+    assert_true(resolves(c, "only4", "n1", "127.0.0.1:10005"));
+    micro_registry_free(c);
+    micro_registry_service_clear(&v4);
+
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(a);
+    micro_registry_free(b);
+    micro_registry_service_clear(&svc);
+    recorder_clear(&rec);
+    ipv6_lo_down();
+}
+
+/* Two hosts: this namespace and a child's, joined by a veth pair with
+ * IPv6 only (link-local plus fd77:2::/64, no DAD). The child registers
+ * "[fd77:2::2]:9000" with registry_ipv6=only; we find it over the link
+ * and see its announcement and goodbye. */
+static void
+test_ipv6_veth(void **state)
+{
+    (void) state;
+    if (access("/proc/sys/net/ipv6", F_OK) != 0) {
+        fprintf(stderr, "test_ipv6_veth: skipped: no IPv6 in this kernel\n");
+        skip();
+    }
+    int go[2];
+    int ready[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(go[1]);
+        close(ready[0]);
+        char c = 0;
+        if (unshare(CLONE_NEWNET) != 0 || write(ready[1], &c, 1) != 1 ||
+            read(go[0], &c, 1) != 1 || c != 1) {
+            _exit(1);
+        }
+        /* The parent has moved mdv1 in here. */
+        if (system("ip link set lo up && "
+                   "echo 0 > /proc/sys/net/ipv6/conf/mdv1/accept_dad && "
+                   "ip -6 addr add fd77:2::2/64 dev mdv1 nodad && "
+                   "ip link set mdv1 up") != 0) {
+            _exit(2);
+        }
+        micro_options *o = NULL;
+        micro_registry *r = NULL;
+        if (micro_options_new(&o) != 0 ||
+            micro_options_set_str(o, "registry_ipv6", "only") != 0 ||
+            micro_options_set_str(o, "registry_interfaces", "mdv1") != 0 ||
+            micro_registry_new(&r, &micro_registry_mdns_ops, o) != 0) {
+            _exit(3);
+        }
+        micro_options_free(o);
+        micro_registry_service svc;
+        make_named(&svc, "vethsvc", "[fd77:2::2]:9000", "[fd77:2::2]:9001");
+        if (micro_registry_register(r, &svc, 60000) != 0) {
+            _exit(4);
+        }
+        c = 2;
+        if (write(ready[1], &c, 1) != 1) {
+            _exit(5);
+        }
+        (void) !read(go[0], &c, 1); /* until the parent is done */
+        micro_registry_free(r); /* says goodbye */
+        micro_registry_service_clear(&svc);
+        _exit(0);
+    }
+    close(go[0]);
+    close(ready[1]);
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+        "ip link add mdv0 type veth peer name mdv1 netns %d 2>/dev/null && "
+        "echo 0 > /proc/sys/net/ipv6/conf/mdv0/accept_dad && "
+        "ip -6 addr add fd77:2::1/64 dev mdv0 nodad && ip link set mdv0 up",
+        (int) pid);
+    if (system(cmd) != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fprintf(stderr, "test_ipv6_veth: skipped: no veth or ip(8)\n");
+        skip();
+    }
+    c = 1;
+    assert_int_equal(write(go[1], &c, 1), 1);
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 2);
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(micro_options_set_str(o, "registry_ipv6", "only"), 0);
+    assert_int_equal(
+        micro_options_set_str(o, "registry_interfaces", "mdv0"), 0);
+    micro_registry *b = NULL;
+    assert_int_equal(micro_registry_new(&b, &micro_registry_mdns_ops, o), 0);
+    micro_options_free(o);
+    recorder rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(b, on_event, &rec, &tok), 0);
+    assert_true(igmp6_joined("mdv0")); /* the link is up: joined at once */
+    assert_true(resolves(b, "vethsvc", "n1", "[fd77:2::2]:9000"));
+    assert_true(resolves(b, "vethsvc", "n2", "[fd77:2::2]:9001"));
+    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "n1", 3000) >= 0);
+    c = 3;
+    assert_int_equal(write(go[1], &c, 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "n1", 2000) >= 0);
+    micro_registry_unwatch(b, tok);
+    micro_registry_free(b);
+    recorder_clear(&rec);
+    close(go[1]);
+    close(ready[0]);
+    (void) !system("ip link del mdv0 2>/dev/null");
 }
 
 int
@@ -722,6 +1050,9 @@ main(void)
         cmocka_unit_test(test_follows_interfaces),
         cmocka_unit_test(test_register_ttl_kill),
         cmocka_unit_test(test_interfaces_option),
+        cmocka_unit_test(test_ipv6_node),
+        cmocka_unit_test(test_ipv6_only),
+        cmocka_unit_test(test_ipv6_veth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
