@@ -150,10 +150,15 @@ typedef struct micro_registry_ops {
 /** The in-process registry. */
 MICRO_API extern const micro_registry_ops micro_registry_memory_ops;
 /**
- * The mDNS registry, wire-compatible with Go Micro v4's: multicast DNS on
- * 224.0.0.251:5353 on every up interface (loopback included), records and
- * TXT encoding as Go Micro writes them. Options: "registry_timeout" (the
- * lookup window, 100 ms).
+ * The mDNS registry (the default), wire-compatible with Go Micro v4's:
+ * multicast DNS on 224.0.0.251:5353 and [ff02::fb]:5353 on every up
+ * interface (loopback included, followed as interfaces come and go),
+ * records and TXT encoding as Go Micro writes them, record TTL = the
+ * registration TTL. Options: "registry_timeout" (the lookup window,
+ * 100 ms), "registry_interfaces" (comma list; default all),
+ * "registry_ipv6" (on | off | only). IPv6 multicast on lo needs the route
+ * `ip -6 route add local ff02::fb/128 dev lo table local`; without it the
+ * registry runs on IPv4 there and says so at debug level.
  */
 MICRO_API extern const micro_registry_ops micro_registry_mdns_ops;
 

@@ -433,37 +433,6 @@ split_hostport(const char *addr, char *host, size_t cap, int *port)
     return 0;
 }
 
-/* Go's addr.Extract for an unspecified host: a private address of an up
- * non-loopback interface, else any non-loopback one, else 127.0.0.1. */
-static void
-extract_host(char *out, size_t cap)
-{
-    struct ifaddrs *ifs = NULL;
-    snprintf(out, cap, "127.0.0.1");
-    if (getifaddrs(&ifs) != 0) {
-        return;
-    }
-    char priv[INET_ADDRSTRLEN] = "", other[INET_ADDRSTRLEN] = "";
-    for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
-        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
-            (i->ifa_flags & IFF_LOOPBACK) != 0 ||
-            (i->ifa_flags & IFF_UP) == 0) {
-            continue;
-        }
-        struct sockaddr_in *a = (struct sockaddr_in *) i->ifa_addr;
-        uint32_t ip = ntohl(a->sin_addr.s_addr);
-        bool is_priv = (ip >> 24) == 10 || (ip >> 20) == 0xac1 ||
-            (ip >> 16) == 0xc0a8;
-        char *dst = is_priv ? priv : other;
-        if (dst[0] == '\0') {
-            inet_ntop(AF_INET, &a->sin_addr, dst, INET_ADDRSTRLEN);
-        }
-    }
-    if (priv[0] || other[0]) {
-        snprintf(out, cap, "%s", priv[0] ? priv : other);
-    }
-    freeifaddrs(ifs);
-}
 
 static int
 do_listen(void *arg)
@@ -514,9 +483,8 @@ do_listen(void *arg)
         snprintf(h->address, sizeof(h->address), "[%s]:%d", ip, bport);
     }
     char adv[64];
-    if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
-        strcmp(host, "::") == 0) {
-        extract_host(adv, sizeof(adv));
+    if (micro__host_unspecified(host)) {
+        micro__advertise_host(adv, sizeof(adv));
     } else {
         snprintf(adv, sizeof(adv), "%s", ip);
     }

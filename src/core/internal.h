@@ -40,6 +40,13 @@ void micro__uuid(char out[37]);
 /* Uniform random number in [0, n); thread-safe. n > 0. */
 uint32_t micro__rand(uint32_t n);
 
+/* Go Micro's advertise rule (util/addr Extract) for an unspecified host:
+ * the first private IPv4 address of an up non-loopback interface, else any
+ * non-loopback one, else 127.0.0.1. */
+void micro__advertise_host(char *out, size_t cap);
+/* True for "", "0.0.0.0", "::" and "[::]". */
+bool micro__host_unspecified(const char *host);
+
 #define MICRO_LOGF(lvl, comp, ...)                                             \
     do {                                                                       \
         if (micro_log_enabled(lvl)) {                                          \

@@ -8,10 +8,6 @@
 #include "core/msg_internal.h"
 #include "registry/registry_internal.h"
 
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 
 typedef micro__handler handler;
@@ -484,41 +480,6 @@ micro_server_wrap(micro_server *s, micro_handler_wrapper_fn fn, void *arg)
     return 0;
 }
 
-/* Go Micro's advertise rule: an unspecified host becomes the first private
- * address of a non-loopback interface, else any non-loopback address, else
- * loopback. */
-static void
-pick_host(char *out, size_t cap)
-{
-    struct ifaddrs *ifs = NULL;
-    snprintf(out, cap, "127.0.0.1");
-    if (getifaddrs(&ifs) != 0) {
-        return;
-    }
-    const char *best = NULL;
-    char priv[INET_ADDRSTRLEN] = "", other[INET_ADDRSTRLEN] = "";
-    for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
-        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
-            (i->ifa_flags & IFF_LOOPBACK) != 0 ||
-            (i->ifa_flags & IFF_UP) == 0) {
-            continue;
-        }
-        struct sockaddr_in *a = (struct sockaddr_in *) i->ifa_addr;
-        uint32_t ip = ntohl(a->sin_addr.s_addr);
-        bool is_priv = (ip >> 24) == 10 || (ip >> 20) == 0xac1 ||
-            (ip >> 16) == 0xc0a8;
-        char *dst = is_priv ? priv : other;
-        if (dst[0] == '\0') {
-            inet_ntop(AF_INET, &a->sin_addr, dst, INET_ADDRSTRLEN);
-        }
-    }
-    best = priv[0] ? priv : (other[0] ? other : NULL);
-    if (best != NULL) {
-        snprintf(out, cap, "%s", best);
-    }
-    freeifaddrs(ifs);
-}
-
 static void
 compute_address(micro_server *s)
 {
@@ -541,9 +502,8 @@ compute_address(micro_server *s)
     }
     memcpy(host, src, hl);
     host[hl] = '\0';
-    if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
-        strcmp(host, "[::]") == 0 || strcmp(host, "::") == 0) {
-        pick_host(host, sizeof(host));
+    if (micro__host_unspecified(host)) {
+        micro__advertise_host(host, sizeof(host));
     }
     snprintf(s->address, sizeof(s->address), "%s%s", host, colon);
 }
