@@ -452,7 +452,11 @@ on_message_complete(http_parser *p)
     micro_msg *m = c->cur;
     c->cur = NULL;
     c->waiting = false;
-    /* Go Micro hands handlers the peer as metadata "Remote". */
+    /* Go Micro hands handlers the peer as metadata "Remote"; a header of
+     * that name sent by the peer must not stand in for the real address. */
+    while (micro_msg_header(m, "Remote") != NULL) {
+        micro_msg_del_header(m, "Remote");
+    }
     if (c->remote[0] != '\0' &&
         micro__msg_add_header_n(m, "Remote", 6, c->remote,
             strlen(c->remote)) != 0) {

@@ -675,6 +675,32 @@ test_pipelined(void **state)
     good_call(g_addr);
 }
 
+/* A "Remote" header sent by the peer must not pose as its address: the
+ * handler's metadata "Remote" is the real peer (Greeter.Meta echoes it). */
+static void
+test_spoofed_remote(void **state)
+{
+    (void) state;
+    const char *body = "{\"key\":\"Remote\"}";
+    char req[512];
+    snprintf(req, sizeof(req),
+        "POST / HTTP/1.1\r\nHost: x\r\nRemote: 6.6.6.6:1\r\n"
+        "Remote: 7.7.7.7:2\r\nContent-Type: application/json\r\n"
+        "Micro-Endpoint: Greeter.Meta\r\nMicro-Service: greeter\r\n"
+        "Content-Length: %zu\r\n\r\n%s",
+        strlen(body), body);
+    raw r;
+    raw_rsp rsp;
+    assert_int_equal(raw_connect(&r, g_addr), 0);
+    assert_int_equal(raw_send_str(&r, req), strlen(req));
+    assert_int_equal(raw_read_response(&r, &rsp, 3000), 0);
+    assert_int_equal(rsp.status, 200);
+    assert_non_null(strstr(rsp.body, "\"value\":\"127.0.0.1:"));
+    assert_null(strstr(rsp.body, "6.6.6.6"));
+    assert_null(strstr(rsp.body, "7.7.7.7"));
+    raw_close(&r);
+}
+
 static void
 test_chunked_empty_body(void **state)
 {
@@ -716,6 +742,7 @@ main(void)
         cmocka_unit_test(test_routing_errors),
         cmocka_unit_test(test_codec_errors),
         cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_spoofed_remote),
         cmocka_unit_test(test_chunked_empty_body),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
