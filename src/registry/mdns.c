@@ -125,15 +125,6 @@ typedef struct seen_node {
     bool gone;                  /* a tombstone after a goodbye */
 } seen_node;
 
-typedef struct watcher {
-    uint64_t token;
-    micro_registry_watch_fn fn;
-    void *arg;
-    unsigned refs;
-    unsigned busy;
-    bool removed;
-} watcher;
-
 typedef struct mdns_state {
     /* Sockets and the thread start on first use (register, get, list,
      * watch), so a process that only calls by address multicasts nothing
@@ -146,7 +137,6 @@ typedef struct mdns_state {
     size_t n_only_ifs;
     bool scanned;            /* the first interface scan is done */
     pthread_mutex_t send_mu; /* IP_MULTICAST_IF + sendto on shared sockets */
-    pthread_cond_t idle;
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
@@ -171,24 +161,12 @@ typedef struct mdns_state {
     seen_node **seen;
     size_t n_seen;
 
-    watcher **watchers;
-    size_t n_watchers;
-    uint64_t next_token;
+    micro__watchers watch; /* guarded by mu */
 
     atomic_uint_fast64_t n_malformed;
     atomic_uint_fast64_t n_logged;
     atomic_int_fast64_t last_log;
 } mdns_state;
-
-typedef struct event {
-    micro_registry_action action;
-    micro_registry_service svc;
-} event;
-
-typedef struct evlist {
-    event *ev;
-    size_t n;
-} evlist;
 
 /* A built message waiting to be sent. */
 typedef struct outmsg {
@@ -200,8 +178,6 @@ typedef struct outlist {
     outmsg *m;
     size_t n;
 } outlist;
-
-static _Thread_local mdns_state *tl_dispatching;
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -1447,97 +1423,20 @@ entry_txt(mdns_state *m, const entry *e, micro_registry_service *t)
 /* ------------------------------------------------------------------ */
 /* Watch: events and the seen cache                                     */
 
+/* Queue an event carrying a copy of svc; a NULL l learns silently
+ * (seen_apply from a lookup). */
 static void
-ev_add(evlist *l, micro_registry_action action,
+ev_add(micro__evlist *l, micro_registry_action action,
     const micro_registry_service *svc)
 {
-    if (l == NULL) {
-        return; /* learning silently (seen_apply from a lookup) */
-    }
-    event *ev = micro__realloc(l->ev, (l->n + 1) * sizeof(*ev));
-    if (ev == NULL) {
-        goto oom;
-    }
-    l->ev = ev;
-    if (micro_registry_service_copy(&ev[l->n].svc, svc) < 0) {
-        goto oom;
-    }
-    ev[l->n].action = action;
-    l->n++;
-    return;
-oom:
-    MICRO_LOGF(MICRO_LOG_WARN, COMP, "watch event for %s dropped: %s",
-        svc->name, micro_strerror(MICRO_ENOMEM));
-}
-
-static void
-watcher_unref(watcher *w)
-{
-    if (--w->refs == 0) {
-        micro__free(w);
-    }
+    micro__evlist_push(l, COMP, action, svc, svc->nodes, svc->n_nodes);
 }
 
 /* Call every watcher for every event; the mutex must not be held. */
 static void
-dispatch(mdns_state *m, evlist *l)
+dispatch(mdns_state *m, micro__evlist *l)
 {
-    if (l->n == 0) {
-        micro__free(l->ev);
-        l->ev = NULL;
-        return;
-    }
-    pthread_mutex_lock(&m->mu);
-    size_t nw = m->n_watchers;
-    watcher **ws = NULL;
-    if (nw > 0) {
-        ws = micro__calloc(nw, sizeof(*ws));
-        if (ws == NULL) {
-            nw = 0;
-        }
-        for (size_t i = 0; i < nw; i++) {
-            ws[i] = m->watchers[i];
-            ws[i]->refs++;
-        }
-    }
-    pthread_mutex_unlock(&m->mu);
-
-    mdns_state *prev = tl_dispatching;
-    tl_dispatching = m;
-    for (size_t e = 0; e < l->n; e++) {
-        for (size_t i = 0; i < nw; i++) {
-            watcher *w = ws[i];
-            pthread_mutex_lock(&m->mu);
-            bool live = !w->removed;
-            if (live) {
-                w->busy++;
-            }
-            pthread_mutex_unlock(&m->mu);
-            if (!live) {
-                continue;
-            }
-            w->fn(w->arg, l->ev[e].action, &l->ev[e].svc);
-            pthread_mutex_lock(&m->mu);
-            if (--w->busy == 0 && w->removed) {
-                pthread_cond_broadcast(&m->idle);
-            }
-            pthread_mutex_unlock(&m->mu);
-        }
-    }
-    tl_dispatching = prev;
-
-    pthread_mutex_lock(&m->mu);
-    for (size_t i = 0; i < nw; i++) {
-        watcher_unref(ws[i]);
-    }
-    pthread_mutex_unlock(&m->mu);
-    micro__free(ws);
-    for (size_t e = 0; e < l->n; e++) {
-        micro_registry_service_clear(&l->ev[e].svc);
-    }
-    micro__free(l->ev);
-    l->ev = NULL;
-    l->n = 0;
+    (void) micro__watchers_dispatch(&m->watch, l);
 }
 
 static void
@@ -1571,7 +1470,7 @@ seen_find(mdns_state *m, const char *instance)
  * learn or refresh the node without reporting anything. */
 static void
 seen_apply(mdns_state *m, const char *instance, micro_registry_service *rec,
-    uint32_t ttl, int64_t now, evlist *ev)
+    uint32_t ttl, int64_t now, micro__evlist *ev)
 {
     seen_node *s = seen_find(m, instance);
     if (ttl == 0) {
@@ -1663,14 +1562,14 @@ static void
 on_response(mdns_state *m, const ldns_pkt *pkt)
 {
     pthread_mutex_lock(&m->mu);
-    bool watching = m->n_watchers > 0;
+    bool watching = m->watch.n > 0;
     pthread_mutex_unlock(&m->mu);
     if (!watching) {
         return;
     }
     parsed p;
     parse_entries(pkt, &p);
-    evlist ev = { 0 };
+    micro__evlist ev = { 0 };
     int64_t now = micro__now_ms();
     for (size_t i = 0; i < p.n_e; i++) {
         const entry *e = &p.e[i];
@@ -1703,7 +1602,7 @@ on_response(mdns_state *m, const ldns_pkt *pkt)
         t.nodes[0] = node;
         t.n_nodes = 1;
         pthread_mutex_lock(&m->mu);
-        if (m->n_watchers > 0) {
+        if (m->watch.n > 0) {
             seen_apply(m, e->name, &t, e->ttl, now, &ev);
         }
         pthread_mutex_unlock(&m->mu);
@@ -1936,7 +1835,7 @@ build_query(const char *name, ldns_rr_type type)
  * the time of the next timer. */
 static int64_t
 run_timers(mdns_state *m, int64_t now, outlist *announce, outlist *queries,
-    evlist *ev)
+    micro__evlist *ev)
 {
     int64_t next = now + 1000;
     pthread_mutex_lock(&m->mu);
@@ -2036,7 +1935,7 @@ mdns_thread(void *arg)
         }
         outlist ann = { 0 };
         outlist qry = { 0 };
-        evlist ev = { 0 };
+        micro__evlist ev = { 0 };
         int64_t next = run_timers(m, now, &ann, &qry, &ev);
         send_all_multicast(m, m->sock4, m->sock6, &ann);
         send_all_multicast(m, m->qsock, m->qsock6, &qry);
@@ -2206,7 +2105,6 @@ mdns_init(void *st, const micro_options *opts)
     int rc_only = 0;
     m->sock4 = m->qsock = m->sock6 = m->qsock6 = -1;
     m->wake[0] = m->wake[1] = -1;
-    m->next_token = 1;
     atomic_init(&m->stop, false);
     atomic_init(&m->n_malformed, 0);
     atomic_init(&m->n_logged, 0);
@@ -2218,7 +2116,7 @@ mdns_init(void *st, const micro_options *opts)
         pthread_mutex_destroy(&m->mu);
         return MICRO_ENOMEM;
     }
-    if (pthread_cond_init(&m->idle, NULL) != 0) {
+    if (micro__watchers_init(&m->watch, &m->mu, COMP) < 0) {
         pthread_mutex_destroy(&m->send_mu);
         pthread_mutex_destroy(&m->mu);
         return MICRO_ENOMEM;
@@ -2237,7 +2135,7 @@ mdns_init(void *st, const micro_options *opts)
         } else {
             MICRO_LOGF(MICRO_LOG_ERR, COMP,
                 "registry_ipv6 \"%s\": want on, off or only", v6);
-            pthread_cond_destroy(&m->idle);
+            micro__watchers_fini(&m->watch);
             pthread_mutex_destroy(&m->send_mu);
             pthread_mutex_destroy(&m->mu);
             return MICRO_EINVAL;
@@ -2247,7 +2145,7 @@ mdns_init(void *st, const micro_options *opts)
     if (only != NULL && only[0] != '\0') {
         rc_only = parse_if_list(m, only);
         if (rc_only < 0) {
-            pthread_cond_destroy(&m->idle);
+            micro__watchers_fini(&m->watch);
             pthread_mutex_destroy(&m->send_mu);
             pthread_mutex_destroy(&m->mu);
             return rc_only;
@@ -2265,7 +2163,7 @@ mdns_init(void *st, const micro_options *opts)
 
     if (pthread_mutex_init(&m->start_mu, NULL) != 0) {
         free_if_list(m);
-        pthread_cond_destroy(&m->idle);
+        micro__watchers_fini(&m->watch);
         pthread_mutex_destroy(&m->send_mu);
         pthread_mutex_destroy(&m->mu);
         return MICRO_ENOMEM;
@@ -2406,13 +2304,9 @@ mdns_fini(void *st)
         seen_free(m->seen[i]);
     }
     micro__free(m->seen);
-    for (size_t i = 0; i < m->n_watchers; i++) {
-        watcher_unref(m->watchers[i]);
-    }
-    micro__free(m->watchers);
+    micro__watchers_fini(&m->watch);
     free_if_list(m);
     pthread_mutex_destroy(&m->start_mu);
-    pthread_cond_destroy(&m->idle);
     pthread_mutex_destroy(&m->send_mu);
     pthread_mutex_destroy(&m->mu);
 }
@@ -2683,7 +2577,7 @@ query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
 }
 
 typedef struct get_ctx {
-    evlist ev; /* watch events of nodes the lookup taught the cache */
+    micro__evlist ev; /* watch events of nodes the lookup taught the cache */
     const char *name;
     char *suffix; /* ".S.micro." */
     micro_registry_service *res;
@@ -2698,7 +2592,7 @@ typedef struct get_ctx {
  * only to the lookup, and nobody would notice it die. */
 static void
 seen_learn(mdns_state *m, const entry *e, const micro_registry_service *t,
-    const micro_node *node, evlist *ev)
+    const micro_node *node, micro__evlist *ev)
 {
     if (t->version == NULL || t->version[0] == '\0') {
         return; /* Go's watcher ignores these as well */
@@ -2712,7 +2606,7 @@ seen_learn(mdns_state *m, const entry *e, const micro_registry_service *t,
     if (rec.nodes != NULL && micro_node_copy(&rec.nodes[0], node) == 0) {
         rec.n_nodes = 1;
         pthread_mutex_lock(&m->mu);
-        if (m->n_watchers > 0) {
+        if (m->watch.n > 0) {
             seen_apply(m, e->name, &rec, e->ttl, micro__now_ms(), ev);
         }
         pthread_mutex_unlock(&m->mu);
@@ -2898,27 +2792,7 @@ mdns_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
     if (src < 0) {
         return src;
     }
-    watcher *w = micro__calloc(1, sizeof(*w));
-    if (w == NULL) {
-        return MICRO_ENOMEM;
-    }
-    w->fn = fn;
-    w->arg = arg;
-    w->refs = 1;
-    pthread_mutex_lock(&m->mu);
-    watcher **ws =
-        micro__realloc(m->watchers, (m->n_watchers + 1) * sizeof(*ws));
-    if (ws == NULL) {
-        pthread_mutex_unlock(&m->mu);
-        micro__free(w);
-        return MICRO_ENOMEM;
-    }
-    m->watchers = ws;
-    w->token = m->next_token++;
-    m->watchers[m->n_watchers++] = w;
-    *token = w->token;
-    pthread_mutex_unlock(&m->mu);
-    return 0;
+    return micro__watchers_add(&m->watch, fn, arg, token);
 }
 
 static void
@@ -2926,23 +2800,9 @@ mdns_unwatch(void *st, uint64_t token)
 {
     mdns_state *m = st;
     pthread_mutex_lock(&m->mu);
-    for (size_t i = 0; i < m->n_watchers; i++) {
-        watcher *w = m->watchers[i];
-        if (w->token != token) {
-            continue;
-        }
-        memmove(&m->watchers[i], &m->watchers[i + 1],
-            (m->n_watchers - i - 1) * sizeof(*m->watchers));
-        m->n_watchers--;
-        w->removed = true;
-        while (w->busy > 0 && tl_dispatching != m) {
-            pthread_cond_wait(&m->idle, &m->mu);
-        }
-        watcher_unref(w);
-        break;
-    }
+    micro__watchers_remove(&m->watch, token);
     /* The cache serves only watchers. */
-    if (m->n_watchers == 0) {
+    if (m->watch.n == 0) {
         for (size_t i = 0; i < m->n_seen; i++) {
             seen_free(m->seen[i]);
         }

@@ -24,38 +24,12 @@ typedef struct mem_rec {
     size_t cap;
 } mem_rec;
 
-typedef struct watcher {
-    uint64_t token;
-    micro_registry_watch_fn fn;
-    void *arg;
-    unsigned refs;  /* the list holds one; each dispatch snapshot one */
-    unsigned busy;  /* callbacks running right now */
-    bool removed;   /* unwatched: never called again */
-} watcher;
-
 typedef struct mem_state {
     pthread_mutex_t mu;
-    pthread_cond_t idle; /* a removed watcher's last callback returned */
     mem_rec **recs;
     size_t n_recs;
-    watcher **watchers;
-    size_t n_watchers;
-    uint64_t next_token;
+    micro__watchers watch; /* guarded by mu */
 } mem_state;
-
-typedef struct event {
-    micro_registry_action action;
-    micro_registry_service svc;
-} event;
-
-typedef struct evlist {
-    event *ev;
-    size_t n;
-} evlist;
-
-/* The registry whose watchers this thread is calling, so an unwatch from
- * inside a callback does not wait for itself. */
-static _Thread_local mem_state *tl_dispatching;
 
 static bool
 str_eq(const char *a, const char *b)
@@ -63,112 +37,15 @@ str_eq(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-/* Queue an event carrying svc's header and the n nodes at nodes. Events
- * are best effort: out of memory drops one and logs it. */
-static void
-ev_add(evlist *l, micro_registry_action action,
-    const micro_registry_service *hdr, const micro_node *nodes, size_t n)
-{
-    event *ev = micro__realloc(l->ev, (l->n + 1) * sizeof(*ev));
-    if (ev == NULL) {
-        goto oom;
-    }
-    l->ev = ev;
-    event *e = &ev[l->n];
-    e->action = action;
-    if (micro__registry_service_copy_header(&e->svc, hdr) < 0) {
-        goto oom;
-    }
-    if (n > 0) {
-        e->svc.nodes = micro__calloc(n, sizeof(micro_node));
-        if (e->svc.nodes == NULL) {
-            micro_registry_service_clear(&e->svc);
-            goto oom;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (micro_node_copy(&e->svc.nodes[i], &nodes[i]) < 0) {
-                micro_registry_service_clear(&e->svc);
-                goto oom;
-            }
-            e->svc.n_nodes++;
-        }
-    }
-    l->n++;
-    return;
-oom:
-    MICRO_LOGF(MICRO_LOG_WARN, COMP, "watch event for %s dropped: %s",
-        hdr->name, micro_strerror(MICRO_ENOMEM));
-}
-
-static void
-watcher_unref(watcher *w)
-{
-    if (--w->refs == 0) {
-        micro__free(w);
-    }
-}
-
 /* Call every watcher for every event; the mutex must not be held. */
 static void
-dispatch(mem_state *m, evlist *l)
+dispatch(mem_state *m, micro__evlist *l)
 {
-    if (l->n == 0) {
-        micro__free(l->ev);
-        return;
+    size_t dropped = micro__watchers_dispatch(&m->watch, l);
+    if (dropped > 0) {
+        MICRO_LOGF(MICRO_LOG_WARN, COMP, "%zu watch events dropped: %s",
+            dropped, micro_strerror(MICRO_ENOMEM));
     }
-    pthread_mutex_lock(&m->mu);
-    size_t nw = m->n_watchers;
-    watcher **ws = NULL;
-    if (nw > 0) {
-        ws = micro__calloc(nw, sizeof(*ws));
-        if (ws == NULL) {
-            nw = 0;
-            MICRO_LOGF(MICRO_LOG_WARN, COMP, "%zu watch events dropped: %s",
-                l->n, micro_strerror(MICRO_ENOMEM));
-        }
-        for (size_t i = 0; i < nw; i++) {
-            ws[i] = m->watchers[i];
-            ws[i]->refs++;
-        }
-    }
-    pthread_mutex_unlock(&m->mu);
-
-    mem_state *prev = tl_dispatching;
-    tl_dispatching = m;
-    for (size_t e = 0; e < l->n; e++) {
-        for (size_t i = 0; i < nw; i++) {
-            watcher *w = ws[i];
-            pthread_mutex_lock(&m->mu);
-            bool live = !w->removed;
-            if (live) {
-                w->busy++;
-            }
-            pthread_mutex_unlock(&m->mu);
-            if (!live) {
-                continue;
-            }
-            w->fn(w->arg, l->ev[e].action, &l->ev[e].svc);
-            pthread_mutex_lock(&m->mu);
-            if (--w->busy == 0 && w->removed) {
-                pthread_cond_broadcast(&m->idle);
-            }
-            pthread_mutex_unlock(&m->mu);
-        }
-    }
-    tl_dispatching = prev;
-
-    pthread_mutex_lock(&m->mu);
-    for (size_t i = 0; i < nw; i++) {
-        watcher_unref(ws[i]);
-    }
-    pthread_mutex_unlock(&m->mu);
-    micro__free(ws);
-    for (size_t e = 0; e < l->n; e++) {
-        micro_registry_service_clear(&l->ev[e].svc);
-    }
-    micro__free(l->ev);
-    l->ev = NULL;
-    l->n = 0;
 }
 
 static void
@@ -217,7 +94,7 @@ rec_drop_node(mem_rec *r, size_t j)
 /* Drop expired nodes, and versions they leave empty; queue delete events.
  * Called with the mutex held. */
 static void
-purge(mem_state *m, int64_t now, evlist *l)
+purge(mem_state *m, int64_t now, micro__evlist *l)
 {
     for (size_t i = 0; i < m->n_recs;) {
         mem_rec *r = m->recs[i];
@@ -227,7 +104,8 @@ purge(mem_state *m, int64_t now, evlist *l)
                 MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "%s:%s node %s expired",
                     r->svc.name, r->svc.version ? r->svc.version : "",
                     r->svc.nodes[j].id);
-                ev_add(l, MICRO_REGISTRY_DELETE, &r->svc, &r->svc.nodes[j], 1);
+                micro__evlist_push(l, COMP, MICRO_REGISTRY_DELETE, &r->svc,
+                    &r->svc.nodes[j], 1);
                 rec_drop_node(r, j);
                 dropped = true;
             } else {
@@ -250,11 +128,10 @@ mem_init(void *st, const micro_options *opts)
     if (pthread_mutex_init(&m->mu, NULL) != 0) {
         return MICRO_ENOMEM;
     }
-    if (pthread_cond_init(&m->idle, NULL) != 0) {
+    if (micro__watchers_init(&m->watch, &m->mu, COMP) < 0) {
         pthread_mutex_destroy(&m->mu);
         return MICRO_ENOMEM;
     }
-    m->next_token = 1;
     return 0;
 }
 
@@ -266,11 +143,7 @@ mem_fini(void *st)
         rec_free(m->recs[i]);
     }
     micro__free(m->recs);
-    for (size_t i = 0; i < m->n_watchers; i++) {
-        watcher_unref(m->watchers[i]);
-    }
-    micro__free(m->watchers);
-    pthread_cond_destroy(&m->idle);
+    micro__watchers_fini(&m->watch);
     pthread_mutex_destroy(&m->mu);
 }
 
@@ -321,7 +194,7 @@ mem_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
         return rc;
     }
 
-    evlist ev = { 0 };
+    micro__evlist ev = { 0 };
     pthread_mutex_lock(&m->mu);
     int64_t now = micro__now_ms();
     purge(m, now, &ev);
@@ -378,11 +251,13 @@ mem_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
         r->svc.nodes[j] = *n;
         memset(n, 0, sizeof(*n));
         r->expires[j] = expires;
-        ev_add(&ev, is_new ? MICRO_REGISTRY_CREATE : MICRO_REGISTRY_UPDATE,
-            &r->svc, &r->svc.nodes[j], 1);
+        micro__evlist_push(&ev, COMP,
+            is_new ? MICRO_REGISTRY_CREATE : MICRO_REGISTRY_UPDATE, &r->svc,
+            &r->svc.nodes[j], 1);
     }
     if (created && in.n_nodes == 0) {
-        ev_add(&ev, MICRO_REGISTRY_CREATE, &r->svc, NULL, 0);
+        micro__evlist_push(
+            &ev, COMP, MICRO_REGISTRY_CREATE, &r->svc, NULL, 0);
     }
     MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "%s:%s registered (%zu new nodes)",
         r->svc.name, r->svc.version ? r->svc.version : "", n_new);
@@ -399,7 +274,7 @@ static int
 mem_deregister(void *st, const micro_registry_service *svc)
 {
     mem_state *m = st;
-    evlist ev = { 0 };
+    micro__evlist ev = { 0 };
     pthread_mutex_lock(&m->mu);
     purge(m, micro__now_ms(), &ev);
     size_t idx = 0;
@@ -408,8 +283,8 @@ mem_deregister(void *st, const micro_registry_service *svc)
         for (size_t i = 0; i < svc->n_nodes; i++) {
             for (size_t j = 0; j < r->svc.n_nodes; j++) {
                 if (strcmp(r->svc.nodes[j].id, svc->nodes[i].id) == 0) {
-                    ev_add(&ev, MICRO_REGISTRY_DELETE, &r->svc,
-                        &r->svc.nodes[j], 1);
+                    micro__evlist_push(&ev, COMP, MICRO_REGISTRY_DELETE,
+                        &r->svc, &r->svc.nodes[j], 1);
                     rec_drop_node(r, j);
                     break;
                 }
@@ -418,7 +293,8 @@ mem_deregister(void *st, const micro_registry_service *svc)
         /* As in Go, a version with no node left is gone. */
         if (r->svc.n_nodes == 0) {
             if (svc->n_nodes == 0) {
-                ev_add(&ev, MICRO_REGISTRY_DELETE, &r->svc, NULL, 0);
+                micro__evlist_push(
+                    &ev, COMP, MICRO_REGISTRY_DELETE, &r->svc, NULL, 0);
             }
             rec_remove(m, idx);
         }
@@ -433,7 +309,7 @@ mem_get_service(
     void *st, const char *name, micro_registry_service **out, size_t *n)
 {
     mem_state *m = st;
-    evlist ev = { 0 };
+    micro__evlist ev = { 0 };
     int rc = 0;
     *out = NULL;
     *n = 0;
@@ -477,7 +353,7 @@ static int
 mem_list_services(void *st, micro_registry_service **out, size_t *n)
 {
     mem_state *m = st;
-    evlist ev = { 0 };
+    micro__evlist ev = { 0 };
     int rc = 0;
     *out = NULL;
     *n = 0;
@@ -524,27 +400,7 @@ static int
 mem_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
 {
     mem_state *m = st;
-    watcher *w = micro__calloc(1, sizeof(*w));
-    if (w == NULL) {
-        return MICRO_ENOMEM;
-    }
-    w->fn = fn;
-    w->arg = arg;
-    w->refs = 1;
-    pthread_mutex_lock(&m->mu);
-    watcher **ws =
-        micro__realloc(m->watchers, (m->n_watchers + 1) * sizeof(*ws));
-    if (ws == NULL) {
-        pthread_mutex_unlock(&m->mu);
-        micro__free(w);
-        return MICRO_ENOMEM;
-    }
-    m->watchers = ws;
-    w->token = m->next_token++;
-    m->watchers[m->n_watchers++] = w;
-    *token = w->token;
-    pthread_mutex_unlock(&m->mu);
-    return 0;
+    return micro__watchers_add(&m->watch, fn, arg, token);
 }
 
 /* After this returns the callback is not running and will not run again,
@@ -555,21 +411,7 @@ mem_unwatch(void *st, uint64_t token)
 {
     mem_state *m = st;
     pthread_mutex_lock(&m->mu);
-    for (size_t i = 0; i < m->n_watchers; i++) {
-        watcher *w = m->watchers[i];
-        if (w->token != token) {
-            continue;
-        }
-        memmove(&m->watchers[i], &m->watchers[i + 1],
-            (m->n_watchers - i - 1) * sizeof(*m->watchers));
-        m->n_watchers--;
-        w->removed = true;
-        while (w->busy > 0 && tl_dispatching != m) {
-            pthread_cond_wait(&m->idle, &m->mu);
-        }
-        watcher_unref(w);
-        break;
-    }
+    micro__watchers_remove(&m->watch, token);
     pthread_mutex_unlock(&m->mu);
 }
 

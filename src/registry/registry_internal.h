@@ -4,6 +4,9 @@
 
 #include "cmicro/registry.h"
 
+#include <pthread.h>
+#include <stdint.h>
+
 /*
  * The name -> ops table (src/plugins.c). 0 and *ops set for a built
  * plugin; MICRO_ENOTBUILT for a known name compiled out (etcd,
@@ -30,6 +33,64 @@ int micro__registry_mdns_txt_json(const char *service, const char *version,
     const micro_metadata *md, const micro_endpoint *eps, size_t n_eps,
     char **out);
 
+/*
+ * Watchers and their events, shared by the registries that raise watch
+ * events themselves (memory.c, mdns.c; watch.c).
+ *
+ * The list is guarded by the registry's own mutex (mu, borrowed), so a
+ * registry can test n and change its own state under one lock. Callbacks
+ * never run with mu held: events are collected under the lock into an
+ * evlist and handed to micro__watchers_dispatch after it is released.
+ */
+typedef struct micro__watcher micro__watcher;
 
+typedef struct micro__watchers {
+    pthread_mutex_t *mu;  /* the registry's; guards everything below */
+    pthread_cond_t idle;  /* a removed watcher's last callback returned */
+    const char *comp;     /* the registry's log component */
+    micro__watcher **w;
+    size_t n;             /* read it with mu held */
+    uint64_t next_token;
+} micro__watchers;
+
+typedef struct micro__event {
+    micro_registry_action action;
+    micro_registry_service svc;
+} micro__event;
+
+typedef struct micro__evlist {
+    micro__event *ev;
+    size_t n;
+} micro__evlist;
+
+/* 0, or MICRO_ENOMEM when the condvar cannot be made. comp is borrowed
+ * for ws's lifetime and names the registry in logs and in the
+ * unwatch-from-a-callback check. */
+int micro__watchers_init(
+    micro__watchers *ws, pthread_mutex_t *mu, const char *comp);
+/* Frees every watcher; none may be running. Does not touch mu. */
+void micro__watchers_fini(micro__watchers *ws);
+/* Takes mu itself. 0 and *token set, or MICRO_ENOMEM. */
+int micro__watchers_add(micro__watchers *ws, micro_registry_watch_fn fn,
+    void *arg, uint64_t *token);
+/* Called with mu held; may release it while it waits. After this returns
+ * the callback is not running and will not run again, unless this was
+ * called from inside one of this registry's callbacks (then only the
+ * waiting is skipped). An unknown token is ignored. */
+void micro__watchers_remove(micro__watchers *ws, uint64_t token);
+/* Calls every watcher for every event of l, in order, then empties l.
+ * mu must not be held. Returns the number of events no watcher saw
+ * because the watcher snapshot could not be allocated (the caller logs
+ * them, or not, as it always has). */
+size_t micro__watchers_dispatch(micro__watchers *ws, micro__evlist *l);
+
+/* Queue an event carrying hdr's header and the n nodes at nodes; a NULL
+ * l does nothing. Events are best effort: out of memory drops one and
+ * logs it under comp. */
+void micro__evlist_push(micro__evlist *l, const char *comp,
+    micro_registry_action action, const micro_registry_service *hdr,
+    const micro_node *nodes, size_t n);
+/* Frees every event of l and l's array; l is left empty. */
+void micro__evlist_clear(micro__evlist *l);
 
 #endif
