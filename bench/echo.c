@@ -577,7 +577,7 @@ main(int argc, char **argv)
         .duration = 5.0, .warmup = 0.5};
     bool threads = false;
     resolve(argv[2], &cfg);
-    for (int i = 3; i < argc; i++) {
+    for (int i = 3; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) {
@@ -596,7 +596,6 @@ main(int argc, char **argv)
         } else {
             usage();
         }
-        i++;
     }
     if (cfg.size == 0 || cfg.inflight <= 0 || cfg.duration <= 0) {
         usage();

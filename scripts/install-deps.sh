@@ -15,6 +15,9 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libprotoc-dev
   curl wrk             # benchmarks and smoke tests
+  # test.sh's clang and fuzz tiers: clang 14, and its runtime, which holds
+  # libFuzzer (libclang_rt.fuzzer) and the sanitizers.
+  clang libclang-rt-14-dev
   # bench/run.sh contenders and its chart: gRPC C++ greeter (Debian's
   # libgrpc++), nginx answering a fixed body, h2load, the PNG chart.
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev

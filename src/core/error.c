@@ -410,7 +410,11 @@ parse_json_error(const char *text, size_t len, micro_error *e, bool *oom)
         const cJSON *code = cJSON_GetObjectItem(root, "code");
         if (code != NULL && !cJSON_IsNull(code)) {
             double d = cJSON_IsNumber(code) ? code->valuedouble : 0.5;
-            if (d != (double) (int32_t) d || d < INT32_MIN || d > INT32_MAX) {
+            /* The range test first: converting a double outside int32's
+             * range (1e99) is undefined behaviour. !(a && b) also refuses
+             * NaN. */
+            if (!(d >= INT32_MIN && d <= INT32_MAX) ||
+                d != (double) (int32_t) d) {
                 ok = false;
             } else {
                 e->code = (int32_t) d;

@@ -786,6 +786,59 @@ raise_parser_header_limit(size_t want)
     pthread_mutex_unlock(&mu);
 }
 
+static void
+set_parser_callbacks(http_parser_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->on_message_begin = on_message_begin;
+    s->on_header_field = on_header_field;
+    s->on_header_value = on_header_value;
+    s->on_headers_complete = on_headers_complete;
+    s->on_body = on_body;
+    s->on_message_complete = on_message_complete;
+}
+
+/* The fuzz target's way in (http_internal.h). A connection that exists
+ * only in memory: no socket, no loop, no remote address; it is parsed as
+ * on_read parses one read of a fresh connection, and the errors are
+ * classified as on_read classifies them, minus the replies. */
+int
+micro__http_parse_requests(const uint8_t *p, size_t n, size_t max_header,
+    size_t max_body, size_t *n_msgs)
+{
+    *n_msgs = 0;
+    http_state *t = micro__calloc(1, sizeof(*t));
+    conn *c = micro__calloc(1, sizeof(*c));
+    if (t == NULL || c == NULL) {
+        micro__free(t);
+        micro__free(c);
+        return MICRO_ENOMEM;
+    }
+    t->max_message = max_body;
+    t->max_header = max_header;
+    raise_parser_header_limit(max_header);
+    set_parser_callbacks(&t->settings);
+    c->t = t;
+    c->refs = 1;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    http_parser_execute(&c->parser, &t->settings, (const char *) p, n);
+    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+    int rc = 0;
+    if (err != HPE_OK || c->parser.upgrade) {
+        rc = MICRO_EPROTO;
+        if (c->oversized || err == HPE_HEADER_OVERFLOW ||
+            err == HPE_CB_header_field || err == HPE_CB_header_value ||
+            c->header_bytes > t->max_header) {
+            rc = MICRO_EMSGSIZE;
+        }
+    }
+    *n_msgs = (size_t) c->qlen;
+    conn_unref(c); /* frees the request in progress and the queue */
+    micro__free(t);
+    return rc;
+}
+
 static int
 http_init(void *st, micro_loop *loop, const micro_options *opts)
 {
@@ -806,13 +859,7 @@ http_init(void *st, micro_loop *loop, const micro_options *opts)
         t->read_timeout_ms = 30000;
     }
     raise_parser_header_limit(t->max_header);
-    memset(&t->settings, 0, sizeof(t->settings));
-    t->settings.on_message_begin = on_message_begin;
-    t->settings.on_header_field = on_header_field;
-    t->settings.on_header_value = on_header_value;
-    t->settings.on_headers_complete = on_headers_complete;
-    t->settings.on_body = on_body;
-    t->settings.on_message_complete = on_message_complete;
+    set_parser_callbacks(&t->settings);
     micro__http_pool_cfg cfg = {
         .size = (size_t) micro_options_get_int(opts, "client_pool_size"),
         .ttl_ms = micro_options_get_ms(opts, "client_pool_ttl"),

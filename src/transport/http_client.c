@@ -457,7 +457,10 @@ dial(const char *addr, int64_t deadline, int *fd_out)
  * Request serialisation
  * --------------------------------------------------------------------- */
 
-static const char ua_default[] = "Go-http-client/1.1";
+/* The User-Agent Go's client sends when none is set. A macro, not an
+ * array: the plan takes its size and the writer pastes it into a literal,
+ * so the two cannot disagree. */
+#define UA_DEFAULT "Go-http-client/1.1"
 
 static bool
 hdr_is(const struct micro_hdr *h, const char *name, size_t nl)
@@ -569,7 +572,7 @@ req_plan_make(req_plan *pl, const char *host, const micro_msg *req)
         n += h->klen + 2 + l + 2;
     }
     if (pl->ua == NULL) {
-        n += sizeof("User-Agent: \r\n") - 1 + sizeof(ua_default) - 1;
+        n += sizeof("User-Agent: " UA_DEFAULT "\r\n") - 1;
     } else {
         value_span(pl->ua->value, pl->ua->vlen, &s, &l);
         if (l > 0) { /* Go omits the line for an empty User-Agent */
@@ -601,7 +604,7 @@ req_plan_write(const req_plan *pl, const micro_msg *req, char *dst)
     d = put_value(d, pl->host, pl->host_len);
     d = PUT_LIT(d, "\r\n");
     if (pl->ua == NULL) {
-        d = PUT_LIT(d, "User-Agent: Go-http-client/1.1\r\n");
+        d = PUT_LIT(d, "User-Agent: " UA_DEFAULT "\r\n");
     } else {
         size_t s, l;
         value_span(pl->ua->value, pl->ua->vlen, &s, &l);

@@ -53,4 +53,17 @@ int micro__http_write_request(micro_buf *out, const char *host,
  * canonicalised headers, body. Appends to out. */
 int micro__http_write_response(micro_buf *out, const micro_msg *rsp);
 
+/*
+ * For the fuzz target: run p through the server's request parser
+ * (http_parser with http.c's own callbacks), as one read of a new
+ * connection, with the given limits (transport_max_header_size and
+ * transport_max_message_size). *n_msgs is the number of complete requests
+ * parsed; they are freed. 0 when every byte parsed; MICRO_EMSGSIZE when a
+ * limit was exceeded (the server answers 413 or 431), MICRO_EPROTO when
+ * malformed (400), MICRO_ENOMEM. Raises http_parser's process-wide header
+ * limit as a transport would. Thread: any.
+ */
+int micro__http_parse_requests(const uint8_t *p, size_t n, size_t max_header,
+    size_t max_body, size_t *n_msgs);
+
 #endif

@@ -45,9 +45,12 @@ int main(void) {
     return ok ? 0 : 1;
 }
 C
-  san=""
-  ldd "$bin/libcmicro.so" | grep -q libasan && san="-fsanitize=address,undefined"
-  ldd "$bin/libcmicro.so" | grep -q libtsan && san="-fsanitize=thread"
+  # ldd's output is read whole first: "ldd | grep -q" under pipefail fails
+  # at random when grep exits early and ldd dies of SIGPIPE, and the app
+  # was then linked without the sanitizer the library needs.
+  san="" deps=$(ldd "$bin/libcmicro.so")
+  grep -q libasan <<<"$deps" && san="-fsanitize=address,undefined"
+  grep -q libtsan <<<"$deps" && san="-fsanitize=thread"
   gcc -std=c11 $san "$tmp/app.c" -o "$tmp/app" $(pkg-config --cflags --libs cmicro)
   LD_LIBRARY_PATH="$libdir" "$tmp/app"
   echo "install: pkg-config --libs cmicro = $(pkg-config --libs cmicro)" ;;

@@ -258,8 +258,9 @@ test_kitchen_json_roundtrip(void **state)
         "{\"o_text\":\"x\"}",
         "{\"o_msg\":{\"name\":\"n\",\"child\":{\"id\":3}}}",
         "{\"Choice\":{\"ONum\":7}}",
-        "{\"r_int32\":[1,-2,3],\"m_bool\":{\"true\":false},"
-        "\"m_u64_enum\":{\"18446744073709551615\":\"GREEN\"}}",
+        /* One element in two literals: the parentheses say so. */
+        ("{\"r_int32\":[1,-2,3],\"m_bool\":{\"true\":false},"
+         "\"m_u64_enum\":{\"18446744073709551615\":\"GREEN\"}}"),
         "{\"f_bytes\":\"AAEC/w==\",\"r_bytes\":[\"\",\"YQ==\"]}",
         "{\"t_value\":null,\"t_empty\":{}}",
         "{}",
