@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include <cmicro/micro.h>
+#include "support/netns.h"
 
 static int64_t
 now_ns(void)
@@ -76,25 +77,6 @@ first_call(int argc, char **argv, int64_t t_main)
     return 0;
 }
 
-static int
-lo_up(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    close(fd);
-    return rc;
-}
-
 /* Run self with args, stdout into buf; returns the exit status. */
 static int
 run_self(const char *self, char *const argv[], char *buf, size_t cap)
@@ -127,7 +109,7 @@ run_self(const char *self, char *const argv[], char *buf, size_t cap)
 static int
 cold(const char *self, int runs)
 {
-    if (unshare(CLONE_NEWNET) != 0 || lo_up() != 0) {
+    if (unshare(CLONE_NEWNET) != 0 || t_lo_up() != 0) {
         fprintf(stderr, "cold: cannot enter a private network namespace "
                         "(%s); run as root\n", strerror(errno));
         return 77;

@@ -25,33 +25,12 @@
 
 #include "cmicro/micro.h"
 #include "registry/mdns_internal.h"
+#include "support/netns.h"
 
 static void *st;            /* the registry's state, for the whole run */
 static bool skipped = true; /* until set up */
 static struct sockaddr_in from4;
 static struct sockaddr_in6 from6;
-
-static int
-enter_netns(void)
-{
-    if (unshare(CLONE_NEWNET) != 0) {
-        return -1;
-    }
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    close(fd);
-    return rc;
-}
 
 static void
 on_event(void *arg, micro_registry_action action,
@@ -73,7 +52,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void) argc;
     (void) argv;
-    if (enter_netns() != 0) {
+    if (t_enter_netns() != 0) {
         fprintf(stderr, "fuzz_mdns: skipped: cannot create a private "
                         "network namespace with lo up (needs root)\n");
         return 0;

@@ -198,21 +198,6 @@ respond(hconn *c, int code, const char *detail, bool close_after)
     }
 }
 
-static int
-hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    if (ch >= 'A' && ch <= 'F') {
-        return ch - 'A' + 10;
-    }
-    return -1;
-}
-
 /* The "id" query parameter of url, unescaped (Go's url.ParseQuery). */
 static bool
 query_id(const char *url, size_t n, char *out, size_t cap)
@@ -233,10 +218,10 @@ query_id(const char *url, size_t n, char *out, size_t cap)
                 if (ch == '+') {
                     ch = ' ';
                 } else if (ch == '%') {
-                    if (e - s < 3 || hexval(s[1]) < 0 || hexval(s[2]) < 0) {
+                    if (e - s < 3 || micro__hexval(s[1]) < 0 || micro__hexval(s[2]) < 0) {
                         return false;
                     }
-                    ch = hexval(s[1]) * 16 + hexval(s[2]);
+                    ch = micro__hexval(s[1]) * 16 + micro__hexval(s[2]);
                     s += 2;
                 }
                 if (o + 1 >= cap) {
@@ -408,39 +393,12 @@ on_connection(uv_stream_t *server, int status)
 /* Addresses.                                                           */
 
 static int
-split_hostport(const char *addr, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL) {
-        return MICRO_EINVAL;
-    }
-    size_t hl = (size_t) (colon - addr);
-    if (hl > 0 && addr[0] == '[' && addr[hl - 1] == ']') {
-        addr++;
-        hl -= 2;
-    }
-    if (hl >= cap) {
-        return MICRO_EINVAL;
-    }
-    memcpy(host, addr, hl);
-    host[hl] = '\0';
-    char *end = NULL;
-    long p = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end != '\0' || p < 0 || p > 65535) {
-        return MICRO_EINVAL;
-    }
-    *port = (int) p;
-    return 0;
-}
-
-
-static int
 do_listen(void *arg)
 {
     httpb *h = arg;
     char host[64];
     int port = 0;
-    int rc = split_hostport(h->listen, host, sizeof(host), &port);
+    int rc = micro__split_host_port(h->listen, host, sizeof(host), &port);
     if (rc != 0) {
         micro_log(MICRO_LOG_ERR, "broker.http", "bad broker_address %s",
             h->listen);
@@ -825,7 +783,7 @@ dial(const char *addr, int64_t deadline, int *out)
 {
     char host[64];
     int port = 0;
-    if (split_hostport(addr, host, sizeof(host), &port) != 0) {
+    if (micro__split_host_port(addr, host, sizeof(host), &port) != 0) {
         return MICRO_EINVAL;
     }
     char ps[8];

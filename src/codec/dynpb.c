@@ -830,21 +830,6 @@ pbc_type(int t)
     return map[t];
 }
 
-static int
-unhex(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* protoc writes bytes defaults C-escaped (CEscape). */
 static ProtobufCBinaryData *
 bytes_default(micro_proto_dyn *d, const char *s)
@@ -870,11 +855,11 @@ bytes_default(micro_proto_dyn *d, const char *s)
             }
             i--;
             out[k++] = (uint8_t) v;
-        } else if (c == 'x' && i + 1 < n && unhex(s[i + 1]) >= 0) {
+        } else if (c == 'x' && i + 1 < n && micro__hexval(s[i + 1]) >= 0) {
             unsigned v = 0;
-            for (int j = 0; j < 2 && i + 1 < n && unhex(s[i + 1]) >= 0;
+            for (int j = 0; j < 2 && i + 1 < n && micro__hexval(s[i + 1]) >= 0;
                 j++) {
-                v = v * 16 + (unsigned) unhex(s[++i]);
+                v = v * 16 + (unsigned) micro__hexval(s[++i]);
             }
             out[k++] = (uint8_t) v;
         } else {

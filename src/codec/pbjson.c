@@ -965,17 +965,11 @@ hex4(const char *p, uint32_t *v)
 {
     uint32_t r = 0;
     for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        r <<= 4;
-        if (c >= '0' && c <= '9') {
-            r |= (uint32_t) (c - '0');
-        } else if (c >= 'a' && c <= 'f') {
-            r |= (uint32_t) (c - 'a' + 10);
-        } else if (c >= 'A' && c <= 'F') {
-            r |= (uint32_t) (c - 'A' + 10);
-        } else {
+        int d = micro__hexval((unsigned char) p[i]);
+        if (d < 0) {
             return -1;
         }
+        r = (r << 4) | (uint32_t) d;
     }
     *v = r;
     return 0;

@@ -46,6 +46,13 @@ uint32_t micro__rand(uint32_t n);
 void micro__advertise_host(char *out, size_t cap);
 /* True for "", "0.0.0.0", "::" and "[::]". */
 bool micro__host_unspecified(const char *host);
+/* Split a listen address "host:port" / "[ip6]:port" (port 0..65535, host
+ * may be empty) into host (brackets removed) and port. MICRO_EINVAL when
+ * malformed or the host does not fit cap. */
+int micro__split_host_port(const char *addr, char *host, size_t cap,
+    int *port);
+/* Value of one hex digit (either case), or -1. */
+int micro__hexval(int c);
 
 #define MICRO_LOGF(lvl, comp, ...)                                             \
     do {                                                                       \

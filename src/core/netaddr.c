@@ -42,3 +42,45 @@ micro__host_unspecified(const char *host)
     return host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
         strcmp(host, "::") == 0 || strcmp(host, "[::]") == 0;
 }
+
+int
+micro__split_host_port(const char *addr, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL) {
+        return MICRO_EINVAL;
+    }
+    size_t hl = (size_t) (colon - addr);
+    const char *h = addr;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= cap) {
+        return MICRO_EINVAL;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end = NULL;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || p < 0 || p > 65535) {
+        return MICRO_EINVAL;
+    }
+    *port = (int) p;
+    return 0;
+}
+
+int
+micro__hexval(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}

@@ -294,21 +294,6 @@ micro__mdns_txt_encode(
     return 0;
 }
 
-static int
-hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* hex (as Go's hex.DecodeString: either case, even length) then inflate. */
 static int
 txt_unpack(const uint8_t *hex, size_t n, char **json, size_t *jlen)
@@ -324,8 +309,8 @@ txt_unpack(const uint8_t *hex, size_t n, char **json, size_t *jlen)
         return MICRO_ENOMEM;
     }
     for (size_t i = 0; i < rlen; i++) {
-        int hi = hexval(hex[2 * i]);
-        int lo = hexval(hex[2 * i + 1]);
+        int hi = micro__hexval(hex[2 * i]);
+        int lo = micro__hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             micro__free(raw);
             return MICRO_ECODEC;

@@ -878,39 +878,12 @@ on_handle_closed(uv_handle_t *h)
 }
 
 static int
-split_host_port(const char *addr, char *host, size_t hcap, int *port)
-{
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL) {
-        return MICRO_EINVAL;
-    }
-    size_t hl = (size_t) (colon - addr);
-    const char *h = addr;
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl >= hcap) {
-        return MICRO_EINVAL;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end = NULL;
-    long p = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end != '\0' || p < 0 || p > 65535) {
-        return MICRO_EINVAL;
-    }
-    *port = (int) p;
-    return 0;
-}
-
-static int
 http_listen(void *st, const char *addr, micro_transport_recv_fn fn, void *arg)
 {
     http_state *t = st;
     char host[64];
     int port = 0;
-    int rc = split_host_port(addr, host, sizeof(host), &port);
+    int rc = micro__split_host_port(addr, host, sizeof(host), &port);
     if (rc != 0) {
         MICRO_LOGF(MICRO_LOG_ERR, "transport.http", "bad address %s", addr);
         return rc;

@@ -28,28 +28,7 @@
 #include "cmicro/micro.h"
 #include "registry/mdns_internal.h"
 #include "registry/registry_internal.h"
-
-static int
-enter_netns(void)
-{
-    if (unshare(CLONE_NEWNET) != 0) {
-        return -1;
-    }
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    close(fd);
-    return rc;
-}
+#include "support/netns.h"
 
 /* xorshift: reproducible. */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -398,7 +377,7 @@ test_fuzz(void **state)
 int
 main(void)
 {
-    if (enter_netns() != 0) {
+    if (t_enter_netns() != 0) {
         fprintf(stderr, "mdns_fuzz_test: skipped: cannot create a private "
                         "network namespace with lo up (needs root)\n");
         return 77;

@@ -42,6 +42,7 @@
 #include "cmicro/micro.h"
 #include "registry/mdns_internal.h"
 #include "registry/registry_internal.h"
+#include "support/netns.h"
 
 static void
 sleep_ms(int64_t ms)
@@ -57,29 +58,6 @@ now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A private network namespace with lo up. */
-static int
-enter_netns(void)
-{
-    if (unshare(CLONE_NEWNET) != 0) {
-        return -1;
-    }
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    close(fd);
-    return rc;
 }
 
 /* IPv6 on lo, looped back as the header says; false (and why) when this
@@ -1036,7 +1014,7 @@ test_ipv6_veth(void **state)
 int
 main(void)
 {
-    if (enter_netns() != 0) {
+    if (t_enter_netns() != 0) {
         fprintf(stderr, "mdns_test: skipped: cannot create a private network "
                         "namespace with lo up (needs root)\n");
         return 77;
