@@ -953,6 +953,16 @@ test_ipv6_veth(void **state)
         if (micro_registry_register(r, &svc, 60000) != 0) {
             _exit(4);
         }
+        /* Ready means answering: the link may come up (carrier) just
+         * after the registry's first scan, and then the join waits for the
+         * next re-scan (2 s). Wait for it rather than race the lookup. */
+        int64_t until = now_ms() + 6000;
+        while (!igmp6_joined("mdv1") && now_ms() < until) {
+            usleep(20000);
+        }
+        if (!igmp6_joined("mdv1")) {
+            _exit(6);
+        }
         c = 2;
         if (write(ready[1], &c, 1) != 1) {
             _exit(5);
