@@ -4,60 +4,140 @@
  * would provide it, rather than "unknown".
  */
 #include "core/internal.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
 #include "plugins.h"
 #include "registry/registry_internal.h"
 #include "selector/selector_internal.h"
 
 typedef struct row {
     const char *name;
-    const void *ops;   /* NULL: not built */
+    const void *ops;   /* NULL: not built in (see module) */
     const char *where; /* what provides it when not built */
+    const char *module; /* a shared object to load on first use, or NULL */
+    const char *symbol; /* the ops table's name in it */
 } row;
 
 static const row transports[] = {
-    {"http", &micro_transport_http_ops, NULL},
-    {"grpc", NULL, "the gRPC transport (not built in this version)"},
-    {"memory", NULL, "the memory transport (not built in this version)"},
-    {"nats", NULL, "the NATS transport (not built in this version)"},
+    {"http", &micro_transport_http_ops, NULL, NULL, NULL},
+    {"grpc", NULL, "the gRPC transport (not built in this version)",
+        NULL, NULL},
+    {"memory", NULL, "the memory transport (not built in this version)",
+        NULL, NULL},
+    {"nats", NULL, "the NATS transport (not built in this version)",
+        NULL, NULL},
 };
 
 static const row registries[] = {
-    {"memory", &micro_registry_memory_ops, NULL},
-    {"mdns", &micro_registry_mdns_ops, NULL},
-    {"etcd", NULL, "the etcd registry (not built in this version)"},
-    {"consul", NULL, "the Consul registry (not built in this version)"},
+    {"memory", &micro_registry_memory_ops, NULL, NULL, NULL},
+    {"mdns", &micro_registry_mdns_ops, NULL, NULL, NULL},
+    {"etcd", NULL, "the etcd registry (not built in this version)", NULL, NULL},
+    {"consul", NULL, "the Consul registry (not built in this version)",
+        NULL, NULL},
 };
 
 static const row selectors[] = {
-    {"random", &micro_selector_random_ops, NULL},
-    {"roundrobin", &micro_selector_roundrobin_ops, NULL},
-    {"leastconn", &micro_selector_leastconn_ops, NULL},
-    {"p2c", &micro_selector_p2c_ops, NULL},
+    {"random", &micro_selector_random_ops, NULL, NULL, NULL},
+    {"roundrobin", &micro_selector_roundrobin_ops, NULL, NULL, NULL},
+    {"leastconn", &micro_selector_leastconn_ops, NULL, NULL, NULL},
+    {"p2c", &micro_selector_p2c_ops, NULL, NULL, NULL},
 };
 
 static const row clients[] = {
-    {"mucp", &micro_client_mucp_ops, NULL},
-    {"grpc", NULL, "the gRPC client (not built in this version)"},
+    {"mucp", &micro_client_mucp_ops, NULL, NULL, NULL},
+    {"grpc", NULL, "the gRPC client (not built in this version)", NULL, NULL},
 };
 
 static const row servers[] = {
-    {"mucp", &micro_server_mucp_ops, NULL},
-    {"grpc", NULL, "the gRPC server (not built in this version)"},
+    {"mucp", &micro_server_mucp_ops, NULL, NULL, NULL},
+    {"grpc", NULL, "the gRPC server (not built in this version)", NULL, NULL},
 };
 
 static const row brokers[] = {
-    {"http", &micro_broker_http_ops, NULL},
-    {"memory", &micro_broker_memory_ops, NULL},
-#ifdef MICRO_HAVE_NATS
-    {"nats", &micro_broker_nats_ops, NULL},
+    {"http", &micro_broker_http_ops, NULL, NULL, NULL},
+    {"memory", &micro_broker_memory_ops, NULL, NULL, NULL},
+#if defined(MICRO_HAVE_NATS)
+    {"nats", &micro_broker_nats_ops, NULL, NULL, NULL},
+#elif defined(MICRO_NATS_MODULE)
+    /* libnats (and the OpenSSL it links) is loaded only by services that
+     * choose this broker. */
+    {"nats", NULL, "the NATS broker module", MICRO_NATS_MODULE,
+        "micro_broker_nats_ops"},
 #else
     {"nats", NULL, "the NATS broker (configure with -DMICRO_WITH_NATS=ON and "
-                   "libnats-dev)"},
+                   "libnats-dev)", NULL, NULL},
 #endif
-    {"rabbitmq", NULL, "the RabbitMQ broker (not built in this version)"},
-    {"redis", NULL, "the Redis broker (not built in this version)"},
-    {"mqtt", NULL, "the MQTT broker (not built in this version)"},
+    {"rabbitmq", NULL, "the RabbitMQ broker (not built in this version)",
+        NULL, NULL},
+    {"redis", NULL, "the Redis broker (not built in this version)", NULL, NULL},
+    {"mqtt", NULL, "the MQTT broker (not built in this version)", NULL, NULL},
 };
+
+#ifdef MICRO_NATS_MODULE
+/*
+ * dlopen a module: first from the directory libcmicro itself was loaded
+ * from (a build tree, or the install's libdir), then by the dynamic
+ * linker's search (LD_LIBRARY_PATH, ld.so.cache). Modules stay loaded:
+ * their ops tables are referenced for the process's life.
+ */
+static pthread_mutex_t module_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static const void *
+load_module(const char *file, const char *symbol, const char *kind,
+    const char *name)
+{
+    static void *handles[4];
+    static const char *files[4];
+    void *h = NULL;
+    const void *ops = NULL;
+
+    pthread_mutex_lock(&module_mu);
+    for (size_t i = 0; i < MICRO_ARRAY_LEN(files); i++) {
+        if (files[i] != NULL && strcmp(files[i], file) == 0) {
+            h = handles[i];
+        }
+    }
+    if (h == NULL) {
+        Dl_info self;
+        char path[4096];
+        if (dladdr((const void *)&module_mu, &self) != 0
+            && self.dli_fname != NULL) {
+            const char *slash = strrchr(self.dli_fname, '/');
+            if (slash != NULL
+                && (size_t)snprintf(path, sizeof path, "%.*s/%s",
+                       (int)(slash - self.dli_fname), self.dli_fname, file)
+                    < sizeof path) {
+                h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+            }
+        }
+        if (h == NULL) {
+            h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+        }
+        if (h == NULL) {
+            micro_log(MICRO_LOG_ERR, "plugins", "%s %s: cannot load %s: %s",
+                kind, name, file, dlerror());
+        } else {
+            for (size_t i = 0; i < MICRO_ARRAY_LEN(files); i++) {
+                if (files[i] == NULL) {
+                    files[i] = file;
+                    handles[i] = h;
+                    break;
+                }
+            }
+        }
+    }
+    if (h != NULL) {
+        ops = dlsym(h, symbol);
+        if (ops == NULL) {
+            micro_log(MICRO_LOG_ERR, "plugins", "%s %s: %s has no %s",
+                kind, name, file, symbol);
+        }
+    }
+    pthread_mutex_unlock(&module_mu);
+    return ops;
+}
+#endif
 
 static int
 lookup(const row *rows, size_t n, const char *kind, const char *name,
@@ -69,6 +149,12 @@ lookup(const row *rows, size_t n, const char *kind, const char *name,
     }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(rows[i].name, name) == 0) {
+#ifdef MICRO_NATS_MODULE
+            if (rows[i].ops == NULL && rows[i].module != NULL) {
+                *ops = load_module(rows[i].module, rows[i].symbol, kind, name);
+                return *ops != NULL ? 0 : MICRO_ENOTBUILT;
+            }
+#endif
             if (rows[i].ops == NULL) {
                 micro_log(MICRO_LOG_ERR, "plugins", "%s %s: %s", kind, name,
                     rows[i].where);

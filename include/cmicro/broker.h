@@ -127,7 +127,9 @@ typedef struct micro_broker_ops {
 
 MICRO_API extern const micro_broker_ops micro_broker_http_ops;
 MICRO_API extern const micro_broker_ops micro_broker_memory_ops;
-/** Present when built with libnats (MICRO_WITH_NATS). */
+/** In libcmicro-nats (link cmicro::nats or -lcmicro-nats; built with
+ *  MICRO_WITH_NATS). micro_broker_new_by_name("nats") loads it on first
+ *  use, so programs that never pick it do not map libnats or OpenSSL. */
 MICRO_API extern const micro_broker_ops micro_broker_nats_ops;
 
 /** For implementations: the subscription's topic and queue ("" none). */

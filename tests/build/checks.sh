@@ -5,6 +5,9 @@
 #   install  cmake --install to a temp prefix; a program links with
 #            `pkg-config --cflags --libs cmicro` and runs
 #   nats     <nats/nats.h> and <cmicro/micro.h> in one file (name clash)
+#   module   libcmicro.so needs neither libnats nor OpenSSL; the cmicro CLI
+#            loads libcmicro-nats on --broker=nats and a message crosses a
+#            real nats-server (77 without nats-server)
 set -euo pipefail
 check=$1 src=$2 bin=$3
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -22,10 +25,15 @@ headers)
   echo "headers: $(ls "$src"/include/cmicro/*.h | wc -l) headers ok in C11 and C++17" ;;
 exports)
   # Sanitizer builds add their own markers (__odr_asan.*, __asan_*, ...).
-  bad=$(nm -D --defined-only "$bin/libcmicro.so" | awk '{print $3}' \
-        | grep -v '^micro_' | grep -vE '^(__odr_asan|__asan|__ubsan|__tsan)' || true)
-  if [ -n "$bad" ]; then echo "exports not starting micro_:"; echo "$bad"; exit 1; fi
-  echo "exports: $(nm -D --defined-only "$bin/libcmicro.so" | wc -l) symbols, all micro_*" ;;
+  for lib in libcmicro.so libcmicro-nats.so; do
+    [ -f "$bin/$lib" ] || continue
+    bad=$(nm -D --defined-only "$bin/$lib" | awk '{print $3}' \
+          | grep -v '^micro_' | grep -vE '^(__odr_asan|__asan|__ubsan|__tsan)' || true)
+    if [ -n "$bad" ]; then echo "$lib exports not starting micro_:"; echo "$bad"; exit 1; fi
+    echo "exports: $lib: $(nm -D --defined-only "$bin/$lib" | wc -l) symbols, all micro_*"
+  done
+  n=$(nm -D --defined-only "$bin/libcmicro-nats.so" 2>/dev/null | awk '$3 != "micro_broker_nats_ops" && $3 !~ /^__/' | wc -l)
+  if [ "$n" != 0 ]; then echo "libcmicro-nats.so exports more than micro_broker_nats_ops"; exit 1; fi ;;
 install)
   cmake --install "$bin" --prefix "$tmp/prefix" >/dev/null
   libdir=$(ls -d "$tmp"/prefix/lib*/ | head -1)
@@ -59,4 +67,35 @@ nats)
   printf '#include <nats/nats.h>\n#include <cmicro/micro.h>\nint main(void){return 0;}\n' > "$tmp/n.c"
   gcc -std=gnu11 -Wall -Werror -I"$src/include" -c "$tmp/n.c" -o "$tmp/n.o"
   echo "nats: nats.h and micro.h coexist" ;;
+module)
+  needed=$(readelf -d "$bin/libcmicro.so" | awk '/NEEDED/ {print $5}')
+  if grep -Eq 'nats|ssl|crypto' <<<"$needed"; then
+    echo "libcmicro.so NEEDs what only the nats module should:"; echo "$needed"; exit 1
+  fi
+  [ -f "$bin/libcmicro-nats.so.0" ] || { echo "libcmicro-nats.so.0 not built"; exit 77; }
+  srv=""
+  for c in /usr/sbin/nats-server /usr/bin/nats-server /usr/local/bin/nats-server; do
+    [ -x "$c" ] && srv=$c && break
+  done
+  [ -n "$srv" ] || { echo "nats-server not installed"; exit 77; }
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$srv" -a 127.0.0.1 -p "$port" -l "$tmp/nats.log" & npid=$!
+  spid=""
+  trap 'kill $npid $spid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+  flags=(--broker=nats --broker_address=nats://127.0.0.1:$port --registry=memory)
+  MICRO_REGISTRY=memory "$bin/cmicro" subscribe "${flags[@]}" --count=1 check.module \
+    >"$tmp/sub.out" 2>"$tmp/sub.err" & spid=$!
+  for _ in $(seq 100); do grep -q 'subscribed to' "$tmp/sub.err" && break; sleep 0.05; done
+  grep -q 'subscribed to' "$tmp/sub.err" || { cat "$tmp/sub.err"; exit 1; }
+  maps=$(cat /proc/$spid/maps)
+  grep -q 'libcmicro-nats.so' <<<"$maps" || { echo "subscriber did not map libcmicro-nats"; exit 1; }
+  for _ in $(seq 50); do
+    MICRO_REGISTRY=memory "$bin/cmicro" publish "${flags[@]}" check.module '{"n":1}' >/dev/null 2>&1 || true
+    kill -0 $spid 2>/dev/null || break
+    sleep 0.1
+  done
+  wait $spid || { echo "subscriber failed"; cat "$tmp/sub.err"; exit 1; }
+  grep -q '"n":1' "$tmp/sub.out" || { echo "no message:"; cat "$tmp/sub.out" "$tmp/sub.err"; exit 1; }
+  echo "module: libcmicro.so NEEDs $(wc -w <<<"$needed") libraries, no nats/OpenSSL; --broker=nats loaded libcmicro-nats and delivered" ;;
 esac
