@@ -2,15 +2,27 @@
 -- headers, as a Go Micro client sends them.
 --   wrk -t1 -c64 -d5s -s bench/greeter.lua http://127.0.0.1:PORT/
 -- BENCH_SIZE=N in the environment sends a name of N 'x' bytes instead
--- (the 1 KB payload variant is BENCH_SIZE=1024).
+-- (the 1 KB payload variant is BENCH_SIZE=1024). BENCH_CODEC=protobuf
+-- sends greeter.proto's Request (field 1 = name) as application/protobuf.
 local size = tonumber(os.getenv("BENCH_SIZE") or "0") or 0
 local name = "John"
 if size > 0 then
    name = string.rep("x", size)
 end
 wrk.method = "POST"
-wrk.body = '{"name":"' .. name .. '"}'
-wrk.headers["Content-Type"] = "application/json"
+if os.getenv("BENCH_CODEC") == "protobuf" then
+   -- tag 0x0a, the length as a varint, the bytes
+   local n, len = #name, ""
+   while n >= 128 do
+      len = len .. string.char(128 + n % 128)
+      n = math.floor(n / 128)
+   end
+   wrk.body = string.char(10) .. len .. string.char(n) .. name
+   wrk.headers["Content-Type"] = "application/protobuf"
+else
+   wrk.body = '{"name":"' .. name .. '"}'
+   wrk.headers["Content-Type"] = "application/json"
+end
 wrk.headers["Micro-Endpoint"] = "Greeter.Hello"
 wrk.headers["Micro-Service"] = "greeter"
 wrk.headers["Micro-Method"] = "Greeter.Hello"

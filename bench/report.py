@@ -16,13 +16,18 @@ import sys
 
 res_path, foot_path, chart_path = sys.argv[1:4]
 
-ORDER = ["echo", "cmicro", "cmicro-pool", "cmicro-wrk", "gomicro",
+ORDER = ["echo", "cmicro", "cmicro-pool", "cmicro-wrk", "cmicro-proto",
+         "cmicro-proto-wrk", "gomicro",
          "gomicro-wrk", "grpc", "nginx-wrk"]
 DESC = {
     "echo": ("bench_echo server", "bench_echo client (epoll)"),
     "cmicro": ("greeter-server", "bench_greeter (cmicro client)"),
     "cmicro-pool": ("greeter-server --no_inline", "bench_greeter"),
     "cmicro-wrk": ("greeter-server", "wrk -t1 greeter.lua"),
+    "cmicro-proto": ("greeter-proto-server (protobuf)",
+                     "bench_greeter --content_type application/protobuf"),
+    "cmicro-proto-wrk": ("greeter-proto-server (protobuf)",
+                         "wrk -t1 greeter.lua, BENCH_CODEC=protobuf"),
     "gomicro": ("Go Micro v4 server", "Go Micro v4 client"),
     "gomicro-wrk": ("Go Micro v4 server", "wrk -t1 greeter.lua"),
     "grpc": ("gRPC C++ (callback)", "gRPC C++ client (callback)"),
@@ -110,17 +115,21 @@ def fnum(srv, m):
 load_rss = collections.defaultdict(list)
 for (c, s, k), rr in runs.items():
     srv = {"cmicro-wrk": "cmicro", "gomicro-wrk": "gomicro",
+           "cmicro-proto-wrk": "cmicro-proto",
            "nginx-wrk": "nginx"}.get(c, c)
     if s == 0:
         load_rss[srv].extend(x["rss_kb"] for x in rr.values())
 SRV_NAME = {"echo": "bench_echo server", "cmicro": "greeter-server",
             "cmicro-pool": "greeter-server --no_inline",
+            "cmicro-proto": "greeter-proto-server",
             "gomicro": "Go Micro v4 server", "grpc": "gRPC C++ server",
             "nginx": "nginx (1 process)"}
-p("| server | RSS at rest KiB | peak RSS under load KiB | bytes per idle "
-  "connection | exec → serving ms | binary B (stripped) |")
-p("|---|---:|---:|---:|---:|---:|")
-for srv in ["echo", "cmicro", "cmicro-pool", "gomicro", "grpc", "nginx"]:
+p("| server | RSS at rest KiB | private (USS) at rest KiB | peak RSS under "
+  "load KiB | bytes per idle connection | exec → serving ms | binary B "
+  "(stripped) |")
+p("|---|---:|---:|---:|---:|---:|---:|")
+for srv in ["echo", "cmicro", "cmicro-pool", "cmicro-proto", "gomicro",
+            "grpc", "nginx"]:
     if not foot.get((srv, "rss_rest")):
         continue
     b = foot.get((srv, "bin"), [""])[0].split()
@@ -131,8 +140,10 @@ for srv in ["echo", "cmicro", "cmicro-pool", "gomicro", "grpc", "nginx"]:
             binsz += " + libcmicro.so %s (%s)" % (lib[0], lib[1])
     if srv == "cmicro-pool":
         binsz = "same"
-    p("| %s | %s | %s | %s | %s | %s |" % (
-        SRV_NAME[srv], fmt(fnum(srv, "rss_rest")),
+    if srv == "cmicro-proto" and len(b) == 2:
+        binsz += " + libcmicro.so"
+    p("| %s | %s | %s | %s | %s | %s | %s |" % (
+        SRV_NAME[srv], fmt(fnum(srv, "rss_rest")), fmt(fnum(srv, "uss_rest")),
         fmt(max(load_rss[srv]) if load_rss[srv] else float("nan")),
         fmt(fnum(srv, "idle_conn_b")), fmt(fnum(srv, "startup_ms"), "%.1f"),
         binsz))

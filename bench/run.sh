@@ -19,6 +19,10 @@
 #   cmicro       greeter-server (Hello inline on the loop) / bench_greeter
 #   cmicro-pool  greeter-server --no_inline (worker pool) / bench_greeter
 #   cmicro-wrk   greeter-server / wrk -s bench/greeter.lua
+#   cmicro-proto greeter-proto-server (protoc-gen-cmicro stubs, inline) /
+#                bench_greeter --content_type application/protobuf
+#   cmicro-proto-wrk  greeter-proto-server / wrk, BENCH_CODEC=protobuf
+#                (both protobuf rows at BIG_INFLIGHT only)
 #   gomicro      Go Micro v4.11.0 server / Go Micro client (bench/go)
 #   gomicro-wrk  the same Go Micro server / wrk -s bench/greeter.lua
 #   grpc         gRPC C++ callback server / gRPC C++ callback client
@@ -47,7 +51,7 @@ BIG_INFLIGHT=${BIG_INFLIGHT:-64}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-pool cmicro-wrk gomicro gomicro-wrk grpc nginx-wrk"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -72,13 +76,14 @@ if [ ! -f "$BUILD/build.ninja" ]; then
         -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DMICRO_WERROR=ON \
         -DMICRO_BUILD_TESTS=OFF >&2
 fi
-targets=(greeter-server bench_echo bench_greeter)
+targets=(greeter-server greeter-proto-server bench_echo bench_greeter)
 if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^bench_grpc_server:'; then
     targets+=(bench_grpc_server bench_grpc_client)
 fi
 ninja -C "$BUILD" "${targets[@]}" >&2
 
 SERVER=$BUILD/greeter-server
+PROTO_SERVER=$BUILD/greeter-proto-server
 ECHO=$BUILD/bench/bench_echo
 GREETER=$BUILD/bench/bench_greeter
 GRPC_SERVER=$BUILD/bench/bench_grpc_server
@@ -110,15 +115,10 @@ if has gomicro || has gomicro-wrk; then
     fi
 fi
 if ! command -v wrk >/dev/null; then
-    drop cmicro-wrk gomicro-wrk nginx-wrk "wrk is not installed"
+    drop cmicro-wrk cmicro-proto-wrk gomicro-wrk nginx-wrk "wrk is not installed"
 fi
 if [ ! -x "$NGINX" ]; then
     drop nginx-wrk "nginx is not installed"
-fi
-if [ -f "$ROOT/src/codec/proto.c" ]; then
-    NOTES+=("cmicro protobuf: not measured yet (src/codec/proto.c exists, but bench_greeter and greeter-server speak JSON only)")
-else
-    NOTES+=("cmicro protobuf: skipped (no protobuf codec: src/codec/proto.c is not in the tree yet)")
 fi
 
 TMP=$(mktemp -d /tmp/cmicro-bench.XXXXXX)
@@ -203,6 +203,7 @@ server_cmd() {
     echo) echo "$ECHO server $2" ;;
     cmicro) echo "$SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
     cmicro-pool) echo "$SERVER --server_address=127.0.0.1:$2 --registry=memory --no_inline" ;;
+    cmicro-proto) echo "$PROTO_SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
     gomicro) echo "$GO_SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
     grpc) echo "$GRPC_SERVER 127.0.0.1:$2" ;;
     nginx)
@@ -223,6 +224,9 @@ start_server() { # kind port size; sets SRV_PID
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# Memory that is the process's alone (USS): private pages, clean or dirty;
+# shared library pages other processes also map are not counted.
+uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 now_s() { date +%s.%N; }
 
@@ -282,6 +286,11 @@ client_cmd() { # client port size K -> argv on stdout, one per line
         printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
             --duration "$DURATION" --warmup "$WARMUP" --size "$3"
         ;;
+    cmicro-proto)
+        printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
+            --duration "$DURATION" --warmup "$WARMUP" --size "$3" \
+            --content_type application/protobuf
+        ;;
     gomicro)
         printf '%s\n' "$GO_CLIENT" -address "127.0.0.1:$2" -inflight "$4" \
             -duration "$DURATION" -warmup "$WARMUP" -size "$3"
@@ -290,8 +299,10 @@ client_cmd() { # client port size K -> argv on stdout, one per line
         printf '%s\n' "$GRPC_CLIENT" --address "127.0.0.1:$2" --inflight "$4" \
             --duration "$DURATION" --warmup "$WARMUP" --size "$3"
         ;;
-    wrk)
-        printf '%s\n' env "BENCH_SIZE=$3" wrk -t1 -c"$4" -d"${DURATION}s" \
+    wrk | wrk-proto)
+        local codec=json
+        [ "$1" = wrk-proto ] && codec=protobuf
+        printf '%s\n' env "BENCH_SIZE=$3" "BENCH_CODEC=$codec" wrk -t1 -c"$4" -d"${DURATION}s" \
             -s "$ROOT/bench/greeter.lua" "http://127.0.0.1:$2/"
         ;;
     esac
@@ -304,6 +315,8 @@ pair() {
     cmicro) echo "cmicro cmicro" ;;
     cmicro-pool) echo "cmicro-pool cmicro" ;;
     cmicro-wrk) echo "cmicro wrk" ;;
+    cmicro-proto) echo "cmicro-proto cmicro-proto" ;;
+    cmicro-proto-wrk) echo "cmicro-proto wrk-proto" ;;
     gomicro) echo "gomicro gomicro" ;;
     gomicro-wrk) echo "gomicro wrk" ;;
     grpc) echo "grpc grpc" ;;
@@ -315,7 +328,7 @@ pair() {
 round() { # run
     local r=$1 s srv c port ks k
     for s in $SIZES; do
-        for srv in echo cmicro cmicro-pool gomicro grpc nginx; do
+        for srv in echo cmicro cmicro-pool cmicro-proto gomicro grpc nginx; do
             local cs=()
             for c in $CONTENDERS; do
                 set -- $(pair "$c")
@@ -327,11 +340,12 @@ round() { # run
             sleep 0.3
             if [ "$s" = 0 ]; then
                 printf '%s\trss_rest\t%s\n' "$srv" "$(rss_kb "$SRV_PID")" >>"$FOOT"
+                printf '%s\tuss_rest\t%s\n' "$srv" "$(uss_kb "$SRV_PID")" >>"$FOOT"
             fi
             for c in "${cs[@]}"; do
                 ks=$INFLIGHTS
                 [ "$s" != 0 ] && ks=$BIG_INFLIGHT
-                [ "$c" = cmicro-pool ] && ks=$BIG_INFLIGHT
+                case $c in cmicro-pool | cmicro-proto*) ks=$BIG_INFLIGHT ;; esac
                 for k in $ks; do
                     set -- $(pair "$c")
                     mapfile -t argv < <(client_cmd "$2" "$port" "$s" "$k")
@@ -408,7 +422,7 @@ EOF
 # Servers that take part in this run (for the footprint table).
 servers_in_run() {
     local srv c
-    for srv in echo cmicro cmicro-pool gomicro grpc nginx; do
+    for srv in echo cmicro cmicro-pool cmicro-proto gomicro grpc nginx; do
         for c in $CONTENDERS; do
             set -- $(pair "$c")
             if [ "$1" = "$srv" ]; then
@@ -438,6 +452,7 @@ strip_size() { strip -o "$TMP/stripped" "$1" 2>/dev/null && size_of "$TMP/stripp
 {
     printf 'cmicro\tbin\t%s %s\n' "$(size_of "$SERVER")" "$(strip_size "$SERVER")"
     printf 'cmicro\tlib\t%s %s\n' "$(size_of "$LIB")" "$(strip_size "$LIB")"
+    printf 'cmicro-proto\tbin\t%s %s\n' "$(size_of "$PROTO_SERVER")" "$(strip_size "$PROTO_SERVER")"
     [ -x "$GO_SERVER" ] && printf 'gomicro\tbin\t%s %s\n' "$(size_of "$GO_SERVER")" "$(strip_size "$GO_SERVER")"
     [ -x "$GRPC_SERVER" ] && printf 'grpc\tbin\t%s %s\n' "$(size_of "$GRPC_SERVER")" "$(strip_size "$GRPC_SERVER")"
     [ -x "$NGINX" ] && printf 'nginx\tbin\t%s %s\n' "$(size_of "$NGINX")" "$(size_of "$NGINX")"

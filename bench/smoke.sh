@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmarks (ctest label "bench"): runs bench_echo,
-# bench_greeter (also with a 1 KB name) and, when built, the gRPC C++ pair
+# bench_greeter (also with a 1 KB name, and in protobuf against
+# greeter-proto-server) and, when built, the gRPC C++ pair
 # for 1 second each against fresh servers and fails if one makes no calls
 # or reports an error.
 #   bench/smoke.sh BUILD_DIR        the C and C++ programs
@@ -103,6 +104,22 @@ check bench_greeter "$out" || fail=1
 out=$("$GREETER" --address "$ADDR" --inflight 4 --duration 0.5 --warmup 0.1 \
     --size 1024) || fail=1
 check "bench_greeter --size 1024" "$out" || fail=1
+
+PROTO_SERVER=$BUILD/greeter-proto-server
+if [ -x "$PROTO_SERVER" ]; then
+    start greeter-proto "$PROTO_SERVER" --server_address=127.0.0.1:0 \
+        --registry=memory || exit 1
+    out=$("$GREETER" --address "$ADDR" --inflight 4 --duration 0.5 \
+        --warmup 0.1 --content_type application/protobuf) || fail=1
+    check "bench_greeter protobuf" "$out" || fail=1
+    out=$("$GREETER" --address "$ADDR" --inflight 4 --duration 0.5 \
+        --warmup 0.1 --content_type application/protobuf --size 1024) ||
+        fail=1
+    check "bench_greeter protobuf --size 1024" "$out" || fail=1
+else
+    echo "smoke: $PROTO_SERVER is not built" >&2
+    fail=1
+fi
 
 if [ -x "$GRPC_SERVER" ] && [ -x "$GRPC_CLIENT" ]; then
     # libgrpc++ is not built with the sanitizers and frees some of its
