@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 
 #include <http_parser.h>
@@ -46,6 +47,8 @@
 typedef struct hc_conn {
     int fd;
     int64_t dialed_at_ms;
+    /* The call timeout SO_RCVTIMEO was last set for (-1: never set). */
+    int64_t rcvtimeo_for;
 } hc_conn;
 
 /* The idle connections of one address, a LIFO stack: the most recently
@@ -380,6 +383,15 @@ dial_sockaddr(const struct sockaddr *sa, socklen_t salen, int64_t deadline,
      * latency here. */
     int one = 1;
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* Blocking from here on: the first read of a response sleeps in recv()
+     * bounded by SO_RCVTIMEO (recv_response), saving a poll() per call.
+     * Every other read and every write passes MSG_DONTWAIT. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
     *fd_out = fd;
     return 0;
 }
@@ -680,7 +692,7 @@ send_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline, int *sent)
         memset(&mh, 0, sizeof(mh));
         mh.msg_iov = iov;
         mh.msg_iovlen = (size_t) iovcnt;
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR) {
                 continue;
@@ -928,10 +940,42 @@ parse_result(http_parser *hp, rsp_state *st, size_t nparsed, size_t n,
     return 0;
 }
 
+/*
+ * Bound the blocking first recv() of a response by the call's timeout.
+ * setsockopt runs only when the timeout differs from the one the
+ * connection last had (usually once per connection). The value set is what
+ * was left of that call's deadline, so a later call with the same timeout
+ * may sleep past its deadline by at most the time it spent sending. 0
+ * when the first read may block; otherwise the caller polls instead.
+ */
 static int
-recv_response(int fd, const char *addr, const micro__http_pool_cfg *cfg,
-    int64_t deadline, micro_msg **rsp, xfer_out *xo)
+arm_rcvtimeo(hc_conn *c, int64_t timeout_ms, int64_t deadline)
 {
+    if (c->rcvtimeo_for == timeout_ms) {
+        return 0;
+    }
+    struct timeval tv = { 0, 0 };
+    if (deadline != HC_NO_DEADLINE) {
+        int64_t left = deadline - micro__now_ms();
+        if (left <= 0) {
+            return MICRO_ETIMEDOUT;
+        }
+        tv.tv_sec = (time_t) (left / 1000);
+        tv.tv_usec = (suseconds_t) ((left % 1000) * 1000);
+    }
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) {
+        c->rcvtimeo_for = -1;
+        return -errno;
+    }
+    c->rcvtimeo_for = timeout_ms;
+    return 0;
+}
+
+static int
+recv_response(hc_conn *c, const char *addr, const micro__http_pool_cfg *cfg,
+    int64_t timeout_ms, int64_t deadline, micro_msg **rsp, xfer_out *xo)
+{
+    int fd = c->fd;
     rsp_state st;
     memset(&st, 0, sizeof(st));
     st.cfg = cfg;
@@ -944,9 +988,12 @@ recv_response(int fd, const char *addr, const micro__http_pool_cfg *cfg,
     hp.data = &st;
     char buf[HC_RECV_BUF];
     bool leftover = false;
-    /* Right after the request nothing has arrived yet, so wait first; after
-     * a full buffer more is probably queued, so read first. */
-    bool must_wait = true;
+    /* Right after the request nothing has arrived yet: the first read
+     * sleeps in recv() itself (SO_RCVTIMEO bounds it). After that, a full
+     * buffer means more is probably queued, so read first; otherwise wait
+     * in poll() for what is left of the deadline. */
+    bool blocking = arm_rcvtimeo(c, timeout_ms, deadline) == 0;
+    bool must_wait = !blocking;
     while (!st.complete) {
         if (must_wait) {
             rc = wait_fd(fd, POLLIN, deadline);
@@ -954,7 +1001,17 @@ recv_response(int fd, const char *addr, const micro__http_pool_cfg *cfg,
                 goto out;
             }
         }
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        ssize_t n = recv(fd, buf, sizeof(buf), blocking ? 0 : MSG_DONTWAIT);
+        if (n < 0 && blocking) {
+            /* SO_RCVTIMEO expired (EAGAIN) or a signal came: poll() checks
+             * the deadline from here on. */
+            blocking = false;
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                must_wait = true;
+                continue;
+            }
+        }
+        blocking = false;
         if (n < 0) {
             if (errno == EINTR) {
                 must_wait = false;
@@ -1049,7 +1106,7 @@ micro__http_roundtrip(micro__http_pool *p, const char *addr,
         goto done;
     }
 
-    hc_conn c = { .fd = -1, .dialed_at_ms = 0 };
+    hc_conn c = { .fd = -1, .dialed_at_ms = 0, .rcvtimeo_for = -1 };
     bool reused = false;
     /* No liveness probe before reuse (it cost a syscall on every call):
      * a pooled connection the peer has closed fails on first use before any
@@ -1086,6 +1143,7 @@ micro__http_roundtrip(micro__http_pool *p, const char *addr,
                 goto done;
             }
             c.dialed_at_ms = micro__now_ms();
+            c.rcvtimeo_for = -1;
             reused = false;
         }
         struct iovec iov[2];
@@ -1100,7 +1158,8 @@ micro__http_roundtrip(micro__http_pool *p, const char *addr,
         xfer_out xo = { false, false };
         rc = send_all(c.fd, iov, iovcnt, deadline, sent);
         if (rc == 0) {
-            rc = recv_response(c.fd, addr, &p->cfg, deadline, rsp, &xo);
+            rc = recv_response(
+                &c, addr, &p->cfg, timeout_ms, deadline, rsp, &xo);
         }
         if (rc == 0) {
             if (xo.reusable) {

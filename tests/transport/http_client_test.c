@@ -36,6 +36,7 @@ typedef enum srv_mode {
     SRV_DROP_REUSE,  /* echo; on the first connection, close without an
                         answer when the second request arrives */
     SRV_CLOSE_NOW,   /* read a request, close without an answer */
+    SRV_ECHO_HUSH,   /* echo, but never answer a body of "hush" */
 } srv_mode;
 
 #define SRV_MAX_CONNS 64
@@ -118,9 +119,14 @@ srv_answer(srv_conn *c, srv_req *r, int nreq)
     switch (s->mode) {
     case SRV_ECHO:
     case SRV_ECHO_CLOSE:
+    case SRV_ECHO_HUSH:
     case SRV_DROP_REUSE: {
         if (s->mode == SRV_DROP_REUSE && c->index == 0 && nreq == 2) {
             return false;
+        }
+        if (s->mode == SRV_ECHO_HUSH && r->body.len == 4 &&
+            memcmp(r->body.data, "hush", 4) == 0) {
+            return true;
         }
         /* One write, so that Nagle plus delayed ACKs cannot stall it. */
         char head[128];
@@ -878,6 +884,44 @@ test_timeout(void **state)
     srv_stop(s);
 }
 
+/* The first read of a response blocks in recv() under SO_RCVTIMEO, which
+ * a pooled connection keeps between calls: each call must still end at
+ * its own deadline, whether the timeout is the one the connection was
+ * armed with or a different one. */
+static void
+test_timeout_on_reused_connection(void **state)
+{
+    (void) state;
+    srv *s = srv_start(SRV_ECHO_HUSH, NULL);
+    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_pool *p = pool_with(&cfg);
+    micro_msg *rsp = NULL;
+    int sent = 0;
+    assert_int_equal(call(p, s->addr, "a", 300, &rsp, &sent), 0);
+    assert_body(rsp, "a");
+    micro_msg_free(rsp);
+    rsp = NULL;
+    int64_t t0 = micro_now_ms();
+    assert_int_equal(
+        call(p, s->addr, "hush", 300, &rsp, &sent), MICRO_ETIMEDOUT);
+    int64_t el = micro_now_ms() - t0;
+    assert_true(el >= 290 && el <= 500);
+    assert_int_equal(atomic_load(&s->accepts), 1); /* it was reused */
+    assert_int_equal(call(p, s->addr, "b", 5000, &rsp, &sent), 0);
+    assert_body(rsp, "b");
+    micro_msg_free(rsp);
+    rsp = NULL;
+    t0 = micro_now_ms();
+    assert_int_equal(
+        call(p, s->addr, "hush", 200, &rsp, &sent), MICRO_ETIMEDOUT);
+    el = micro_now_ms() - t0;
+    assert_true(el >= 190 && el <= 400);
+    assert_int_equal(atomic_load(&s->accepts), 2);
+    assert_null(rsp);
+    micro__http_pool_free(p);
+    srv_stop(s);
+}
+
 static void
 test_refused(void **state)
 {
@@ -1197,6 +1241,7 @@ main(void)
         cmocka_unit_test(test_ttl_expiry),
         cmocka_unit_test(test_pool_size_zero),
         cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_timeout_on_reused_connection),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_bad_address),
         cmocka_unit_test(test_dial_by_name),
