@@ -123,13 +123,16 @@ SRV_NAME = {"echo": "bench_echo server", "cmicro": "greeter-server",
             "cmicro-pool": "greeter-server --no_inline",
             "cmicro-proto": "greeter-proto-server",
             "gomicro": "Go Micro v4 server", "grpc": "gRPC C++ server",
-            "nginx": "nginx (1 process)"}
+            "nginx": "nginx (1 process)",
+            "floor-empty": "floor: empty C program (glibc, ld.so)",
+            "floor-deps": "floor: libuv + cJSON + http_parser + zlib, "
+                          "listening, 2 threads (no cmicro)"}
 p("| server | RSS at rest KiB | private (USS) at rest KiB | peak RSS under "
   "load KiB | bytes per idle connection | exec → serving ms | binary B "
   "(stripped) |")
 p("|---|---:|---:|---:|---:|---:|---:|")
 for srv in ["echo", "cmicro", "cmicro-pool", "cmicro-proto", "gomicro",
-            "grpc", "nginx"]:
+            "grpc", "nginx", "floor-empty", "floor-deps"]:
     if not foot.get((srv, "rss_rest")):
         continue
     b = foot.get((srv, "bin"), [""])[0].split()

@@ -76,7 +76,8 @@ if [ ! -f "$BUILD/build.ninja" ]; then
         -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DMICRO_WERROR=ON \
         -DMICRO_BUILD_TESTS=OFF >&2
 fi
-targets=(greeter-server greeter-proto-server bench_echo bench_greeter)
+targets=(greeter-server greeter-proto-server bench_echo bench_greeter
+    bench_floor_empty bench_floor_deps)
 if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^bench_grpc_server:'; then
     targets+=(bench_grpc_server bench_grpc_client)
 fi
@@ -446,6 +447,25 @@ for srv in $(servers_in_run); do
         done
     done
     log "$srv: footprint measured"
+done
+# The floor under the dependencies: resident memory of an empty C program
+# and of one that only loads cmicro's libraries (bench/floor/).
+floor_rss() { # kind binary
+    "$2" >"$TMP/floor.out" 2>&1 &
+    local pid=$! i
+    for i in $(seq 1 500); do
+        grep -q 'listening on' "$TMP/floor.out" && break
+        sleep 0.01
+    done
+    sleep 0.3
+    printf '%s\trss_rest\t%s\n' "$1" "$(rss_kb "$pid")" >>"$FOOT"
+    printf '%s\tuss_rest\t%s\n' "$1" "$(uss_kb "$pid")" >>"$FOOT"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+for r in $(seq 1 "$RUNS"); do
+    floor_rss floor-empty "$BUILD/bench/bench_floor_empty"
+    floor_rss floor-deps "$BUILD/bench/bench_floor_deps"
 done
 size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
 strip_size() { strip -o "$TMP/stripped" "$1" 2>/dev/null && size_of "$TMP/stripped" || echo 0; }
