@@ -79,6 +79,7 @@ typedef struct httpb {
     bool listening;
     hconn *conns;
     int open_handles; /* loop thread only */
+    char *rbuf;       /* the read buffer of every connection (loop thread) */
     pthread_rwlock_t subs_lock;
     hsub *subs;
     /* publisher side */
@@ -329,13 +330,24 @@ static const http_parser_settings settings = {
     .on_message_complete = on_complete,
 };
 
+/* One loop thread, and each read is parsed before the next: one buffer
+ * per broker serves every connection. Allocated on the first read, so a
+ * process that never receives an event does not pay for it (a thread-local
+ * slab here used to cost every thread of every process 64 KiB). NULL gives
+ * libuv UV_ENOBUFS, which closes the connection. */
+#define HB_READ_BUF (64 * 1024)
+
 static void
 on_alloc(uv_handle_t *hd, size_t sz, uv_buf_t *buf)
 {
-    (void) hd;
+    hconn *c = hd->data;
+    httpb *h = c->h;
     (void) sz;
-    static _Thread_local char slab[65536];
-    *buf = uv_buf_init(slab, sizeof(slab));
+    if (h->rbuf == NULL) {
+        h->rbuf = micro__malloc(HB_READ_BUF);
+    }
+    *buf = h->rbuf != NULL ? uv_buf_init(h->rbuf, HB_READ_BUF)
+                           : uv_buf_init(NULL, 0);
 }
 
 static void
@@ -1148,6 +1160,7 @@ hb_fini(void *st)
     }
     micro_registry_services_free(h->cache, h->n_cache);
     pool_drain(h);
+    micro__free(h->rbuf);
     micro__free(h->listen);
     pthread_rwlock_destroy(&h->subs_lock);
     pthread_mutex_destroy(&h->cache_mu);
