@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(
   build-essential cmake ninja-build pkg-config g++
   libuv1-dev libcjson-dev libhttp-parser-dev libcmocka-dev
-  libldns-dev zlib1g-dev   # the mDNS registry: DNS wire format, TXT zlib
+  zlib1g-dev               # the mDNS registry: TXT payload (zlib)
   libnats-dev nats-server  # the NATS broker (cnats) and its tests
   # protobuf (issue 5): the protobuf-c runtime and protoc-gen-c, protoc,
   # and the .proto files protoc-gen-cmicro and the well-known types are

@@ -36,10 +36,10 @@
  * when the host adds one ("ip -6 route add local ff02::fb dev lo table
  * local", as the tests do); real interfaces need nothing.
  *
- * DNS messages are parsed and built with libldns, which rejects truncated
- * packets, compression loops and wrong counts. Every malformed datagram or
- * undecodable micro TXT is dropped, counted, and logged at most once per
- * DROP_LOG_MS.
+ * DNS messages are parsed and built by dns.c, which rejects truncated
+ * packets, bad names, compression loops and wrong counts. Every malformed
+ * datagram or undecodable micro TXT is dropped, counted, and logged at
+ * most once per DROP_LOG_MS.
  *
  * Watch. The thread turns complete instances in the responses it hears
  * into events. A cache of seen nodes holds each for its record TTL: an
@@ -63,10 +63,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <ldns/ldns.h>
 #include <zlib.h>
 
 #include "core/internal.h"
+#include "registry/dns.h"
 #include "registry/mdns_internal.h"
 #include "registry/registry_internal.h"
 
@@ -86,7 +86,6 @@
 #define MAX_ENTRIES 256     /* instances tracked per message */
 #define MAX_IFS 64
 #define RECV_BUF 65536
-#define NAME_MAX_TEXT 1100  /* a presentation-format name: 255 * 4 + 1 */
 #define TOMBSTONE_MS 2000   /* repeated goodbyes give one delete */
 
 /* ------------------------------------------------------------------ */
@@ -170,7 +169,7 @@ typedef struct mdns_state {
 
 /* A built message waiting to be sent. */
 typedef struct outmsg {
-    uint8_t *wire; /* ldns-allocated: free() */
+    uint8_t *wire; /* micro__free */
     size_t len;
 } outmsg;
 
@@ -510,12 +509,8 @@ parse_addr(const char *addr, int *family, uint8_t ip[16], uint16_t *port)
 static bool
 dname_ok(const char *name)
 {
-    ldns_rdf *r = ldns_dname_new_frm_str(name);
-    if (r == NULL) {
-        return false;
-    }
-    ldns_rdf_deep_free(r);
-    return true;
+    uint8_t w[MICRO_DNS_NAME_MAX];
+    return micro__dns_name_wire(name, w) > 0;
 }
 
 static void
@@ -597,166 +592,86 @@ lnode_new(const micro_registry_service *svc, size_t i, lnode **out)
 /* ------------------------------------------------------------------ */
 /* Building messages                                                    */
 
-static ldns_rr *
-rr_new(ldns_rr_type type, const char *owner, uint32_t ttl)
-{
-    ldns_rdf *o = ldns_dname_new_frm_str(owner);
-    if (o == NULL) {
-        return NULL;
-    }
-    ldns_rr *rr = ldns_rr_new();
-    if (rr == NULL) {
-        ldns_rdf_deep_free(o);
-        return NULL;
-    }
-    ldns_rr_set_owner(rr, o);
-    ldns_rr_set_type(rr, type);
-    ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
-    ldns_rr_set_ttl(rr, ttl);
-    return rr;
-}
-
-static bool
-rr_push(ldns_rr *rr, ldns_rdf *f)
-{
-    if (f == NULL) {
-        return false;
-    }
-    if (!ldns_rr_push_rdf(rr, f)) {
-        ldns_rdf_deep_free(f);
-        return false;
-    }
-    return true;
-}
-
-/* Append rr to the answer section; false (rr freed) on failure. */
-static bool
-pkt_answer(ldns_pkt *p, ldns_rr *rr, bool ok)
-{
-    if (rr == NULL) {
-        return false;
-    }
-    if (!ok || !ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, rr)) {
-        ldns_rr_free(rr);
-        return false;
-    }
-    return true;
-}
-
-static bool
-add_ptr(ldns_pkt *p, const char *owner, const char *target, uint32_t ttl)
-{
-    ldns_rr *rr = rr_new(LDNS_RR_TYPE_PTR, owner, ttl);
-    return rr != NULL &&
-           pkt_answer(p, rr, rr_push(rr, ldns_dname_new_frm_str(target)));
-}
-
-static bool
-add_srv(ldns_pkt *p, const char *owner, uint16_t port, const char *target,
+/* Records go in the answer section; a failure sticks in the builder and
+ * out_add drops the message. */
+static void
+add_ptr(micro_dns_builder *b, const char *owner, const char *target,
     uint32_t ttl)
 {
-    ldns_rr *rr = rr_new(LDNS_RR_TYPE_SRV, owner, ttl);
-    if (rr == NULL) {
-        return false;
-    }
-    bool ok = rr_push(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, 10)) &&
-              rr_push(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, 1)) &&
-              rr_push(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, port)) &&
-              rr_push(rr, ldns_dname_new_frm_str(target));
-    return pkt_answer(p, rr, ok);
+    (void) micro__dns_add_ptr(b, MICRO_DNS_ANSWER, owner, ttl, target);
 }
 
-static bool
-add_addr(ldns_pkt *p, const char *owner, int family, const uint8_t *ip,
-    uint32_t ttl)
+static void
+add_srv(micro_dns_builder *b, const char *owner, uint16_t port,
+    const char *target, uint32_t ttl)
 {
-    bool v4 = family == AF_INET;
-    ldns_rr *rr = rr_new(v4 ? LDNS_RR_TYPE_A : LDNS_RR_TYPE_AAAA, owner, ttl);
-    return rr != NULL &&
-           pkt_answer(p, rr,
-               rr_push(rr, ldns_rdf_new_frm_data(
-                               v4 ? LDNS_RDF_TYPE_A : LDNS_RDF_TYPE_AAAA,
-                               v4 ? 4 : 16, ip)));
+    (void) micro__dns_add_srv(
+        b, MICRO_DNS_ANSWER, owner, ttl, 10, 1, port, target);
+}
+
+static void
+add_addr(micro_dns_builder *b, const char *owner, int family,
+    const uint8_t *ip, uint32_t ttl)
+{
+    (void) micro__dns_add_addr(
+        b, MICRO_DNS_ANSWER, owner, ttl, ip, family == AF_INET ? 4 : 16);
 }
 
 /* A TXT of n strings; n 0 gives RDLENGTH 0, as Go's wildcard sends. */
-static bool
-add_txt(ldns_pkt *p, const char *owner, char *const *s, size_t n,
+static void
+add_txt(micro_dns_builder *b, const char *owner, char *const *s, size_t n,
     uint32_t ttl)
 {
-    ldns_rr *rr = rr_new(LDNS_RR_TYPE_TXT, owner, ttl);
-    if (rr == NULL) {
-        return false;
-    }
-    bool ok = true;
-    for (size_t i = 0; i < n && ok; i++) {
-        uint8_t buf[256];
-        size_t l = strlen(s[i]);
-        if (l > 255) {
-            ok = false;
-            break;
-        }
-        buf[0] = (uint8_t) l;
-        memcpy(buf + 1, s[i], l);
-        ok = rr_push(rr, ldns_rdf_new_frm_data(LDNS_RDF_TYPE_STR, l + 1, buf));
-    }
-    return pkt_answer(p, rr, ok);
+    (void) micro__dns_add_txt(
+        b, MICRO_DNS_ANSWER, owner, ttl, (const char *const *) s, n);
 }
 
 /* A response with the query's questions copied (Go does so, and its
  * querier drops answers without them). */
-static ldns_pkt *
-pkt_response(const ldns_pkt *query, uint16_t id)
-{
-    ldns_pkt *p = ldns_pkt_new();
-    if (p == NULL) {
-        return NULL;
-    }
-    ldns_pkt_set_id(p, id);
-    ldns_pkt_set_qr(p, true);
-    ldns_pkt_set_aa(p, true);
-    if (query != NULL) {
-        const ldns_rr_list *qs = ldns_pkt_question(query);
-        for (size_t i = 0; i < ldns_rr_list_rr_count(qs); i++) {
-            ldns_rr *q = ldns_rr_clone(ldns_rr_list_rr(qs, i));
-            if (q == NULL ||
-                !ldns_pkt_push_rr(p, LDNS_SECTION_QUESTION, q)) {
-                ldns_rr_free(q);
-                ldns_pkt_free(p);
-                return NULL;
-            }
-        }
-    }
-    return p;
-}
-
 static void
-out_add(outlist *o, ldns_pkt *p)
+pkt_response(micro_dns_builder *b, const micro_dns_msg *query, uint16_t id)
 {
-    if (p == NULL) {
+    micro__dns_builder_init(b, id, MICRO_DNS_QR | MICRO_DNS_AA);
+    if (query == NULL) {
         return;
     }
+    size_t nq = 0;
+    const micro_dns_rr *qs = micro__dns_section(query, MICRO_DNS_QUESTION, &nq);
+    for (size_t i = 0; i < nq; i++) {
+        char name[MICRO_DNS_NAME_TEXT_MAX];
+        if (micro__dns_name_text(query, qs[i].name, name, sizeof(name)) < 0) {
+            b->err = MICRO_EPROTO; /* cannot be: parsing checked it */
+            return;
+        }
+        (void) micro__dns_add_question(b, name, qs[i].type, qs[i].rclass);
+    }
+}
+
+/* Finish b and queue the message; a failed one is dropped. */
+static void
+out_add(outlist *o, micro_dns_builder *b)
+{
     uint8_t *wire = NULL;
     size_t len = 0;
-    if (ldns_pkt2wire(&wire, p, &len) == LDNS_STATUS_OK) {
-        outmsg *m = micro__realloc(o->m, (o->n + 1) * sizeof(*m));
-        if (m != NULL) {
-            o->m = m;
-            o->m[o->n].wire = wire;
-            o->m[o->n].len = len;
-            o->n++;
-            wire = NULL;
-        }
+    if (micro__dns_builder_finish(b, &wire, &len) < 0) {
+        return;
     }
-    free(wire); /* ldns allocates with malloc */
-    ldns_pkt_free(p);
+    outmsg *m = micro__realloc(o->m, (o->n + 1) * sizeof(*m));
+    if (m == NULL) {
+        micro__free(wire);
+        return;
+    }
+    o->m = m;
+    o->m[o->n].wire = wire;
+    o->m[o->n].len = len;
+    o->n++;
 }
 
 static void
 out_clear(outlist *o)
 {
     for (size_t i = 0; i < o->n; i++) {
-        free(o->m[i].wire);
+        micro__free(o->m[i].wire);
     }
     micro__free(o->m);
     o->m = NULL;
@@ -765,56 +680,46 @@ out_clear(outlist *o)
 
 /* One instance per message, PTR, SRV, A/AAAA, TXT: Go's querier checks
  * only the entry touched by a message's last record (§5.6). */
-static ldns_pkt *
-build_instance(const lnode *n, const char *host, const ldns_pkt *query,
-    uint16_t id, uint32_t ttl, bool ptr, bool srv, bool addr, bool txt)
+static void
+build_instance(outlist *o, const lnode *n, const char *host,
+    const micro_dns_msg *query, uint16_t id, uint32_t ttl, bool ptr,
+    bool srv, bool addr, bool txt)
 {
-    ldns_pkt *p = pkt_response(query, id);
-    if (p == NULL) {
-        return NULL;
-    }
-    bool ok = true;
+    micro_dns_builder b;
+    pkt_response(&b, query, id);
     if (ptr) {
-        ok = add_ptr(p, n->svc_name, n->instance, ttl);
+        add_ptr(&b, n->svc_name, n->instance, ttl);
     }
-    if (ok && srv) {
-        ok = add_srv(p, n->instance, n->port, host, ttl);
+    if (srv) {
+        add_srv(&b, n->instance, n->port, host, ttl);
     }
-    if (ok && addr) {
-        ok = add_addr(p, host, n->family, n->ip, ttl);
+    if (addr) {
+        add_addr(&b, host, n->family, n->ip, ttl);
     }
-    if (ok && txt) {
-        ok = add_txt(p, n->instance, n->txt, n->n_txt, ttl);
+    if (txt) {
+        add_txt(&b, n->instance, n->txt, n->n_txt, ttl);
     }
-    if (!ok) {
-        ldns_pkt_free(p);
-        return NULL;
-    }
-    return p;
+    out_add(o, &b);
 }
 
 /* Go's wildcard responder for S: what answers "_services.micro." PTR. */
-static ldns_pkt *
-build_wildcard(const char *svc, const char *host, const ldns_pkt *query,
-    uint16_t id, uint32_t ttl)
+static void
+build_wildcard(outlist *o, const char *svc, const char *host,
+    const micro_dns_msg *query, uint16_t id, uint32_t ttl)
 {
     char *inst = str_printf("%s.%s.%s.", svc, WILDCARD, MDNS_DOMAIN);
-    ldns_pkt *p = inst != NULL ? pkt_response(query, id) : NULL;
-    if (p == NULL) {
-        micro__free(inst);
-        return NULL;
+    if (inst == NULL) {
+        return;
     }
     static const uint8_t any[16] = { 0 };
-    bool ok = add_ptr(p, WILDCARD "." MDNS_DOMAIN ".", inst, ttl) &&
-              add_srv(p, inst, WILDCARD_PORT, host, ttl) &&
-              add_addr(p, host, AF_INET, any, ttl) &&
-              add_txt(p, inst, NULL, 0, ttl);
+    micro_dns_builder b;
+    pkt_response(&b, query, id);
+    add_ptr(&b, WILDCARD "." MDNS_DOMAIN ".", inst, ttl);
+    add_srv(&b, inst, WILDCARD_PORT, host, ttl);
+    add_addr(&b, host, AF_INET, any, ttl);
+    add_txt(&b, inst, NULL, 0, ttl);
     micro__free(inst);
-    if (!ok) {
-        ldns_pkt_free(p);
-        return NULL;
-    }
-    return p;
+    out_add(o, &b);
 }
 
 int
@@ -832,22 +737,14 @@ micro__mdns_build_response(const micro_registry_service *svc, size_t i,
     if (rc < 0) {
         return rc;
     }
-    outlist o = { 0 };
-    out_add(&o, build_instance(n, host, NULL, 0, ttl, true, true, true, true));
+    micro_dns_builder b;
+    pkt_response(&b, NULL, 0);
+    add_ptr(&b, n->svc_name, n->instance, ttl);
+    add_srv(&b, n->instance, n->port, host, ttl);
+    add_addr(&b, host, n->family, n->ip, ttl);
+    add_txt(&b, n->instance, n->txt, n->n_txt, ttl);
     lnode_free(n);
-    if (o.n != 1) {
-        out_clear(&o);
-        return MICRO_ENOMEM;
-    }
-    *wire = micro__malloc(o.m[0].len);
-    if (*wire == NULL) {
-        out_clear(&o);
-        return MICRO_ENOMEM;
-    }
-    memcpy(*wire, o.m[0].wire, o.m[0].len);
-    *len = o.m[0].len;
-    out_clear(&o);
-    return 0;
+    return micro__dns_builder_finish(&b, wire, len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1157,24 +1054,12 @@ parsed_clear(parsed *p)
     memset(p, 0, sizeof(*p));
 }
 
-/* A domain name in presentation form ("a.b."); false when not a name. */
+/* The name at off of msg in presentation form ("a.b."), into a
+ * MICRO_DNS_NAME_TEXT_MAX buffer; false when not a name. */
 static bool
-dname_text(const ldns_rdf *r, char *buf, size_t cap)
+dname_text(const micro_dns_msg *msg, uint16_t off, char *buf)
 {
-    if (r == NULL || ldns_rdf_get_type(r) != LDNS_RDF_TYPE_DNAME) {
-        return false;
-    }
-    char *s = ldns_rdf2str(r);
-    if (s == NULL) {
-        return false;
-    }
-    size_t l = strlen(s);
-    bool ok = l < cap;
-    if (ok) {
-        memcpy(buf, s, l + 1);
-    }
-    free(s);
-    return ok;
+    return micro__dns_name_text(msg, off, buf, MICRO_DNS_NAME_TEXT_MAX) >= 0;
 }
 
 static entry *
@@ -1215,26 +1100,24 @@ touch(entry *e, uint32_t ttl)
 }
 
 static void
-take_rr(parsed *p, const ldns_rr *rr)
+take_rr(parsed *p, const micro_dns_msg *msg, const micro_dns_rr *rr)
 {
-    char owner[NAME_MAX_TEXT];
-    char target[NAME_MAX_TEXT];
-    if (!dname_text(ldns_rr_owner(rr), owner, sizeof(owner))) {
+    char owner[MICRO_DNS_NAME_TEXT_MAX];
+    char target[MICRO_DNS_NAME_TEXT_MAX];
+    if (!dname_text(msg, rr->name, owner)) {
         return;
     }
-    uint32_t ttl = ldns_rr_ttl(rr);
-    size_t nrd = ldns_rr_rd_count(rr);
+    uint32_t ttl = rr->ttl;
     entry *e;
-    switch (ldns_rr_get_type(rr)) {
-    case LDNS_RR_TYPE_PTR:
-        if (nrd == 1 && dname_text(ldns_rr_rdf(rr, 0), target, sizeof(target)) &&
+    switch (rr->type) {
+    case MICRO_DNS_PTR:
+        if (dname_text(msg, rr->target, target) &&
             (e = ensure(p, target)) != NULL) {
             touch(e, ttl);
         }
         break;
-    case LDNS_RR_TYPE_SRV:
-        if (nrd != 4 || ldns_rdf_size(ldns_rr_rdf(rr, 2)) != 2 ||
-            !dname_text(ldns_rr_rdf(rr, 3), target, sizeof(target)) ||
+    case MICRO_DNS_SRV:
+        if (!dname_text(msg, rr->target, target) ||
             (e = ensure(p, owner)) == NULL) {
             break;
         }
@@ -1243,38 +1126,26 @@ take_rr(parsed *p, const ldns_rr *rr)
         if (e->host == NULL) {
             p->oom = true;
         }
-        e->port = ldns_rdf2native_int16(ldns_rr_rdf(rr, 2));
+        e->port = rr->port;
         touch(e, ttl);
         break;
-    case LDNS_RR_TYPE_TXT: {
+    case MICRO_DNS_TXT: {
         if ((e = ensure(p, owner)) == NULL) {
             break;
         }
-        size_t total = 0;
-        for (size_t i = 0; i < nrd; i++) {
-            const ldns_rdf *f = ldns_rr_rdf(rr, i);
-            if (ldns_rdf_size(f) >= 1) {
-                total += ldns_rdf_size(f) - 1;
-            }
-        }
-        uint8_t *t = micro__malloc(total + 1);
+        /* The strings concatenated: fewer octets than the RDATA. */
+        uint8_t *t = micro__malloc((size_t) rr->rdlen + 1);
         if (t == NULL) {
             p->oom = true;
             break;
         }
         size_t off = 0;
-        for (size_t i = 0; i < nrd; i++) {
-            const ldns_rdf *f = ldns_rr_rdf(rr, i);
-            size_t sz = ldns_rdf_size(f);
-            if (sz >= 1) {
-                /* A character-string: a length byte, then the bytes. */
-                size_t l = ldns_rdf_data(f)[0];
-                if (l > sz - 1) {
-                    l = sz - 1;
-                }
-                memcpy(t + off, ldns_rdf_data(f) + 1, l);
-                off += l;
-            }
+        size_t pos = 0;
+        const uint8_t *str;
+        size_t l;
+        while (micro__dns_txt_next(msg, rr, &pos, &str, &l)) {
+            memcpy(t + off, str, l);
+            off += l;
         }
         micro__free(e->txt);
         e->txt = t;
@@ -1283,13 +1154,10 @@ take_rr(parsed *p, const ldns_rr *rr)
         touch(e, ttl);
         break;
     }
-    case LDNS_RR_TYPE_A:
-    case LDNS_RR_TYPE_AAAA: {
-        bool v6 = ldns_rr_get_type(rr) == LDNS_RR_TYPE_AAAA;
-        const ldns_rdf *f = nrd == 1 ? ldns_rr_rdf(rr, 0) : NULL;
-        if (f == NULL || ldns_rdf_size(f) != (v6 ? 16u : 4u)) {
-            break;
-        }
+    case MICRO_DNS_A:
+    case MICRO_DNS_AAAA: {
+        /* Parsing checked the length: 4 or 16. */
+        bool v6 = rr->type == MICRO_DNS_AAAA;
         hostaddr *h = micro__realloc(p->h, (p->n_h + 1) * sizeof(*h));
         if (h == NULL) {
             p->oom = true;
@@ -1304,7 +1172,7 @@ take_rr(parsed *p, const ldns_rr *rr)
             break;
         }
         h->v6 = v6;
-        memcpy(h->a, ldns_rdf_data(f), v6 ? 16 : 4);
+        memcpy(h->a, msg->wire + rr->rdata, v6 ? 16 : 4);
         h->ttl = ttl;
         p->n_h++;
         break;
@@ -1318,18 +1186,20 @@ take_rr(parsed *p, const ldns_rr *rr)
  * of its SRV target (or of its own name). Go does this through aliases
  * that only work when a message holds one instance; this is a superset. */
 static void
-parse_entries(const ldns_pkt *pkt, parsed *p)
+parse_entries(const micro_dns_msg *msg, parsed *p)
 {
     memset(p, 0, sizeof(*p));
-    const ldns_rr_list *secs[2] = { ldns_pkt_answer(pkt),
-        ldns_pkt_additional(pkt) };
+    static const micro_dns_section secs[2] = { MICRO_DNS_ANSWER,
+        MICRO_DNS_ADDITIONAL };
     size_t seen = 0;
     for (size_t s = 0; s < 2; s++) {
-        for (size_t i = 0; i < ldns_rr_list_rr_count(secs[s]); i++) {
+        size_t n = 0;
+        const micro_dns_rr *rrs = micro__dns_section(msg, secs[s], &n);
+        for (size_t i = 0; i < n; i++) {
             if (seen++ == MAX_RRS) {
                 break;
             }
-            take_rr(p, ldns_rr_list_rr(secs[s], i));
+            take_rr(p, msg, &rrs[i]);
         }
     }
     for (size_t i = 0; i < p->n_e; i++) {
@@ -1544,7 +1414,7 @@ seen_apply(mdns_state *m, const char *instance, micro_registry_service *rec,
 
 /* A response heard by the thread: Go's mdnsWatcher.Next (§5.8). */
 static void
-on_response(mdns_state *m, const ldns_pkt *pkt)
+on_response(mdns_state *m, const micro_dns_msg *pkt)
 {
     pthread_mutex_lock(&m->mu);
     bool watching = m->watch.n > 0;
@@ -1601,30 +1471,30 @@ on_response(mdns_state *m, const ldns_pkt *pkt)
 /* Answering queries (§5.3, §5.4)                                       */
 
 static bool
-qtype_is(ldns_rr_type t, ldns_rr_type want)
+qtype_is(uint16_t t, uint16_t want)
 {
-    return t == want || t == LDNS_RR_TYPE_ANY;
+    return t == want || t == MICRO_DNS_ANY;
 }
 
 /* Build the answers to every question of query (mutex held). */
 static void
-answer(mdns_state *m, const ldns_pkt *query, outlist *o)
+answer(mdns_state *m, const micro_dns_msg *query, outlist *o)
 {
-    const ldns_rr_list *qs = ldns_pkt_question(query);
-    size_t nq = ldns_rr_list_rr_count(qs);
+    size_t nq = 0;
+    const micro_dns_rr *qs = micro__dns_section(query, MICRO_DNS_QUESTION, &nq);
     for (size_t qi = 0; qi < nq && qi < 16; qi++) {
-        const ldns_rr *q = ldns_rr_list_rr(qs, qi);
-        char name[NAME_MAX_TEXT];
-        if (!dname_text(ldns_rr_owner(q), name, sizeof(name))) {
+        const micro_dns_rr *q = &qs[qi];
+        char name[MICRO_DNS_NAME_TEXT_MAX];
+        if (!dname_text(query, q->name, name)) {
             continue;
         }
-        ldns_rr_type t = ldns_rr_get_type(q);
+        uint16_t t = q->type;
         /* The QU bit: Go answers with the query's ID then, else ID 0.
          * Either way the answer goes by unicast to the querier. */
-        uint16_t id = (ldns_rr_get_class(q) & 0x8000) ? ldns_pkt_id(query) : 0;
+        uint16_t id = (q->rclass & MICRO_DNS_CLASS_QU) ? query->id : 0;
 
         if (strcasecmp(name, WILDCARD "." MDNS_DOMAIN ".") == 0) {
-            if (!qtype_is(t, LDNS_RR_TYPE_PTR)) {
+            if (!qtype_is(t, MICRO_DNS_PTR)) {
                 continue;
             }
             for (size_t i = 0; i < m->n_nodes; i++) {
@@ -1634,45 +1504,41 @@ answer(mdns_state *m, const ldns_pkt *query, outlist *o)
                               m->nodes[i]->rec.name) == 0;
                 }
                 if (!dup) {
-                    out_add(o, build_wildcard(m->nodes[i]->rec.name, m->host,
-                                   query, id, MDNS_TTL));
+                    build_wildcard(o, m->nodes[i]->rec.name, m->host, query,
+                        id, MDNS_TTL);
                 }
             }
             continue;
         }
         if (strcasecmp(name, "_services._dns-sd._udp." MDNS_DOMAIN ".") == 0) {
-            if (!qtype_is(t, LDNS_RR_TYPE_PTR) || m->n_nodes == 0) {
+            if (!qtype_is(t, MICRO_DNS_PTR) || m->n_nodes == 0) {
                 continue;
             }
-            ldns_pkt *p = pkt_response(query, id);
-            bool ok = p != NULL &&
-                      add_ptr(p, name, WILDCARD "." MDNS_DOMAIN ".", MDNS_TTL);
-            for (size_t i = 0; i < m->n_nodes && ok; i++) {
+            micro_dns_builder b;
+            pkt_response(&b, query, id);
+            add_ptr(&b, name, WILDCARD "." MDNS_DOMAIN ".", MDNS_TTL);
+            for (size_t i = 0; i < m->n_nodes; i++) {
                 bool dup = false;
                 for (size_t j = 0; j < i && !dup; j++) {
                     dup = strcasecmp(m->nodes[j]->svc_name,
                               m->nodes[i]->svc_name) == 0;
                 }
                 if (!dup) {
-                    ok = add_ptr(p, name, m->nodes[i]->svc_name, MDNS_TTL);
+                    add_ptr(&b, name, m->nodes[i]->svc_name, MDNS_TTL);
                 }
             }
-            if (ok) {
-                out_add(o, p);
-            } else if (p != NULL) {
-                ldns_pkt_free(p);
-            }
+            out_add(o, &b);
             continue;
         }
         if (strcasecmp(name, m->host) == 0) {
-            if (t != LDNS_RR_TYPE_A && t != LDNS_RR_TYPE_AAAA) {
+            if (t != MICRO_DNS_A && t != MICRO_DNS_AAAA) {
                 continue;
             }
-            int fam = t == LDNS_RR_TYPE_A ? AF_INET : AF_INET6;
-            ldns_pkt *p = pkt_response(query, id);
-            bool ok = p != NULL;
+            int fam = t == MICRO_DNS_A ? AF_INET : AF_INET6;
+            micro_dns_builder b;
+            pkt_response(&b, query, id);
             size_t added = 0;
-            for (size_t i = 0; i < m->n_nodes && ok; i++) {
+            for (size_t i = 0; i < m->n_nodes; i++) {
                 const lnode *n = m->nodes[i];
                 bool dup = n->family != fam;
                 for (size_t j = 0; j < i && !dup; j++) {
@@ -1680,34 +1546,33 @@ answer(mdns_state *m, const ldns_pkt *query, outlist *o)
                           memcmp(m->nodes[j]->ip, n->ip, 16) == 0;
                 }
                 if (!dup) {
-                    ok = add_addr(p, m->host, fam, n->ip, n->ttl);
+                    add_addr(&b, m->host, fam, n->ip, n->ttl);
                     added++;
                 }
             }
-            if (ok && added > 0) {
-                out_add(o, p);
-            } else if (p != NULL) {
-                ldns_pkt_free(p);
+            if (added > 0) {
+                out_add(o, &b);
+            } else {
+                micro__dns_builder_fini(&b);
             }
             continue;
         }
         for (size_t i = 0; i < m->n_nodes; i++) {
             const lnode *n = m->nodes[i];
             if (strcasecmp(name, n->svc_name) == 0) {
-                if (qtype_is(t, LDNS_RR_TYPE_PTR)) {
-                    out_add(o, build_instance(n, m->host, query, id, n->ttl,
-                                   true, true, true, true));
+                if (qtype_is(t, MICRO_DNS_PTR)) {
+                    build_instance(o, n, m->host, query, id, n->ttl, true,
+                        true, true, true);
                 }
             } else if (strcasecmp(name, n->instance) == 0) {
-                bool any = t == LDNS_RR_TYPE_ANY;
-                bool srv = any || t == LDNS_RR_TYPE_SRV;
-                bool a = srv ||
-                         (t == LDNS_RR_TYPE_A && n->family == AF_INET) ||
-                         (t == LDNS_RR_TYPE_AAAA && n->family == AF_INET6);
-                bool txt = any || t == LDNS_RR_TYPE_TXT;
+                bool any = t == MICRO_DNS_ANY;
+                bool srv = any || t == MICRO_DNS_SRV;
+                bool a = srv || (t == MICRO_DNS_A && n->family == AF_INET) ||
+                         (t == MICRO_DNS_AAAA && n->family == AF_INET6);
+                bool txt = any || t == MICRO_DNS_TXT;
                 if (srv || a || txt) {
-                    out_add(o, build_instance(n, m->host, query, id, n->ttl,
-                                   false, srv, a, txt));
+                    build_instance(o, n, m->host, query, id, n->ttl, false,
+                        srv, a, txt);
                 }
             }
         }
@@ -1718,27 +1583,25 @@ static int
 handle(mdns_state *m, const uint8_t *buf, size_t n, const struct sockaddr *from,
     socklen_t fromlen)
 {
-    ldns_pkt *pkt = NULL;
-    ldns_status st = ldns_wire2pkt(&pkt, buf, n);
-    if (st != LDNS_STATUS_OK) {
-        count_malformed(m, ldns_get_errorstr_by_id(st));
+    micro_dns_msg pkt;
+    if (micro__dns_parse(&pkt, buf, n) < 0) {
+        count_malformed(m, pkt.why);
         return MICRO_EPROTO;
     }
     /* RFC 6762 §18.3, §18.11: anything but a standard query or response
      * with rcode 0 is silently ignored (as Go does for queries). */
-    if (ldns_pkt_get_opcode(pkt) != LDNS_PACKET_QUERY ||
-        ldns_pkt_get_rcode(pkt) != LDNS_RCODE_NOERROR) {
-        ldns_pkt_free(pkt);
+    if (MICRO_DNS_OPCODE(pkt.flags) != 0 || MICRO_DNS_RCODE(pkt.flags) != 0) {
+        micro__dns_msg_free(&pkt);
         return 0;
     }
-    if (!ldns_pkt_qr(pkt)) {
+    if (!(pkt.flags & MICRO_DNS_QR)) {
         outlist o = { 0 };
         pthread_mutex_lock(&m->mu);
         if (m->n_nodes > 0) {
-            answer(m, pkt, &o);
+            answer(m, &pkt, &o);
         }
         pthread_mutex_unlock(&m->mu);
-        ldns_pkt_free(pkt);
+        micro__dns_msg_free(&pkt);
         /* Unicast to the querier, over the family it asked on. */
         bool mdns_port = false;
         int fd = -1;
@@ -1766,8 +1629,8 @@ handle(mdns_state *m, const uint8_t *buf, size_t n, const struct sockaddr *from,
         out_clear(&o);
         return 0;
     }
-    on_response(m, pkt);
-    ldns_pkt_free(pkt);
+    on_response(m, &pkt);
+    micro__dns_msg_free(&pkt);
     return 0;
 }
 
@@ -1793,27 +1656,12 @@ micro__mdns_malformed(void *st)
 /* ------------------------------------------------------------------ */
 /* The thread                                                           */
 
-static ldns_pkt *
-build_query(const char *name, ldns_rr_type type)
+/* A standard query (RD clear) with a random ID and one question. */
+static void
+build_query(micro_dns_builder *b, const char *name, uint16_t type)
 {
-    ldns_pkt *p = ldns_pkt_new();
-    ldns_rr *q = rr_new(type, name, 0);
-    if (p == NULL || q == NULL) {
-        ldns_pkt_free(p);
-        if (q != NULL) {
-            ldns_rr_free(q);
-        }
-        return NULL;
-    }
-    ldns_rr_set_question(q, true);
-    ldns_pkt_set_id(p, (uint16_t) micro__rand(65536));
-    ldns_pkt_set_rd(p, false);
-    if (!ldns_pkt_push_rr(p, LDNS_SECTION_QUESTION, q)) {
-        ldns_rr_free(q);
-        ldns_pkt_free(p);
-        return NULL;
-    }
-    return p;
+    micro__dns_builder_init(b, (uint16_t) micro__rand(65536), 0);
+    (void) micro__dns_add_question(b, name, type, MICRO_DNS_CLASS_IN);
 }
 
 /* Due announcements, expired and to-be-refreshed watch entries. Returns
@@ -1830,8 +1678,8 @@ run_timers(mdns_state *m, int64_t now, outlist *announce, outlist *queries,
             continue;
         }
         if (n->next_announce <= now) {
-            out_add(announce, build_instance(n, m->host, NULL, 0, n->ttl,
-                                  true, true, true, true));
+            build_instance(announce, n, m->host, NULL, 0, n->ttl, true, true,
+                true, true);
             n->announce_left--;
             n->next_announce = now + n->gap_ms;
             n->gap_ms *= 2;
@@ -1863,7 +1711,9 @@ run_timers(mdns_state *m, int64_t now, outlist *announce, outlist *queries,
                           strcmp(m->seen[j]->rec.name, s->rec.name) == 0;
                 }
                 if (q != NULL && !dup) {
-                    out_add(queries, build_query(q, LDNS_RR_TYPE_PTR));
+                    micro_dns_builder b;
+                    build_query(&b, q, MICRO_DNS_PTR);
+                    out_add(queries, &b);
                 }
                 micro__free(q);
                 s->stage++;
@@ -2261,8 +2111,8 @@ mdns_fini(void *st)
     outlist o = { 0 };
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < m->n_nodes; i++) {
-        out_add(&o, build_instance(
-                        m->nodes[i], m->host, NULL, 0, 0, true, true, true, true));
+        build_instance(
+            &o, m->nodes[i], m->host, NULL, 0, 0, true, true, true, true);
     }
     pthread_mutex_unlock(&m->mu);
     send_all_multicast(m, m->sock4, m->sock6, &o);
@@ -2374,8 +2224,8 @@ mdns_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
             n->gap_ms = 2000;
             m->nodes[m->n_nodes++] = n;
         }
-        out_add(&o, build_instance(n, m->host, NULL, 0, n->ttl, true, true,
-                        true, true));
+        build_instance(
+            &o, n, m->host, NULL, 0, n->ttl, true, true, true, true);
     }
     pthread_mutex_unlock(&m->mu);
     micro__free(fresh);
@@ -2413,8 +2263,7 @@ mdns_deregister(void *st, const micro_registry_service *svc)
                 (m->n_nodes - j - 1) * sizeof(*m->nodes));
             m->n_nodes--;
             /* The goodbye: the same records with TTL 0. */
-            out_add(&o, build_instance(n, m->host, NULL, 0, 0, true, true,
-                            true, true));
+            build_instance(&o, n, m->host, NULL, 0, 0, true, true, true, true);
             break;
         }
     }
@@ -2472,35 +2321,32 @@ result_add(micro_registry_service **res, size_t *n,
     return rc;
 }
 
-typedef void (*collect_fn)(mdns_state *m, const ldns_pkt *pkt, void *arg);
+typedef void (*collect_fn)(
+    mdns_state *m, const micro_dns_msg *pkt, void *arg);
 
 /* Multicast one PTR query for qname from a private socket per family and
  * feed every answer whose first question is qname to fn, for timeout_ms. */
 static int
 query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
 {
-    ldns_pkt *q = build_query(qname, LDNS_RR_TYPE_PTR);
-    if (q == NULL) {
-        return MICRO_EINVAL;
-    }
+    micro_dns_builder q;
+    build_query(&q, qname, MICRO_DNS_PTR);
     uint8_t *wire = NULL;
     size_t wlen = 0;
-    ldns_status st = ldns_pkt2wire(&wire, q, &wlen);
-    ldns_pkt_free(q);
-    if (st != LDNS_STATUS_OK) {
-        free(wire);
-        return MICRO_ENOMEM;
+    int rc = micro__dns_builder_finish(&q, &wire, &wlen);
+    if (rc < 0) {
+        return rc;
     }
     /* Private sockets: no race on _MULTICAST_IF. A family the registry
      * could not open (m->sock6 < 0) is not asked on. */
     int fd = m->sock4 >= 0 ? udp4_socket(0) : -1;
     int fd6 = m->sock6 >= 0 ? udp6_socket(0) : -1;
     if (fd < 0 && fd6 < 0) {
-        free(wire);
+        micro__free(wire);
         return fd < 0 && m->sock4 >= 0 ? fd : fd6;
     }
     send_multicast(m, fd, fd6, wire, wlen);
-    free(wire);
+    micro__free(wire);
     uint8_t *buf = micro__malloc(RECV_BUF);
     if (buf == NULL) {
         if (fd >= 0) {
@@ -2531,25 +2377,23 @@ query_collect(mdns_state *m, const char *qname, collect_fn fn, void *arg)
             count_malformed(m, "datagram larger than 64 KiB");
             continue;
         }
-        ldns_pkt *pkt = NULL;
-        st = ldns_wire2pkt(&pkt, buf, (size_t) got);
-        if (st != LDNS_STATUS_OK) {
-            count_malformed(m, ldns_get_errorstr_by_id(st));
+        micro_dns_msg pkt;
+        if (micro__dns_parse(&pkt, buf, (size_t) got) < 0) {
+            count_malformed(m, pkt.why);
             continue;
         }
-        char first[NAME_MAX_TEXT];
-        const ldns_rr_list *qs = ldns_pkt_question(pkt);
+        char first[MICRO_DNS_NAME_TEXT_MAX];
+        size_t nq = 0;
+        const micro_dns_rr *qs =
+            micro__dns_section(&pkt, MICRO_DNS_QUESTION, &nq);
         /* Go drops anything whose first question is not what it asked. */
-        if (ldns_pkt_qr(pkt) &&
-            ldns_pkt_get_opcode(pkt) == LDNS_PACKET_QUERY &&
-            ldns_pkt_get_rcode(pkt) == LDNS_RCODE_NOERROR &&
-            ldns_rr_list_rr_count(qs) > 0 &&
-            dname_text(ldns_rr_owner(ldns_rr_list_rr(qs, 0)), first,
-                sizeof(first)) &&
+        if ((pkt.flags & MICRO_DNS_QR) && MICRO_DNS_OPCODE(pkt.flags) == 0 &&
+            MICRO_DNS_RCODE(pkt.flags) == 0 && nq > 0 &&
+            dname_text(&pkt, qs[0].name, first) &&
             strcasecmp(first, qname) == 0) {
-            fn(m, pkt, arg);
+            fn(m, &pkt, arg);
         }
-        ldns_pkt_free(pkt);
+        micro__dns_msg_free(&pkt);
     }
     micro__free(buf);
     if (fd >= 0) {
@@ -2601,7 +2445,7 @@ seen_learn(mdns_state *m, const entry *e, const micro_registry_service *t,
 }
 
 static void
-get_collect(mdns_state *m, const ldns_pkt *pkt, void *arg)
+get_collect(mdns_state *m, const micro_dns_msg *pkt, void *arg)
 {
     get_ctx *g = arg;
     parsed p;
@@ -2719,7 +2563,7 @@ list_add(list_ctx *l, const char *name, size_t len)
 }
 
 static void
-list_collect(mdns_state *m, const ldns_pkt *pkt, void *arg)
+list_collect(mdns_state *m, const micro_dns_msg *pkt, void *arg)
 {
     (void) m;
     list_ctx *l = arg;
