@@ -116,10 +116,10 @@ response_with_txt(wbuf *w, const uint8_t *txt, size_t len)
 {
     header(w, 0x8400, 0, 4);
     rr_head(w, "greeter.micro.", 12, 120);
-    w16(w, 18);
+    w16(w, 17); /* the name that follows */
     wname(w, "x.greeter.micro.");
     rr_head(w, "x.greeter.micro.", 33, 120);
-    w16(w, 6 + 7);
+    w16(w, 6 + 3);
     w16(w, 10);
     w16(w, 1);
     w16(w, 8080);
