@@ -102,6 +102,33 @@ micro_msg *micro__http_rsp_take(micro__http_rsp *r, bool *reusable);
 void micro__http_rsp_end(micro__http_rsp *r, const char *addr, int rc);
 
 /*
+ * The loop-native client (http_async.c): the transport's roundtrip_async
+ * and cancel. Each loop that starts round trips gets its own context (a
+ * pool of idle keep-alive connections keyed by address with the limits of
+ * cfg, a read buffer, a timer for deferred completions), created on first
+ * use and found through the loop's micro__loop_ext list. A context lives
+ * until micro__http_async_shutdown closes it or its loop closes; either
+ * way pending round trips complete with MICRO_ECANCELED.
+ */
+typedef struct micro__http_async micro__http_async;
+
+/* cfg is copied. Any thread. */
+int micro__http_async_new(micro__http_async **out,
+    const micro__http_pool_cfg *cfg);
+/* As micro_transport_ops.roundtrip_async: loop's thread. */
+int micro__http_async_roundtrip(micro__http_async *a, micro_loop *loop,
+    const char *addr, const micro_msg *req, int64_t timeout_ms,
+    micro_transport_done_fn cb, void *arg, micro_transport_call **call);
+/* As micro_transport_ops.cancel: the loop thread of call. */
+void micro__http_async_cancel(micro__http_async *a, micro_transport_call *call);
+/* Any thread: refuse new round trips and ask each loop's context to close
+ * (a task posted to its loop). 1 once every context is gone, else 0: call
+ * again later (micro_transport_free polls it through http_shutdown). */
+int micro__http_async_shutdown(micro__http_async *a);
+/* After shutdown returned 1. NULL is a no-op. */
+void micro__http_async_free(micro__http_async *a);
+
+/*
  * Serialise req as Go's http client does for Go Micro: "POST / HTTP/1.1",
  * Host, User-Agent (unless a header supplies one), Content-Length (or, for
  * an empty body, Transfer-Encoding: chunked with "0\r\n\r\n"), then every
