@@ -257,13 +257,203 @@ should_retry(const mucp_client *c, int rc, const micro_call *call, int sent)
         return (c->retry_on & MICRO_RETRY_TIMEOUT) != 0;
     }
     if (rc == MICRO_ECODEC || rc == MICRO_ENOMEM || rc == MICRO_EINVAL ||
-        rc == MICRO_ECONTENTTYPE || rc == MICRO_ENOSERVICE) {
+        rc == MICRO_ECONTENTTYPE || rc == MICRO_ENOSERVICE ||
+        rc == MICRO_ECANCELED || rc == MICRO_ECLOSED) {
         return false;
     }
     if (!sent) {
         return (c->retry_on & MICRO_RETRY_DIAL) != 0;
     }
     return (c->retry_on & MICRO_RETRY_TRANSPORT) != 0;
+}
+
+/*
+ * A call, one attempt at a time. The blocking path (mucp_call) and the
+ * loop-native one (the asynchronous calls below) run the same steps and
+ * differ only in how they wait: plan, then per attempt gate (back-off),
+ * begin, select (unless addressed), prepare, round trip, finish, retry?
+ */
+
+/* What a call does, from its options and the client's defaults. */
+typedef struct call_plan {
+    const micro_codec_ops *codec;
+    const char *ct;
+    int retries;
+    int64_t per;      /* one attempt's budget */
+    int64_t deadline; /* the whole call's */
+} call_plan;
+
+/* One attempt. */
+typedef struct attempt {
+    micro_node node; /* chosen by the selector (empty when addressed) */
+    const char *addr;
+    const micro_codec_ops *use;
+    const char *use_ct;
+    int64_t left; /* of the call's budget when the attempt began */
+    int64_t t;    /* the attempt's budget */
+    int64_t t0;   /* selector begin, ns */
+} attempt;
+
+static int
+plan_call(const mucp_client *c, const micro_call_req *req, micro_call *call,
+    call_plan *p)
+{
+    const micro_call_opts *o = &req->opts;
+    p->ct = o->content_type ? o->content_type : c->content_type;
+    p->codec = micro_codec_lookup(p->ct);
+    if (p->codec == NULL) {
+        call_set_error(call, "go.micro.client", 500,
+            "unsupported content type");
+        return MICRO_ECONTENTTYPE;
+    }
+    p->retries = o->retries > 0 ? o->retries
+        : (o->retries < 0 ? 0 : c->retries);
+    int64_t total = o->timeout_ms > 0 ? o->timeout_ms : c->request_timeout_ms;
+    p->per = o->timeout_ms > 0 ? o->timeout_ms : c->conn_timeout_ms;
+    p->deadline = micro__now_ms() + total;
+    return 0;
+}
+
+/* May attempt n (from 0) start, after waiting *wait ms? Not when the
+ * retries are used up or the back-off would outlast the call. */
+static bool
+attempt_gate(const call_plan *p, int n, int64_t *wait)
+{
+    if (n > p->retries) {
+        return false;
+    }
+    *wait = backoff_ms(n);
+    int64_t left = p->deadline - micro__now_ms();
+    return n == 0 || *wait < left; /* else no time for another try */
+}
+
+/* After the back-off: MICRO_ETIMEDOUT when the call's time is up. */
+static int
+attempt_begin(const call_plan *p, micro_call *call, int n, attempt *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->left = p->deadline - micro__now_ms();
+    if (a->left <= 0) {
+        return MICRO_ETIMEDOUT;
+    }
+    call_reset(call);
+    call->attempts = n + 1;
+    return 0;
+}
+
+/* An unaddressed call without a selector cannot be made. */
+static int
+no_selector(micro_call *call)
+{
+    call_set_error(call, "go.micro.client", 500,
+        "no selector and no address");
+    return MICRO_EINVAL;
+}
+
+/* The selection of an attempt failed with rc: record why. True when the
+ * call ends here (the service is unknown); otherwise the next attempt may
+ * find a node. */
+static bool
+select_failed(micro_call *call, const char *service, int rc)
+{
+    char d[256];
+    snprintf(d, sizeof(d), "service %s: %s", service,
+        rc == MICRO_ENOSERVICE ? "not found" : micro_strerror(rc));
+    call_set_error(call, "go.micro.client", 500, d);
+    return rc == MICRO_ENOSERVICE;
+}
+
+/*
+ * The node is chosen (or opts.address given): settle the codec, record
+ * the address, build the request and bracket the attempt for the
+ * selector. On failure the call ends with the code returned (the node is
+ * cleared).
+ */
+static int
+attempt_prepare(mucp_client *c, const micro_call_req *req, micro_call *call,
+    const call_plan *p, attempt *a, micro_msg **m)
+{
+    a->use = p->codec;
+    a->use_ct = p->ct;
+    a->addr = req->opts.address;
+    if (a->addr == NULL) {
+        a->addr = a->node.address;
+        /* Go Micro's legacy switch: a node that does not say
+         * protocol=mucp gets the envelope codecs. */
+        bool legacy = micro_metadata_get(&a->node.metadata, "protocol") ==
+            NULL;
+        if (legacy && p->codec == &micro_codec_json_ops) {
+            a->use = &micro_codec_jsonrpc_ops;
+            a->use_ct = "application/json-rpc";
+        } else if (legacy && p->codec == &micro_codec_proto_ops) {
+            a->use = &micro_codec_protorpc_ops;
+            a->use_ct = "application/proto-rpc";
+        }
+    }
+    snprintf(call->address, sizeof(call->address), "%s",
+        a->addr ? a->addr : "");
+    a->t = p->per < a->left ? p->per : a->left;
+    int rc = build_request(c, req, a->use, a->use_ct, a->t, m);
+    if (rc != 0) {
+        micro_node_clear(&a->node);
+        call_set_error(call, "go.micro.client.codec", 500,
+            "failed to encode the request");
+        return rc;
+    }
+    if (a->node.id != NULL) {
+        micro_selector_begin(c->sel, req->service, a->node.id);
+        a->t0 = micro__now_ns();
+    }
+    return 0;
+}
+
+/* The attempt's round trip ended with rc (call->rsp set on 0): decode,
+ * turn failures into Go Micro errors, tell the selector, clear the node.
+ * Returns the attempt's result. */
+static int
+attempt_finish(mucp_client *c, const micro_call_req *req, micro_call *call,
+    attempt *a, int rc)
+{
+    if (rc == 0) {
+        rc = read_response(call, a->use);
+    } else if (rc == MICRO_ETIMEDOUT) {
+        char d[160];
+        snprintf(d, sizeof(d), "call timeout: %s to %s after %lld ms",
+            req->endpoint, call->address, (long long) a->t);
+        call_set_error(call, "go.micro.client", 408, d);
+    } else if (rc == MICRO_ECANCELED) {
+        /* What Go Micro answers when the caller's context is canceled. */
+        call_set_error(call, "go.micro.client", 408, "context canceled");
+    } else {
+        char d[256];
+        snprintf(d, sizeof(d), "connection error: %s: %s",
+            call->address, micro_strerror(rc));
+        call_set_error(call, "go.micro.client", 500, d);
+    }
+    if (a->node.id != NULL) {
+        /* A canceled attempt says nothing about the node. */
+        bool node_failed = rc != 0 && rc != MICRO_EREMOTE &&
+            rc != MICRO_ECODEC && rc != MICRO_ECANCELED;
+        int64_t lat = rc == MICRO_ECANCELED ? -1
+                                            : (micro__now_ns() - a->t0) / 1000;
+        micro_selector_end(c->sel, req->service, a->node.id,
+            node_failed ? rc : 0, lat);
+    }
+    micro_node_clear(&a->node);
+    return rc;
+}
+
+/* After attempt n ended with rc: is another one due? */
+static bool
+attempt_retry(const mucp_client *c, const micro_call_req *req,
+    const micro_call *call, int rc, int sent, int n)
+{
+    if (rc == 0 || !should_retry(c, rc, call, sent)) {
+        return false;
+    }
+    MICRO_LOGF(MICRO_LOG_DEBUG, "client", "%s %s attempt %d: %s; retrying",
+        req->service, req->endpoint, n + 1, micro_strerror(rc));
+    return true;
 }
 
 static void
@@ -277,119 +467,55 @@ sleep_ms(int64_t ms)
     }
 }
 
-/* The mucp call: resolution, attempts, retries. */
+/* The mucp call, blocking: resolution, attempts, retries. */
 static int
 mucp_call(void *st, micro_call_req *req, micro_call *call)
 {
     mucp_client *c = st;
-    const micro_call_opts *o = &req->opts;
-    const char *ct = o->content_type ? o->content_type : c->content_type;
-    const micro_codec_ops *codec = micro_codec_lookup(ct);
-    if (codec == NULL) {
-        call_set_error(call, "go.micro.client", 500,
-            "unsupported content type");
-        return MICRO_ECONTENTTYPE;
+    call_plan p;
+    int rc = plan_call(c, req, call, &p);
+    if (rc != 0) {
+        return rc;
     }
-    int retries = o->retries > 0 ? o->retries
-        : (o->retries < 0 ? 0 : c->retries);
-    int64_t total = o->timeout_ms > 0 ? o->timeout_ms : c->request_timeout_ms;
-    int64_t per = o->timeout_ms > 0 ? o->timeout_ms : c->conn_timeout_ms;
-    int64_t deadline = micro__now_ms() + total;
-    int rc = MICRO_ENONODE;
-    for (int attempt = 0; attempt <= retries; attempt++) {
-        int64_t wait = backoff_ms(attempt);
-        int64_t left = deadline - micro__now_ms();
-        if (attempt > 0 && wait >= left) {
-            break; /* no time for another try */
-        }
-        sleep_ms(wait);
-        left = deadline - micro__now_ms();
-        if (left <= 0) {
-            rc = MICRO_ETIMEDOUT;
+    rc = MICRO_ENONODE;
+    for (int n = 0;; n++) {
+        int64_t wait = 0;
+        if (!attempt_gate(&p, n, &wait)) {
             break;
         }
-        call_reset(call);
-        call->attempts = attempt + 1;
-        micro_node node = {0};
-        const char *addr = o->address;
-        const micro_codec_ops *use = codec;
-        const char *use_ct = ct;
-        if (addr == NULL) {
+        sleep_ms(wait);
+        attempt a;
+        int brc = attempt_begin(&p, call, n, &a);
+        if (brc != 0) {
+            rc = brc;
+            break;
+        }
+        if (req->opts.address == NULL) {
             if (c->sel == NULL) {
-                call_set_error(call, "go.micro.client", 500,
-                    "no selector and no address");
-                return MICRO_EINVAL;
+                return no_selector(call);
             }
-            rc = micro_selector_select(c->sel, req->service, o->filter,
-                &node);
+            rc = micro_selector_select(c->sel, req->service,
+                req->opts.filter, &a.node);
             if (rc != 0) {
-                char d[256];
-                snprintf(d, sizeof(d), "service %s: %s", req->service,
-                    rc == MICRO_ENOSERVICE ? "not found" : micro_strerror(rc));
-                call_set_error(call, "go.micro.client", 500, d);
-                if (rc == MICRO_ENOSERVICE) {
+                if (select_failed(call, req->service, rc)) {
                     return rc;
                 }
                 continue;
             }
-            addr = node.address;
-            /* Go Micro's legacy switch: a node that does not say
-             * protocol=mucp gets the envelope codecs. */
-            if (micro_metadata_get(&node.metadata, "protocol") == NULL &&
-                codec == &micro_codec_json_ops) {
-                use = &micro_codec_jsonrpc_ops;
-                use_ct = "application/json-rpc";
-            } else if (micro_metadata_get(&node.metadata, "protocol") ==
-                    NULL &&
-                codec == &micro_codec_proto_ops) {
-                use = &micro_codec_protorpc_ops;
-                use_ct = "application/proto-rpc";
-            }
         }
-        snprintf(call->address, sizeof(call->address), "%s",
-            addr ? addr : "");
-        int64_t t = per < left ? per : left;
         micro_msg *m = NULL;
-        rc = build_request(c, req, use, use_ct, t, &m);
+        rc = attempt_prepare(c, req, call, &p, &a, &m);
         if (rc != 0) {
-            micro_node_clear(&node);
-            call_set_error(call, "go.micro.client.codec", 500,
-                "failed to encode the request");
             return rc;
         }
         int sent = 0;
-        int64_t t0 = 0;
-        if (node.id != NULL) {
-            micro_selector_begin(c->sel, req->service, node.id);
-            t0 = micro__now_ns();
-        }
-        rc = micro_transport_roundtrip(c->tr, addr, m, t, &call->rsp, &sent);
+        rc = micro_transport_roundtrip(c->tr, a.addr, m, a.t, &call->rsp,
+            &sent);
         micro_msg_free(m);
-        if (rc == 0) {
-            rc = read_response(call, use);
-        } else if (rc == MICRO_ETIMEDOUT) {
-            char d[160];
-            snprintf(d, sizeof(d), "call timeout: %s to %s after %lld ms",
-                req->endpoint, call->address, (long long) t);
-            call_set_error(call, "go.micro.client", 408, d);
-        } else {
-            char d[256];
-            snprintf(d, sizeof(d), "connection error: %s: %s",
-                call->address, micro_strerror(rc));
-            call_set_error(call, "go.micro.client", 500, d);
-        }
-        if (node.id != NULL) {
-            bool node_failed = rc != 0 && rc != MICRO_EREMOTE &&
-                rc != MICRO_ECODEC;
-            micro_selector_end(c->sel, req->service, node.id,
-                node_failed ? rc : 0, (micro__now_ns() - t0) / 1000);
-        }
-        micro_node_clear(&node);
-        if (rc == 0 || !should_retry(c, rc, call, sent)) {
+        rc = attempt_finish(c, req, call, &a, rc);
+        if (!attempt_retry(c, req, call, rc, sent, n)) {
             break;
         }
-        MICRO_LOGF(MICRO_LOG_DEBUG, "client", "%s %s attempt %d: %s; retrying",
-            req->service, req->endpoint, attempt + 1, micro_strerror(rc));
     }
     return rc;
 }
