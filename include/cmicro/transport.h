@@ -132,7 +132,13 @@ MICRO_API int micro_transport_new(micro_transport **out,
     const micro_options *opts);
 MICRO_API int micro_transport_new_by_name(micro_transport **out,
     const char *name, micro_loop *loop, const micro_options *opts);
-/** Stop listening (if needed) and free. Thread: any but the loop's. */
+/**
+ * Stop listening (if needed) and free. Round trips of roundtrip_async
+ * still pending complete with MICRO_ECANCELED, and the connections it
+ * pooled are closed, each on its own loop's thread: this waits for them.
+ * Thread: any but the transport's loop, or a loop it has run
+ * roundtrip_async on (that loop must keep running).
+ */
 MICRO_API void micro_transport_free(micro_transport *t);
 /** Thread: any (hops to the loop and waits). */
 MICRO_API int micro_transport_listen(micro_transport *t, const char *addr,
