@@ -1,10 +1,13 @@
 /*
- * bench_greeter: Greeter.Hello {"name":"John"} through cmicro's synchronous
- * client, K threads sharing ONE micro_client, against a greeter-server.
+ * bench_greeter: Greeter.Hello {"name":"John"} through cmicro's client
+ * against a greeter-server: K threads sharing ONE micro_client, each making
+ * synchronous calls, or with --async ONE loop thread keeping K calls in
+ * flight with micro_client_call_async (each completion, on the loop,
+ * starts the next call).
  *
  *   bench_greeter --address 127.0.0.1:PORT [--inflight K] [--duration S]
  *                 [--warmup S] [--content_type application/json]
- *                 [--size BYTES]
+ *                 [--size BYTES] [--async]
  *
  * --size N sends a name of N 'x' bytes instead of "John" (the 1 KB payload
  * variant is --size 1024); the reply must be {"msg":"Hello <name>"}.
@@ -12,8 +15,9 @@
  * (field 1, the name) and expects its Response (field 1, "Hello <name>"),
  * as greeter-proto-server answers.
  *
- * Each thread calls in a loop and records every call's latency (monotonic
- * clock) in its own array; the arrays are merged after the run. Calls are
+ * Each thread (or, with --async, each of the K call slots) calls in a loop
+ * and records every call's latency (monotonic clock) in its own array; the
+ * arrays are merged after the run. Calls are
  * counted only when they start after the warm-up and end before the end of
  * the window. A call that fails, or whose reply is not the expected one,
  * counts as an error. Prints one JSON line:
@@ -44,6 +48,7 @@ typedef struct bench_cfg {
     double duration;
     double warmup;
     long size;
+    bool async;
 } bench_cfg;
 
 typedef struct worker {
@@ -81,50 +86,188 @@ lat_push(worker *w, uint64_t ns)
     return true;
 }
 
+static micro_call_opts
+call_opts(const bench_cfg *cfg)
+{
+    micro_call_opts o = {0};
+    o.address = cfg->address;
+    o.content_type = cfg->content_type;
+    o.retries = MICRO_CALL_NO_RETRY; /* a failure is an error, not a retry */
+    return o;
+}
+
+/* rc of the call, made MICRO_ECODEC when the reply is not the expected
+ * one; frees call. */
+static int
+check_reply(int rc, micro_call *call)
+{
+    if (rc == 0) {
+        size_t len = 0;
+        const void *body = micro_call_body(call, &len);
+        /* The JSON codec ends bodies with '\n', as Go's Encoder. */
+        while (greeter_json && len > 0 &&
+            (((const char *) body)[len - 1] == '\n' ||
+                ((const char *) body)[len - 1] == '\r')) {
+            len--;
+        }
+        if (len != greeter_rsp_len ||
+            memcmp(body, greeter_rsp, greeter_rsp_len) != 0) {
+            rc = MICRO_ECODEC;
+        }
+    }
+    micro_call_free(call);
+    return rc;
+}
+
+/* Count one finished call that started at t0 and ended at t1; true when
+ * the run is over. */
+static bool
+record(worker *w, int rc, uint64_t t0, uint64_t t1)
+{
+    bool in_window = t0 >= w->start_ns && t1 <= w->end_ns;
+    if (rc != 0) {
+        w->last_rc = rc;
+        if (in_window) {
+            w->errors++;
+        }
+    } else if (in_window && !lat_push(w, t1 - t0)) {
+        w->errors++;
+    }
+    return t1 >= w->end_ns;
+}
+
 static void *
 worker_main(void *arg)
 {
     worker *w = arg;
-    micro_call_opts o = {0};
-    o.address = w->cfg->address;
-    o.content_type = w->cfg->content_type;
-    o.retries = MICRO_CALL_NO_RETRY; /* a failure is an error, not a retry */
-    const size_t want = greeter_rsp_len;
+    micro_call_opts o = call_opts(w->cfg);
     for (;;) {
         uint64_t t0 = now_ns();
         micro_call *call = NULL;
         int rc = micro_client_call(w->cli, "greeter", "Greeter.Hello",
             greeter_req, greeter_req_len, &o, &call);
-        bool ok = rc == 0;
-        if (ok) {
-            size_t len = 0;
-            const void *body = micro_call_body(call, &len);
-            /* The JSON codec ends bodies with '\n', as Go's Encoder. */
-            while (greeter_json && len > 0 && (((const char *) body)[len - 1] == '\n' ||
-                                  ((const char *) body)[len - 1] == '\r')) {
-                len--;
-            }
-            ok = len == want && memcmp(body, greeter_rsp, want) == 0;
-            if (!ok) {
-                rc = MICRO_ECODEC;
-            }
-        }
-        micro_call_free(call);
-        uint64_t t1 = now_ns();
-        bool in_window = t0 >= w->start_ns && t1 <= w->end_ns;
-        if (!ok) {
-            w->last_rc = rc;
-            if (in_window) {
-                w->errors++;
-            }
-        } else if (in_window && !lat_push(w, t1 - t0)) {
-            w->errors++;
-        }
-        if (t1 >= w->end_ns) {
+        rc = check_reply(rc, call);
+        if (record(w, rc, t0, now_ns())) {
             break;
         }
     }
     return NULL;
+}
+
+/* --async: K slots on one loop; a slot's completion starts its next call,
+ * until the window ends. The main thread waits for every slot to stop. */
+typedef struct async_run {
+    micro_loop *loop;
+    micro_call_opts o;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int active; /* slots still calling */
+} async_run;
+
+typedef struct slot {
+    worker w; /* its latencies; tid unused */
+    async_run *run;
+    uint64_t t0;
+} slot;
+
+static void slot_done(void *arg, int rc, micro_call *call);
+
+static void
+slot_stop(slot *s)
+{
+    async_run *r = s->run;
+    pthread_mutex_lock(&r->mu);
+    if (--r->active == 0) {
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void
+slot_start(slot *s)
+{
+    for (;;) {
+        s->t0 = now_ns();
+        int rc = micro_client_call_async(s->w.cli, s->run->loop, "greeter",
+            "Greeter.Hello", greeter_req, greeter_req_len, &s->run->o,
+            slot_done, s);
+        if (rc == 0) {
+            return;
+        }
+        /* Not started: count it, as a failed call. */
+        if (record(&s->w, rc, s->t0, now_ns())) {
+            slot_stop(s);
+            return;
+        }
+    }
+}
+
+static void
+slot_done(void *arg, int rc, micro_call *call)
+{
+    slot *s = arg;
+    rc = check_reply(rc, call);
+    if (record(&s->w, rc, s->t0, now_ns())) {
+        slot_stop(s);
+        return;
+    }
+    slot_start(s);
+}
+
+typedef struct slots {
+    slot *v;
+    int n;
+} slots;
+
+/* On the loop thread: every slot's first call. */
+static void
+slots_start(void *arg)
+{
+    slots *ss = arg;
+    for (int i = 0; i < ss->n; i++) {
+        slot_start(&ss->v[i]);
+    }
+}
+
+/* Run the K slots; their workers (with the latencies) go to ws. */
+static int
+run_async(const bench_cfg *cfg, micro_client *cli, micro_loop *loop,
+    worker *ws, uint64_t start, uint64_t end)
+{
+    async_run r;
+    r.loop = loop;
+    r.o = call_opts(cfg);
+    r.active = cfg->inflight;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    slot *v = calloc((size_t) cfg->inflight, sizeof(*v));
+    if (v == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < cfg->inflight; i++) {
+        v[i].w.cli = cli;
+        v[i].w.cfg = cfg;
+        v[i].w.start_ns = start;
+        v[i].w.end_ns = end;
+        v[i].run = &r;
+    }
+    slots ss = {v, cfg->inflight};
+    if (micro_loop_post(loop, slots_start, &ss) != 0) {
+        free(v);
+        return -1;
+    }
+    pthread_mutex_lock(&r.mu);
+    while (r.active > 0) {
+        pthread_cond_wait(&r.cv, &r.mu);
+    }
+    pthread_mutex_unlock(&r.mu);
+    for (int i = 0; i < cfg->inflight; i++) {
+        ws[i] = v[i].w;
+    }
+    free(v);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+    return 0;
 }
 
 static int
@@ -151,7 +294,7 @@ usage(void)
         "usage: bench_greeter --address HOST:PORT [--inflight K]"
         " [--duration S]\n"
         "                     [--warmup S] [--content_type TYPE]"
-        " [--size BYTES]\n");
+        " [--size BYTES] [--async]\n");
     exit(2);
 }
 
@@ -160,6 +303,10 @@ parse_args(int argc, char **argv, bench_cfg *cfg)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--async") == 0) {
+            cfg->async = true;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char *eq = strchr(a, '=');
         char name[64];
@@ -221,7 +368,7 @@ pb_string_field(char *out, const char *prefix, const char *name)
 int
 main(int argc, char **argv)
 {
-    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 0};
+    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 0, false};
     parse_args(argc, argv, &cfg);
     size_t nlen = cfg.size > 0 ? (size_t) cfg.size : 4;
     greeter_req = malloc(nlen + 16);
@@ -259,7 +406,8 @@ main(int argc, char **argv)
     micro_client *cli = NULL;
     int rc = micro_options_new(&opts);
     if (rc == 0) {
-        /* One idle connection per thread must fit in the pool. */
+        /* One idle connection per thread (or call slot) must fit in the
+         * pool. */
         int64_t pool = cfg.inflight > 100 ? cfg.inflight : 100;
         rc = micro_options_set_int(opts, "client_pool_size", pool);
     }
@@ -284,7 +432,13 @@ main(int argc, char **argv)
     }
     uint64_t start = now_ns() + (uint64_t) (cfg.warmup * 1e9);
     uint64_t end = start + (uint64_t) (cfg.duration * 1e9);
-    for (int i = 0; i < cfg.inflight; i++) {
+    if (cfg.async) {
+        if (run_async(&cfg, cli, loop, ws, start, end) != 0) {
+            fprintf(stderr, "bench_greeter: cannot start the async run\n");
+            return 2;
+        }
+    }
+    for (int i = 0; i < cfg.inflight && !cfg.async; i++) {
         ws[i].cli = cli;
         ws[i].cfg = &cfg;
         ws[i].start_ns = start;
@@ -298,7 +452,9 @@ main(int argc, char **argv)
     uint64_t errors = 0;
     int last_rc = 0;
     for (int i = 0; i < cfg.inflight; i++) {
-        pthread_join(ws[i].tid, NULL);
+        if (!cfg.async) {
+            pthread_join(ws[i].tid, NULL);
+        }
         total += ws[i].n;
         errors += ws[i].errors;
         if (ws[i].last_rc != 0) {

@@ -18,6 +18,8 @@
 #   echo         bench_echo server / bench_echo client (epoll): raw TCP limit
 #   cmicro       greeter-server (Hello inline on the loop) / bench_greeter
 #   cmicro-pool  greeter-server --no_inline (worker pool) / bench_greeter
+#   cmicro-async greeter-server / bench_greeter --async (one loop thread,
+#                micro_client_call_async)
 #   cmicro-wrk   greeter-server / wrk -s bench/greeter.lua
 #   cmicro-proto greeter-proto-server (protoc-gen-cmicro stubs, inline) /
 #                bench_greeter --content_type application/protobuf
@@ -51,7 +53,7 @@ BIG_INFLIGHT=${BIG_INFLIGHT:-64}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -287,6 +289,10 @@ client_cmd() { # client port size K -> argv on stdout, one per line
         printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
             --duration "$DURATION" --warmup "$WARMUP" --size "$3"
         ;;
+    cmicro-async)
+        printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
+            --duration "$DURATION" --warmup "$WARMUP" --size "$3" --async
+        ;;
     cmicro-proto)
         printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
             --duration "$DURATION" --warmup "$WARMUP" --size "$3" \
@@ -314,6 +320,7 @@ pair() {
     case $1 in
     echo) echo "echo echo" ;;
     cmicro) echo "cmicro cmicro" ;;
+    cmicro-async) echo "cmicro cmicro-async" ;;
     cmicro-pool) echo "cmicro-pool cmicro" ;;
     cmicro-wrk) echo "cmicro wrk" ;;
     cmicro-proto) echo "cmicro-proto cmicro-proto" ;;

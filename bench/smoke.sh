@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmarks (ctest label "bench"): runs bench_echo,
-# bench_greeter (also with a 1 KB name, and in protobuf against
+# bench_greeter (also with a 1 KB name, with --async, and in protobuf against
 # greeter-proto-server) and, when built, the gRPC C++ pair
 # for 1 second each against fresh servers and fails if one makes no calls
 # or reports an error.
@@ -104,6 +104,9 @@ check bench_greeter "$out" || fail=1
 out=$("$GREETER" --address "$ADDR" --inflight 4 --duration 0.5 --warmup 0.1 \
     --size 1024) || fail=1
 check "bench_greeter --size 1024" "$out" || fail=1
+out=$("$GREETER" --address "$ADDR" --inflight 16 --duration 0.5 --warmup 0.1 \
+    --async) || fail=1
+check "bench_greeter --async" "$out" || fail=1
 
 PROTO_SERVER=$BUILD/greeter-proto-server
 if [ -x "$PROTO_SERVER" ]; then

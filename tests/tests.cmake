@@ -6,6 +6,8 @@ set(MICRO_TEST_SPECIAL
   "server/process:process:180"
   "transport/badinput:unit:120"
   "core/loop:unit|concurrency:60"
+  "transport/http_async:unit|concurrency:60"
+  "client/async:unit|concurrency:120"
   "service/service:unit|concurrency:60"
   "broker/broker:unit|concurrency:120"
   "broker/nats:server|concurrency:180"

@@ -25,7 +25,10 @@ extern "C" {
  *
  * Threading: micro_client_call is synchronous and may be called from any
  * thread, including inside a handler. micro_client_call_async runs the
- * call on the client's worker threads and completes on the loop thread.
+ * call on the caller's event loop without blocking it (mucp over a
+ * transport with an asynchronous round trip, such as http, and no call
+ * wrappers), otherwise on the client's worker threads, and completes on
+ * the loop thread either way.
  */
 typedef struct micro_client micro_client;
 
@@ -141,6 +144,15 @@ MICRO_API void micro_call_set_address(micro_call *c, const char *address);
  */
 MICRO_API int micro_client_new(micro_client **out, micro_transport *transport,
     micro_selector *selector, const micro_options *opts);
+/**
+ * Free the client. Asynchronous calls still pending on loops complete
+ * first, with MICRO_ECANCELED (see micro_client_call_async), so that none
+ * touches the transport or selector afterwards; those on the worker
+ * threads run to their end.
+ * Thread: any, including a loop thread inside a call's callback; not
+ * concurrently with another call on c. When pending calls belong to
+ * another loop, this waits for that loop to cancel them.
+ */
 MICRO_API void micro_client_free(micro_client *c);
 /** Append a call wrapper (outermost first). Before first use. */
 MICRO_API int micro_client_wrap(
@@ -164,8 +176,33 @@ MICRO_API int micro_client_call(micro_client *c, const char *service,
 typedef void (*micro_call_cb)(void *arg, int rc, micro_call *call);
 
 /**
- * Start a call and return at once. cb runs exactly once, on loop's thread,
- * iff this returned 0. Arguments are copied. Thread: any.
+ * Start a call and return at once; cb gets the result.
+ *
+ * The mucp client over a transport with an asynchronous round trip (http)
+ * and without call wrappers runs the call on loop's thread without ever
+ * blocking it: any number may be in flight, with no thread per call. It
+ * keeps every rule of micro_client_call: the node from the selector (from
+ * its cache on the loop; a registry lookup that the cache cannot answer
+ * runs on libuv's thread pool) or opts.address, retries with the same
+ * back-off (on a timer), the per-attempt timeout, the same headers and
+ * codecs, Go Micro errors as micro_call_error, micro_call_attempts and
+ * micro_call_address, and the selector's begin/end. Connections are pooled
+ * per loop. Otherwise (wrappers are synchronous; other client ops tables
+ * have only a blocking call) micro_client_call runs on one of the
+ * client's 8 threads and its result is posted to loop.
+ *
+ * Ownership: every argument is copied (opts' strings, metadata and filter
+ *   included). The call object is transferred to cb.
+ * Thread:   any, including loop's thread inside another call's callback.
+ * Callback: cb runs exactly once, on loop's thread, iff this returned 0,
+ *   and never inside this call. Its rc is what micro_client_call would
+ *   return, or MICRO_ECANCELED (with error 408 "context canceled", Go
+ *   Micro's answer to a canceled context) when the client is freed or the
+ *   loop closes (micro_loop_free) while the call is pending. On the
+ *   worker-thread path, a result whose loop has closed meanwhile is dropped
+ *   (and logged), since it cannot run there.
+ * Errors:   MICRO_EINVAL, MICRO_ENOMEM, MICRO_ECLOSED (the client is being
+ *   freed, or loop is closing).
  */
 MICRO_API int micro_client_call_async(micro_client *c, micro_loop *loop,
     const char *service, const char *endpoint, const void *body, size_t len,

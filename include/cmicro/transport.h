@@ -17,7 +17,9 @@ extern "C" {
  * The transport moves messages {headers, body} between services: a
  * listener that receives requests and answers each one exactly once, and a
  * client side that sends a request to an address and waits for the answer
- * (on a pooled connection).
+ * (on a pooled connection), either blocking the calling thread (roundtrip)
+ * or, where the transport supports it, on an event loop without blocking
+ * (roundtrip_async).
  */
 typedef struct micro_transport micro_transport;
 
@@ -42,11 +44,27 @@ typedef struct micro_transport_stats {
     uint64_t dropped_replies;/* answers whose connection had gone */
 } micro_transport_stats;
 
-#define MICRO_TRANSPORT_ABI 1
+/** One asynchronous round trip in progress (opaque, transport-owned). */
+typedef struct micro_transport_call micro_transport_call;
+
+/**
+ * Completion of an asynchronous round trip, on the thread of the loop it
+ * was started on. rc is 0 with rsp the answer (transferred to the callee,
+ * which frees it with micro_msg_free), or an error with rsp NULL. sent is
+ * as for roundtrip: 1 once any byte of the request was written, so the
+ * caller knows whether a retry could run the call twice.
+ */
+typedef void (*micro_transport_done_fn)(
+    void *arg, int rc, micro_msg *rsp, int sent);
+
+/* ABI 2 added roundtrip_async and cancel. Tables declaring ABI 1 stay
+ * valid (they end at fini, and the front end never reads past it). */
+#define MICRO_TRANSPORT_ABI 2
 
 /**
  * For implementers. listen/stop_listen/fini run on the loop thread;
- * reply and roundtrip are called from any thread (roundtrip blocks).
+ * reply and roundtrip are called from any thread (roundtrip blocks);
+ * roundtrip_async and cancel on the thread of the loop they are given.
  */
 typedef struct micro_transport_ops {
     uint32_t abi;
@@ -78,6 +96,25 @@ typedef struct micro_transport_ops {
      * the front end calls it again on a later loop turn. May be NULL. */
     int (*shutdown)(void *st);
     void (*fini)(void *st);
+    /* Optional (ABI 2; both NULL: not supported). Called on loop's thread
+     * only. Start one exchange with addr, as roundtrip does (same wire
+     * bytes, errors, limits and connection reuse), without blocking: the
+     * whole exchange runs on loop's thread. timeout_ms bounds it all, dial
+     * included (<= 0: no deadline but the dial timeout). req is borrowed
+     * for the call. On 0, *call (when call is not NULL) names the round
+     * trip until cb runs, and cb runs exactly once, on loop's thread and
+     * never inside this call. On an error cb never runs: MICRO_ENOMEM,
+     * MICRO_ECLOSED (the transport or the loop is shutting down). A
+     * malformed address, like every connection failure, arrives through
+     * cb. Round trips still pending when the transport is freed or the
+     * loop closes complete with MICRO_ECANCELED. */
+    int (*roundtrip_async)(void *st, micro_loop *loop, const char *addr,
+        const micro_msg *req, int64_t timeout_ms, micro_transport_done_fn cb,
+        void *arg, micro_transport_call **call);
+    /* Abandon call (its connection is closed) before its cb ran: cb runs
+     * before this returns, with MICRO_ECANCELED. The loop thread of call.
+     */
+    void (*cancel)(void *st, micro_transport_call *call);
 } micro_transport_ops;
 
 MICRO_API extern const micro_transport_ops micro_transport_http_ops;
@@ -95,7 +132,13 @@ MICRO_API int micro_transport_new(micro_transport **out,
     const micro_options *opts);
 MICRO_API int micro_transport_new_by_name(micro_transport **out,
     const char *name, micro_loop *loop, const micro_options *opts);
-/** Stop listening (if needed) and free. Thread: any but the loop's. */
+/**
+ * Stop listening (if needed) and free. Round trips of roundtrip_async
+ * still pending complete with MICRO_ECANCELED, and the connections it
+ * pooled are closed, each on its own loop's thread: this waits for them.
+ * Thread: any but the transport's loop, or a loop it has run
+ * roundtrip_async on (that loop must keep running).
+ */
 MICRO_API void micro_transport_free(micro_transport *t);
 /** Thread: any (hops to the loop and waits). */
 MICRO_API int micro_transport_listen(micro_transport *t, const char *addr,
@@ -105,6 +148,39 @@ MICRO_API int micro_transport_reply(
     micro_transport *t, micro_exchange *ex, micro_msg **rsp);
 MICRO_API int micro_transport_roundtrip(micro_transport *t, const char *addr,
     const micro_msg *req, int64_t timeout_ms, micro_msg **rsp, int *sent);
+/** 1 when t implements roundtrip_async (the http transport does), else 0.
+ *  Thread: any. */
+MICRO_API int micro_transport_has_async(const micro_transport *t);
+/**
+ * Send req to addr on loop and return at once; cb gets the answer. The
+ * exchange runs on loop's thread without blocking it; any number may be
+ * in flight. Connections are pooled per loop (client_pool_size idle ones
+ * per address, client_pool_ttl), separately from roundtrip's pool.
+ *
+ * Ownership: req, addr borrowed for the call; the answer is transferred to
+ *   cb. *call (call may be NULL) names the round trip until cb runs.
+ * Thread:   loop's thread only (MICRO_EINVAL from any other).
+ * Callback: cb runs exactly once, on loop's thread, iff this returned 0;
+ *   never inside this call. Errors through cb: MICRO_ETIMEDOUT,
+ *   MICRO_ECONNREFUSED, MICRO_ECONNRESET, MICRO_EPROTO, MICRO_EMSGSIZE,
+ *   MICRO_EINVAL (malformed or unresolvable address), MICRO_ECANCELED
+ *   (micro_transport_cancel, the transport freed or the loop closed with
+ *   the round trip pending), other -errno.
+ * Errors:   MICRO_EINVAL (bad arguments, or not on loop's thread),
+ *   MICRO_ENOTSUP (the transport has no async round trip), MICRO_ENOMEM,
+ *   MICRO_ECLOSED.
+ */
+MICRO_API int micro_transport_roundtrip_async(micro_transport *t,
+    micro_loop *loop, const char *addr, const micro_msg *req,
+    int64_t timeout_ms, micro_transport_done_fn cb, void *arg,
+    micro_transport_call **call);
+/**
+ * Abandon a round trip whose cb has not run yet: its connection is closed
+ * and cb runs before this returns, with MICRO_ECANCELED.
+ * Thread: the loop thread the round trip was started on.
+ */
+MICRO_API void micro_transport_cancel(
+    micro_transport *t, micro_transport_call *call);
 /** Thread: any (hops to the loop and waits). */
 MICRO_API void micro_transport_stop_listen(micro_transport *t);
 MICRO_API size_t micro_transport_inflight(micro_transport *t);

@@ -3,6 +3,7 @@
 #include "core/loop_internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <uv.h>
 
 typedef struct post_item {
@@ -20,6 +21,7 @@ struct micro_loop {
     micro__task *tail;
     bool closing;
     bool started;
+    micro__loop_ext *exts; /* loop thread only */
 };
 
 static void
@@ -60,6 +62,16 @@ on_async(uv_async_t *a)
     pthread_mutex_unlock(&l->mu);
     if (closing) {
         drain(l);
+        /* Components with state on this loop finish it now, while their
+         * handles can still be closed with their own callbacks. */
+        micro__loop_ext *x;
+        while ((x = l->exts) != NULL) {
+            l->exts = x->next;
+            x->next = NULL;
+            if (x->on_close != NULL) {
+                x->on_close(x);
+            }
+        }
         /* Whatever is still open belongs to a component that was not shut
          * down; close it so the loop can end rather than hang. */
         uv_walk(&l->uv, close_any, NULL);
@@ -70,6 +82,14 @@ static void *
 loop_main(void *arg)
 {
     micro_loop *l = arg;
+    /* libuv writes with write()/writev(), which raise SIGPIPE when the peer
+     * has gone. Blocked on this thread, the signal stays pending and the
+     * write fails with EPIPE, which the connection's owner handles; the
+     * process's disposition is the application's and stays untouched. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
     return NULL;
 }
@@ -193,6 +213,45 @@ void *
 micro_loop_uv(micro_loop *l)
 {
     return &l->uv;
+}
+
+micro__loop_ext *
+micro__loop_ext_find(micro_loop *l, const void *key)
+{
+    for (micro__loop_ext *x = l->exts; x != NULL; x = x->next) {
+        if (x->key == key) {
+            return x;
+        }
+    }
+    return NULL;
+}
+
+void
+micro__loop_ext_add(micro_loop *l, micro__loop_ext *x)
+{
+    x->next = l->exts;
+    l->exts = x;
+}
+
+void
+micro__loop_ext_remove(micro_loop *l, micro__loop_ext *x)
+{
+    for (micro__loop_ext **pp = &l->exts; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == x) {
+            *pp = x->next;
+            x->next = NULL;
+            return;
+        }
+    }
+}
+
+bool
+micro__loop_closing(micro_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool closing = l->closing;
+    pthread_mutex_unlock(&l->mu);
+    return closing;
 }
 
 typedef struct sync_call {

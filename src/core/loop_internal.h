@@ -20,6 +20,32 @@ int micro__loop_post_task(micro_loop *l, micro__task *t);
  * first. */
 int micro__loop_call(micro_loop *l, int (*fn)(void *arg), void *arg);
 
+/*
+ * State a component keeps per loop (the http transport's connections of an
+ * asynchronous client, the client's pending calls), found by key without a
+ * lock and told when the loop closes. Every function here is for the loop
+ * thread only; the component owns the struct (usually embedded in its own).
+ */
+typedef struct micro__loop_ext micro__loop_ext;
+struct micro__loop_ext {
+    const void *key; /* the owner, e.g. its transport's state */
+    /* Runs once on the loop thread when micro_loop_free begins, after every
+     * posted task has run and before the loop closes what is still open.
+     * x has already been removed. The component finishes its work there
+     * (completing what is pending) and closes its handles with their own
+     * close callbacks. May be NULL. */
+    void (*on_close)(micro__loop_ext *x);
+    micro__loop_ext *next;
+};
+
+micro__loop_ext *micro__loop_ext_find(micro_loop *l, const void *key);
+void micro__loop_ext_add(micro_loop *l, micro__loop_ext *x);
+/* No-op when x is not on l (e.g. already removed for on_close). */
+void micro__loop_ext_remove(micro_loop *l, micro__loop_ext *x);
+/* True once micro_loop_free has begun: posts fail from then on, and
+ * components should start nothing new. Any thread. */
+bool micro__loop_closing(micro_loop *l);
+
 /* A fixed pool of worker threads running tasks FIFO. */
 typedef struct micro__pool micro__pool;
 int micro__pool_new(micro__pool **out, int nthreads, const char *name);

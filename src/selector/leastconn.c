@@ -48,7 +48,7 @@ static int
 lc_init(void *st, micro_registry *reg, const micro_options *opts)
 {
     lc_state *l = st;
-    int rc = micro__selector_core_init(&l->core, reg, opts);
+    int rc = micro__selector_core_init(&l->core, reg, opts, lc_pick);
     l->core.want_stats = true;
     return rc;
 }

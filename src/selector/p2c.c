@@ -62,7 +62,7 @@ static int
 p2c_init(void *st, micro_registry *reg, const micro_options *opts)
 {
     p2c_state *p = st;
-    int rc = micro__selector_core_init(&p->core, reg, opts);
+    int rc = micro__selector_core_init(&p->core, reg, opts, p2c_pick);
     p->core.want_stats = true;
     return rc;
 }

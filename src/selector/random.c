@@ -24,7 +24,7 @@ static int
 random_init(void *st, micro_registry *reg, const micro_options *opts)
 {
     random_state *r = st;
-    return micro__selector_core_init(&r->core, reg, opts);
+    return micro__selector_core_init(&r->core, reg, opts, random_pick);
 }
 
 static int

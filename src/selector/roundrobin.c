@@ -38,7 +38,7 @@ static int
 rr_init(void *st, micro_registry *reg, const micro_options *opts)
 {
     rr_state *r = st;
-    return micro__selector_core_init(&r->core, reg, opts);
+    return micro__selector_core_init(&r->core, reg, opts, rr_pick);
 }
 
 static int

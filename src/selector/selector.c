@@ -377,10 +377,11 @@ watch_cb(void *arg, micro_registry_action action,
 /* The shared core                                                      */
 
 int
-micro__selector_core_init(
-    micro__selector_core *c, micro_registry *reg, const micro_options *opts)
+micro__selector_core_init(micro__selector_core *c, micro_registry *reg,
+    const micro_options *opts, micro__selector_pick_fn pick)
 {
     c->reg = reg;
+    c->pick = pick;
     c->ttl_ms = opts != NULL ? micro_options_get_ms(opts, "selector_ttl")
                              : MICRO__SELECTOR_TTL_MS;
     c->backoff_ms = opts != NULL
@@ -632,12 +633,17 @@ entry_nodes(const micro__sel_entry *e)
     return total;
 }
 
-int
-micro__selector_core_select(micro__selector_core *c, const char *service,
+/* nowait: answer only from the cache, MICRO_EAGAIN when that would take
+ * a registry call or a wait for another thread's. */
+static int
+core_select(micro__selector_core *c, const char *service,
     const micro_select_filter *filter, micro__selector_pick_fn pick,
-    micro_node *out)
+    micro_node *out, bool nowait)
 {
     if (!atomic_load(&c->watch_tried)) {
+        if (nowait) {
+            return MICRO_EAGAIN;
+        }
         start_watch(c);
     }
     pthread_mutex_lock(&c->mu);
@@ -649,11 +655,15 @@ micro__selector_core_select(micro__selector_core *c, const char *service,
             now - e->fetched < c->ttl_ms) {
             goto pick; /* fresh */
         }
+        if (e != NULL && e->refreshing && e->have) {
+            goto pick; /* another thread refreshes; serve what we have */
+        }
+        if (nowait) {
+            pthread_mutex_unlock(&c->mu);
+            return MICRO_EAGAIN;
+        }
         if (e == NULL || !e->refreshing) {
             break; /* this thread asks the registry */
-        }
-        if (e->have) {
-            goto pick; /* another thread refreshes; serve what we have */
         }
         pthread_cond_wait(&c->done, &c->mu);
     }
@@ -737,6 +747,14 @@ pick:
     rc = pick_from(c, e, filter, pick, out);
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+int
+micro__selector_core_select(micro__selector_core *c, const char *service,
+    const micro_select_filter *filter, micro__selector_pick_fn pick,
+    micro_node *out)
+{
+    return core_select(c, service, filter, pick, out, false);
 }
 
 /* Back-off bookkeeping of mark and end (mutex held). */
@@ -1012,6 +1030,22 @@ core_of(micro_selector *s)
     }
     /* Every built-in strategy puts the core first in its state. */
     return s->st;
+}
+
+int
+micro__selector_select_cached(micro_selector *s, const char *service,
+    const micro_select_filter *filter, micro_node *out)
+{
+    memset(out, 0, sizeof(*out));
+    micro__selector_core *c = core_of(s);
+    if (c == NULL || service == NULL || service[0] == '\0') {
+        return MICRO_EAGAIN;
+    }
+    int rc = core_select(c, service, filter, c->pick, out, true);
+    if (rc < 0) {
+        micro_node_clear(out);
+    }
+    return rc;
 }
 
 void

@@ -35,6 +35,18 @@ typedef struct micro__selector_counters {
     uint64_t stale_logged;  /* "serving cached nodes" log lines */
 } micro__selector_counters;
 
+/*
+ * Chooses one of n (n > 0) candidates. Called with the core's mutex held:
+ * it must not block or call into the selector or registry. It may reorder
+ * cands (a scratch array of the candidates) when stats is NULL. stats is
+ * NULL unless the core's want_stats is set; then stats[i] belongs to
+ * cands[i]. counter is the service's own counter, shared by every select
+ * of that service. now is micro__now_ms(). Returns an index in [0, n).
+ */
+typedef size_t (*micro__selector_pick_fn)(const micro_node **cands,
+    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
+    int64_t now);
+
 typedef struct micro__selector_core {
     micro_registry *reg; /* borrowed */
     pthread_mutex_t mu;  /* guards everything below */
@@ -51,22 +63,11 @@ typedef struct micro__selector_core {
     bool watching;            /* guarded by wmu */
     uint64_t watch_token;
     micro__selector_counters cnt;
+    micro__selector_pick_fn pick; /* the strategy's */
 } micro__selector_core;
 
-/*
- * Chooses one of n (n > 0) candidates. Called with the core's mutex held:
- * it must not block or call into the selector or registry. It may reorder
- * cands (a scratch array of the candidates) when stats is NULL. stats is
- * NULL unless the core's want_stats is set; then stats[i] belongs to
- * cands[i]. counter is the service's own counter, shared by every select
- * of that service. now is micro__now_ms(). Returns an index in [0, n).
- */
-typedef size_t (*micro__selector_pick_fn)(const micro_node **cands,
-    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
-    int64_t now);
-
 int micro__selector_core_init(micro__selector_core *c, micro_registry *reg,
-    const micro_options *opts);
+    const micro_options *opts, micro__selector_pick_fn pick);
 void micro__selector_core_fini(micro__selector_core *c);
 /* Look service up (through the cache), filter, drop nodes in back-off
  * unless that leaves none, let pick choose, and copy the node to *out. */
@@ -82,6 +83,17 @@ void micro__selector_core_begin(
     micro__selector_core *c, const char *service, const char *node_id);
 void micro__selector_core_end(micro__selector_core *c, const char *service,
     const char *node_id, int err, int64_t latency_us);
+
+/*
+ * select without blocking, for callers on an event loop: the answer of
+ * micro_selector_select when the built-in selector s can give it from its
+ * cache (fresh, or stale while another thread refreshes it) with no
+ * registry call and no wait, else MICRO_EAGAIN (a cold or expired entry,
+ * the first select of s, or s not built in): then call
+ * micro_selector_select off the loop. *out as for micro_selector_select.
+ */
+int micro__selector_select_cached(micro_selector *s, const char *service,
+    const micro_select_filter *filter, micro_node *out);
 
 /* The built-in ops tables by name (plugins.c). */
 int micro__selector_ops_by_name(

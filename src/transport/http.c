@@ -1,6 +1,7 @@
 /*
  * Transport "http": Go Micro's HTTP/1.1 framing. This file is the server
- * side, on the libuv loop; the blocking client side is http_client.c.
+ * side, on the libuv loop; the blocking client side is http_client.c, the
+ * loop-native one http_async.c.
  *
  * One connection carries one exchange at a time, as Go Micro peers expect
  * (they never pipeline). Should a peer pipeline anyway, the parsed requests
@@ -77,6 +78,7 @@ struct http_state {
     char *rbuf;
     bool rbuf_busy;
     micro__http_pool *pool;
+    micro__http_async *async;
     http_parser_settings settings;
 };
 
@@ -867,7 +869,16 @@ http_init(void *st, micro_loop *loop, const micro_options *opts)
         .max_message = t->max_message,
         .max_header = t->max_header,
     };
-    return micro__http_pool_new(&t->pool, &cfg);
+    int rc = micro__http_pool_new(&t->pool, &cfg);
+    if (rc == 0) {
+        /* The loop-native client pools under the same limits. */
+        rc = micro__http_async_new(&t->async, &cfg);
+        if (rc != 0) {
+            micro__http_pool_free(t->pool);
+            t->pool = NULL;
+        }
+    }
+    return rc;
 }
 
 static void
@@ -985,7 +996,10 @@ http_shutdown(void *st)
     for (conn *c = t->conns; c != NULL; c = c->next) {
         conn_close(c);
     }
-    return t->conns == NULL && t->open_handles == 0 ? 1 : 0;
+    /* Contexts of the loop-native client on other loops close on their
+     * own threads; this only asks them to. */
+    int async_done = micro__http_async_shutdown(t->async);
+    return t->conns == NULL && t->open_handles == 0 && async_done ? 1 : 0;
 }
 
 static size_t
@@ -1015,10 +1029,28 @@ http_roundtrip(void *st, const char *addr, const micro_msg *req,
     return micro__http_roundtrip(t->pool, addr, req, timeout_ms, rsp, sent);
 }
 
+static int
+http_roundtrip_async(void *st, micro_loop *loop, const char *addr,
+    const micro_msg *req, int64_t timeout_ms, micro_transport_done_fn cb,
+    void *arg, micro_transport_call **call)
+{
+    http_state *t = st;
+    return micro__http_async_roundtrip(t->async, loop, addr, req, timeout_ms,
+        cb, arg, call);
+}
+
+static void
+http_cancel(void *st, micro_transport_call *call)
+{
+    http_state *t = st;
+    micro__http_async_cancel(t->async, call);
+}
+
 static void
 http_fini(void *st)
 {
     http_state *t = st;
+    micro__http_async_free(t->async);
     micro__http_pool_free(t->pool);
     micro__free(t->rbuf);
 }
@@ -1037,4 +1069,6 @@ const micro_transport_ops micro_transport_http_ops = {
     .stats = http_stats,
     .shutdown = http_shutdown,
     .fini = http_fini,
+    .roundtrip_async = http_roundtrip_async,
+    .cancel = http_cancel,
 };

@@ -348,6 +348,41 @@ split_addr(const char *addr, char *hbuf, size_t hcap, const char **port)
     return 0;
 }
 
+int
+micro__http_addr_parse(const char *addr, char *host, size_t hcap,
+    const char **port, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+    int rc = split_addr(addr, host, hcap, port);
+    if (rc != 0) {
+        return rc;
+    }
+    char *end = NULL;
+    errno = 0;
+    long pn = strtol(*port, &end, 10);
+    bool numeric = errno == 0 && end != *port && *end == '\0' && pn >= 0 &&
+                   pn <= 65535;
+    if (!numeric) {
+        return 0;
+    }
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *s4 = (struct sockaddr_in *) ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t) pn);
+        *sslen = sizeof(*s4);
+        return 1;
+    }
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) ss;
+    if (strchr(host, '%') == NULL &&
+        inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t) pn);
+        *sslen = sizeof(*s6);
+        return 1;
+    }
+    return 0;
+}
+
 /* Connect one address with a non-blocking connect bounded by deadline. */
 static int
 dial_sockaddr(const struct sockaddr *sa, socklen_t salen, int64_t deadline,
@@ -406,33 +441,15 @@ dial(const char *addr, int64_t deadline, int *fd_out)
 {
     char host[256];
     const char *port;
-    int rc = split_addr(addr, host, sizeof(host), &port);
-    if (rc != 0) {
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
+    int rc = micro__http_addr_parse(addr, host, sizeof(host), &port, &ss, &sl);
+    if (rc < 0) {
         return rc;
     }
-    char *end = NULL;
-    errno = 0;
-    long pn = strtol(port, &end, 10);
-    bool numeric = errno == 0 && end != port && *end == '\0' && pn >= 0 &&
-                   pn <= 65535;
-    if (numeric) {
-        struct sockaddr_in s4;
-        memset(&s4, 0, sizeof(s4));
-        if (inet_pton(AF_INET, host, &s4.sin_addr) == 1) {
-            s4.sin_family = AF_INET;
-            s4.sin_port = htons((uint16_t) pn);
-            return dial_sockaddr(
-                (const struct sockaddr *) &s4, sizeof(s4), deadline, fd_out);
-        }
-        struct sockaddr_in6 s6;
-        memset(&s6, 0, sizeof(s6));
-        if (strchr(host, '%') == NULL &&
-            inet_pton(AF_INET6, host, &s6.sin6_addr) == 1) {
-            s6.sin6_family = AF_INET6;
-            s6.sin6_port = htons((uint16_t) pn);
-            return dial_sockaddr(
-                (const struct sockaddr *) &s6, sizeof(s6), deadline, fd_out);
-        }
+    if (rc == 1) {
+        return dial_sockaddr((const struct sockaddr *) &ss, sl, deadline,
+            fd_out);
     }
     struct addrinfo hints;
     memset(&hints, 0, sizeof(hints));
@@ -727,25 +744,8 @@ send_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline, int *sent)
  * Response parsing
  * --------------------------------------------------------------------- */
 
-typedef struct rsp_state {
-    const micro__http_pool_cfg *cfg;
-    micro_msg *msg;
-    micro_buf body;
-    micro_buf kv; /* current header: key, NUL, value */
-    size_t klen;
-    bool in_value;
-    bool headers_done; /* later header callbacks are chunked trailers */
-    bool complete;
-    bool keep_alive;
-    bool micro_error;
-    size_t header_bytes;
-    char status_text[64];
-    size_t status_len;
-    int err; /* set by a callback that failed */
-} rsp_state;
-
 static int
-count_header(rsp_state *st, size_t n)
+count_header(micro__http_rsp *st, size_t n)
 {
     st->header_bytes += n;
     if (st->header_bytes > st->cfg->max_header) {
@@ -758,7 +758,7 @@ count_header(rsp_state *st, size_t n)
 static int
 on_status(http_parser *hp, const char *at, size_t len)
 {
-    rsp_state *st = hp->data;
+    micro__http_rsp *st = hp->data;
     size_t room = sizeof(st->status_text) - 1 - st->status_len;
     size_t n = len < room ? len : room;
     memcpy(st->status_text + st->status_len, at, n);
@@ -768,7 +768,7 @@ on_status(http_parser *hp, const char *at, size_t len)
 }
 
 static int
-flush_header(rsp_state *st)
+flush_header(micro__http_rsp *st)
 {
     if (!st->in_value) {
         if (micro_buf_append(&st->kv, "", 1) != 0) {
@@ -803,7 +803,7 @@ flush_header(rsp_state *st)
 static int
 on_header_field(http_parser *hp, const char *at, size_t len)
 {
-    rsp_state *st = hp->data;
+    micro__http_rsp *st = hp->data;
     if (count_header(st, len + 4) != 0) {
         return -1;
     }
@@ -824,7 +824,7 @@ on_header_field(http_parser *hp, const char *at, size_t len)
 static int
 on_header_value(http_parser *hp, const char *at, size_t len)
 {
-    rsp_state *st = hp->data;
+    micro__http_rsp *st = hp->data;
     if (count_header(st, len) != 0) {
         return -1;
     }
@@ -848,7 +848,7 @@ on_header_value(http_parser *hp, const char *at, size_t len)
 static int
 on_headers_complete(http_parser *hp)
 {
-    rsp_state *st = hp->data;
+    micro__http_rsp *st = hp->data;
     if (st->klen > 0 && flush_header(st) != 0) {
         return -1;
     }
@@ -879,7 +879,7 @@ on_headers_complete(http_parser *hp)
 static int
 on_body(http_parser *hp, const char *at, size_t len)
 {
-    rsp_state *st = hp->data;
+    micro__http_rsp *st = hp->data;
     if (len > st->cfg->max_message - st->body.len) {
         st->err = MICRO_EMSGSIZE;
         return -1;
@@ -894,7 +894,7 @@ on_body(http_parser *hp, const char *at, size_t len)
 static int
 on_message_complete(http_parser *hp)
 {
-    rsp_state *st = hp->data;
+    micro__http_rsp *st = hp->data;
     st->complete = true;
     /* Stop right after this response so that any byte after it shows up
      * as unparsed. */
@@ -911,34 +911,90 @@ static const http_parser_settings rsp_settings = {
     .on_message_complete = on_message_complete,
 };
 
+int
+micro__http_rsp_begin(micro__http_rsp *r, const micro__http_pool_cfg *cfg)
+{
+    memset(r, 0, sizeof(*r));
+    r->cfg = cfg;
+    int rc = micro_msg_new(&r->msg);
+    if (rc != 0) {
+        return rc;
+    }
+    http_parser_init(&r->hp, HTTP_RESPONSE);
+    r->hp.data = r;
+    return 0;
+}
+
+int
+micro__http_rsp_feed(micro__http_rsp *r, const char *p, size_t n)
+{
+    if (n == 0) {
+        /* EOF ends a body without length; anything else is cut short. */
+        if (r->got_bytes) {
+            http_parser_execute(&r->hp, &rsp_settings, NULL, 0);
+            if (r->err != 0) {
+                return r->err;
+            }
+        }
+        if (!r->complete) {
+            return MICRO_ECONNRESET;
+        }
+        r->keep_alive = false;
+        return 1;
+    }
+    r->got_bytes = true;
+    size_t np = http_parser_execute(&r->hp, &rsp_settings, p, n);
+    if (r->err != 0) {
+        return r->err;
+    }
+    enum http_errno he = HTTP_PARSER_ERRNO(&r->hp);
+    if (he == HPE_PAUSED) {
+        r->leftover = np < n;
+        return 1;
+    }
+    if (he == HPE_HEADER_OVERFLOW) {
+        return MICRO_EMSGSIZE;
+    }
+    if (he != HPE_OK || np != n) {
+        MICRO_LOGF(MICRO_LOG_DEBUG, HC_COMPONENT, "bad response: %s",
+            http_errno_description(he));
+        return MICRO_EPROTO;
+    }
+    return r->complete ? 1 : 0;
+}
+
+micro_msg *
+micro__http_rsp_take(micro__http_rsp *r, bool *reusable)
+{
+    /* A Go Micro server never sends unsolicited bytes: a connection with
+     * bytes after the response is out of step and not reused. */
+    *reusable = r->keep_alive && !r->micro_error && !r->leftover;
+    micro_msg *m = r->msg;
+    micro_msg_take_body(m, &r->body);
+    r->msg = NULL;
+    return m;
+}
+
+void
+micro__http_rsp_end(micro__http_rsp *r, const char *addr, int rc)
+{
+    if (rc == MICRO_EPROTO && r->hp.status_code != 0 &&
+        r->hp.status_code != 200) {
+        MICRO_LOGF(MICRO_LOG_WARN, HC_COMPONENT,
+            "%s: unexpected HTTP status %u %s", addr,
+            (unsigned) r->hp.status_code, r->status_text);
+    }
+    micro_msg_free(r->msg);
+    r->msg = NULL;
+    micro_buf_clear(&r->body);
+    micro_buf_clear(&r->kv);
+}
+
 /* Outcome of one exchange attempt beyond its return code. */
 typedef struct xfer_out {
     bool got_bytes; /* any response byte arrived */
     bool reusable;  /* the connection may go back to the pool */
 } xfer_out;
-
-static int
-parse_result(http_parser *hp, rsp_state *st, size_t nparsed, size_t n,
-    bool *leftover)
-{
-    if (st->err != 0) {
-        return st->err;
-    }
-    enum http_errno he = HTTP_PARSER_ERRNO(hp);
-    if (he == HPE_PAUSED) {
-        *leftover = nparsed < n;
-        return 0;
-    }
-    if (he == HPE_HEADER_OVERFLOW) {
-        return MICRO_EMSGSIZE;
-    }
-    if (he != HPE_OK || nparsed != n) {
-        MICRO_LOGF(MICRO_LOG_DEBUG, HC_COMPONENT, "bad response: %s",
-            http_errno_description(he));
-        return MICRO_EPROTO;
-    }
-    return 0;
-}
 
 /*
  * Bound the blocking first recv() of a response by the call's timeout.
@@ -976,29 +1032,23 @@ recv_response(hc_conn *c, const char *addr, const micro__http_pool_cfg *cfg,
     int64_t timeout_ms, int64_t deadline, micro_msg **rsp, xfer_out *xo)
 {
     int fd = c->fd;
-    rsp_state st;
-    memset(&st, 0, sizeof(st));
-    st.cfg = cfg;
-    int rc = micro_msg_new(&st.msg);
+    micro__http_rsp r;
+    int rc = micro__http_rsp_begin(&r, cfg);
     if (rc != 0) {
         return rc;
     }
-    http_parser hp;
-    http_parser_init(&hp, HTTP_RESPONSE);
-    hp.data = &st;
     char buf[HC_RECV_BUF];
-    bool leftover = false;
     /* Right after the request nothing has arrived yet: the first read
      * sleeps in recv() itself (SO_RCVTIMEO bounds it). After that, a full
      * buffer means more is probably queued, so read first; otherwise wait
      * in poll() for what is left of the deadline. */
     bool blocking = arm_rcvtimeo(c, timeout_ms, deadline) == 0;
     bool must_wait = !blocking;
-    while (!st.complete) {
+    for (;;) {
         if (must_wait) {
             rc = wait_fd(fd, POLLIN, deadline);
             if (rc != 0) {
-                goto out;
+                break;
             }
         }
         ssize_t n = recv(fd, buf, sizeof(buf), blocking ? 0 : MSG_DONTWAIT);
@@ -1022,50 +1072,20 @@ recv_response(hc_conn *c, const char *addr, const micro__http_pool_cfg *cfg,
                 continue;
             }
             rc = -errno;
-            goto out;
-        }
-        if (n == 0) {
-            /* EOF ends a body without length; anything else is cut short. */
-            if (xo->got_bytes) {
-                http_parser_execute(&hp, &rsp_settings, NULL, 0);
-                if (st.err != 0) {
-                    rc = st.err;
-                    goto out;
-                }
-            }
-            if (!st.complete) {
-                rc = MICRO_ECONNRESET;
-                goto out;
-            }
-            st.keep_alive = false;
             break;
         }
-        xo->got_bytes = true;
-        size_t np = http_parser_execute(&hp, &rsp_settings, buf, (size_t) n);
-        rc = parse_result(&hp, &st, np, (size_t) n, &leftover);
+        rc = micro__http_rsp_feed(&r, buf, (size_t) n);
         if (rc != 0) {
-            goto out;
+            break;
         }
         must_wait = (size_t) n < sizeof(buf);
     }
-    rc = 0;
-out:
-    if (rc == MICRO_EPROTO && hp.status_code != 0 && hp.status_code != 200) {
-        MICRO_LOGF(MICRO_LOG_WARN, HC_COMPONENT,
-            "%s: unexpected HTTP status %u %s", addr,
-            (unsigned) hp.status_code, st.status_text);
+    xo->got_bytes = r.got_bytes;
+    if (rc == 1) {
+        rc = 0;
+        *rsp = micro__http_rsp_take(&r, &xo->reusable);
     }
-    if (rc == 0) {
-        /* A Go Micro server never sends unsolicited bytes: a connection
-         * with bytes after the response is out of step and not reused. */
-        xo->reusable = st.keep_alive && !st.micro_error && !leftover;
-        micro_msg_take_body(st.msg, &st.body);
-        *rsp = st.msg;
-    } else {
-        micro_msg_free(st.msg);
-        micro_buf_clear(&st.body);
-    }
-    micro_buf_clear(&st.kv);
+    micro__http_rsp_end(&r, addr, rc);
     return rc;
 }
 

@@ -10,6 +10,7 @@ struct micro_transport {
     micro_loop *loop;
     void *st;
     bool listening;
+    bool has_async; /* ABI >= 2 and both async slots set */
 };
 
 int
@@ -17,9 +18,16 @@ micro_transport_new(micro_transport **out, const micro_transport_ops *ops,
     micro_loop *loop, const micro_options *opts)
 {
     *out = NULL;
-    if (ops == NULL || loop == NULL || ops->abi != MICRO_TRANSPORT_ABI ||
-        ops->init == NULL || ops->listen == NULL || ops->reply == NULL ||
-        ops->roundtrip == NULL || ops->fini == NULL) {
+    if (ops == NULL || loop == NULL || ops->abi < 1 ||
+        ops->abi > MICRO_TRANSPORT_ABI || ops->init == NULL ||
+        ops->listen == NULL || ops->reply == NULL || ops->roundtrip == NULL ||
+        ops->fini == NULL) {
+        return MICRO_EINVAL;
+    }
+    /* An ABI 1 table ends at fini: its async slots do not exist. */
+    bool has_async = ops->abi >= 2 && ops->roundtrip_async != NULL;
+    if (ops->abi >= 2 &&
+        (ops->roundtrip_async == NULL) != (ops->cancel == NULL)) {
         return MICRO_EINVAL;
     }
     micro_transport *t = micro__calloc(1, sizeof(*t));
@@ -33,6 +41,7 @@ micro_transport_new(micro_transport **out, const micro_transport_ops *ops,
     }
     t->ops = ops;
     t->loop = loop;
+    t->has_async = has_async;
     int rc = ops->init(t->st, loop, opts);
     if (rc != 0) {
         micro__free(t->st);
@@ -122,6 +131,40 @@ micro_transport_roundtrip(micro_transport *t, const char *addr,
         return MICRO_EINVAL;
     }
     return t->ops->roundtrip(t->st, addr, req, timeout_ms, rsp, sent);
+}
+
+int
+micro_transport_has_async(const micro_transport *t)
+{
+    return t != NULL && t->has_async;
+}
+
+int
+micro_transport_roundtrip_async(micro_transport *t, micro_loop *loop,
+    const char *addr, const micro_msg *req, int64_t timeout_ms,
+    micro_transport_done_fn cb, void *arg, micro_transport_call **call)
+{
+    if (call != NULL) {
+        *call = NULL;
+    }
+    if (t == NULL || loop == NULL || addr == NULL || req == NULL ||
+        cb == NULL || !micro_loop_is_current(loop)) {
+        return MICRO_EINVAL;
+    }
+    if (!t->has_async) {
+        return MICRO_ENOTSUP;
+    }
+    micro_transport_call *dummy = NULL;
+    return t->ops->roundtrip_async(t->st, loop, addr, req, timeout_ms, cb,
+        arg, call != NULL ? call : &dummy);
+}
+
+void
+micro_transport_cancel(micro_transport *t, micro_transport_call *call)
+{
+    if (t != NULL && call != NULL && t->has_async) {
+        t->ops->cancel(t->st, call);
+    }
 }
 
 static int

@@ -23,313 +23,7 @@
 
 #include "transport/http_internal.h"
 
-/* ------------------------------------------------------------------------
- * The test server
- * --------------------------------------------------------------------- */
-
-typedef enum srv_mode {
-    SRV_ECHO,        /* 200, Content-Length, body echoed; keep-alive */
-    SRV_CANNED,      /* send canned bytes per request; keep-alive */
-    SRV_CANNED_CLOSE,/* send canned bytes, then close */
-    SRV_SILENT,      /* read requests, never answer */
-    SRV_ECHO_CLOSE,  /* echo, then close the connection at once */
-    SRV_DROP_REUSE,  /* echo; on the first connection, close without an
-                        answer when the second request arrives */
-    SRV_CLOSE_NOW,   /* read a request, close without an answer */
-    SRV_ECHO_HUSH,   /* echo, but never answer a body of "hush" */
-} srv_mode;
-
-#define SRV_MAX_CONNS 64
-
-typedef struct srv srv;
-
-typedef struct srv_conn {
-    srv *s;
-    int fd;
-    int index; /* accept order */
-    pthread_t thr;
-} srv_conn;
-
-struct srv {
-    int lfd;
-    char addr[64];
-    srv_mode mode;
-    const char *canned;
-    size_t canned_len;
-    atomic_int accepts;
-    atomic_int requests;
-    atomic_bool stop;
-    pthread_t acceptor;
-    pthread_mutex_t mu;
-    srv_conn *conns[SRV_MAX_CONNS];
-    int nconns;
-    micro_buf first_req; /* raw bytes of the first request (under mu) */
-    bool have_first;
-};
-
-/* Per-connection request parsing. */
-typedef struct srv_req {
-    micro_buf body;
-    bool complete;
-} srv_req;
-
-static int
-srv_on_body(http_parser *hp, const char *at, size_t len)
-{
-    srv_req *r = hp->data;
-    return micro_buf_append(&r->body, at, len) == 0 ? 0 : -1;
-}
-
-static int
-srv_on_complete(http_parser *hp)
-{
-    srv_req *r = hp->data;
-    r->complete = true;
-    http_parser_pause(hp, 1);
-    return 0;
-}
-
-static const http_parser_settings srv_settings = {
-    .on_body = srv_on_body,
-    .on_message_complete = srv_on_complete,
-};
-
-static bool
-write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return false;
-        }
-        c += w;
-        n -= (size_t) w;
-    }
-    return true;
-}
-
-static bool
-srv_answer(srv_conn *c, srv_req *r, int nreq)
-{
-    srv *s = c->s;
-    switch (s->mode) {
-    case SRV_ECHO:
-    case SRV_ECHO_CLOSE:
-    case SRV_ECHO_HUSH:
-    case SRV_DROP_REUSE: {
-        if (s->mode == SRV_DROP_REUSE && c->index == 0 && nreq == 2) {
-            return false;
-        }
-        if (s->mode == SRV_ECHO_HUSH && r->body.len == 4 &&
-            memcmp(r->body.data, "hush", 4) == 0) {
-            return true;
-        }
-        /* One write, so that Nagle plus delayed ACKs cannot stall it. */
-        char head[128];
-        int hl = snprintf(head, sizeof(head),
-            "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
-            "Content-Type: text/plain\r\n\r\n",
-            r->body.len);
-        micro_buf out = { 0 };
-        bool ok = micro_buf_append(&out, head, (size_t) hl) == 0 &&
-                  micro_buf_append(&out, r->body.data, r->body.len) == 0 &&
-                  write_all(c->fd, out.data, out.len);
-        micro_buf_clear(&out);
-        return ok && s->mode != SRV_ECHO_CLOSE;
-    }
-    case SRV_CANNED:
-        return write_all(c->fd, s->canned, s->canned_len);
-    case SRV_CANNED_CLOSE:
-        write_all(c->fd, s->canned, s->canned_len);
-        return false;
-    case SRV_SILENT:
-        return true;
-    case SRV_CLOSE_NOW:
-        return false;
-    }
-    return false;
-}
-
-static void *
-srv_conn_main(void *arg)
-{
-    srv_conn *c = arg;
-    srv *s = c->s;
-    http_parser hp;
-    srv_req r;
-    memset(&r, 0, sizeof(r));
-    http_parser_init(&hp, HTTP_REQUEST);
-    hp.data = &r;
-    micro_buf raw = { 0 };
-    bool capture = false;
-    pthread_mutex_lock(&s->mu);
-    if (!s->have_first) {
-        s->have_first = true;
-        capture = true;
-    }
-    pthread_mutex_unlock(&s->mu);
-    int nreq = 0;
-    char buf[8192];
-    while (!atomic_load(&s->stop)) {
-        struct pollfd pfd = { .fd = c->fd, .events = POLLIN, .revents = 0 };
-        int pr = poll(&pfd, 1, 20);
-        if (pr <= 0) {
-            continue;
-        }
-        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
-        if (n <= 0) {
-            break;
-        }
-        size_t off = 0;
-        bool keep = true;
-        while (off < (size_t) n && keep) {
-            size_t np = http_parser_execute(
-                &hp, &srv_settings, buf + off, (size_t) n - off);
-            if (capture) {
-                micro_buf_append(&raw, buf + off, np);
-            }
-            off += np;
-            if (!r.complete) {
-                if (HTTP_PARSER_ERRNO(&hp) != HPE_OK) {
-                    keep = false;
-                }
-                break;
-            }
-            if (capture) {
-                pthread_mutex_lock(&s->mu);
-                s->first_req = raw;
-                pthread_mutex_unlock(&s->mu);
-                memset(&raw, 0, sizeof(raw));
-                capture = false;
-            }
-            nreq++;
-            atomic_fetch_add(&s->requests, 1);
-            keep = srv_answer(c, &r, nreq);
-            r.body.len = 0;
-            r.complete = false;
-            http_parser_init(&hp, HTTP_REQUEST);
-            hp.data = &r;
-        }
-        if (!keep) {
-            break;
-        }
-    }
-    micro_buf_clear(&raw);
-    micro_buf_clear(&r.body);
-    shutdown(c->fd, SHUT_RDWR);
-    close(c->fd);
-    c->fd = -1;
-    return NULL;
-}
-
-static void *
-srv_accept_main(void *arg)
-{
-    srv *s = arg;
-    while (!atomic_load(&s->stop)) {
-        struct pollfd pfd = { .fd = s->lfd, .events = POLLIN, .revents = 0 };
-        if (poll(&pfd, 1, 20) <= 0) {
-            continue;
-        }
-        int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0) {
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        srv_conn *c = calloc(1, sizeof(*c));
-        if (c == NULL) {
-            abort(); /* cmocka asserts belong to the main thread */
-        }
-        c->s = s;
-        c->fd = fd;
-        pthread_mutex_lock(&s->mu);
-        if (s->nconns == SRV_MAX_CONNS) {
-            pthread_mutex_unlock(&s->mu);
-            close(fd);
-            free(c);
-            continue;
-        }
-        c->index = atomic_fetch_add(&s->accepts, 1);
-        s->conns[s->nconns++] = c;
-        pthread_create(&c->thr, NULL, srv_conn_main, c);
-        pthread_mutex_unlock(&s->mu);
-    }
-    return NULL;
-}
-
-/* Listen on loopback of the given family; NULL when it is unavailable
- * (IPv6 may be disabled in a container). */
-static srv *
-srv_start_family(int family, srv_mode mode, const char *canned)
-{
-    int lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lfd < 0) {
-        return NULL;
-    }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t sl;
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) &ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_addr = in6addr_loopback;
-        sl = sizeof(*s6);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *) &ss;
-        s4->sin_family = AF_INET;
-        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        sl = sizeof(*s4);
-    }
-    if (bind(lfd, (struct sockaddr *) &ss, sl) != 0 || listen(lfd, 128) != 0 ||
-        getsockname(lfd, (struct sockaddr *) &ss, &sl) != 0) {
-        close(lfd);
-        return NULL;
-    }
-    srv *s = calloc(1, sizeof(*s));
-    assert_non_null(s);
-    s->lfd = lfd;
-    s->mode = mode;
-    s->canned = canned;
-    s->canned_len = canned ? strlen(canned) : 0;
-    pthread_mutex_init(&s->mu, NULL);
-    if (family == AF_INET6) {
-        snprintf(s->addr, sizeof(s->addr), "[::1]:%u",
-            (unsigned) ntohs(((struct sockaddr_in6 *) &ss)->sin6_port));
-    } else {
-        snprintf(s->addr, sizeof(s->addr), "127.0.0.1:%u",
-            (unsigned) ntohs(((struct sockaddr_in *) &ss)->sin_port));
-    }
-    pthread_create(&s->acceptor, NULL, srv_accept_main, s);
-    return s;
-}
-
-static srv *
-srv_start(srv_mode mode, const char *canned)
-{
-    srv *s = srv_start_family(AF_INET, mode, canned);
-    assert_non_null(s);
-    return s;
-}
-
-static void
-srv_stop(srv *s)
-{
-    atomic_store(&s->stop, true);
-    pthread_join(s->acceptor, NULL);
-    for (int i = 0; i < s->nconns; i++) {
-        pthread_join(s->conns[i]->thr, NULL);
-        free(s->conns[i]);
-    }
-    close(s->lfd);
-    micro_buf_clear(&s->first_req);
-    pthread_mutex_destroy(&s->mu);
-    free(s);
-}
+#include "support/http_srv.h"
 
 /* ------------------------------------------------------------------------
  * Helpers
@@ -552,7 +246,7 @@ static void
 test_wire_matches_writer(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *req = make_req("{\"a\":1}");
@@ -580,7 +274,7 @@ test_wire_matches_writer(void **state)
     micro_msg_free(empty);
     micro_msg_free(req);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* ------------------------------------------------------------------------
@@ -591,7 +285,7 @@ static void
 test_reply_content_length(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CANNED,
+    t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\n"
         "Content-Length: 5\r\n"
         "Content-Type: text/plain\r\n"
@@ -619,14 +313,14 @@ test_reply_content_length(void **state)
     assert_string_equal(k, "Micro-Id"); /* keys as received, in order */
     micro_msg_free(rsp);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
 test_reply_chunked(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CANNED,
+    t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\n"
         "Transfer-Encoding: chunked\r\n"
         "Content-Type: text/plain\r\n"
@@ -646,7 +340,7 @@ test_reply_chunked(void **state)
     assert_int_equal(atomic_load(&s->accepts), 1); /* kept alive */
     assert_int_equal(atomic_load(&s->requests), 3);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* No length and not chunked: the body runs to EOF. */
@@ -654,7 +348,7 @@ static void
 test_reply_until_eof(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CANNED_CLOSE,
+    t_srv *s = t_srv_start(T_SRV_CANNED_CLOSE,
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end");
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
@@ -667,7 +361,7 @@ test_reply_until_eof(void **state)
     }
     assert_int_equal(atomic_load(&s->accepts), 2);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* Chunked trailers stay out of the header map, as in Go. */
@@ -675,7 +369,7 @@ static void
 test_reply_chunked_trailer(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CANNED,
+    t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\n"
         "Transfer-Encoding: chunked\r\n"
         "Trailer: X-Sum\r\n"
@@ -693,7 +387,7 @@ test_reply_chunked_trailer(void **state)
     assert_string_equal(micro_msg_header(rsp, "Trailer"), "X-Sum");
     micro_msg_free(rsp);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* "[::1]:port" dials IPv6 (skipped when the host has no IPv6 loopback). */
@@ -701,7 +395,7 @@ static void
 test_dial_ipv6(void **state)
 {
     (void) state;
-    srv *s = srv_start_family(AF_INET6, SRV_ECHO, NULL);
+    t_srv *s = t_srv_start_family(AF_INET6, T_SRV_ECHO, NULL);
     if (s == NULL) {
         skip();
     }
@@ -716,7 +410,7 @@ test_dial_ipv6(void **state)
     }
     assert_int_equal(atomic_load(&s->accepts), 1);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* ------------------------------------------------------------------------
@@ -727,7 +421,7 @@ static void
 test_reuse(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 10; i++) {
@@ -743,14 +437,14 @@ test_reuse(void **state)
     assert_int_equal(atomic_load(&s->accepts), 1);
     assert_int_equal(atomic_load(&s->requests), 10);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
 test_micro_error_not_reused(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CANNED,
+    t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\n"
         "Content-Length: 0\r\n"
         "Micro-Error: {\"id\":\"greeter\",\"code\":400}\r\n"
@@ -769,7 +463,7 @@ test_micro_error_not_reused(void **state)
     }
     assert_int_equal(atomic_load(&s->accepts), 3);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
@@ -777,7 +471,7 @@ test_connection_close_not_reused(void **state)
 {
     (void) state;
     /* The server says close (but keeps the socket open). */
-    srv *s = srv_start(SRV_CANNED,
+    t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
@@ -790,14 +484,14 @@ test_connection_close_not_reused(void **state)
     }
     assert_int_equal(atomic_load(&s->accepts), 2);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
 test_trailing_bytes_not_reused(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CANNED,
+    t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno");
     micro__http_pool_cfg cfg = default_cfg();
@@ -811,14 +505,14 @@ test_trailing_bytes_not_reused(void **state)
     }
     assert_int_equal(atomic_load(&s->accepts), 2);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
 test_ttl_expiry(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     cfg.ttl_ms = 50;
     micro__http_pool *p = pool_with(&cfg);
@@ -835,14 +529,14 @@ test_ttl_expiry(void **state)
     micro_msg_free(rsp);
     assert_int_equal(atomic_load(&s->accepts), 2);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
 test_pool_size_zero(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     cfg.size = 0;
     micro__http_pool *p = pool_with(&cfg);
@@ -854,7 +548,7 @@ test_pool_size_zero(void **state)
     }
     assert_int_equal(atomic_load(&s->accepts), 3);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* ------------------------------------------------------------------------
@@ -865,7 +559,7 @@ static void
 test_timeout(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_SILENT, NULL);
+    t_srv *s = t_srv_start(T_SRV_SILENT, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
@@ -881,7 +575,7 @@ test_timeout(void **state)
     assert_int_equal(call(p, s->addr, "y", 100, &rsp, &sent), MICRO_ETIMEDOUT);
     assert_int_equal(atomic_load(&s->accepts), 2);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* The first read of a response blocks in recv() under SO_RCVTIMEO, which
@@ -892,7 +586,7 @@ static void
 test_timeout_on_reused_connection(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO_HUSH, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO_HUSH, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
@@ -919,7 +613,7 @@ test_timeout_on_reused_connection(void **state)
     assert_int_equal(atomic_load(&s->accepts), 2);
     assert_null(rsp);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
@@ -978,7 +672,7 @@ static void
 test_dial_by_name(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
     const char *port = strrchr(s->addr, ':');
     char addr[64];
     snprintf(addr, sizeof(addr), "localhost%s", port);
@@ -990,7 +684,7 @@ test_dial_by_name(void **state)
     assert_body(rsp, "named");
     micro_msg_free(rsp);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* The server closes each connection after answering; by the next call the
@@ -999,7 +693,7 @@ static void
 test_stale_idle_connection(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO_CLOSE, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO_CLOSE, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 3; i++) {
@@ -1012,7 +706,7 @@ test_stale_idle_connection(void **state)
     }
     assert_int_equal(atomic_load(&s->accepts), 3);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* The peer closes a reused connection as the request arrives, without an
@@ -1021,7 +715,7 @@ static void
 test_stale_retry_on_reuse(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_DROP_REUSE, NULL);
+    t_srv *s = t_srv_start(T_SRV_DROP_REUSE, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
@@ -1035,7 +729,7 @@ test_stale_retry_on_reuse(void **state)
     assert_int_equal(atomic_load(&s->accepts), 2);
     assert_int_equal(atomic_load(&s->requests), 3);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 /* A fresh connection that closes without answering is not retried. */
@@ -1043,7 +737,7 @@ static void
 test_fresh_close_not_retried(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CLOSE_NOW, NULL);
+    t_srv *s = t_srv_start(T_SRV_CLOSE_NOW, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
@@ -1054,7 +748,7 @@ test_fresh_close_not_retried(void **state)
     assert_null(rsp);
     assert_int_equal(atomic_load(&s->accepts), 1);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
@@ -1077,23 +771,23 @@ test_oversized(void **state)
         "\r\n\r\nok",
     };
     for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
-        srv *s = srv_start(SRV_CANNED, replies[i]);
+        t_srv *s = t_srv_start(T_SRV_CANNED, replies[i]);
         micro_msg *rsp = NULL;
         int sent = 0;
         assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent),
             MICRO_EMSGSIZE);
         assert_null(rsp);
-        srv_stop(s);
+        t_srv_stop(s);
     }
     /* Exactly at the limit is fine. */
-    srv *s = srv_start(
-        SRV_CANNED, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n12345678");
+    t_srv *s = t_srv_start(
+        T_SRV_CANNED, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n12345678");
     micro_msg *rsp = NULL;
     int sent = 0;
     assert_int_equal(call(p, s->addr, "x", 2000, &rsp, &sent), 0);
     assert_body(rsp, "12345678");
     micro_msg_free(rsp);
-    srv_stop(s);
+    t_srv_stop(s);
     micro__http_pool_free(p);
 }
 
@@ -1101,7 +795,7 @@ static void
 test_non_200(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_CANNED,
+    t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
@@ -1112,7 +806,7 @@ test_non_200(void **state)
     assert_null(rsp);
     assert_int_equal(atomic_load(&warn_lines), before + 1);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 static void
@@ -1127,22 +821,22 @@ test_garbage(void **state)
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
-        srv *s = srv_start(SRV_CANNED, replies[i]);
+        t_srv *s = t_srv_start(T_SRV_CANNED, replies[i]);
         micro_msg *rsp = NULL;
         int sent = 0;
         assert_int_equal(
             call(p, s->addr, "x", 2000, &rsp, &sent), MICRO_EPROTO);
         assert_null(rsp);
-        srv_stop(s);
+        t_srv_stop(s);
     }
     /* A response cut short by EOF. */
-    srv *s = srv_start(
-        SRV_CANNED_CLOSE, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    t_srv *s = t_srv_start(
+        T_SRV_CANNED_CLOSE, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
     micro_msg *rsp = NULL;
     int sent = 0;
     assert_int_equal(
         call(p, s->addr, "x", 2000, &rsp, &sent), MICRO_ECONNRESET);
-    srv_stop(s);
+    t_srv_stop(s);
     micro__http_pool_free(p);
 }
 
@@ -1196,7 +890,7 @@ static void
 test_concurrent(void **state)
 {
     (void) state;
-    srv *s = srv_start(SRV_ECHO, NULL);
+    t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
     micro__http_pool_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     pthread_t th[CC_THREADS];
@@ -1217,7 +911,7 @@ test_concurrent(void **state)
      * run at once. */
     assert_true(atomic_load(&s->accepts) <= CC_THREADS);
     micro__http_pool_free(p);
-    srv_stop(s);
+    t_srv_stop(s);
 }
 
 int
