@@ -8,7 +8,6 @@
 #include "core/loop_internal.h"
 #include "core/msg_internal.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -246,17 +245,21 @@ read_response(micro_call *call, const micro_codec_ops *codec)
     return rc;
 }
 
-/* Go Micro's back-off before attempt n: floor(n^e) x 100 ms. */
+/* Go Micro's back-off before attempt n (util/backoff.Do): floor(n^e) x
+ * 100 ms, 2 minutes from n = 14 on. A table of floor(n^e): it was the
+ * only use of pow(), and libm cost every process 350 KiB of RSS. */
 static int64_t
 backoff_ms(int n)
 {
+    static const int16_t pow_e[14] = {
+        0, 1, 6, 19, 43, 79, 130, 198, 285, 392, 522, 677, 858, 1066};
     if (n <= 0) {
         return 0;
     }
     if (n > 13) {
         return 120000;
     }
-    return (int64_t) floor(pow((double) n, M_E)) * 100;
+    return (int64_t) pow_e[n] * 100;
 }
 
 static bool

@@ -1269,17 +1269,29 @@ read_int(dec *d, bool is_signed, int64_t lo, uint64_t hi, int64_t *sv,
     if (strpbrk(buf, ".eE") != NULL) {
         /* 1.0 or 1e3: allowed when integral (protojson does). */
         double v = strtod(buf, &end);
-        if (*end != '\0' || v != floor(v) || !isfinite(v)) {
+        if (*end != '\0' || !isfinite(v)) {
             return fail(d, "not an integer: %s", buf);
         }
-        if (is_signed ? (v < (double) lo || v > (double) (int64_t) hi)
-                      : (v < 0 || v > (double) hi)) {
+        /* (double) INT64_MAX and UINT64_MAX round up to 2^63 and 2^64,
+         * which the casts below cannot hold: those bounds are exclusive. */
+        if (is_signed ? (v < (double) lo || v > (double) (int64_t) hi ||
+                            v >= 0x1p63)
+                      : (v < 0 || v > (double) hi || v >= 0x1p64)) {
             return fail(d, "integer out of range: %s", buf);
         }
+        /* In range, so the cast is defined; integral iff it is exact. */
         if (is_signed) {
-            *sv = (int64_t) v;
+            int64_t x = (int64_t) v;
+            if ((double) x != v) {
+                return fail(d, "not an integer: %s", buf);
+            }
+            *sv = x;
         } else {
-            *uv = (uint64_t) v;
+            uint64_t x = (uint64_t) v;
+            if ((double) x != v) {
+                return fail(d, "not an integer: %s", buf);
+            }
+            *uv = x;
         }
         return 0;
     }

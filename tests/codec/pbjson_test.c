@@ -125,6 +125,41 @@ test_decode_accepts(void **state)
     micro_proto_free(&k->base);
 }
 
+/* Integers written with a fraction or an exponent: accepted when integral
+ * and in range. (double) INT64_MAX is 2^63, which int64 cannot hold. */
+static void
+test_decode_integral_doubles(void **state)
+{
+    (void) state;
+    Cmicro__Test__Kitchen *k = decode(
+        "{\"f_int64\":-9.223372036854775808e18,\"f_uint64\":1.8e19,"
+        "\"f_int32\":-2.147483648e9,\"f_uint32\":4.0}",
+        0);
+    assert_true(k->f_int64 == INT64_MIN);
+    assert_true(k->f_uint64 == 18000000000000000000ULL);
+    assert_int_equal(k->f_int32, INT32_MIN);
+    assert_int_equal(k->f_uint32, 4);
+    micro_proto_free(&k->base);
+    const char *bad[] = {
+        "{\"f_int64\":9.223372036854775807e18}",  /* rounds to 2^63 */
+        "{\"f_uint64\":1.8446744073709551615e19}", /* rounds to 2^64 */
+        "{\"f_int32\":2.147483648e9}",
+        "{\"f_uint32\":-1.0}",
+        "{\"f_int64\":2.5}",
+        "{\"f_uint64\":1e400}",
+        "{\"f_int32\":1.0000001e2}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ProtobufCMessage *m = NULL;
+        char err[160] = "";
+        assert_int_equal(micro_pbjson_decode(K, bad[i], strlen(bad[i]), 0,
+                             &m, err, sizeof(err)),
+            MICRO_ECODEC);
+        assert_null(m);
+        assert_true(strstr(err, "integer") != NULL);
+    }
+}
+
 static void
 test_wkt_encode(void **state)
 {
@@ -153,6 +188,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_v4_shape),
         cmocka_unit_test(test_decode_accepts),
+        cmocka_unit_test(test_decode_integral_doubles),
         cmocka_unit_test(test_wkt_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
