@@ -46,10 +46,13 @@ void micro__loop_ext_remove(micro_loop *l, micro__loop_ext *x);
  * components should start nothing new. Any thread. */
 bool micro__loop_closing(micro_loop *l);
 
-/* A fixed pool of worker threads running tasks FIFO. */
+/* A pool of up to nthreads worker threads running tasks FIFO. Threads
+ * start on demand: the first with the first task, another when a task is
+ * queued and no idle worker can take it. */
 typedef struct micro__pool micro__pool;
 int micro__pool_new(micro__pool **out, int nthreads, const char *name);
-/* Queue a task (any thread). MICRO_ECLOSED after micro__pool_free began. */
+/* Queue a task (any thread). MICRO_ECLOSED after micro__pool_free began;
+ * MICRO_ENOMEM when no worker exists and none can be started. */
 int micro__pool_submit(micro__pool *p, micro__task *t);
 /* Run every queued task, then join the threads and free. */
 void micro__pool_free(micro__pool *p);

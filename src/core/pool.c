@@ -99,16 +99,8 @@ micro__pool_new(micro__pool **out, int nthreads, const char *name)
     p->name = name ? name : "pool";
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    pthread_mutex_lock(&p->mu);
-    (void) spawn(p);
-    pthread_mutex_unlock(&p->mu);
-    if (p->n == 0) {
-        pthread_cond_destroy(&p->cv);
-        pthread_mutex_destroy(&p->mu);
-        micro__free(p->threads);
-        micro__free(p);
-        return MICRO_ENOMEM;
-    }
+    /* No thread yet: the first task starts one. A server whose handlers
+     * all run inline never starts any. */
     *out = p;
     return 0;
 }
@@ -122,6 +114,14 @@ micro__pool_submit(micro__pool *p, micro__task *t)
         pthread_mutex_unlock(&p->mu);
         return MICRO_ECLOSED;
     }
+    /* Without a worker the task would never run: fail instead. */
+    bool first = p->n == 0;
+    if (first) {
+        if (spawn(p) != 0) {
+            pthread_mutex_unlock(&p->mu);
+            return MICRO_ENOMEM;
+        }
+    }
     if (p->tail != NULL) {
         p->tail->next = t;
     } else {
@@ -131,7 +131,7 @@ micro__pool_submit(micro__pool *p, micro__task *t)
     p->pending++;
     /* A woken worker leaves `waiting` only once it runs, so tasks beyond
      * the sleepers would wait for a busy worker: start another. */
-    if (p->pending > p->waiting && p->n < p->max) {
+    if (!first && p->pending > p->waiting && p->n < p->max) {
         (void) spawn(p);
     }
     if (p->waiting > 0) {

@@ -256,8 +256,10 @@ on_request(void *arg, micro_exchange *ex, micro_msg *msg)
         return;
     }
     r->task.fn = process_task;
-    if (micro__pool_submit(m->pool, &r->task) != 0) {
-        fail(r, 503, "server is shutting down");
+    int rc = micro__pool_submit(m->pool, &r->task);
+    if (rc != 0) {
+        fail(r, 503, rc == MICRO_ECLOSED ? "server is shutting down"
+                                         : "no worker thread could start");
     }
 }
 

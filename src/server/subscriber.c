@@ -521,8 +521,11 @@ micro__server_event(micro_server *s, micro_transport *tr, micro_exchange *ex,
     }
     micro__pool *pool = ss->pool;
     pthread_mutex_unlock(&ss->mu);
-    if (pool == NULL || micro__pool_submit(pool, &t->task) != 0) {
-        tevent_fail(t, 503, "server is shutting down");
+    int rc =
+        pool == NULL ? MICRO_ECLOSED : micro__pool_submit(pool, &t->task);
+    if (rc != 0) {
+        tevent_fail(t, 503, rc == MICRO_ECLOSED ? "server is shutting down"
+                                                : "no worker thread could start");
     }
 }
 
