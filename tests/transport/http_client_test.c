@@ -397,6 +397,7 @@ test_dial_ipv6(void **state)
     (void) state;
     t_srv *s = t_srv_start_family(AF_INET6, T_SRV_ECHO, NULL);
     if (s == NULL) {
+        print_message("skipped: no IPv6 loopback (::1) here\n");
         skip();
     }
     micro__http_pool_cfg cfg = default_cfg();
