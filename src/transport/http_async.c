@@ -26,6 +26,7 @@
  */
 #include "transport/http_internal.h"
 #include "core/loop_internal.h"
+#include "core/strtab.h"
 
 #include <netdb.h>
 #include <pthread.h>
@@ -51,11 +52,9 @@ struct micro__http_async {
 /* The idle connections to one address, a LIFO stack as in the blocking
  * pool: the most recently released one is reused first. */
 struct ha_bucket {
-    ha_bucket *next; /* hash chain */
-    uint64_t hash;
+    micro__strtab_node node; /* first: key = addr */
     ha_conn *top;
     size_t n;
-    size_t addr_len;
     char addr[]; /* NUL-terminated */
 };
 
@@ -74,9 +73,7 @@ struct ha_ctx {
     micro_transport_call *flushing; /* those the defer timer is running */
     micro_transport_call *calls;    /* every pending round trip */
     ha_conn *conns;                 /* every open connection */
-    ha_bucket **tab;
-    size_t nbuckets; /* power of two */
-    size_t nused;
+    micro__strtab buckets; /* of ha_bucket, by address */
     char *rbuf;
     bool rbuf_busy;
 };
@@ -136,17 +133,6 @@ static void conn_close(ha_conn *c);
 static void conn_fail(ha_conn *c, int rc);
 static void rt_dial(micro_transport_call *rt);
 static void ctx_maybe_free(ha_ctx *x);
-
-static uint64_t
-ha_hash(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t) s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 /* ------------------------------------------------------------------------
  * Round trips: completion
@@ -259,40 +245,15 @@ rt_finish(micro_transport_call *rt, int rc, micro_msg *rsp)
 static ha_bucket *
 pool_find(ha_ctx *x, const char *addr, size_t len, uint64_t h)
 {
-    if (x->tab == NULL) {
-        return NULL;
-    }
-    for (ha_bucket *b = x->tab[h & (x->nbuckets - 1)]; b != NULL;
-         b = b->next) {
-        if (b->hash == h && b->addr_len == len &&
-            memcmp(b->addr, addr, len) == 0) {
-            return b;
-        }
-    }
-    return NULL;
+    return (ha_bucket *) micro__strtab_find(&x->buckets, addr, len, h);
 }
 
-/* Growing is best effort: a failed allocation only leaves chains longer. */
+/* Connections are closed through x->conns; a bucket only links them. */
 static void
-pool_grow(ha_ctx *x)
+bucket_free(micro__strtab_node *n, void *arg)
 {
-    size_t nb = x->nbuckets ? x->nbuckets * 2 : 16;
-    ha_bucket **tab = micro__calloc(nb, sizeof(*tab));
-    if (tab == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < x->nbuckets; i++) {
-        ha_bucket *b = x->tab[i];
-        while (b != NULL) {
-            ha_bucket *next = b->next;
-            b->next = tab[b->hash & (nb - 1)];
-            tab[b->hash & (nb - 1)] = b;
-            b = next;
-        }
-    }
-    micro__free(x->tab);
-    x->tab = tab;
-    x->nbuckets = nb;
+    (void) arg;
+    micro__free(n);
 }
 
 static void
@@ -346,24 +307,16 @@ pool_put(ha_conn *c, const char *addr, size_t len, uint64_t h)
     if (b == NULL && cap > 0 && !x->closing) {
         b = micro__malloc(sizeof(*b) + len + 1);
         if (b != NULL) {
-            if (x->nused >= x->nbuckets) {
-                pool_grow(x);
-            }
-            if (x->tab == NULL) {
+            b->top = NULL;
+            b->n = 0;
+            memcpy(b->addr, addr, len + 1);
+            b->node.hash = h;
+            b->node.key = b->addr;
+            b->node.key_len = len;
+            if (micro__strtab_insert(&x->buckets, &b->node) != 0) {
                 micro__free(b);
                 b = NULL;
             }
-        }
-        if (b != NULL) {
-            b->hash = h;
-            b->top = NULL;
-            b->n = 0;
-            b->addr_len = len;
-            memcpy(b->addr, addr, len + 1);
-            size_t i = h & (x->nbuckets - 1);
-            b->next = x->tab[i];
-            x->tab[i] = b;
-            x->nused++;
         }
     }
     if (b == NULL || b->n >= cap) {
@@ -801,15 +754,7 @@ ctx_maybe_free(ha_ctx *x)
         }
     }
     pthread_mutex_unlock(&a->mu);
-    for (size_t i = 0; i < x->nbuckets; i++) {
-        ha_bucket *b = x->tab[i];
-        while (b != NULL) {
-            ha_bucket *next = b->next;
-            micro__free(b);
-            b = next;
-        }
-    }
-    micro__free(x->tab);
+    micro__strtab_clear(&x->buckets, bucket_free, NULL);
     micro__free(x->rbuf);
     micro__free(x);
 }
@@ -956,7 +901,7 @@ micro__http_async_roundtrip(micro__http_async *a, micro_loop *loop,
     }
     memcpy(rt->addr, addr, alen + 1);
     rt->addr_len = alen;
-    rt->hash = ha_hash(addr, alen);
+    rt->hash = micro__strtab_hash(addr, alen);
     rc = micro__http_write_request(&rt->out, addr, req);
     if (rc != 0) {
         micro_buf_clear(&rt->out);

@@ -27,6 +27,7 @@
 #include <http_parser.h>
 
 #include "core/msg_internal.h"
+#include "core/strtab.h"
 #include "transport/http_internal.h"
 
 #define HC_COMPONENT "transport.http"
@@ -55,32 +56,17 @@ typedef struct hc_conn {
  * released connection is reused first (Go's util/pool does the same), which
  * keeps the working set of connections small and warm. */
 typedef struct hc_bucket {
-    struct hc_bucket *next; /* hash chain */
-    uint64_t hash;
+    micro__strtab_node node; /* first: key = addr */
     hc_conn *idle;
     size_t n, cap;
-    size_t addr_len;
     char addr[]; /* NUL-terminated */
 } hc_bucket;
 
 struct micro__http_pool {
     pthread_mutex_t mu;
     micro__http_pool_cfg cfg;
-    hc_bucket **tab;
-    size_t nbuckets; /* power of two */
-    size_t count;    /* buckets in the table */
+    micro__strtab buckets; /* of hc_bucket, by address */
 };
-
-static uint64_t
-hc_hash(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t) s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 int
 micro__http_pool_new(micro__http_pool **out, const micro__http_pool_cfg *cfg)
@@ -102,19 +88,24 @@ micro__http_pool_new(micro__http_pool **out, const micro__http_pool_cfg *cfg)
         p->cfg.max_message = (size_t) 4 << 20;
         p->cfg.max_header = (size_t) 1 << 20;
     }
-    p->nbuckets = 16;
-    p->tab = micro__calloc(p->nbuckets, sizeof(*p->tab));
-    if (p->tab == NULL) {
-        micro__free(p);
-        return MICRO_ENOMEM;
-    }
     if (pthread_mutex_init(&p->mu, NULL) != 0) {
-        micro__free(p->tab);
         micro__free(p);
         return MICRO_ENOMEM;
     }
     *out = p;
     return 0;
+}
+
+static void
+bucket_free(micro__strtab_node *n, void *arg)
+{
+    hc_bucket *b = (hc_bucket *) n;
+    (void) arg;
+    for (size_t j = 0; j < b->n; j++) {
+        close(b->idle[j].fd);
+    }
+    micro__free(b->idle);
+    micro__free(b);
 }
 
 void
@@ -123,19 +114,7 @@ micro__http_pool_free(micro__http_pool *p)
     if (p == NULL) {
         return;
     }
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        hc_bucket *b = p->tab[i];
-        while (b != NULL) {
-            hc_bucket *next = b->next;
-            for (size_t j = 0; j < b->n; j++) {
-                close(b->idle[j].fd);
-            }
-            micro__free(b->idle);
-            micro__free(b);
-            b = next;
-        }
-    }
-    micro__free(p->tab);
+    micro__strtab_clear(&p->buckets, bucket_free, NULL);
     pthread_mutex_destroy(&p->mu);
     micro__free(p);
 }
@@ -144,38 +123,7 @@ micro__http_pool_free(micro__http_pool *p)
 static hc_bucket *
 pool_find(micro__http_pool *p, const char *addr, size_t len, uint64_t h)
 {
-    for (hc_bucket *b = p->tab[h & (p->nbuckets - 1)]; b != NULL;
-         b = b->next) {
-        if (b->hash == h && b->addr_len == len &&
-            memcmp(b->addr, addr, len) == 0) {
-            return b;
-        }
-    }
-    return NULL;
-}
-
-/* Caller holds p->mu. Growing is best effort: a failed allocation only
- * leaves the chains longer. */
-static void
-pool_grow(micro__http_pool *p)
-{
-    size_t nb = p->nbuckets * 2;
-    hc_bucket **tab = micro__calloc(nb, sizeof(*tab));
-    if (tab == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        hc_bucket *b = p->tab[i];
-        while (b != NULL) {
-            hc_bucket *next = b->next;
-            b->next = tab[b->hash & (nb - 1)];
-            tab[b->hash & (nb - 1)] = b;
-            b = next;
-        }
-    }
-    micro__free(p->tab);
-    p->tab = tab;
-    p->nbuckets = nb;
+    return (hc_bucket *) micro__strtab_find(&p->buckets, addr, len, h);
 }
 
 /*
@@ -232,18 +180,16 @@ pool_put(micro__http_pool *p, const char *addr, size_t len, uint64_t h,
         if (b == NULL) {
             b = micro__malloc(sizeof(*b) + len + 1);
             if (b != NULL) {
-                b->hash = h;
                 b->idle = NULL;
                 b->n = b->cap = 0;
-                b->addr_len = len;
                 memcpy(b->addr, addr, len + 1);
-                if (p->count >= p->nbuckets) {
-                    pool_grow(p);
+                b->node.hash = h;
+                b->node.key = b->addr;
+                b->node.key_len = len;
+                if (micro__strtab_insert(&p->buckets, &b->node) != 0) {
+                    micro__free(b);
+                    b = NULL;
                 }
-                size_t i = h & (p->nbuckets - 1);
-                b->next = p->tab[i];
-                p->tab[i] = b;
-                p->count++;
             }
         }
         if (b != NULL && b->n < p->cfg.size) {
@@ -1109,7 +1055,7 @@ micro__http_roundtrip(micro__http_pool *p, const char *addr,
     int64_t start = micro__now_ms();
     int64_t deadline = timeout_ms > 0 ? start + timeout_ms : HC_NO_DEADLINE;
     size_t alen = strlen(addr);
-    uint64_t h = hc_hash(addr, alen);
+    uint64_t h = micro__strtab_hash(addr, alen);
 
     req_plan pl;
     req_plan_make(&pl, addr, req);
