@@ -56,8 +56,12 @@ grow(micro__strtab *t)
 }
 
 int
-micro__strtab_insert(micro__strtab *t, micro__strtab_node *n)
+micro__strtab_insert(micro__strtab *t, micro__strtab_node *n,
+    const char *key, size_t len, uint64_t h)
 {
+    n->key = key;
+    n->key_len = len;
+    n->hash = h;
     if (t->count >= t->nslots) {
         grow(t);
     }

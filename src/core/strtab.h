@@ -31,11 +31,13 @@ uint64_t micro__strtab_hash(const char *s, size_t n);
 micro__strtab_node *micro__strtab_find(
     const micro__strtab *t, const char *key, size_t len, uint64_t h);
 
-/* Link n, whose hash, key and key_len are set and whose key is not in the
- * table. The slot array doubles when the table is as full as it is long;
- * a failed doubling only leaves the chains longer. MICRO_ENOMEM when there
- * is no slot array yet and none could be allocated (n is not linked). */
-int micro__strtab_insert(micro__strtab *t, micro__strtab_node *n);
+/* Set n's key (len bytes, owned by n's embedding struct, not yet in the
+ * table) and hash h, and link it. The slot array doubles when the table
+ * is as full as it is long; a failed doubling only leaves the chains
+ * longer. MICRO_ENOMEM when there is no slot array yet and none could be
+ * allocated (n is not linked). */
+int micro__strtab_insert(micro__strtab *t, micro__strtab_node *n,
+    const char *key, size_t len, uint64_t h);
 
 /* Unlink every node, passing each to fn (which may free it), and free the
  * slot array: the table is empty and reusable. */

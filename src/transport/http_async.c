@@ -310,10 +310,8 @@ pool_put(ha_conn *c, const char *addr, size_t len, uint64_t h)
             b->top = NULL;
             b->n = 0;
             memcpy(b->addr, addr, len + 1);
-            b->node.hash = h;
-            b->node.key = b->addr;
-            b->node.key_len = len;
-            if (micro__strtab_insert(&x->buckets, &b->node) != 0) {
+            if (micro__strtab_insert(&x->buckets, &b->node, b->addr, len, h) !=
+                0) {
                 micro__free(b);
                 b = NULL;
             }

@@ -183,10 +183,8 @@ pool_put(micro__http_pool *p, const char *addr, size_t len, uint64_t h,
                 b->idle = NULL;
                 b->n = b->cap = 0;
                 memcpy(b->addr, addr, len + 1);
-                b->node.hash = h;
-                b->node.key = b->addr;
-                b->node.key_len = len;
-                if (micro__strtab_insert(&p->buckets, &b->node) != 0) {
+                if (micro__strtab_insert(
+                        &p->buckets, &b->node, b->addr, len, h) != 0) {
                     micro__free(b);
                     b = NULL;
                 }

@@ -14,7 +14,15 @@
 typedef struct item {
     micro__strtab_node node;
     char key[32];
+    uint64_t hash;
 } item;
+
+static int
+insert(micro__strtab *t, item *it)
+{
+    return micro__strtab_insert(t, &it->node, it->key, strlen(it->key),
+        it->hash);
+}
 
 static item *
 item_new(const char *key, uint64_t hash)
@@ -22,9 +30,7 @@ item_new(const char *key, uint64_t hash)
     item *it = calloc(1, sizeof(*it));
     assert_non_null(it);
     snprintf(it->key, sizeof(it->key), "%s", key);
-    it->node.key = it->key;
-    it->node.key_len = strlen(it->key);
-    it->node.hash = hash;
+    it->hash = hash;
     return it;
 }
 
@@ -45,7 +51,7 @@ test_grow_find_clear(void **state)
         char k[32];
         snprintf(k, sizeof(k), "127.0.0.1:%d", 1000 + i);
         item *it = item_new(k, micro__strtab_hash(k, strlen(k)));
-        assert_int_equal(micro__strtab_insert(&t, &it->node), 0);
+        assert_int_equal(insert(&t, it), 0);
     }
     assert_int_equal(t.count, 1000);
     assert_true(t.nslots >= 1000 && (t.nslots & (t.nslots - 1)) == 0);
@@ -77,8 +83,8 @@ test_collisions(void **state)
     micro__strtab t = {0};
     item *a = item_new("a:1", 42);
     item *b = item_new("b:2", 42);
-    assert_int_equal(micro__strtab_insert(&t, &a->node), 0);
-    assert_int_equal(micro__strtab_insert(&t, &b->node), 0);
+    assert_int_equal(insert(&t, a), 0);
+    assert_int_equal(insert(&t, b), 0);
     assert_ptr_equal(micro__strtab_find(&t, "a:1", 3, 42), &a->node);
     assert_ptr_equal(micro__strtab_find(&t, "b:2", 3, 42), &b->node);
     assert_null(micro__strtab_find(&t, "c:3", 3, 42));
