@@ -10,6 +10,7 @@
 #include "options.h"
 #include "registry.h"
 #include "selector.h"
+#include "stream.h"
 #include "transport.h"
 #include "version.h"
 
@@ -44,8 +45,14 @@ typedef struct micro_header_kv {
 /**
  * Per-call options; a zeroed struct (or NULL) means the client defaults.
  * Everything is borrowed for the call.
+ *
+ * ABI: the struct grows at its end. size is sizeof(micro_call_opts) as the
+ * caller compiled it (MICRO_CALL_OPTS_INIT sets it); 0 reads as the first
+ * version, which ends at filter, so fields after filter are read only when
+ * size covers them.
  */
 typedef struct micro_call_opts {
+    size_t size;
     const char *address;      /* call this "host:port", skip the selector */
     const char *content_type; /* default "application/json" */
     int64_t timeout_ms;       /* per attempt; 0: "client_request_timeout" */
@@ -54,7 +61,13 @@ typedef struct micro_call_opts {
     const micro_header_kv *metadata; /* sent as headers */
     size_t n_metadata;
     const micro_select_filter *filter;
+    /* --- size > offsetof(stream_timeout_ms) --- */
+    /* Streams: a deadline for the whole stream, sent as Timeout (Go
+     * Micro's StreamTimeout); 0: none. timeout_ms bounds the opening. */
+    int64_t stream_timeout_ms;
 } micro_call_opts;
+
+#define MICRO_CALL_OPTS_INIT {.size = sizeof(micro_call_opts)}
 
 #define MICRO_CALL_NO_RETRY (-1)
 
@@ -207,6 +220,43 @@ typedef void (*micro_call_cb)(void *arg, int rc, micro_call *call);
 MICRO_API int micro_client_call_async(micro_client *c, micro_loop *loop,
     const char *service, const char *endpoint, const void *body, size_t len,
     const micro_call_opts *opts, micro_call_cb cb, void *arg);
+
+/* --- streams (Go Micro's client.Stream) --------------------------------- */
+
+/**
+ * Open a stream to endpoint of service (through the selector, or
+ * opts.address): a fresh connection, then the opening message, which Go
+ * Micro's servers discard (a placeholder: {} for JSON, empty for
+ * protobuf). Blocks until the opening message is written or the open
+ * fails; routing errors (unknown endpoint) arrive on the first receive, as
+ * with Go Micro. A failed dial is retried on another node as a unary call
+ * is (client_retries), since nothing was sent. The stream's events run on
+ * the client's loop (the transport's).
+ *
+ * Ownership: arguments borrowed for the call; *out is the caller's
+ *   (micro_stream_free).
+ * Thread:   any but the client's loop thread.
+ * Errors:   MICRO_ENOSERVICE, MICRO_ENONODE, MICRO_ECONTENTTYPE,
+ *   MICRO_ETIMEDOUT, MICRO_ECONNREFUSED, other transport errors,
+ *   MICRO_ENOTSUP (a client implementation without streams).
+ */
+MICRO_API int micro_client_stream(micro_client *c, const char *service,
+    const char *endpoint, const micro_call_opts *opts, micro_stream **out);
+
+/** Completion of micro_client_stream_async: rc 0 with the stream (the
+ *  callee's, micro_stream_free), or an error with s NULL. */
+typedef void (*micro_stream_open_cb)(void *arg, int rc, micro_stream *s);
+
+/**
+ * micro_client_stream on loop: cb gets the stream, whose events then run
+ * on loop's thread.
+ * Ownership: arguments copied. Thread: any. Callback: on loop's thread,
+ * exactly once iff this returned 0, never inside this call.
+ * Errors: MICRO_EINVAL, MICRO_ENOMEM, MICRO_ECLOSED, MICRO_ENOTSUP.
+ */
+MICRO_API int micro_client_stream_async(micro_client *c, micro_loop *loop,
+    const char *service, const char *endpoint, const micro_call_opts *opts,
+    micro_stream_open_cb cb, void *arg);
 
 /* --- publishing (Go Micro's client.Publish) --------------------------- */
 

@@ -31,6 +31,7 @@ extern "C" {
     X(ECANCELED, -ECANCELED, "canceled")                                       \
     X(EAGAIN, -EAGAIN, "resource temporarily unavailable")                     \
     X(EIO, -EIO, "i/o error")                                                  \
+    X(EBUSY, -EBUSY, "resource busy")                                          \
     X(ECLOSED, -4001, "object is closed")                                      \
     X(ENOSERVICE, -4002, "service not found")                                  \
     X(ENONODE, -4003, "no node available")                                     \
@@ -40,7 +41,8 @@ extern "C" {
     X(ENOTSUP, -4007, "operation not supported")                               \
     X(EBADTYPE, -4008, "option of the wrong type")                             \
     X(ECONTENTTYPE, -4009, "unsupported content type")                         \
-    X(ENOENDPOINT, -4010, "unknown endpoint")
+    X(ENOENDPOINT, -4010, "unknown endpoint")                                  \
+    X(EOF, -4011, "end of stream")
 
 enum {
 #define MICRO_ERR_ENUM(name, val, text) MICRO_##name = (val),

@@ -11,6 +11,7 @@
 #include "selector.h"
 #include "loop.h"
 #include "transport.h"
+#include "stream.h"
 #include "broker.h"
 #include "server.h"
 #include "client.h"

@@ -10,6 +10,7 @@
 #include "loop.h"
 #include "options.h"
 #include "registry.h"
+#include "stream.h"
 #include "transport.h"
 #include "version.h"
 
@@ -102,6 +103,53 @@ typedef struct micro_handler_desc {
     unsigned flags;
 } micro_handler_desc;
 
+/**
+ * A stream endpoint (Go Micro's `func(ctx, stream) error` handler),
+ * driven by events so that a stream waiting for its next message holds no
+ * thread. The callbacks of one stream never run concurrently and come in
+ * order: on_open, on_msg for each client message, on_end once, on_close
+ * last. They run on the worker pool, or on the loop thread with
+ * MICRO_HANDLER_INLINE (then they must never block: use
+ * micro_stream_send_async).
+ *
+ * The handler sends with micro_stream_send(_async) from any callback or
+ * any thread, and ends the stream with micro_stream_close_send (Go Micro's
+ * EOS) or micro_stream_fail. A callback that returns non-zero ends the
+ * stream with an error (its own from micro_stream_fail, else 500 with
+ * micro_strerror of the return), as a unary handler's return does.
+ *
+ * The first client message of a Go Micro stream is the request the client
+ * was opened with, a placeholder that Go Micro's server discards: so does
+ * this one (except with application/grpc), and on_msg sees what the client
+ * sent after it. The registry record marks the endpoint {"stream":"true"}.
+ */
+typedef struct micro_stream_handler {
+    /* sizeof(micro_stream_handler) as compiled; 0 reads as this version.
+     * Fields added later are read only when size covers them. */
+    size_t size;
+    const char *endpoint; /* "Handler.Method" */
+    /* Optional: the stream opened (before any message). A server-streaming
+     * handler may start sending here. */
+    int (*on_open)(micro_stream *s, void *arg);
+    /* Required: a message (the decoded payload, borrowed for the call). */
+    int (*on_msg)(micro_stream *s, const void *body, size_t len, void *arg);
+    /* Optional: the client's direction ended. rc MICRO_EOF: it
+     * half-closed cleanly; the handler may still send, and must end the
+     * stream (without on_end, the stream ends with EOS at once). Any other
+     * rc: the stream is over (MICRO_ECANCELED the client closed it,
+     * MICRO_ECONNRESET it died, MICRO_ETIMEDOUT its deadline passed,
+     * MICRO_ECLOSED the server is stopping); sends fail from now on. */
+    void (*on_end)(micro_stream *s, int rc, void *arg);
+    /* Optional: the stream is finished and is freed after this returns:
+     * release per-stream state. rc 0 for a clean end of both directions,
+     * else the status that ended it. */
+    void (*on_close)(micro_stream *s, int rc, void *arg);
+    void *arg;
+    unsigned flags; /* MICRO_HANDLER_INLINE, MICRO_HANDLER_INTERNAL */
+    const micro_value *request;  /* for the registry record; may be NULL */
+    const micro_value *response; /* may be NULL */
+} micro_stream_handler;
+
 /** Server statistics. */
 typedef struct micro_server_stats {
     uint64_t requests;
@@ -187,6 +235,10 @@ MICRO_API void micro_server_free(micro_server *s);
 /** Register an endpoint. Before start only. MICRO_EEXIST if taken. */
 MICRO_API int micro_server_handle(
     micro_server *s, const micro_handler_desc *desc);
+/** Register a stream endpoint. Before start only. MICRO_EEXIST if the
+ *  endpoint is taken (by a unary or a stream handler). */
+MICRO_API int micro_server_handle_stream(
+    micro_server *s, const micro_stream_handler *h);
 /** Append a wrapper (outermost first). Before start only. */
 MICRO_API int micro_server_wrap(
     micro_server *s, micro_handler_wrapper_fn fn, void *arg);
