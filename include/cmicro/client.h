@@ -36,6 +36,10 @@ typedef struct micro_client micro_client;
 /** The result of one call (opaque). */
 typedef struct micro_call micro_call;
 
+/** Completion of micro_client_stream_async: rc 0 with the stream (the
+ *  callee's, micro_stream_free), or an error with s NULL. */
+typedef void (*micro_stream_open_cb)(void *arg, int rc, micro_stream *s);
+
 /** One metadata pair sent as a header. */
 typedef struct micro_header_kv {
     const char *key;
@@ -109,28 +113,54 @@ MICRO_API int micro_call_next(
 
 /* --- implementations ------------------------------------------------ */
 
-#define MICRO_CLIENT_ABI 1
+#define MICRO_CLIENT_ABI 2
+
+/** Completion of an implementation's asynchronous call (ops.call_async):
+ *  rc as micro_client_call's; the call object is the one passed in. */
+typedef void (*micro_client_done_fn)(void *arg, int rc);
 
 /**
  * For implementers of a client (Go Micro's client.Client): the front end
- * keeps the wrapper chain and the asynchronous calls and, at the end of
- * the chain, calls `call`. The built-in is micro_client_mucp_ops (name
- * "mucp": Go Micro's RPC over a transport, with selection and retries).
- * Slots are called from any thread, concurrently.
+ * keeps the call objects, the wrapper chain and the bookkeeping of
+ * asynchronous calls (cancellation when the client is freed or a loop
+ * closes) and calls these at the end of the chain. The built-in is
+ * micro_client_mucp_ops (name "mucp": Go Micro's RPC over a transport,
+ * with selection and retries).
  */
 typedef struct micro_client_ops {
-    uint32_t abi;      /* MICRO_CLIENT_ABI */
+    uint32_t abi;      /* MICRO_CLIENT_ABI (1 still accepted: it ends at
+                          fini) */
     const char *name;  /* the MICRO_CLIENT value */
     size_t state_size; /* allocated and zeroed by the front end */
     /* Required. transport and selector (may be NULL) are borrowed. */
     int (*init)(void *st, micro_transport *transport,
         micro_selector *selector, const micro_options *opts);
-    /* Required. Make the call; fill call with micro_call_set_*. Return 0,
-     * MICRO_EREMOTE (with an error set) or another MICRO_E* code. */
+    /* Required. Make the call, blocking; fill call with micro_call_set_*.
+     * Return 0, MICRO_EREMOTE (with an error set) or another code. Any
+     * thread, concurrently. */
     int (*call)(void *st, micro_call_req *req, micro_call *call);
     /* Optional: which failures to retry (MICRO_RETRY_* bits). */
     void (*set_retry_on)(void *st, unsigned bits);
     void (*fini)(void *st);
+    /* --- ABI 2 ---------------------------------------------------- */
+    /* Optional: the call on loop without blocking it (loop thread). req
+     * and its strings stay valid until done runs; done runs exactly once
+     * on loop's thread iff this returned 0, never inside it. *handle names
+     * the call for cancel. Without it the front end runs call on its
+     * threads. */
+    int (*call_async)(void *st, micro_loop *loop, micro_call_req *req,
+        micro_call *call, micro_client_done_fn done, void *arg,
+        void **handle);
+    /* Required with call_async: end that call now; done runs before this
+     * returns, with MICRO_ECANCELED. Loop thread. */
+    void (*cancel)(void *st, void *handle);
+    /* Optional: open a stream on loop (loop thread; req valid until cb);
+     * cb exactly once on loop's thread iff this returned 0, never inside
+     * it; cancel(handle) ends it early. NULL: streams are MICRO_ENOTSUP. */
+    int (*stream)(void *st, micro_loop *loop, micro_call_req *req,
+        micro_stream_open_cb cb, void *arg, void **handle);
+    /* The loop streams opened with micro_client_stream run on. */
+    micro_loop *(*default_loop)(void *st);
 } micro_client_ops;
 
 MICRO_API extern const micro_client_ops micro_client_mucp_ops;
@@ -242,10 +272,6 @@ MICRO_API int micro_client_call_async(micro_client *c, micro_loop *loop,
  */
 MICRO_API int micro_client_stream(micro_client *c, const char *service,
     const char *endpoint, const micro_call_opts *opts, micro_stream **out);
-
-/** Completion of micro_client_stream_async: rc 0 with the stream (the
- *  callee's, micro_stream_free), or an error with s NULL. */
-typedef void (*micro_stream_open_cb)(void *arg, int rc, micro_stream *s);
 
 /**
  * micro_client_stream on loop: cb gets the stream, whose events then run

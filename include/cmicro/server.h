@@ -156,8 +156,13 @@ typedef struct micro_server_stats {
     uint64_t errors;       /* replies carrying Micro-Error */
     uint64_t unknown;      /* unknown endpoints */
     uint64_t codec_errors; /* unsupported content type / undecodable */
-    uint64_t late;         /* handlers that finished after the deadline */
+    uint64_t late;         /* handlers that finished after the deadline,
+                              or requests answered 408 before a worker
+                              could take them */
     uint64_t inflight;
+    uint64_t dropped;      /* answers whose peer had gone, and stream
+                              messages after the stream's end */
+    uint64_t streams;      /* streams opened */
 } micro_server_stats;
 
 /* --- implementations ------------------------------------------------ */
@@ -231,6 +236,8 @@ MICRO_API const micro_options *micro_server_options(const micro_server *s);
  */
 MICRO_API int micro_server_new(micro_server **out, micro_loop *loop,
     micro_transport *transport, const micro_options *opts);
+/** Stop if needed, wait for handlers still running, free.
+ *  Thread: any but the loop's. */
 MICRO_API void micro_server_free(micro_server *s);
 /** Register an endpoint. Before start only. MICRO_EEXIST if taken. */
 MICRO_API int micro_server_handle(
@@ -245,8 +252,12 @@ MICRO_API int micro_server_wrap(
 /** Listen and serve. Thread: any. */
 MICRO_API int micro_server_start(micro_server *s);
 /**
- * Stop accepting, wait up to drain_ms for in-flight requests to finish,
- * then close. Thread: any but the loop's.
+ * Stop accepting, wait up to drain_ms for in-flight requests and streams
+ * to finish (streams are told first: they end with 503, their handlers see
+ * on_end(MICRO_ECLOSED)), then close every connection. MICRO_ETIMEDOUT
+ * when work was still running: its answers are dropped (counted), and
+ * micro_server_free waits for those handlers to return before freeing
+ * anything they can touch. Thread: any but the loop's.
  */
 MICRO_API int micro_server_stop(micro_server *s, int64_t drain_ms);
 /** The address the server is reachable at ("ip:port", advertised). */

@@ -22,6 +22,16 @@ struct micro_loop {
     bool closing;
     bool started;
     micro__loop_ext *exts; /* loop thread only */
+    /* micro__timer heap (loop thread only) */
+    micro__timer **heap;
+    size_t nheap, capheap;
+    uv_timer_t tick;
+    int64_t tick_due; /* when tick is armed for, 0: not armed */
+    /* micro__loop_defer: run by an idle handle, which also keeps the loop
+     * from sleeping while the queue is not empty */
+    uv_idle_t idle;
+    micro__task *dhead, *dtail;
+    bool idle_on;
 };
 
 static void
@@ -43,6 +53,8 @@ drain(micro_loop *l)
     }
 }
 
+static void on_idle(uv_idle_t *h);
+
 static void
 close_any(uv_handle_t *h, void *arg)
 {
@@ -62,6 +74,9 @@ on_async(uv_async_t *a)
     pthread_mutex_unlock(&l->mu);
     if (closing) {
         drain(l);
+        while (l->dhead != NULL) {
+            on_idle(&l->idle);
+        }
         /* Components with state on this loop finish it now, while their
          * handles can still be closed with their own callbacks. */
         micro__loop_ext *x;
@@ -118,6 +133,10 @@ micro_loop_new(micro_loop **out)
     pthread_mutex_init(&l->mu, NULL);
     uv_async_init(&l->uv, &l->async, on_async);
     l->async.data = l;
+    uv_timer_init(&l->uv, &l->tick);
+    l->tick.data = l;
+    uv_idle_init(&l->uv, &l->idle);
+    l->idle.data = l;
     if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
         uv_close((uv_handle_t *) &l->async, NULL);
         uv_run(&l->uv, UV_RUN_DEFAULT);
@@ -152,6 +171,7 @@ micro_loop_free(micro_loop *l)
     }
     uv_loop_close(&l->uv);
     pthread_mutex_destroy(&l->mu);
+    micro__free(l->heap);
     micro__free(l);
 }
 
@@ -298,4 +318,184 @@ micro__loop_call(micro_loop *l, int (*fn)(void *arg), void *arg)
     pthread_cond_destroy(&s.cv);
     pthread_mutex_destroy(&s.mu);
     return rc;
+}
+
+static void
+on_idle(uv_idle_t *h)
+{
+    micro_loop *l = h->data;
+    micro__task *t = l->dhead;
+    l->dhead = l->dtail = NULL;
+    uv_idle_stop(&l->idle);
+    l->idle_on = false;
+    while (t != NULL) {
+        micro__task *next = t->next;
+        t->fn(t);
+        t = next;
+    }
+}
+
+void
+micro__loop_defer(micro_loop *l, micro__task *t)
+{
+    t->next = NULL;
+    if (l->dtail != NULL) {
+        l->dtail->next = t;
+    } else {
+        l->dhead = t;
+    }
+    l->dtail = t;
+    if (!l->idle_on) {
+        l->idle_on = true;
+        uv_idle_start(&l->idle, on_idle);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers: a binary min-heap on due time.                               */
+
+static void
+heap_set(micro_loop *l, size_t i, micro__timer *t)
+{
+    l->heap[i] = t;
+    t->slot = i + 1;
+}
+
+static void
+heap_up(micro_loop *l, size_t i)
+{
+    micro__timer *t = l->heap[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (l->heap[p]->due <= t->due) {
+            break;
+        }
+        heap_set(l, i, l->heap[p]);
+        i = p;
+    }
+    heap_set(l, i, t);
+}
+
+static void
+heap_down(micro_loop *l, size_t i)
+{
+    micro__timer *t = l->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= l->nheap) {
+            break;
+        }
+        if (c + 1 < l->nheap && l->heap[c + 1]->due < l->heap[c]->due) {
+            c++;
+        }
+        if (t->due <= l->heap[c]->due) {
+            break;
+        }
+        heap_set(l, i, l->heap[c]);
+        i = c;
+    }
+    heap_set(l, i, t);
+}
+
+static void heap_remove(micro_loop *l, micro__timer *t);
+static void tick_arm(micro_loop *l);
+
+static void
+on_tick(uv_timer_t *h)
+{
+    micro_loop *l = h->data;
+    l->tick_due = 0;
+    int64_t now = micro__now_ms();
+    while (l->nheap > 0 && l->heap[0]->due <= now) {
+        micro__timer *t = l->heap[0];
+        heap_remove(l, t);
+        t->fn(t);
+    }
+    tick_arm(l);
+}
+
+/* Point the uv timer at the earliest due time. */
+static void
+tick_arm(micro_loop *l)
+{
+    if (l->nheap == 0) {
+        if (l->tick_due != 0) {
+            uv_timer_stop(&l->tick);
+            l->tick_due = 0;
+        }
+        return;
+    }
+    int64_t due = l->heap[0]->due;
+    if (l->tick_due == due) {
+        return;
+    }
+    int64_t wait = due - micro__now_ms();
+    if (wait < 0) {
+        wait = 0;
+    }
+    /* libuv measures from its cached loop time, which may lag: never
+     * early, at worst a millisecond late. */
+    uv_update_time(&l->uv);
+    uv_timer_start(&l->tick, on_tick, (uint64_t) wait, 0);
+    l->tick_due = due;
+}
+
+static void
+heap_remove(micro_loop *l, micro__timer *t)
+{
+    size_t i = t->slot - 1;
+    t->slot = 0;
+    l->nheap--;
+    if (i == l->nheap) {
+        return;
+    }
+    micro__timer *last = l->heap[l->nheap];
+    heap_set(l, i, last);
+    if (i > 0 && l->heap[(i - 1) / 2]->due > last->due) {
+        heap_up(l, i);
+    } else {
+        heap_down(l, i);
+    }
+}
+
+int
+micro__timer_start(micro_loop *l, micro__timer *t, int64_t due_ms,
+    micro__timer_fn fn)
+{
+    t->fn = fn;
+    if (t->slot != 0) {
+        t->due = due_ms;
+        size_t i = t->slot - 1;
+        if (i > 0 && l->heap[(i - 1) / 2]->due > due_ms) {
+            heap_up(l, i);
+        } else {
+            heap_down(l, i);
+        }
+        tick_arm(l);
+        return 0;
+    }
+    if (l->nheap == l->capheap) {
+        size_t nc = l->capheap ? l->capheap * 2 : 64;
+        micro__timer **h = micro__realloc(l->heap, nc * sizeof(*h));
+        if (h == NULL) {
+            return MICRO_ENOMEM;
+        }
+        l->heap = h;
+        l->capheap = nc;
+    }
+    t->due = due_ms;
+    l->heap[l->nheap++] = t;
+    heap_up(l, l->nheap - 1);
+    tick_arm(l);
+    return 0;
+}
+
+void
+micro__timer_stop(micro_loop *l, micro__timer *t)
+{
+    if (t->slot == 0) {
+        return;
+    }
+    heap_remove(l, t);
+    tick_arm(l);
 }

@@ -15,6 +15,10 @@ struct micro__task {
  * loop is shutting down (t is then not run). */
 int micro__loop_post_task(micro_loop *l, micro__task *t);
 
+/* Loop thread only: run t on a later turn of the loop (after the current
+ * callbacks return), without a system call. */
+void micro__loop_defer(micro_loop *l, micro__task *t);
+
 /* Run fn(arg) on the loop thread and wait for its result (directly when
  * already on it). Not from inside a posted task that the loop must finish
  * first. */
@@ -45,6 +49,31 @@ void micro__loop_ext_remove(micro_loop *l, micro__loop_ext *x);
 /* True once micro_loop_free has begun: posts fail from then on, and
  * components should start nothing new. Any thread. */
 bool micro__loop_closing(micro_loop *l);
+
+/*
+ * Timers on a loop without a libuv handle each: a heap per loop driven by
+ * one uv_timer, so a timer is a plain struct that needs no asynchronous
+ * close (it can live inside any object and be stopped synchronously).
+ * Loop thread only. Times are monotonic milliseconds (micro__now_ms).
+ */
+typedef struct micro__timer micro__timer;
+typedef void (*micro__timer_fn)(micro__timer *t);
+struct micro__timer {
+    micro__timer_fn fn;
+    int64_t due;
+    size_t slot; /* heap index + 1; 0 when not armed */
+};
+
+/* Arm (or re-arm) t to run fn at due. MICRO_ENOMEM (t not armed). */
+int micro__timer_start(micro_loop *l, micro__timer *t, int64_t due_ms,
+    micro__timer_fn fn);
+/* Disarm; no-op when not armed. */
+void micro__timer_stop(micro_loop *l, micro__timer *t);
+static inline bool
+micro__timer_armed(const micro__timer *t)
+{
+    return t->slot != 0;
+}
 
 /* A pool of up to nthreads worker threads running tasks FIFO. Threads
  * start on demand: the first with the first task, another when a task is

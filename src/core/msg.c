@@ -380,3 +380,101 @@ micro_canonical_header_key(const char *key, char *out, size_t cap)
     out[n] = '\0';
     return (int) n;
 }
+
+uint64_t
+micro__hash_nocase(const char *s, size_t n)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char) (c - 'A' + 'a');
+        }
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static bool
+hdr_same(const struct micro_hdr *a, const struct micro_hdr *b)
+{
+    return a->klen == b->klen && strncasecmp(a->key, b->key, a->klen) == 0;
+}
+
+int
+micro__msg_dedup(micro_msg *m)
+{
+    if (m == NULL || m->n < 2) {
+        return 0;
+    }
+    size_t n = m->n;
+    size_t keep = 0;
+    if (n <= 16) {
+        /* A few fields: comparing pairs costs less than a table. */
+        for (size_t i = 0; i < n; i++) {
+            bool dup = false;
+            for (size_t j = 0; j < keep && !dup; j++) {
+                dup = hdr_same(&m->hdrs[j], &m->hdrs[i]);
+            }
+            if (dup) {
+                hdr_release(m, m->hdrs[i].key);
+            } else {
+                m->hdrs[keep++] = m->hdrs[i];
+            }
+        }
+        m->n = keep;
+        return 0;
+    }
+    size_t cap = 32;
+    while (cap < 2 * n) {
+        cap *= 2;
+    }
+    /* Slots hold index + 1 of the first field of a name; 0 is empty. */
+    size_t *slot = micro__calloc(cap, sizeof(*slot));
+    if (slot == NULL) {
+        return MICRO_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct micro_hdr *h = &m->hdrs[i];
+        size_t s = (size_t) micro__hash_nocase(h->key, h->klen) & (cap - 1);
+        bool dup = false;
+        while (slot[s] != 0) {
+            if (hdr_same(&m->hdrs[slot[s] - 1], h)) {
+                dup = true;
+                break;
+            }
+            s = (s + 1) & (cap - 1);
+        }
+        if (dup) {
+            hdr_release(m, h->key);
+            continue;
+        }
+        /* Kept fields move down, never past an unvisited one, and the
+         * table points at their new places. */
+        m->hdrs[keep] = *h;
+        slot[s] = ++keep;
+    }
+    m->n = keep;
+    micro__free(slot);
+    return 0;
+}
+
+void
+micro__msg_del_all(micro_msg *m, const char *key)
+{
+    if (m == NULL || key == NULL) {
+        return;
+    }
+    size_t kl = strlen(key);
+    size_t keep = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        struct micro_hdr *h = &m->hdrs[i];
+        if (h->klen == kl && strcasecmp(h->key, key) == 0) {
+            hdr_release(m, h->key);
+            continue;
+        }
+        m->hdrs[keep++] = *h;
+    }
+    m->n = keep;
+}

@@ -46,6 +46,19 @@ int micro__msg_add_header_n(
     micro_msg *m, const char *k, size_t kl, const char *v, size_t vl);
 
 /*
+ * Keep only the first field of each name (compared ignoring case), in
+ * order: one hashed pass, linear in the number of fields. MICRO_ENOMEM
+ * (m unchanged) only for messages with more than a few dozen fields.
+ */
+int micro__msg_dedup(micro_msg *m);
+
+/* Remove every field named key (ignoring case): one pass. */
+void micro__msg_del_all(micro_msg *m, const char *key);
+
+/* Case-insensitive hash of s[0..n) (ASCII folding). */
+uint64_t micro__hash_nocase(const char *s, size_t n);
+
+/*
  * Append s[0..n) to b as a JSON string literal, quotes included, escaped
  * exactly as Go's encoding/json does: '"' and '\\' backslashed; \n, \r and
  * \t as such; other control bytes, '<', '>', '&', U+2028 and U+2029 as

@@ -44,6 +44,18 @@ static const micro_option_desc known[] = {
         "largest header block accepted, in bytes"},
     {"transport_read_timeout", MICRO_OPT_MS, "30s",
         "idle read timeout of a connection"},
+    {"transport_max_headers", MICRO_OPT_INT, "1000",
+        "header fields in one message (more: 431 and close)"},
+    {"transport_idle_timeout", MICRO_OPT_MS, "5m",
+        "an accepted connection with nothing in progress is closed after"},
+    {"transport_max_conns", MICRO_OPT_INT, "0",
+        "accepted connections (0: 7/8 of the descriptor limit); idle ones "
+        "are closed to make room"},
+    {"transport_max_buffered", MICRO_OPT_INT, "134217728",
+        "bytes of partially received messages over all connections"},
+    {"transport_window", MICRO_OPT_INT, "1048576",
+        "unsent bytes per connection above which it is no longer read, and "
+        "a stream's send window"},
     {"client", MICRO_OPT_STR, "mucp", "client protocol"},
     {"client_retries", MICRO_OPT_INT, "5", "retries of a failed request"},
     {"client_request_timeout", MICRO_OPT_MS, "30s",

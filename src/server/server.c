@@ -6,6 +6,7 @@
  */
 #include "server/server_internal.h"
 #include "core/msg_internal.h"
+#include "http/h1.h"
 #include "registry/registry_internal.h"
 
 #include <stdarg.h>
@@ -110,6 +111,15 @@ int
 micro_response_set_header(micro_response *r, const char *key,
     const char *value)
 {
+    if (key == NULL || value == NULL ||
+        !micro__h1_token(key, strlen(key)) ||
+        !micro__h1_value_ok(value, strlen(value))) {
+        /* A name that is not an HTTP token, or CR/LF/NUL in a value, would
+         * change the framing of the answer (response splitting). */
+        MICRO_LOGF(MICRO_LOG_WARN, "server",
+            "response header refused: invalid name or value");
+        return MICRO_EINVAL;
+    }
     if (r->msg == NULL && micro_msg_new(&r->msg) != 0) {
         return MICRO_ENOMEM;
     }
@@ -215,6 +225,12 @@ micro__server_route(micro_server *s, micro_request *r, micro_response *rsp)
     if (r->deadline != 0 && micro__now_ms() >= r->deadline) {
         atomic_fetch_add(&s->late, 1);
         route_error(s, rsp, 408, "deadline exceeded before %s could start",
+            ep);
+        return;
+    }
+    if (h->stream) {
+        atomic_fetch_add(&s->unknown, 1);
+        route_error(s, rsp, 400, "%s is a stream endpoint: call it as a stream",
             ep);
         return;
     }
@@ -422,10 +438,11 @@ micro_server_free(micro_server *s)
     micro__free(s);
 }
 
-int
-micro_server_handle(micro_server *s, const micro_handler_desc *d)
+static int
+handle_common(micro_server *s, const micro_handler_desc *d, bool stream)
 {
-    if (s == NULL || d == NULL || d->endpoint == NULL || d->fn == NULL) {
+    if (s == NULL || d == NULL || d->endpoint == NULL ||
+        (d->fn == NULL && !stream)) {
         return MICRO_EINVAL;
     }
     const char *dot = strchr(d->endpoint, '.');
@@ -459,6 +476,39 @@ micro_server_handle(micro_server *s, const micro_handler_desc *d)
         return MICRO_ENOMEM;
     }
     s->n_handlers++;
+    return 0;
+}
+
+int
+micro_server_handle(micro_server *s, const micro_handler_desc *d)
+{
+    return handle_common(s, d, false);
+}
+
+int
+micro_server_handle_stream(micro_server *s, const micro_stream_handler *d)
+{
+    if (s == NULL || d == NULL || d->endpoint == NULL || d->on_msg == NULL) {
+        return MICRO_EINVAL;
+    }
+    /* Fields after response would be read only when d->size covers them;
+     * this version has none. */
+    micro_handler_desc u = {.endpoint = d->endpoint,
+        .fn = NULL,
+        .arg = d->arg,
+        .request = d->request,
+        .response = d->response,
+        .flags = d->flags};
+    int rc = handle_common(s, &u, true);
+    if (rc != 0) {
+        return rc;
+    }
+    handler *h = &s->handlers[s->n_handlers - 1];
+    h->stream = true;
+    h->on_open = d->on_open;
+    h->on_msg = d->on_msg;
+    h->on_end = d->on_end;
+    h->on_close = d->on_close;
     return 0;
 }
 
@@ -620,9 +670,12 @@ micro_server_record(const micro_server *s, micro_registry_service *out)
         rc = micro__endpoint_copy(e, &src);
         if (rc == 0) {
             out->n_endpoints++;
-            /* Go Micro writes {} for a handler endpoint's metadata: an
-             * empty map that is not nil. */
-            if (e->metadata.items == NULL) {
+            if (h->stream) {
+                /* Go Micro marks stream endpoints so. */
+                rc = micro_metadata_set(&e->metadata, "stream", "true");
+            } else if (e->metadata.items == NULL) {
+                /* Go Micro writes {} for a handler endpoint's metadata:
+                 * an empty map that is not nil. */
                 e->metadata.items = micro__calloc(1, sizeof(micro_kv));
                 rc = e->metadata.items ? 0 : MICRO_ENOMEM;
             }
@@ -651,6 +704,8 @@ micro_server_get_stats(micro_server *s, micro_server_stats *out)
     out->unknown = atomic_load(&s->unknown);
     out->codec_errors = atomic_load(&s->codec_errors);
     out->late = atomic_load(&s->late);
+    out->dropped = atomic_load(&s->dropped);
+    out->streams = atomic_load(&s->streams);
     long n = atomic_load(&s->inflight);
     out->inflight = n > 0 ? (uint64_t) n : 0;
 }

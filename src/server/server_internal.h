@@ -10,11 +10,17 @@
 
 typedef struct micro__handler {
     char *endpoint;
-    micro_handler_fn fn;
+    micro_handler_fn fn; /* unary; NULL for a stream endpoint */
     void *arg;
     micro_value *request;
     micro_value *response;
     unsigned flags;
+    /* A stream endpoint (micro_stream_handler). */
+    bool stream;
+    int (*on_open)(micro_stream *s, void *arg);
+    int (*on_msg)(micro_stream *s, const void *body, size_t len, void *arg);
+    void (*on_end)(micro_stream *s, int rc, void *arg);
+    void (*on_close)(micro_stream *s, int rc, void *arg);
 } micro__handler;
 
 typedef struct micro__wrapper {
@@ -38,7 +44,8 @@ struct micro_server {
     size_t n_wrappers;
     bool started;
     char address[96];
-    _Atomic uint64_t requests, errors, unknown, codec_errors, late;
+    _Atomic uint64_t requests, errors, unknown, codec_errors, late, dropped,
+        streams;
     atomic_long inflight;
     struct micro__subs *subs; /* subscribers (subscriber.c), or NULL */
 };
@@ -84,13 +91,21 @@ void micro__server_subs_free(micro_server *s);
 int micro__server_subs_record(const micro_server *s,
     micro_registry_service *out);
 /*
+ * Where an answer goes: the server implementation's way back to the peer
+ * of one request. fn takes out and may be called from any thread, once.
+ */
+typedef struct micro__reply micro__reply;
+struct micro__reply {
+    void (*fn)(micro__reply *r, micro_msg *out);
+};
+
+/*
  * A transport message carrying Micro-Topic: an event (Go Micro §2.3). Takes
- * msg and the exchange: decodes and runs every subscriber of the topic on
- * the event workers, then answers (request headers echoed, Micro-Error on
+ * msg: decodes and runs every subscriber of the topic on the event
+ * workers, then answers through r (request headers echoed, Micro-Error on
  * failure, empty body) and decrements s->inflight, which the caller has
  * incremented. Loop thread.
  */
-void micro__server_event(micro_server *s, micro_transport *tr,
-    micro_exchange *ex, micro_msg *msg);
+void micro__server_event(micro_server *s, micro__reply *r, micro_msg *msg);
 
 #endif

@@ -408,8 +408,7 @@ micro_server_get_subscriber_stats(micro_server *s,
 typedef struct tevent {
     micro__task task;
     micro_server *s;
-    micro_transport *tr;
-    micro_exchange *ex;
+    micro__reply *r;
     micro_msg *msg;
 } tevent;
 
@@ -426,9 +425,8 @@ tevent_reply(tevent *t, const char *err_json)
         micro_msg_set_header(out, "X-Micro-Error", err_json);
         atomic_fetch_add(&t->s->errors, 1);
     }
-    micro_transport_reply(t->tr, t->ex, &out);
-    micro_msg_free(out);
     atomic_fetch_sub(&t->s->inflight, 1);
+    t->r->fn(t->r, out);
     micro__free(t);
 }
 
@@ -493,20 +491,17 @@ tevent_run(micro__task *task)
 }
 
 void
-micro__server_event(micro_server *s, micro_transport *tr, micro_exchange *ex,
-    micro_msg *msg)
+micro__server_event(micro_server *s, micro__reply *r, micro_msg *msg)
 {
     tevent *t = micro__calloc(1, sizeof(*t));
     if (t == NULL) {
         micro_msg_set_body(msg, NULL, 0);
-        micro_transport_reply(tr, ex, &msg);
-        micro_msg_free(msg);
         atomic_fetch_sub(&s->inflight, 1);
+        r->fn(r, msg);
         return;
     }
     t->s = s;
-    t->tr = tr;
-    t->ex = ex;
+    t->r = r;
     t->msg = msg;
     t->task.fn = tevent_run;
     struct micro__subs *ss = s->subs;

@@ -165,8 +165,10 @@ micro_service_free(micro_service *s)
     if (s->loop != NULL) {
         micro__loop_call(s->loop, close_signals, s);
     }
-    micro_client_free(s->cli);
+    /* The server first: its free waits for handlers still running, which
+     * may use the client, the broker and the transport. */
     micro_server_free(s->srv);
+    micro_client_free(s->cli);
     micro_broker_free(s->broker);
     micro_transport_free(s->tr);
     micro_selector_free(s->sel);

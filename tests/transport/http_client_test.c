@@ -29,21 +29,21 @@
  * Helpers
  * --------------------------------------------------------------------- */
 
-static micro__http_pool_cfg
+static micro__http_cfg
 default_cfg(void)
 {
-    micro__http_pool_cfg cfg = {
-        .size = 100,
-        .ttl_ms = 60000,
-        .dial_timeout_ms = 5000,
-        .max_message = (size_t) 4 << 20,
-        .max_header = (size_t) 1 << 20,
-    };
+    micro__http_cfg cfg;
+    micro__http_cfg_load(&cfg, NULL);
+    cfg.pool_size = 100;
+    cfg.pool_ttl_ms = 60000;
+    cfg.dial_timeout_ms = 5000;
+    cfg.lim.max_body = (size_t) 4 << 20;
+    cfg.lim.max_header = (size_t) 1 << 20;
     return cfg;
 }
 
 static micro__http_pool *
-pool_with(const micro__http_pool_cfg *cfg)
+pool_with(const micro__http_cfg *cfg)
 {
     micro__http_pool *p = NULL;
     assert_int_equal(micro__http_pool_new(&p, cfg), 0);
@@ -139,7 +139,7 @@ test_golden_content_length(void **state)
     micro_buf out = { 0 };
     assert_int_equal(micro_buf_append(&out, "X", 1), 0); /* appends */
     assert_int_equal(
-        micro__http_write_request(&out, "192.168.1.10:40123", m), 0);
+        micro__h1_write_mucp_request(&out, "192.168.1.10:40123", m), 0);
     const char *want = "X"
                        "POST / HTTP/1.1\r\n"
                        "Host: 192.168.1.10:40123\r\n"
@@ -179,7 +179,7 @@ test_golden_chunked_empty(void **state)
     assert_int_equal(micro_msg_set_header(m, "micro-stream", "7"), 0);
     micro_buf out = { 0 };
     assert_int_equal(
-        micro__http_write_request(&out, "192.168.1.10:40123", m), 0);
+        micro__h1_write_mucp_request(&out, "192.168.1.10:40123", m), 0);
     const char *want = "POST / HTTP/1.1\r\n"
                        "Host: 192.168.1.10:40123\r\n"
                        "User-Agent: Go-http-client/1.1\r\n"
@@ -212,7 +212,7 @@ test_golden_user_agent_and_values(void **state)
     assert_int_equal(micro_msg_set_header(m, "x-inject", " a\r\nEvil: 1 "), 0);
     assert_int_equal(micro_msg_set_body(m, "b", 1), 0);
     micro_buf out = { 0 };
-    assert_int_equal(micro__http_write_request(&out, "h:1", m), 0);
+    assert_int_equal(micro__h1_write_mucp_request(&out, "h:1", m), 0);
     const char *want = "POST / HTTP/1.1\r\n"
                        "Host: h:1\r\n"
                        "User-Agent: cmicro/0.1\r\n"
@@ -227,7 +227,7 @@ test_golden_user_agent_and_values(void **state)
 
     /* An empty User-Agent drops the line, as in Go. */
     assert_int_equal(micro_msg_set_header(m, "User-Agent", ""), 0);
-    assert_int_equal(micro__http_write_request(&out, "h:1", m), 0);
+    assert_int_equal(micro__h1_write_mucp_request(&out, "h:1", m), 0);
     const char *want2 = "POST / HTTP/1.1\r\n"
                         "Host: h:1\r\n"
                         "Content-Length: 1\r\n"
@@ -247,7 +247,7 @@ test_wire_matches_writer(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *req = make_req("{\"a\":1}");
     micro_msg *rsp = NULL;
@@ -257,7 +257,7 @@ test_wire_matches_writer(void **state)
     assert_int_equal(sent, 1);
     assert_body(rsp, "{\"a\":1}");
     micro_buf want = { 0 };
-    assert_int_equal(micro__http_write_request(&want, s->addr, req), 0);
+    assert_int_equal(micro__h1_write_mucp_request(&want, s->addr, req), 0);
     pthread_mutex_lock(&s->mu);
     assert_int_equal(s->first_req.len, want.len);
     assert_memory_equal(s->first_req.data, want.data, want.len);
@@ -295,7 +295,7 @@ test_reply_content_length(void **state)
         "Empty:\r\n"
         "\r\n"
         "hello");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -328,7 +328,7 @@ test_reply_chunked(void **state)
         "5\r\nhello\r\n"
         "6\r\n world\r\n"
         "0\r\n\r\n");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 3; i++) {
         micro_msg *rsp = NULL;
@@ -350,7 +350,7 @@ test_reply_until_eof(void **state)
     (void) state;
     t_srv *s = t_srv_start(T_SRV_CANNED_CLOSE,
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 2; i++) {
         micro_msg *rsp = NULL;
@@ -376,7 +376,7 @@ test_reply_chunked_trailer(void **state)
         "\r\n"
         "3\r\nabc\r\n"
         "0\r\nX-Sum: 1\r\nX-Other: 2\r\n\r\n");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -400,7 +400,7 @@ test_dial_ipv6(void **state)
         print_message("skipped: no IPv6 loopback (::1) here\n");
         skip();
     }
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 2; i++) {
         micro_msg *rsp = NULL;
@@ -423,7 +423,7 @@ test_reuse(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 10; i++) {
         char body[32];
@@ -450,7 +450,7 @@ test_micro_error_not_reused(void **state)
         "Content-Length: 0\r\n"
         "Micro-Error: {\"id\":\"greeter\",\"code\":400}\r\n"
         "\r\n");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 3; i++) {
         micro_msg *rsp = NULL;
@@ -474,7 +474,7 @@ test_connection_close_not_reused(void **state)
     /* The server says close (but keeps the socket open). */
     t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 2; i++) {
         micro_msg *rsp = NULL;
@@ -495,7 +495,7 @@ test_trailing_bytes_not_reused(void **state)
     t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 2; i++) {
         micro_msg *rsp = NULL;
@@ -514,8 +514,8 @@ test_ttl_expiry(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
-    cfg.ttl_ms = 50;
+    micro__http_cfg cfg = default_cfg();
+    cfg.pool_ttl_ms = 50;
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -538,8 +538,8 @@ test_pool_size_zero(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
-    cfg.size = 0;
+    micro__http_cfg cfg = default_cfg();
+    cfg.pool_size = 0;
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 3; i++) {
         micro_msg *rsp = NULL;
@@ -561,7 +561,7 @@ test_timeout(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_SILENT, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -588,7 +588,7 @@ test_timeout_on_reused_connection(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_ECHO_HUSH, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -633,7 +633,7 @@ test_refused(void **state)
     close(fd); /* bound, never listened: the port refuses */
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned) ntohs(sa.sin_port));
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 7;
@@ -647,7 +647,7 @@ static void
 test_bad_address(void **state)
 {
     (void) state;
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     static const char *bad[] = { "nonsense", "127.0.0.1", "127.0.0.1:",
         "::1:80", "[::1:80" };
@@ -677,7 +677,7 @@ test_dial_by_name(void **state)
     const char *port = strrchr(s->addr, ':');
     char addr[64];
     snprintf(addr, sizeof(addr), "localhost%s", port);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -695,7 +695,7 @@ test_stale_idle_connection(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_ECHO_CLOSE, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (int i = 0; i < 3; i++) {
         micro_msg *rsp = NULL;
@@ -717,7 +717,7 @@ test_stale_retry_on_reuse(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_DROP_REUSE, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -739,7 +739,7 @@ test_fresh_close_not_retried(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_CLOSE_NOW, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     micro_msg *rsp = NULL;
     int sent = 0;
@@ -756,9 +756,9 @@ static void
 test_oversized(void **state)
 {
     (void) state;
-    micro__http_pool_cfg cfg = default_cfg();
-    cfg.max_message = 8;
-    cfg.max_header = 256;
+    micro__http_cfg cfg = default_cfg();
+    cfg.lim.max_body = 8;
+    cfg.lim.max_header = 256;
     micro__http_pool *p = pool_with(&cfg);
     static const char *replies[] = {
         "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n123456789",
@@ -798,7 +798,7 @@ test_non_200(void **state)
     (void) state;
     t_srv *s = t_srv_start(T_SRV_CANNED,
         "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     int before = atomic_load(&warn_lines);
     micro_msg *rsp = NULL;
@@ -819,7 +819,7 @@ test_garbage(void **state)
         "HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     };
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     for (size_t i = 0; i < sizeof(replies) / sizeof(replies[0]); i++) {
         t_srv *s = t_srv_start(T_SRV_CANNED, replies[i]);
@@ -892,7 +892,7 @@ test_concurrent(void **state)
 {
     (void) state;
     t_srv *s = t_srv_start(T_SRV_ECHO, NULL);
-    micro__http_pool_cfg cfg = default_cfg();
+    micro__http_cfg cfg = default_cfg();
     micro__http_pool *p = pool_with(&cfg);
     pthread_t th[CC_THREADS];
     cc_arg args[CC_THREADS];
