@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Tables of bench/run.sh: medians, same-round ratios, targets, footprint.
 
-    report.py RESULTS FOOTPRINT CHART_TSV > tables.md
+    report.py RESULTS FOOTPRINT CHART_TSV [STREAM_RESULTS] > tables.md
 
 RESULTS rows: contender, size, inflight, run, client JSON, server CPU µs
 per call, server peak RSS KiB. FOOTPRINT rows: server, metric, value.
 Writes the chart data (payload 0: inflight, then calls/s and p99 per
-contender) to CHART_TSV.
+contender) to CHART_TSV. STREAM_RESULTS rows (the streaming contenders):
+contender, request bytes, streams, run, client JSON {"msgs_per_s",..},
+server CPU µs per message, server peak RSS KiB; they make the streaming
+table (messages/s per stream count, ÷ gRPC C++ streaming of the same round).
 """
 import collections
 import json
@@ -15,6 +18,7 @@ import statistics
 import sys
 
 res_path, foot_path, chart_path = sys.argv[1:4]
+stream_path = sys.argv[4] if len(sys.argv) > 4 else None
 
 ORDER = ["echo", "cmicro", "cmicro-async", "cmicro-pool", "cmicro-wrk",
          "cmicro-proto",
@@ -56,9 +60,10 @@ def field(key, f):
     return med([x.get(f) for x in runs.get(key, {}).values()])
 
 
-def ratio(a, b, f, invert=False):
+def ratio(a, b, f, invert=False, table=None):
     """Median over rounds of a[f] / b[f], pairing runs of the same round."""
-    ra, rb = runs.get(a, {}), runs.get(b, {})
+    table = runs if table is None else table
+    ra, rb = table.get(a, {}), table.get(b, {})
     xs = []
     for r in ra:
         if r in rb and ra[r].get(f) and rb[r].get(f):
@@ -77,27 +82,28 @@ def payload(s):
 
 out = []
 p = out.append
-p("| contender | server | load generator | payload | in flight | calls/s "
-  "| p50 µs | p99 µs | p99.9 µs | server CPU µs/call | errors "
-  "| calls/s ÷ echo | p50 ÷ echo |")
-p("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-sizes = sorted({s for (_, s, _) in runs})
-for s in sizes:
-    for c in ORDER:
-        for k in sorted({k for (cc, ss, k) in runs if cc == c and ss == s}):
-            key = (c, s, k)
-            errs = sum(int(x.get("errors", 0)) for x in runs[key].values())
-            p("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %d | %s "
-              "| %s |" % (c, DESC[c][0], DESC[c][1], payload(s), k,
-                          fmt(field(key, "calls_per_s")),
-                          fmt(field(key, "p50_us"), "%.1f"),
-                          fmt(field(key, "p99_us"), "%.1f"),
-                          fmt(field(key, "p999_us"), "%.1f"),
-                          fmt(field(key, "cpu_us"), "%.1f"), errs,
-                          fmt(ratio(key, ("echo", s, k), "calls_per_s"),
-                              "%.2f"),
-                          fmt(ratio(key, ("echo", s, k), "p50_us"), "%.2f")))
-p("")
+if runs:
+    p("| contender | server | load generator | payload | in flight | calls/s "
+      "| p50 µs | p99 µs | p99.9 µs | server CPU µs/call | errors "
+      "| calls/s ÷ echo | p50 ÷ echo |")
+    p("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    sizes = sorted({s for (_, s, _) in runs})
+    for s in sizes:
+        for c in ORDER:
+            for k in sorted({k for (cc, ss, k) in runs if cc == c and ss == s}):
+                key = (c, s, k)
+                errs = sum(int(x.get("errors", 0)) for x in runs[key].values())
+                p("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %d | %s "
+                  "| %s |" % (c, DESC[c][0], DESC[c][1], payload(s), k,
+                              fmt(field(key, "calls_per_s")),
+                              fmt(field(key, "p50_us"), "%.1f"),
+                              fmt(field(key, "p99_us"), "%.1f"),
+                              fmt(field(key, "p999_us"), "%.1f"),
+                              fmt(field(key, "cpu_us"), "%.1f"), errs,
+                              fmt(ratio(key, ("echo", s, k), "calls_per_s"),
+                                  "%.2f"),
+                              fmt(ratio(key, ("echo", s, k), "p50_us"), "%.2f")))
+    p("")
 
 # Footprint.
 foot = collections.defaultdict(list)
@@ -157,36 +163,91 @@ for srv in ["echo", "cmicro", "cmicro-pool", "cmicro-proto", "gomicro",
 p("")
 
 # Targets of issue 6.
-K = 64
-tg = []
-r_go = ratio(("cmicro-wrk", 0, K), ("gomicro-wrk", 0, K), "calls_per_s")
-tg.append(("server under wrk, 64 connections ÷ Go Micro v4", ">= 5x",
-           fmt(r_go, "%.2fx"), r_go >= 5))
-r_ng = ratio(("cmicro-wrk", 0, K), ("nginx-wrk", 0, K), "calls_per_s")
-tg.append(("server under wrk, 64 connections ÷ nginx", ">= 70 %",
-           fmt(r_ng * 100, "%.0f %%"), r_ng >= 0.70))
-r_gr = ratio(("cmicro", 0, K), ("grpc", 0, K), "calls_per_s")
-tg.append(("cmicro client+server, 64 in flight ÷ gRPC C++", ">= 1.5x",
-           fmt(r_gr, "%.2fx"), r_gr >= 1.5))
-r_ga = ratio(("cmicro-async", 0, K), ("grpc", 0, K), "calls_per_s")
-tg.append(("cmicro async client (one loop thread)+server, 64 in flight ÷ "
-           "gRPC C++", ">= 1.5x", fmt(r_ga, "%.2fx"), r_ga >= 1.5))
-r_p50 = ratio(("cmicro", 0, 1), ("echo", 0, 1), "p50_us")
-tg.append(("1 in flight p50 ÷ raw echo p50", "<= 1.5x",
-           fmt(r_p50, "%.2fx"), r_p50 <= 1.5))
-rest = fnum("cmicro", "rss_rest")
-tg.append(("idle greeter-server RSS", "< 2048 KiB", fmt(rest, "%.0f KiB"),
-           rest < 2048))
-idle = fnum("cmicro", "idle_conn_b")
-tg.append(("memory per idle connection", "< 4096 B", fmt(idle, "%.0f B"),
-           idle < 4096))
-st = fnum("cmicro", "startup_ms")
-tg.append(("exec → serving", "< 10 ms", fmt(st, "%.1f ms"), st < 10))
-p("| target (issue 6) | goal | measured (median of same-round ratios) "
-  "| met |")
-p("|---|---|---:|---|")
-for name, goal, v, ok in tg:
-    p("| %s | %s | %s | %s |" % (name, goal, v, "yes" if ok else "**no**"))
+if runs:
+    K = 64
+    tg = []
+    r_go = ratio(("cmicro-wrk", 0, K), ("gomicro-wrk", 0, K), "calls_per_s")
+    tg.append(("server under wrk, 64 connections ÷ Go Micro v4", ">= 5x",
+               fmt(r_go, "%.2fx"), r_go >= 5))
+    r_ng = ratio(("cmicro-wrk", 0, K), ("nginx-wrk", 0, K), "calls_per_s")
+    tg.append(("server under wrk, 64 connections ÷ nginx", ">= 70 %",
+               fmt(r_ng * 100, "%.0f %%"), r_ng >= 0.70))
+    r_gr = ratio(("cmicro", 0, K), ("grpc", 0, K), "calls_per_s")
+    tg.append(("cmicro client+server, 64 in flight ÷ gRPC C++", ">= 1.5x",
+               fmt(r_gr, "%.2fx"), r_gr >= 1.5))
+    r_ga = ratio(("cmicro-async", 0, K), ("grpc", 0, K), "calls_per_s")
+    tg.append(("cmicro async client (one loop thread)+server, 64 in flight ÷ "
+               "gRPC C++", ">= 1.5x", fmt(r_ga, "%.2fx"), r_ga >= 1.5))
+    r_p50 = ratio(("cmicro", 0, 1), ("echo", 0, 1), "p50_us")
+    tg.append(("1 in flight p50 ÷ raw echo p50", "<= 1.5x",
+               fmt(r_p50, "%.2fx"), r_p50 <= 1.5))
+    rest = fnum("cmicro", "rss_rest")
+    tg.append(("idle greeter-server RSS", "< 2048 KiB", fmt(rest, "%.0f KiB"),
+               rest < 2048))
+    idle = fnum("cmicro", "idle_conn_b")
+    tg.append(("memory per idle connection", "< 4096 B", fmt(idle, "%.0f B"),
+               idle < 4096))
+    st = fnum("cmicro", "startup_ms")
+    tg.append(("exec → serving", "< 10 ms", fmt(st, "%.1f ms"), st < 10))
+    p("| target (issue 6) | goal | measured (median of same-round ratios) "
+      "| met |")
+    p("|---|---|---:|---|")
+    for name, goal, v, ok in tg:
+        p("| %s | %s | %s | %s |" % (name, goal, v, "yes" if ok else "**no**"))
+
+
+# Streaming (bench/run.sh streaming contenders): messages/s per number of
+# streams, and the ratio to gRPC C++ streaming of the same round.
+SORDER = ["cmicro-stream", "gomicro-stream", "grpc-stream"]
+SDESC = {
+    "cmicro-stream": ("greeter-server",
+                      "bench_stream (one micro_client; a sender and a "
+                      "receiver thread per stream)"),
+    "gomicro-stream": ("Go Micro v4 server",
+                       "Go Micro v4 client (bench/go/streamclient; a "
+                       "connection per stream, 256 messages in flight)"),
+    "grpc-stream": ("gRPC C++ (callback)",
+                    "gRPC C++ callback client, one channel"),
+}
+sruns = collections.defaultdict(dict)  # (c, size, streams) -> run -> dict
+if stream_path:
+    for line in open(stream_path):
+        c, sz, k, r, js, cpu, rss = line.rstrip("\n").split("\t")
+        d = json.loads(js)
+        d["cpu_us"] = float(cpu)
+        d["rss_kb"] = float(rss) if rss else float("nan")
+        sruns[(c, int(sz), int(k))][int(r)] = d
+if sruns:
+    ks = sorted({k for (_, _, k) in sruns})
+    head = "| contender | server | load generator | request B |"
+    rule = "|---|---|---|---:|"
+    for k in ks:
+        head += " msgs/s, %d stream%s | ÷ gRPC C++ |" % (
+            k, "" if k == 1 else "s")
+        rule += "---:|---:|"
+    head += " server CPU µs/msg, %d streams | errors |" % ks[-1]
+    rule += "---:|---:|"
+    p("")
+    p(head)
+    p(rule)
+    for sz in sorted({sz for (_, sz, _) in sruns}):
+        for c in SORDER:
+            if not any(cc == c and ss == sz for (cc, ss, _) in sruns):
+                continue
+            row = "| %s | %s | %s | %d |" % (c, SDESC[c][0], SDESC[c][1], sz)
+            errs = 0
+            for k in ks:
+                key = (c, sz, k)
+                rr = sruns.get(key, {})
+                errs += sum(int(x.get("errors", 0)) for x in rr.values())
+                m = med([x.get("msgs_per_s") for x in rr.values()])
+                q = ratio(key, ("grpc-stream", sz, k), "msgs_per_s",
+                          table=sruns)
+                row += " %s | %s |" % (fmt(m), fmt(q, "%.2f"))
+            cpu = med([x.get("cpu_us")
+                       for x in sruns.get((c, sz, ks[-1]), {}).values()])
+            row += " %s | %d |" % (fmt(cpu, "%.1f"), errs)
+            p(row)
 
 print("\n".join(out))
 

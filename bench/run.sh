@@ -11,7 +11,9 @@
 # and runs DURATION), INFLIGHTS ("1 16 64 256"), SIZES ("0 1024": 0 is
 # {"name":"John"}, N a name of N bytes, run at BIG_INFLIGHT=64 only),
 # IDLE_CONNS (10000), CONTENDERS (all; see below), BUILD_DIR (build-bench),
-# SERVER_CPU (0), CLIENT_CPU (1), FAST (0).
+# SERVER_CPU (0), CLIENT_CPU (1), FAST (0); for the streaming contenders
+# STREAMS ("1 64") concurrent streams and STREAM_SIZES ("64 1024") bytes
+# per encoded request.
 #
 # Contenders (server / load generator), each serving Greeter.Hello
 # {"name":N} -> {"msg":"Hello N"}:
@@ -29,6 +31,14 @@
 #   gomicro-wrk  the same Go Micro server / wrk -s bench/greeter.lua
 #   grpc         gRPC C++ callback server / gRPC C++ callback client
 #   nginx-wrk    nginx returning the fixed reply body / wrk, same script
+# Streaming contenders (Greeter.Stream, bidirectional: each {"name":N} is
+# answered with {"msg":"Hello N"}; S streams from one client, each with the
+# pipe kept full by a sender while a receiver counts replies; messages/s):
+#   grpc-stream     bench_grpc_server / bench_grpc_stream_client (one channel)
+#   gomicro-stream  bench/go/server / bench/go/streamclient (a connection
+#                   per stream, Go Micro's way)
+#   cmicro-stream   greeter-server / bench_stream (bench/stream.c; skipped
+#                   while build-bench/bench/bench_stream is not built)
 # Servers are pinned to SERVER_CPU, load generators to CLIENT_CPU, all on
 # 127.0.0.1. Per server: calls/s, p50/p99/p99.9, server CPU per call
 # (utime+stime from /proc/PID/stat), RSS at rest and under load, memory per
@@ -53,7 +63,9 @@ BIG_INFLIGHT=${BIG_INFLIGHT:-64}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk"}
+STREAMS=${STREAMS:-"1 64"}
+STREAM_SIZES=${STREAM_SIZES:-"64 1024"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -65,6 +77,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 log() { echo "[bench] $*" >&2; }
 has() { case " $CONTENDERS " in *" $1 "*) return 0 ;; esac; return 1; }
+is_stream() { case $1 in *-stream) return 0 ;; esac; return 1; }
 
 # Room for IDLE_CONNS connections on both ends (servers inherit it).
 ulimit -n $((IDLE_CONNS * 2 + 1024)) 2>/dev/null ||
@@ -83,6 +96,13 @@ targets=(greeter-server greeter-proto-server bench_echo bench_greeter
 if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^bench_grpc_server:'; then
     targets+=(bench_grpc_server bench_grpc_client)
 fi
+if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^bench_grpc_stream_client:'; then
+    targets+=(bench_grpc_stream_client)
+fi
+# bench/stream.c joins CMake once the library has the stream API.
+if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^bench_stream:'; then
+    targets+=(bench_stream)
+fi
 ninja -C "$BUILD" "${targets[@]}" >&2
 
 SERVER=$BUILD/greeter-server
@@ -91,8 +111,11 @@ ECHO=$BUILD/bench/bench_echo
 GREETER=$BUILD/bench/bench_greeter
 GRPC_SERVER=$BUILD/bench/bench_grpc_server
 GRPC_CLIENT=$BUILD/bench/bench_grpc_client
+GRPC_STREAM_CLIENT=$BUILD/bench/bench_grpc_stream_client
 GO_SERVER=$BUILD/bench/go/server
 GO_CLIENT=$BUILD/bench/go/client
+GO_STREAM_CLIENT=$BUILD/bench/go/streamclient
+CMICRO_STREAM=$BUILD/bench/bench_stream
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 LIB=$(readlink -f "$BUILD/libcmicro.so")
 
@@ -107,15 +130,20 @@ drop() { # contender... reason
     done
 }
 if [ ! -x "$GRPC_SERVER" ]; then
-    drop grpc "not built: MICRO_BENCH_GRPC is OFF (libgrpc++-dev missing?)"
+    drop grpc grpc-stream "not built: MICRO_BENCH_GRPC is OFF (libgrpc++-dev missing?)"
+elif [ ! -x "$GRPC_STREAM_CLIENT" ]; then
+    drop grpc-stream "$GRPC_STREAM_CLIENT is not built"
 fi
-if has gomicro || has gomicro-wrk; then
+if has gomicro || has gomicro-wrk || has gomicro-stream; then
     if ! command -v go >/dev/null; then
-        drop gomicro gomicro-wrk "no Go toolchain"
+        drop gomicro gomicro-wrk gomicro-stream "no Go toolchain"
     elif ! (cd "$ROOT/bench/go" && go build -o "$BUILD/bench/go/" \
-        ./server ./client) >&2; then
-        drop gomicro gomicro-wrk "go build failed"
+        ./server ./client ./streamclient) >&2; then
+        drop gomicro gomicro-wrk gomicro-stream "go build failed"
     fi
+fi
+if [ ! -x "$CMICRO_STREAM" ]; then
+    drop cmicro-stream "$CMICRO_STREAM is not built (bench/stream.c is added to CMake once the library implements include/cmicro/stream.h)"
 fi
 if ! command -v wrk >/dev/null; then
     drop cmicro-wrk cmicro-proto-wrk gomicro-wrk nginx-wrk "wrk is not installed"
@@ -126,6 +154,8 @@ fi
 
 TMP=$(mktemp -d /tmp/cmicro-bench.XXXXXX)
 RESULTS=$TMP/results.tsv # contender size K run json cpu_us rss_max_kb
+STREAM_RESULTS=$TMP/streams.tsv # contender size S run json cpu_us_per_msg rss_max_kb
+: >"$STREAM_RESULTS"
 FOOT=$TMP/foot.tsv       # server metric value
 : >"$RESULTS"
 : >"$FOOT"
@@ -276,6 +306,37 @@ print("%.2f" % (t/w/c*1e6) if c and w > 0 else "nan")' \
     log "$c size=$s inflight=$k run=$r: $line cpu=${cpu}us/call rss=${rss}KiB"
 }
 
+# The same for a streaming load generator: its '{"msgs_per_s"...}' line,
+# server CPU per message, the server's peak RSS; into STREAM_RESULTS.
+run_stream_client() { # contender size S run cmd...
+    local c=$1 s=$2 k=$3 r=$4
+    shift 4
+    local t0 w0 t1 w1 rss line cpu
+    t0=$(cpu_ticks "$SRV_PID")
+    w0=$(now_s)
+    taskset -c "$CLIENT_CPU" timeout 120 "$@" >"$TMP/client.out" 2>"$TMP/client.err" &
+    local cpid=$!
+    rss=$(sample_rss "$SRV_PID" "$cpid")
+    if ! wait "$cpid"; then
+        log "$c size=$s streams=$k failed: $(tail -2 "$TMP/client.err")"
+    fi
+    t1=$(cpu_ticks "$SRV_PID")
+    w1=$(now_s)
+    line=$(grep -o '{"msgs_per_s".*}' "$TMP/client.out" | tail -1 || true)
+    if [ -z "$line" ]; then
+        line='{"msgs_per_s":0,"errors":1}'
+        log "$c: no result: $(tail -2 "$TMP/client.err")"
+    fi
+    cpu=$(python3 -c 'import json,sys
+j=json.loads(sys.argv[1]); t=float(sys.argv[2])/float(sys.argv[3])
+w=float(sys.argv[5])-float(sys.argv[4]); c=j.get("msgs_per_s",0)
+print("%.2f" % (t/w/c*1e6) if c and w > 0 else "nan")' \
+        "$line" "$((t1 - t0))" "$CLK_TCK" "$w0" "$w1")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$s" "$k" "$r" "$line" \
+        "$cpu" "$rss" >>"$STREAM_RESULTS"
+    log "$c size=$s streams=$k run=$r: $line cpu=${cpu}us/msg rss=${rss}KiB"
+}
+
 client_cmd() { # client port size K -> argv on stdout, one per line
     case $1 in
     echo)
@@ -306,6 +367,18 @@ client_cmd() { # client port size K -> argv on stdout, one per line
         printf '%s\n' "$GRPC_CLIENT" --address "127.0.0.1:$2" --inflight "$4" \
             --duration "$DURATION" --warmup "$WARMUP" --size "$3"
         ;;
+    grpc-stream)
+        printf '%s\n' "$GRPC_STREAM_CLIENT" --address "127.0.0.1:$2" \
+            --streams "$4" --duration "$DURATION" --warmup "$WARMUP" --size "$3"
+        ;;
+    gomicro-stream)
+        printf '%s\n' "$GO_STREAM_CLIENT" -address "127.0.0.1:$2" \
+            -streams "$4" -duration "$DURATION" -warmup "$WARMUP" -size "$3"
+        ;;
+    cmicro-stream)
+        printf '%s\n' "$CMICRO_STREAM" --address "127.0.0.1:$2" \
+            --streams "$4" --duration "$DURATION" --warmup "$WARMUP" --size "$3"
+        ;;
     wrk | wrk-proto)
         local codec=json
         [ "$1" = wrk-proto ] && codec=protobuf
@@ -329,6 +402,9 @@ pair() {
     gomicro-wrk) echo "gomicro wrk" ;;
     grpc) echo "grpc grpc" ;;
     nginx-wrk) echo "nginx wrk" ;;
+    grpc-stream) echo "grpc grpc-stream" ;;
+    gomicro-stream) echo "gomicro gomicro-stream" ;;
+    cmicro-stream) echo "cmicro cmicro-stream" ;;
     esac
 }
 
@@ -339,6 +415,7 @@ round() { # run
         for srv in echo cmicro cmicro-pool cmicro-proto gomicro grpc nginx; do
             local cs=()
             for c in $CONTENDERS; do
+                is_stream "$c" && continue
                 set -- $(pair "$c")
                 [ "$1" = "$srv" ] && cs+=("$c")
             done
@@ -358,6 +435,33 @@ round() { # run
                     set -- $(pair "$c")
                     mapfile -t argv < <(client_cmd "$2" "$port" "$s" "$k")
                     run_client "$c" "$s" "$k" "$r" "${argv[@]}"
+                done
+            done
+            stop_server
+        done
+    done
+}
+
+# One streaming round: each server once per request size, every streaming
+# client against it at each of STREAMS.
+stream_round() { # run
+    local r=$1 s srv c port k
+    for s in $STREAM_SIZES; do
+        for srv in cmicro gomicro grpc; do
+            local cs=()
+            for c in $CONTENDERS; do
+                is_stream "$c" || continue
+                set -- $(pair "$c")
+                [ "$1" = "$srv" ] && cs+=("$c")
+            done
+            [ ${#cs[@]} -eq 0 ] && continue
+            port=$(free_port)
+            start_server "$srv" "$port" 0
+            sleep 0.3
+            for c in "${cs[@]}"; do
+                for k in $STREAMS; do
+                    mapfile -t argv < <(client_cmd "$c" "$port" "$s" "$k")
+                    run_stream_client "$c" "$s" "$k" "$r" "${argv[@]}"
                 done
             done
             stop_server
@@ -432,6 +536,7 @@ servers_in_run() {
     local srv c
     for srv in echo cmicro cmicro-pool cmicro-proto gomicro grpc nginx; do
         for c in $CONTENDERS; do
+            is_stream "$c" && continue
             set -- $(pair "$c")
             if [ "$1" = "$srv" ]; then
                 echo "$srv"
@@ -445,6 +550,7 @@ servers_in_run() {
 for r in $(seq 1 "$RUNS"); do
     log "run $r/$RUNS"
     round "$r"
+    stream_round "$r"
 done
 for srv in $(servers_in_run); do
     for r in $(seq 1 "$RUNS"); do
@@ -493,8 +599,10 @@ VERSIONS="gcc $(gcc -dumpversion), libuv $(pkg-config --modversion libuv), $(wrk
 DOCS=$ROOT/docs
 CHART=$TMP/bench.png
 python3 "$ROOT/bench/report.py" "$RESULTS" "$FOOT" "$TMP/chart.tsv" \
-    >"$TMP/tables.md"
-if command -v gnuplot >/dev/null; then
+    "$STREAM_RESULTS" >"$TMP/tables.md"
+if [ ! -s "$RESULTS" ]; then
+    : # no unary rows: no chart
+elif command -v gnuplot >/dev/null; then
     gnuplot -e "data='$TMP/chart.tsv'; out='$CHART'" "$ROOT/bench/chart.gp" ||
         log "gnuplot failed; no chart"
 else
@@ -505,7 +613,8 @@ fi
     echo "Machine: $MACHINE."
     echo "Software: $VERSIONS."
     echo "Settings: RUNS=$RUNS DURATION=${DURATION}s WARMUP=${WARMUP}s" \
-        "IDLE_CONNS=$IDLE_CONNS; servers on CPU $SERVER_CPU, load" \
+        "IDLE_CONNS=$IDLE_CONNS STREAMS=\"$STREAMS\" STREAM_SIZES=\"$STREAM_SIZES\";" \
+        "servers on CPU $SERVER_CPU, load" \
         "generators on CPU $CLIENT_CPU; medians of $RUNS runs."
     echo "Command: \`RUNS=$RUNS DURATION=$DURATION bench/run.sh --write-docs\`."
     echo

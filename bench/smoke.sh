@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmarks (ctest label "bench"): runs bench_echo,
 # bench_greeter (also with a 1 KB name, with --async, and in protobuf against
-# greeter-proto-server) and, when built, the gRPC C++ pair
+# greeter-proto-server) and, when built, the gRPC C++ pair and the gRPC C++
+# streaming client
 # for 1 second each against fresh servers and fails if one makes no calls
 # or reports an error.
 #   bench/smoke.sh BUILD_DIR        the C and C++ programs
-#   bench/smoke.sh BUILD_DIR go     go build the Go Micro contender
-#                                   (bench/go) and run it; exit 77 (skip)
-#                                   without a Go toolchain
+#   bench/smoke.sh BUILD_DIR go     go build the Go Micro contenders
+#                                   (bench/go: unary and streaming) and run
+#                                   them; exit 77 (skip) without a Go
+#                                   toolchain
 set -uo pipefail
 
 BUILD=${1:?usage: smoke.sh BUILD_DIR [go]}
@@ -17,6 +19,7 @@ ECHO=$BUILD/bench/bench_echo
 GREETER=$BUILD/bench/bench_greeter
 GRPC_SERVER=$BUILD/bench/bench_grpc_server
 GRPC_CLIENT=$BUILD/bench/bench_grpc_client
+GRPC_STREAM_CLIENT=$BUILD/bench/bench_grpc_stream_client
 for b in "$SERVER" "$ECHO" "$GREETER"; do
     if [ ! -x "$b" ]; then
         echo "smoke: $b is not built" >&2
@@ -75,6 +78,23 @@ check() {
     fi
 }
 
+# check_stream NAME JSON: the same for a streaming client (msgs_per_s).
+check_stream() {
+    local name=$1 json=$2
+    echo "$name: $json"
+    local msgs errors
+    msgs=$(echo "$json" | sed -n 's/.*"msgs_per_s":\([0-9.]*\).*/\1/p')
+    errors=$(echo "$json" | sed -n 's/.*"errors":\([0-9-]*\).*/\1/p')
+    if [ -z "$msgs" ] || [ "${msgs%%.*}" -eq 0 ]; then
+        echo "smoke: $name moved no messages" >&2
+        return 1
+    fi
+    if [ -z "$errors" ] || [ "$errors" != 0 ]; then
+        echo "smoke: $name reported ${errors:-unknown} errors" >&2
+        return 1
+    fi
+}
+
 fail=0
 if [ "$MODE" = go ]; then
     export PATH="$PATH:/usr/local/go/bin"
@@ -83,12 +103,16 @@ if [ "$MODE" = go ]; then
         exit 77
     fi
     HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-    (cd "$HERE/go" && go build -o "$TMP/" ./server ./client) || exit 1
+    (cd "$HERE/go" && go build -o "$TMP/" ./server ./client ./streamclient) ||
+        exit 1
     start goserver "$TMP/server" --server_address=127.0.0.1:0 \
         --registry=memory || exit 1
     out=$("$TMP/client" -address "$ADDR" -inflight 4 -duration 1 \
         -warmup 0.2) || fail=1
     check go-micro "$out" || fail=1
+    out=$("$TMP/streamclient" -address "$ADDR" -streams 4 -duration 0.5 \
+        -warmup 0.2 -size 64) || fail=1
+    check_stream "go-micro streamclient" "$out" || fail=1
     exit $fail
 fi
 
@@ -107,6 +131,12 @@ check "bench_greeter --size 1024" "$out" || fail=1
 out=$("$GREETER" --address "$ADDR" --inflight 16 --duration 0.5 --warmup 0.1 \
     --async) || fail=1
 check "bench_greeter --async" "$out" || fail=1
+# bench/stream.c, once CMake builds it (the library's stream API).
+if [ -x "$BUILD/bench/bench_stream" ]; then
+    out=$("$BUILD/bench/bench_stream" --address "$ADDR" --streams 4 \
+        --duration 0.5 --warmup 0.1 --size 64) || fail=1
+    check_stream bench_stream "$out" || fail=1
+fi
 
 PROTO_SERVER=$BUILD/greeter-proto-server
 if [ -x "$PROTO_SERVER" ]; then
@@ -132,5 +162,10 @@ if [ -x "$GRPC_SERVER" ] && [ -x "$GRPC_CLIENT" ]; then
     out=$("$GRPC_CLIENT" --address "$ADDR" --inflight 4 --duration 1 \
         --warmup 0.2) || fail=1
     check bench_grpc_client "$out" || fail=1
+    if [ -x "$GRPC_STREAM_CLIENT" ]; then
+        out=$("$GRPC_STREAM_CLIENT" --address "$ADDR" --streams 4 \
+            --duration 0.5 --warmup 0.1 --size 1024) || fail=1
+        check_stream bench_grpc_stream_client "$out" || fail=1
+    fi
 fi
 exit $fail

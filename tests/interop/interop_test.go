@@ -6,8 +6,9 @@
 // Without CMICRO_BIN_DIR every test is skipped.
 //
 // INTEROP_GO_ONLY=1 (a harness self-check, not a compatibility test) makes the
-// Go goserver stand in for greeter-server and a goclient-based shim stand in
-// for `cmicro call`, so the harness itself can be validated Go-vs-Go.
+// Go goserver stand in for greeter-server, a goclient-based shim stand in
+// for `cmicro call` and cstream (a raw mucp stream client) for `cmicro
+// stream`, so the harness itself can be validated Go-vs-Go.
 package interop
 
 import (
@@ -35,6 +36,8 @@ var (
 	goOnly     bool   // INTEROP_GO_ONLY=1
 	goServer   string // built ./goserver
 	goClient   string // built ./goclient
+	goStream   string // built ./gostream (stream_test.go)
+	cStreamSub string // built ./cstream: `cmicro stream` stand-in when goOnly
 	cServer    string // greeter-server (or goserver when goOnly)
 	cMicro     string // cmicro CLI (empty when goOnly)
 	setupError string
@@ -54,7 +57,10 @@ func TestMain(m *testing.M) {
 	}
 	goServer = filepath.Join(tmp, "goserver")
 	goClient = filepath.Join(tmp, "goclient")
-	for _, b := range []struct{ out, pkg string }{{goServer, "./goserver"}, {goClient, "./goclient"}} {
+	goStream = filepath.Join(tmp, "gostream")
+	cStreamSub = filepath.Join(tmp, "cstream")
+	for _, b := range []struct{ out, pkg string }{{goServer, "./goserver"}, {goClient, "./goclient"},
+		{goStream, "./gostream"}, {cStreamSub, "./cstream"}} {
 		cmd := exec.Command(goTool(), "build", "-o", b.out, b.pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

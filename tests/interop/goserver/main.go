@@ -1,5 +1,7 @@
 // Command goserver is a real Go Micro v4 "greeter" service used as the
-// reference peer in the cmicro interop tests.
+// reference peer in the cmicro interop tests: unary Hello, Meta and Fail,
+// and the stream endpoints Stream (bidi), ServerStream, Sum (client
+// stream), StreamFail and SumNil (see stream.go).
 //
 //	goserver --server_address=127.0.0.1:PORT --registry=memory
 package main
