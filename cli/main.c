@@ -7,6 +7,9 @@
  *   cmicro list services
  *   cmicro get service NAME
  *   cmicro health [--address host:port] SERVICE
+ *   cmicro stream [--address host:port] [--content_type CT]
+ *                 [--metadata K=V]... [--timeout D] [--descriptor_set FILE]
+ *                 SERVICE ENDPOINT   (JSON lines in, JSON lines out)
  *   cmicro publish [--content_type CT] [--metadata K=V]... TOPIC [JSON]
  *   cmicro subscribe [--queue Q] [--count N] TOPIC
  *
@@ -29,6 +32,7 @@
 #include <cmicro/micro.h>
 
 #include "pubsub.h"
+#include "stream.h"
 
 static void
 usage(void)
@@ -48,6 +52,13 @@ usage(void)
         "  cmicro list services\n"
         "  cmicro get service NAME\n"
         "  cmicro health [--address host:port] SERVICE\n"
+        "  cmicro stream [--address host:port] [--content_type CT]\n"
+        "                [--metadata K=V]... [--timeout D] "
+        "[--descriptor_set FILE]\n"
+        "                SERVICE ENDPOINT   (one JSON request per stdin "
+        "line; one JSON\n"
+        "                reply per stdout line; half-closes at end of "
+        "input)\n"
         "  cmicro publish [--content_type CT] [--metadata K=V]... TOPIC "
         "[JSON]\n"
         "  cmicro subscribe [--queue Q] [--count N] TOPIC   (one JSON line "
@@ -372,6 +383,13 @@ main(int argc, char **argv)
             a.content_type, a.md, a.n_md);
     } else if (strcmp(a.pos[0], "subscribe") == 0 && a.n_pos == 2) {
         status = cli_subscribe(svc, a.pos[1], a.queue, a.count);
+    } else if (strcmp(a.pos[0], "stream") == 0 && a.n_pos == 3) {
+        micro_call_opts o;
+        call_opts(&a, &o);
+        o.timeout_ms = 0;
+        o.size = sizeof(o);
+        o.stream_timeout_ms = a.timeout_ms;
+        status = cli_stream(svc, a.pos[1], a.pos[2], &o, a.descriptor_set);
     } else if (strcmp(a.pos[0], "health") == 0 && a.n_pos == 2) {
         status = do_call(svc, &a, a.pos[1], "Debug.Health", "{}");
     } else if (strcmp(a.pos[0], "list") == 0 && a.n_pos == 2 &&

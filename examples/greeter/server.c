@@ -8,6 +8,15 @@
  *   Greeter.Call  {"address":"h:p","name":"N"} (address optional: by name)
  *                 -> calls greeter Greeter.Hello there and returns its reply
  *
+ * Streams (Go Micro's client.Stream / server.Stream):
+ *   Greeter.Stream        bidirectional: each {"name":X} is answered with
+ *                         {"msg":"Hello X"}, until the client ends its side
+ *   Greeter.ServerStream  {"name":X,"count":N} -> N x {"msg":"Hello X","n":i}
+ *   Greeter.Sum           client-streaming: {"n":k}... then, once the client
+ *                         ends its side, {"sum":S,"count":C}
+ *   Greeter.StreamFail    as Stream; {"fail":CODE,"detail":D} ends the stream
+ *                         with that error
+ *
  * Flags and MICRO_* variables are Go Micro's: --server_address=127.0.0.1:0,
  * --registry=memory, ... (--help lists them). --no_inline runs every
  * handler on the worker pool (the benchmark uses it to measure that path).
@@ -149,6 +158,168 @@ call(micro_request *req, micro_response *rsp, void *arg)
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Streams. Their callbacks run on the worker pool, where
+ * micro_stream_send may wait for the client to read (flow control). */
+
+static cJSON *
+parse_body(const void *body, size_t len)
+{
+    return len ? cJSON_ParseWithLength(body, len) : cJSON_CreateObject();
+}
+
+static int
+send_json(micro_stream *s, cJSON *obj)
+{
+    char *out = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    if (out == NULL) {
+        return MICRO_ENOMEM;
+    }
+    int rc = micro_stream_send(s, out, strlen(out));
+    cJSON_free(out);
+    return rc;
+}
+
+static int
+send_hello(micro_stream *s, const char *name, int n)
+{
+    size_t len = strlen(name) + sizeof("Hello ");
+    char *msg = malloc(len);
+    if (msg == NULL) {
+        return MICRO_ENOMEM;
+    }
+    snprintf(msg, len, "Hello %s", name);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "msg", msg);
+    if (n >= 0) {
+        cJSON_AddNumberToObject(out, "n", n);
+    }
+    free(msg);
+    return send_json(s, out);
+}
+
+static int
+stream_msg(micro_stream *s, const void *body, size_t len, void *arg)
+{
+    bool can_fail = arg != NULL;
+    cJSON *in = parse_body(body, len);
+    const cJSON *fail_code = cJSON_GetObjectItemCaseSensitive(in, "fail");
+    if (can_fail && cJSON_IsNumber(fail_code)) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(in, "detail");
+        int rc = micro_stream_fail(s, "greeter", fail_code->valueint, "%s",
+            cJSON_IsString(d) ? d->valuestring : "failed");
+        cJSON_Delete(in);
+        return rc;
+    }
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(in, "name");
+    if (!cJSON_IsString(name) || name->valuestring[0] == '\0') {
+        cJSON_Delete(in);
+        return micro_stream_fail(s, "greeter", 400, "name required");
+    }
+    int rc = send_hello(s, name->valuestring, -1);
+    cJSON_Delete(in);
+    return rc;
+}
+
+static int
+server_stream_msg(micro_stream *s, const void *body, size_t len, void *arg)
+{
+    (void) arg;
+    cJSON *in = parse_body(body, len);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(in, "name");
+    const cJSON *count = cJSON_GetObjectItemCaseSensitive(in, "count");
+    if (!cJSON_IsString(name)) {
+        cJSON_Delete(in);
+        return micro_stream_fail(s, "greeter", 400, "name required");
+    }
+    int n = cJSON_IsNumber(count) ? count->valueint : 1;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        rc = send_hello(s, name->valuestring, i);
+    }
+    cJSON_Delete(in);
+    if (rc == 0) {
+        rc = micro_stream_close_send(s);
+    }
+    return rc;
+}
+
+typedef struct sum_state {
+    double sum;
+    long count;
+} sum_state;
+
+static int
+sum_msg(micro_stream *s, const void *body, size_t len, void *arg)
+{
+    (void) arg;
+    sum_state *st = micro_stream_data(s);
+    if (st == NULL) {
+        st = calloc(1, sizeof(*st));
+        if (st == NULL) {
+            return MICRO_ENOMEM;
+        }
+        micro_stream_set_data(s, st);
+    }
+    cJSON *in = parse_body(body, len);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(in, "n");
+    if (cJSON_IsNumber(n)) {
+        st->sum += n->valuedouble;
+    }
+    st->count++;
+    cJSON_Delete(in);
+    return 0;
+}
+
+static void
+sum_end(micro_stream *s, int rc, void *arg)
+{
+    (void) arg;
+    if (rc != MICRO_EOF) {
+        return; /* canceled: nobody to answer */
+    }
+    sum_state *st = micro_stream_data(s);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "sum", st ? st->sum : 0);
+    cJSON_AddNumberToObject(out, "count", st ? (double) st->count : 0);
+    if (send_json(s, out) == 0) {
+        micro_stream_close_send(s);
+    }
+}
+
+static void
+sum_close(micro_stream *s, int rc, void *arg)
+{
+    (void) rc;
+    (void) arg;
+    free(micro_stream_data(s));
+}
+
+static int
+handle_streams(micro_server *srv)
+{
+    static const char can_fail = 1;
+    micro_stream_handler h[] = {
+        {.size = sizeof(micro_stream_handler), .endpoint = "Greeter.Stream",
+            .on_msg = stream_msg},
+        {.size = sizeof(micro_stream_handler),
+            .endpoint = "Greeter.ServerStream", .on_msg = server_stream_msg},
+        {.size = sizeof(micro_stream_handler), .endpoint = "Greeter.Sum",
+            .on_msg = sum_msg, .on_end = sum_end, .on_close = sum_close},
+        {.size = sizeof(micro_stream_handler),
+            .endpoint = "Greeter.StreamFail", .on_msg = stream_msg,
+            .arg = (void *) &can_fail},
+    };
+    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
+        int rc = micro_server_handle_stream(srv, &h[i]);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int
 announce(micro_service *svc, void *arg)
 {
@@ -211,6 +382,9 @@ main(int argc, char **argv)
     }
     if (rc == 0) {
         rc = micro_service_handle(svc, "Greeter.Call", call, svc);
+    }
+    if (rc == 0) {
+        rc = handle_streams(srv);
     }
     if (rc == 0) {
         rc = micro_service_add_hook(svc, MICRO_HOOK_AFTER_START, announce,

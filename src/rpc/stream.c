@@ -917,8 +917,9 @@ run_events(micro_stream *s)
         pthread_mutex_lock(&s->mu);
         if (closed) {
             /* The framework's reference: the stream is the user's no
-             * more. */
+             * more; and the server's count of live streams. */
             s->refs--;
+            s->host->work(s->host, -1);
         }
     }
     s->ev_running = false;
