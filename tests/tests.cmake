@@ -8,6 +8,7 @@ set(MICRO_TEST_SPECIAL
   "core/loop:unit|concurrency:60"
   "transport/http_async:unit|concurrency:60"
   "client/async:unit|concurrency:120"
+  "client/stream:unit|concurrency:180"
   "service/service:unit|concurrency:60"
   "broker/broker:unit|concurrency:120"
   "broker/nats:server|concurrency:180"

@@ -508,6 +508,37 @@ test_graceful_stop(void **state)
     assert_true(exited < 3000);
 }
 
+/* A stream whose server process is SIGKILLed mid-stream ends promptly
+ * with MICRO_ECONNRESET, and sends fail from then on. */
+static void
+test_stream_peer_killed(void **state)
+{
+    (void) state;
+    t_proc p;
+    char addr[64];
+    start_greeter(&p, addr, sizeof(addr), NULL);
+    micro_call_opts o = MICRO_CALL_OPTS_INIT;
+    o.address = addr;
+    micro_stream *s = NULL;
+    assert_int_equal(micro_client_stream(g_cli, "greeter", "Greeter.Stream",
+                         &o, &s), 0);
+    const char req[] = "{\"name\":\"a\"}";
+    assert_int_equal(micro_stream_send(s, req, sizeof(req) - 1), 0);
+    micro_buf b = {0};
+    assert_int_equal(micro_stream_recv(s, &b), 0);
+    micro_buf_clear(&b);
+    int64_t t0 = t_now_ms();
+    kill(p.pid, SIGKILL);
+    assert_int_equal(micro_stream_recv(s, &b), MICRO_ECONNRESET);
+    assert_true(t_now_ms() - t0 < 5000);
+    assert_int_equal(micro_stream_send(s, req, sizeof(req) - 1),
+        MICRO_ECONNRESET);
+    assert_non_null(micro_stream_error(s));
+    assert_int_equal(micro_stream_error(s)->code, 500);
+    micro_stream_free(s);
+    t_proc_stop(&p, SIGKILL, 5000);
+}
+
 int
 main(void)
 {
@@ -518,6 +549,7 @@ main(void)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_retry_other_node),
         cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_stream_peer_killed),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
