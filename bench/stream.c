@@ -21,10 +21,6 @@
  * contenders count it: JSON {"name":"xx..."} plus the codec's '\n' (a name
  * of size-12 bytes: 64 -> 52, 1024 -> 1012); protobuf greeter.proto
  * Request (a name of size-2 bytes up to 129, size-3 above).
- *
- * Not built by CMake until the library has micro_client_stream and
- * micro_stream_* (include/cmicro/stream.h); bench/run.sh skips the
- * contender while build-bench/bench/bench_stream is missing.
  */
 #define _POSIX_C_SOURCE 200809L
 

@@ -159,8 +159,12 @@ call(micro_request *req, micro_response *rsp, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
-/* Streams. Their callbacks run on the worker pool, where
- * micro_stream_send may wait for the client to read (flow control). */
+/* Streams. Stream and StreamFail answer each message with one: they run
+ * inline on the loop and queue their answers (micro_stream_send_async);
+ * the framework holds back the next message while the output is over the
+ * window. ServerStream sends many answers per message and Sum may wait:
+ * they run on the worker pool, where micro_stream_send waits for the
+ * client to read (flow control). */
 
 static cJSON *
 parse_body(const void *body, size_t len)
@@ -176,7 +180,11 @@ send_json(micro_stream *s, cJSON *obj)
     if (out == NULL) {
         return MICRO_ENOMEM;
     }
-    int rc = micro_stream_send(s, out, strlen(out));
+    /* On the loop thread (inline handlers) queue; on a worker wait for
+     * room. */
+    int rc = micro_loop_is_current(micro_stream_loop(s))
+        ? micro_stream_send_async(s, out, strlen(out), NULL, NULL)
+        : micro_stream_send(s, out, strlen(out));
     cJSON_free(out);
     return rc;
 }
@@ -302,14 +310,14 @@ handle_streams(micro_server *srv)
     static const char can_fail = 1;
     micro_stream_handler h[] = {
         {.size = sizeof(micro_stream_handler), .endpoint = "Greeter.Stream",
-            .on_msg = stream_msg},
+            .on_msg = stream_msg, .flags = MICRO_HANDLER_INLINE},
         {.size = sizeof(micro_stream_handler),
             .endpoint = "Greeter.ServerStream", .on_msg = server_stream_msg},
         {.size = sizeof(micro_stream_handler), .endpoint = "Greeter.Sum",
             .on_msg = sum_msg, .on_end = sum_end, .on_close = sum_close},
         {.size = sizeof(micro_stream_handler),
             .endpoint = "Greeter.StreamFail", .on_msg = stream_msg,
-            .arg = (void *) &can_fail},
+            .arg = (void *) &can_fail, .flags = MICRO_HANDLER_INLINE},
     };
     for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
         int rc = micro_server_handle_stream(srv, &h[i]);

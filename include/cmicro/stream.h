@@ -77,9 +77,12 @@ MICRO_API int micro_stream_send(micro_stream *s, const void *body,
     size_t len);
 
 /**
- * Queue payload whatever the window; cb runs once the message has been
- * written to the connection (rc 0) or can no longer be (the error).
- * The caller bounds its own memory by waiting for cb.
+ * Queue payload whatever the window; cb (may be NULL) runs once the
+ * message has been written to the connection (rc 0) or can no longer be
+ * (the error). The caller bounds its own memory by waiting for cb; on a
+ * server stream the framework also holds back the client's next message
+ * while the output is over the window, so a handler that answers each
+ * message with send_async stays bounded without waiting.
  * Thread: any. Callback: on the stream's loop thread, exactly once, iff
  * this returned 0, never inside this call.
  */

@@ -104,6 +104,9 @@ MICRO_API int micro_socket_send(micro_socket *s, const micro_msg *m);
 MICRO_API int micro_socket_close_send(micro_socket *s);
 /** Stop (true) or resume (false) receiving: exact to the message. */
 MICRO_API void micro_socket_pause(micro_socket *s, bool paused);
+/** Cork (true): sends gather and go out together when uncorked (false),
+ *  in one write where the transport can: for many small messages. */
+MICRO_API void micro_socket_cork(micro_socket *s, bool cork);
 /** Mark work in progress on the socket (no idle timeout while busy). */
 MICRO_API void micro_socket_set_busy(micro_socket *s, bool busy);
 /** Bytes sent but not yet written to the connection. */
@@ -266,6 +269,7 @@ typedef struct micro_transport_ops {
     int (*close_send)(micro_socket *s);
     void (*pause)(micro_socket *s, bool paused);
     void (*set_busy)(micro_socket *s, bool busy);
+    void (*cork)(micro_socket *s, bool cork); /* optional */
     size_t (*unsent)(const micro_socket *s);
     /* Can s carry another exchange (keep-alive, clean, nothing pending)? */
     bool (*reusable)(const micro_socket *s);

@@ -34,22 +34,36 @@ struct micro_loop {
     bool idle_on;
 };
 
+/* Run the tasks posted so far: one batch. Tasks posted while it runs come
+ * with their own uv_async_send, so they run on the next turn, after the
+ * loop has polled its sockets: threads that keep posting cannot hold the
+ * loop here (a stream's senders re-post as fast as it flushes). */
+static void
+drain_batch(micro_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    micro__task *t = l->head;
+    l->head = l->tail = NULL;
+    pthread_mutex_unlock(&l->mu);
+    while (t != NULL) {
+        micro__task *next = t->next;
+        t->fn(t);
+        t = next;
+    }
+}
+
+/* Run tasks until none is left (the loop is closing). */
 static void
 drain(micro_loop *l)
 {
     for (;;) {
         pthread_mutex_lock(&l->mu);
-        micro__task *t = l->head;
-        l->head = l->tail = NULL;
+        bool empty = l->head == NULL;
         pthread_mutex_unlock(&l->mu);
-        if (t == NULL) {
+        if (empty) {
             return;
         }
-        while (t != NULL) {
-            micro__task *next = t->next;
-            t->fn(t);
-            t = next;
-        }
+        drain_batch(l);
     }
 }
 
@@ -68,7 +82,7 @@ static void
 on_async(uv_async_t *a)
 {
     micro_loop *l = a->data;
-    drain(l);
+    drain_batch(l);
     pthread_mutex_lock(&l->mu);
     bool closing = l->closing;
     pthread_mutex_unlock(&l->mu);

@@ -32,6 +32,8 @@ struct micro__h1_conn {
     bool waiting_first; /* server: accepted, no byte yet */
     char remote[64];
     char local[64];
+    bool corked;
+    micro_buf cork; /* gathered writes while corked */
 };
 
 static const micro__bs_cbs conn_bs_cbs;
@@ -61,6 +63,7 @@ destroy(micro__h1_conn *c)
     }
     micro__h1_parser_fini(&c->parser);
     micro_buf_clear(&c->rest);
+    micro_buf_clear(&c->cork);
     micro__free(c);
 }
 
@@ -461,6 +464,10 @@ micro__h1_conn_arg(const micro__h1_conn *c)
     return c->arg;
 }
 
+#define CORK_MAX (64 * 1024)
+
+static int conn_write_now(micro__h1_conn *c, micro_buf *buf);
+
 int
 micro__h1_conn_write(micro__h1_conn *c, micro_buf *buf)
 {
@@ -468,6 +475,45 @@ micro__h1_conn_write(micro__h1_conn *c, micro_buf *buf)
         micro_buf_clear(buf);
         return MICRO_ECLOSED;
     }
+    if (c->corked) {
+        int rc = c->cork.len == 0 && buf->len >= CORK_MAX
+            ? 0
+            : micro_buf_append(&c->cork, buf->data, buf->len);
+        if (rc == 0 && c->cork.len == 0) {
+            return conn_write_now(c, buf); /* big: as it is */
+        }
+        micro_buf_clear(buf);
+        if (rc != 0) {
+            return rc;
+        }
+        if (c->cork.len >= CORK_MAX) {
+            micro_buf out = c->cork;
+            memset(&c->cork, 0, sizeof(c->cork));
+            return conn_write_now(c, &out);
+        }
+        return 0;
+    }
+    return conn_write_now(c, buf);
+}
+
+int
+micro__h1_conn_cork(micro__h1_conn *c, bool cork)
+{
+    if (c->closed) {
+        return MICRO_ECLOSED;
+    }
+    c->corked = cork;
+    if (cork || c->cork.len == 0) {
+        return 0;
+    }
+    micro_buf out = c->cork;
+    memset(&c->cork, 0, sizeof(c->cork));
+    return conn_write_now(c, &out);
+}
+
+static int
+conn_write_now(micro__h1_conn *c, micro_buf *buf)
+{
     c->activity = micro__now_ms();
     int rc = micro__bs_write(c->bs, buf);
     if (rc != 0) {
@@ -490,7 +536,7 @@ micro__h1_conn_write(micro__h1_conn *c, micro_buf *buf)
 size_t
 micro__h1_conn_unsent(const micro__h1_conn *c)
 {
-    return c->bs != NULL ? c->bs->unsent : 0;
+    return (c->bs != NULL ? c->bs->unsent : 0) + c->cork.len;
 }
 
 void

@@ -76,8 +76,12 @@ void *micro__h1_conn_arg(const micro__h1_conn *c);
 /* Queue bytes (takes *buf). MICRO_ECLOSED / an I/O error when the
  * connection cannot write any more (nothing queued). */
 int micro__h1_conn_write(micro__h1_conn *c, micro_buf *buf);
-/* Unsent bytes. */
+/* Unsent bytes (including corked ones). */
 size_t micro__h1_conn_unsent(const micro__h1_conn *c);
+/* Cork (true): later writes gather in one buffer (up to 64 KiB at a time)
+ * and go out in one write when uncorked (false): many small messages,
+ * one system call. */
+int micro__h1_conn_cork(micro__h1_conn *c, bool cork);
 /* Stop (true) or resume (false) delivering messages. */
 void micro__h1_conn_pause(micro__h1_conn *c, bool paused);
 /* Messages the owner holds (delta +1/-1): no idle timeout while > 0. */

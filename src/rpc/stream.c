@@ -105,6 +105,7 @@ struct micro_stream {
     void *rarg;
     squeue ev;           /* server: handler events */
     bool ev_running;
+    bool ev_blocked;     /* server: messages wait for the output to drain */
     micro__task ev_task;
     bool got_first;      /* client: a first message arrived (hdrs) */
 };
@@ -327,6 +328,7 @@ end_abnormal(micro_stream *s, int rc, bool tell_peer)
     if (rc != MICRO_EREMOTE) {
         set_local_error(s, rc);
     }
+    s->ev_blocked = false; /* what is queued runs; its sends fail */
     pthread_cond_broadcast(&s->cv);
     micro__timer_stop(s->loop, &s->timer);
     if (s->server) {
@@ -419,28 +421,66 @@ server_check_done(micro_stream *s)
 /* ------------------------------------------------------------------ */
 /* Sending (loop side).                                                 */
 
-/* Hand queued messages to the socket while it is under the window. */
+/* Hand queued messages to the socket while it is under the window: at
+ * most those queued when the flush began, so that senders on other threads
+ * cannot keep the loop here while its sockets wait to be read. */
 static void
 flush(micro_stream *s)
 {
-    while (s->sock != NULL && s->out.head != NULL &&
-        micro_socket_unsent(s->sock) < s->window) {
-        sitem *it = q_pop(&s->out);
-        micro_socket *sock = s->sock;
-        pthread_mutex_unlock(&s->mu);
-        int rc = micro_socket_send(sock, it->m);
+    /* Take the batch under the lock once, send it unlocked (senders on
+     * other threads keep queueing meanwhile), put back what the window
+     * did not let through. */
+    micro_socket *sock = s->sock;
+    if (sock == NULL || s->out.head == NULL) {
+        goto done;
+    }
+    squeue batch = s->out;
+    memset(&s->out, 0, sizeof(s->out));
+    pthread_mutex_unlock(&s->mu);
+    bool corked = batch.head->next != NULL; /* several: one write */
+    if (corked) {
+        micro_socket_cork(sock, true);
+    }
+    int rc = 0;
+    while (batch.head != NULL && rc == 0 &&
+        micro_socket_unsent(sock) < s->window) {
+        sitem *it = q_pop(&batch);
+        rc = micro_socket_send(sock, it->m);
         if (it->cb != NULL) {
             it->cb(it->arg, s, rc);
         }
         item_free(it);
-        pthread_mutex_lock(&s->mu);
-        if (rc != 0 && s->end == 0) {
-            end_abnormal(s, rc == MICRO_ECLOSED ? MICRO_ECONNRESET : rc,
-                false);
-        }
     }
+    if (corked && rc == 0) {
+        micro_socket_cork(sock, false);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (batch.head != NULL) {
+        /* Back in front of what was queued meanwhile, in order. */
+        batch.tail->next = s->out.head;
+        if (s->out.tail == NULL) {
+            s->out.tail = batch.tail;
+        }
+        s->out.head = batch.head;
+        s->out.bytes += batch.bytes;
+    }
+    if (rc != 0 && s->end == 0) {
+        end_abnormal(s, rc == MICRO_ECLOSED ? MICRO_ECONNRESET : rc, false);
+    }
+done:
     s->sock_unsent = s->sock != NULL ? micro_socket_unsent(s->sock) : 0;
-    pthread_cond_broadcast(&s->cv); /* senders waiting for room */
+    if (s->ev_blocked &&
+        (s->out.bytes + s->sock_unsent <= s->window / 2 || s->end != 0)) {
+        s->ev_blocked = false;
+        schedule_events(s);
+    }
+    if (s->out.bytes + s->sock_unsent <= s->window / 2 || s->sock == NULL) {
+        /* Senders waiting for room: only once half the window is free,
+         * so that they do not wake for every message (each wake-up would
+         * cost a flush and two context switches per message). */
+        pthread_cond_broadcast(&s->cv);
+    }
+
     if (s->closing && s->sock != NULL && s->out.head == NULL &&
         micro_socket_unsent(s->sock) == 0 &&
         (!s->server || s->peer_ended || s->end != 0)) {
@@ -623,9 +663,6 @@ int
 micro_stream_send_async(micro_stream *s, const void *body, size_t len,
     micro_stream_cb cb, void *arg)
 {
-    if (cb == NULL) {
-        return MICRO_EINVAL;
-    }
     return send_common(s, body, len, false, cb, arg);
 }
 
@@ -825,7 +862,7 @@ ev_task_fn(micro__task *t)
 static void
 schedule_events(micro_stream *s)
 {
-    if (s->ev_running || s->ev.head == NULL) {
+    if (s->ev_running || s->ev.head == NULL || s->ev_blocked) {
         return;
     }
     s->ev_running = true;
@@ -874,6 +911,15 @@ run_events(micro_stream *s)
     const micro__handler *h = s->h;
     pthread_mutex_lock(&s->mu);
     for (;;) {
+        if (s->ev.head != NULL && s->ev.head->kind == EV_MSG &&
+            s->end == 0 && s->out.bytes + s->sock_unsent >= s->window) {
+            /* The output is full: the next message waits until it drains
+             * (flush resumes the events), so a handler that answers each
+             * message cannot queue answers without bound, and no worker
+             * waits meanwhile. */
+            s->ev_blocked = true;
+            break;
+        }
         sitem *it = q_pop(&s->ev);
         if (it == NULL) {
             break;

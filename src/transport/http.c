@@ -518,6 +518,15 @@ http_set_busy(micro_socket *s, bool busy)
     }
 }
 
+static void
+http_cork(micro_socket *s, bool cork)
+{
+    hsock *hs = HS(s);
+    if (hs->conn != NULL) {
+        (void) micro__h1_conn_cork(hs->conn, cork);
+    }
+}
+
 static size_t
 http_unsent(const micro_socket *s)
 {
@@ -655,6 +664,7 @@ const micro_transport_ops micro_transport_http_ops = {
     .close_send = http_close_send,
     .pause = http_pause,
     .set_busy = http_set_busy,
+    .cork = http_cork,
     .unsent = http_unsent,
     .reusable = http_reusable,
     .got_bytes = http_got_bytes,

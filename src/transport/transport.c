@@ -183,6 +183,14 @@ micro_socket_pause(micro_socket *s, bool paused)
 }
 
 void
+micro_socket_cork(micro_socket *s, bool cork)
+{
+    if (!s->closed && s->t->ops->cork != NULL) {
+        s->t->ops->cork(s, cork);
+    }
+}
+
+void
 micro_socket_set_busy(micro_socket *s, bool busy)
 {
     if (!s->closed && s->t->ops->set_busy != NULL) {
