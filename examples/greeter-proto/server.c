@@ -5,6 +5,9 @@
  * application/grpc (+proto, +json), application/json and json-rpc.
  *
  *   Greeter.Hello {name:"John"} -> {msg:"Hello John"}; no name: 400
+ *   Greeter.Stream (bidirectional) each {name:X} -> {msg:"Hello X"}, until
+ *       the client ends its side, then the end of the stream; a message
+ *       without a name ends the stream with 400
  *
  * Flags and MICRO_* variables are Go Micro's (--server_address=..., ...).
  */
@@ -14,6 +17,18 @@
 
 #include "greeter.micro.h"
 
+/* "Hello <name>" (malloc'd), or NULL. */
+static char *
+greeting(const char *name)
+{
+    size_t n = strlen(name) + sizeof("Hello ");
+    char *msg = malloc(n);
+    if (msg != NULL) {
+        snprintf(msg, n, "Hello %s", name);
+    }
+    return msg;
+}
+
 static int
 hello(micro_request *req, const Greeter__Request *in, micro_response *rsp,
     void *arg)
@@ -22,16 +37,33 @@ hello(micro_request *req, const Greeter__Request *in, micro_response *rsp,
     if (in->name == NULL || in->name[0] == '\0') {
         return micro_response_error(rsp, "greeter", 400, "name required");
     }
-    size_t n = strlen(in->name) + sizeof("Hello ");
-    char *msg = malloc(n);
-    if (msg == NULL) {
+    Greeter__Response out = GREETER__RESPONSE__INIT;
+    out.msg = greeting(in->name);
+    if (out.msg == NULL) {
         return MICRO_ENOMEM;
     }
-    snprintf(msg, n, "Hello %s", in->name);
-    Greeter__Response out = GREETER__RESPONSE__INIT;
-    out.msg = msg;
     int rc = greeter__greeter__hello_reply(req, rsp, &out);
-    free(msg);
+    free(out.msg);
+    return rc;
+}
+
+/* Greeter.Stream: one reply per message, on the worker pool, where the
+ * reply may wait for a slow client (flow control). Without an end hook the
+ * framework ends the stream (EOS) once the client has ended its side. */
+static int
+stream_msg(micro_stream *s, const Greeter__Request *in, void *arg)
+{
+    (void) arg;
+    if (in->name == NULL || in->name[0] == '\0') {
+        return micro_stream_fail(s, "greeter", 400, "name required");
+    }
+    Greeter__Response out = GREETER__RESPONSE__INIT;
+    out.msg = greeting(in->name);
+    if (out.msg == NULL) {
+        return MICRO_ENOMEM;
+    }
+    int rc = greeter__greeter__stream_reply(s, &out);
+    free(out.msg);
     return rc;
 }
 
@@ -60,7 +92,8 @@ main(int argc, char **argv)
     /* Borrowed for the server's life: static. */
     static const Greeter__Greeter_Handlers handlers = {
         .hello = hello,
-        .flags = MICRO_HANDLER_INLINE, /* never blocks */
+        .stream = {.msg = stream_msg}, /* not inline: replies may wait */
+        .flags = MICRO_HANDLER_INLINE, /* hello never blocks */
     };
     rc = greeter__greeter__register(micro_service_server(svc), &handlers);
     if (rc == 0) {

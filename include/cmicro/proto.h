@@ -196,6 +196,70 @@ MICRO_API int micro_proto_call_async(micro_client *c, micro_loop *loop,
     const struct ProtobufCMessageDescriptor *out_desc,
     const micro_call_opts *opts, micro_proto_call_cb cb, void *arg);
 
+/* --- streams -------------------------------------------------------- */
+
+/*
+ * Typed messages over a stream (stream.h): each payload is m encoded for
+ * the stream's content type (micro_stream_content_type), so one typed
+ * handler serves protobuf and JSON streams alike. protoc-gen-cmicro's
+ * streaming stubs are thin wrappers over these.
+ */
+
+/**
+ * micro_client_stream with the content type opts->content_type, or
+ * application/protobuf when unset (as micro_proto_call). Same ownership,
+ * thread and errors; MICRO_ECONTENTTYPE for a content type that carries
+ * no messages.
+ */
+MICRO_API int micro_proto_stream_open(micro_client *c, const char *service,
+    const char *endpoint, const micro_call_opts *opts, micro_stream **out);
+
+/** micro_client_stream_async with micro_proto_stream_open's content type;
+ *  callback as micro_client_stream_async's. */
+MICRO_API int micro_proto_stream_open_async(micro_client *c,
+    micro_loop *loop, const char *service, const char *endpoint,
+    const micro_call_opts *opts, micro_stream_open_cb cb, void *arg);
+
+/**
+ * Encode m for the stream's content type and micro_stream_send it: a
+ * client's message, or a server's reply. m is borrowed for the call.
+ * Thread and errors as micro_stream_send's, plus MICRO_EINVAL,
+ * MICRO_ECONTENTTYPE, MICRO_ECODEC (m cannot be encoded).
+ */
+MICRO_API int micro_proto_stream_send(micro_stream *s,
+    const struct ProtobufCMessage *m);
+
+/** micro_proto_stream_send with micro_stream_send_async: m is encoded
+ *  before this returns; cb as micro_stream_send_async's. */
+MICRO_API int micro_proto_stream_send_async(micro_stream *s,
+    const struct ProtobufCMessage *m, micro_stream_cb cb, void *arg);
+
+/**
+ * Client streams: micro_stream_recv, decoded as a message of type d by
+ * the stream's content type. 0 with *out the message (the caller's:
+ * micro_proto_free), MICRO_EOF at the end of the stream, MICRO_ECODEC
+ * when the payload does not decode (the stream stays open), or what
+ * micro_stream_recv returns. *out is NULL unless 0. Thread: as
+ * micro_stream_recv. (Asynchronously: micro_stream_recv_async, then
+ * micro_proto_decode by micro_stream_content_type, as the generated
+ * _recv_async stubs do.)
+ */
+MICRO_API int micro_proto_stream_recv(micro_stream *s,
+    const struct ProtobufCMessageDescriptor *d,
+    struct ProtobufCMessage **out);
+
+/**
+ * Server streams, in on_msg: decode body[0..len) as a message of type d by
+ * the stream's content type. On a payload that does not decode this ends
+ * the stream with 400 (415 for a content type that carries no messages)
+ * through micro_stream_fail and returns MICRO_EREMOTE, so on_msg can
+ * return the result as it is. *out (the caller's: micro_proto_free) is
+ * NULL unless 0. Thread: the handler's.
+ */
+MICRO_API int micro_proto_stream_request(micro_stream *s,
+    const struct ProtobufCMessageDescriptor *d, const void *body, size_t len,
+    struct ProtobufCMessage **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -151,6 +151,10 @@ MICRO_API const char *micro_stream_header(const micro_stream *s,
     const char *key);
 /** "Handler.Method". Thread: any. */
 MICRO_API const char *micro_stream_endpoint(const micro_stream *s);
+/** The content type the stream's payloads are encoded with, both ways:
+ *  on the client the one it was opened with, on the server the opening
+ *  request's. Borrowed for the stream's life. Thread: any. */
+MICRO_API const char *micro_stream_content_type(const micro_stream *s);
 /** The stream's id (Micro-Stream). Thread: any. */
 MICRO_API const char *micro_stream_id(const micro_stream *s);
 /** The peer's address "ip:port". Thread: any. */

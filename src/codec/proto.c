@@ -679,3 +679,133 @@ micro_proto_call_async(micro_client *c, micro_loop *loop,
     }
     return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* Streams.                                                             */
+
+/* The caller's options, read only as far as its size says (a caller
+ * compiled against an older micro_call_opts has a shorter struct), with
+ * the typed stubs' default content type. */
+static void
+stream_opts(micro_call_opts *o, const micro_call_opts *opts)
+{
+    *o = (micro_call_opts) MICRO_CALL_OPTS_INIT;
+    if (opts != NULL) {
+        size_t n = opts->size != 0
+            ? opts->size
+            : offsetof(micro_call_opts, stream_timeout_ms);
+        memcpy(o, opts, n < sizeof(*o) ? n : sizeof(*o));
+        o->size = sizeof(*o);
+    }
+    o->content_type = call_ct(opts);
+}
+
+int
+micro_proto_stream_open(micro_client *c, const char *service,
+    const char *endpoint, const micro_call_opts *opts, micro_stream **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    micro_call_opts o;
+    stream_opts(&o, opts);
+    /* Refused here rather than at the first send, after a connection. */
+    if (micro_proto_format_of(o.content_type) == MICRO_PROTO_FORMAT_NONE) {
+        return MICRO_ECONTENTTYPE;
+    }
+    return micro_client_stream(c, service, endpoint, &o, out);
+}
+
+int
+micro_proto_stream_open_async(micro_client *c, micro_loop *loop,
+    const char *service, const char *endpoint, const micro_call_opts *opts,
+    micro_stream_open_cb cb, void *arg)
+{
+    micro_call_opts o;
+    stream_opts(&o, opts);
+    if (micro_proto_format_of(o.content_type) == MICRO_PROTO_FORMAT_NONE) {
+        return MICRO_ECONTENTTYPE;
+    }
+    return micro_client_stream_async(c, loop, service, endpoint, &o, cb,
+        arg);
+}
+
+int
+micro_proto_stream_send(micro_stream *s, const struct ProtobufCMessage *m)
+{
+    if (s == NULL || m == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_buf b = {0};
+    int rc = micro_proto_encode(micro_stream_content_type(s), m, &b);
+    if (rc == 0) {
+        /* An empty message is an empty payload (protobuf): never NULL. */
+        rc = micro_stream_send(s, b.data != NULL ? (const void *) b.data : "",
+            b.len);
+    }
+    micro_buf_clear(&b);
+    return rc;
+}
+
+int
+micro_proto_stream_send_async(micro_stream *s,
+    const struct ProtobufCMessage *m, micro_stream_cb cb, void *arg)
+{
+    if (s == NULL || m == NULL || cb == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_buf b = {0};
+    int rc = micro_proto_encode(micro_stream_content_type(s), m, &b);
+    if (rc == 0) {
+        rc = micro_stream_send_async(s,
+            b.data != NULL ? (const void *) b.data : "", b.len, cb, arg);
+    }
+    micro_buf_clear(&b);
+    return rc;
+}
+
+int
+micro_proto_stream_recv(micro_stream *s,
+    const struct ProtobufCMessageDescriptor *d,
+    struct ProtobufCMessage **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (s == NULL || d == NULL || out == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_buf b = {0};
+    int rc = micro_stream_recv(s, &b);
+    if (rc == 0) {
+        rc = micro_proto_decode(micro_stream_content_type(s), d,
+            b.data != NULL ? (const void *) b.data : "", b.len, out);
+    }
+    micro_buf_clear(&b);
+    return rc;
+}
+
+int
+micro_proto_stream_request(micro_stream *s,
+    const struct ProtobufCMessageDescriptor *d, const void *body, size_t len,
+    struct ProtobufCMessage **out)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (s == NULL || d == NULL || out == NULL) {
+        return MICRO_EINVAL;
+    }
+    const char *ct = micro_stream_content_type(s);
+    int rc = micro_proto_decode(ct, d, body != NULL ? body : "", len, out);
+    if (rc == MICRO_ECODEC) {
+        return micro_stream_fail(s, NULL, 400,
+            "decode error: the %s body is not a valid %s",
+            ct ? ct : "application/protobuf", d->name);
+    }
+    if (rc == MICRO_ECONTENTTYPE) {
+        return micro_stream_fail(s, NULL, 415,
+            "unsupported Content-Type for %s: %s", d->name, ct);
+    }
+    return rc;
+}

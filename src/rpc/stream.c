@@ -1399,6 +1399,12 @@ micro_stream_endpoint(const micro_stream *s)
 }
 
 const char *
+micro_stream_content_type(const micro_stream *s)
+{
+    return s->ct;
+}
+
+const char *
 micro_stream_id(const micro_stream *s)
 {
     return s->id;

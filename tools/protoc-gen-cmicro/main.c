@@ -8,14 +8,25 @@
  *     int P__m_call(client, service, in, &out, opts, &call)   synchronous
  *     int P__m_call_async(client, loop, service, in, opts, cb, arg)
  *     int P__m_reply(req, rsp, out)         a handler's typed reply
- *     struct P_Handlers { m; ...; arg; flags; }     typed handler table
+ *   for each streaming method M (client-, server- or bidirectional)
+ *     int P__m_stream(client, service, opts, &s)       open (blocking)
+ *     int P__m_stream_async(client, loop, service, opts, cb, arg)
+ *     int P__m_call_stream(client, service, in, opts, &s) server-streaming:
+ *                                           send in, half-close
+ *     int P__m_send(s, in), P__m_send_async(s, in, cb, arg)
+ *     int P__m_recv(s, &out), P__m_recv_async(s, cb, arg)
+ *     int P__m_close_and_recv(s, &out)      client-streaming: the reply
+ *     int P__m_reply(s, out), P__m_reply_async(s, out, cb, arg)  server
+ *     struct T_M_Handler { open; msg; end; close; flags; }  typed callbacks
+ *   and for the service
+ *     struct T_Handlers { m; ...; arg; flags; }     typed handler table
  *     int P__register(server, &handlers)    registers every endpoint
  *
  * Endpoints are "S.M" as in Go Micro, and each registration carries the
  * request/response descriptions Go Micro's reflection would advertise for
  * protoc-gen-go types (field names from json tags, Go type names, three
- * levels deep). Streaming methods are listed in comments and not
- * registered until cmicro has streams.
+ * levels deep); a stream's are its message types. Stream payloads are
+ * encoded by the stream's content type (proto.h's micro_proto_stream_*).
  *
  * The plugin protocol itself is protobuf: the request is decoded with
  * protobuf-c code generated at build time from the compiler's own
@@ -108,6 +119,42 @@ xstrdup(const char *s)
         die("out of memory");
     }
     return d;
+}
+
+/* A template with ${name} placeholders, filled from vars (a table ended
+ * by a NULL key): long generated functions read better this way than as
+ * a printf format with thirty positional arguments. */
+typedef struct tvar {
+    const char *k;
+    const char *v;
+} tvar;
+
+static void
+sb_tmpl(sbuf *b, const char *t, const tvar *vars)
+{
+    for (;;) {
+        const char *d = strstr(t, "${");
+        if (d == NULL) {
+            sb_put(b, t, strlen(t));
+            return;
+        }
+        sb_put(b, t, (size_t) (d - t));
+        const char *e = strchr(d, '}');
+        if (e == NULL) {
+            die("internal: unterminated template variable");
+        }
+        size_t n = (size_t) (e - d - 2);
+        const tvar *v = vars;
+        while (v->k != NULL &&
+            !(strlen(v->k) == n && memcmp(v->k, d + 2, n) == 0)) {
+            v++;
+        }
+        if (v->k == NULL) {
+            die("internal: unknown template variable");
+        }
+        sb_put(b, v->v, strlen(v->v));
+        t = e + 1;
+    }
 }
 
 /* protobuf-c's ToCamel: drop '_' and upper-case the letter after it and
@@ -493,10 +540,22 @@ guard_of(const char *base)
     return b.p;
 }
 
+/* ------------------------------------------------------------------ */
+/* Streaming methods.                                                   */
+
+typedef enum stream_kind {
+    KIND_UNARY = 0,
+    KIND_CLIENT, /* stream In -> Out */
+    KIND_SERVER, /* In -> stream Out */
+    KIND_BIDI    /* stream In -> stream Out */
+} stream_kind;
+
 typedef struct method_names {
     const MethodProto *m;
     bool stream;
+    stream_kind kind;
     char *lower; /* do_thing */
+    char *endpoint; /* "Svc.DoThing" */
     const type_entry *in;
     const type_entry *out;
     char *in_c;  /* C type */
@@ -509,6 +568,359 @@ static char *
 full_of(const type_entry *t)
 {
     return xstrdup(t->full);
+}
+
+static stream_kind
+kind_of(const MethodProto *m)
+{
+    if (m->client_streaming && m->server_streaming) {
+        return KIND_BIDI;
+    }
+    if (m->client_streaming) {
+        return KIND_CLIENT;
+    }
+    return m->server_streaming ? KIND_SERVER : KIND_UNARY;
+}
+
+static const char *const stream_usage[] = {
+    [KIND_CLIENT] =
+        "client-streaming: stream ${InF} -> ${OutF}.\n"
+        " * Client: ${P}__${m}_stream, ${P}__${m}_send for each message,\n"
+        " *   ${P}__${m}_close_and_recv for the one reply, micro_stream_free.\n"
+        " * Server: .${m}.msg sees each message; .${m}.end(s, MICRO_EOF, arg)\n"
+        " *   runs once the client has sent them all: ${P}__${m}_reply the\n"
+        " *   answer, then micro_stream_close_send. Per-stream state:\n"
+        " *   micro_stream_set_data, released in .${m}.close.",
+    [KIND_SERVER] =
+        "server-streaming: ${InF} -> stream ${OutF}.\n"
+        " * Client: ${P}__${m}_call_stream(in), then ${P}__${m}_recv until\n"
+        " *   MICRO_EOF, micro_stream_free.\n"
+        " * Server: .${m}.msg gets the request: ${P}__${m}_reply each\n"
+        " *   answer, then micro_stream_close_send (without waiting for the\n"
+        " *   client's end: a Go Micro client never half-closes).",
+    [KIND_BIDI] =
+        "bidirectional: stream ${InF} -> stream ${OutF}.\n"
+        " * Client: ${P}__${m}_stream, then ${P}__${m}_send and\n"
+        " *   ${P}__${m}_recv (until MICRO_EOF) in any order or from two\n"
+        " *   threads; micro_stream_close_send once done sending;\n"
+        " *   micro_stream_free.\n"
+        " * Server: .${m}.msg sees each message and may ${P}__${m}_reply;\n"
+        " *   the stream ends with EOS when the client ends its side, or,\n"
+        " *   with .${m}.end set, when the handler ends it\n"
+        " *   (micro_stream_close_send or micro_stream_fail).",
+};
+
+static void
+gen_stream_header(sbuf *h, const tvar *v, stream_kind kind)
+{
+    sb_tmpl(h, "\n/* ${E}: ", v);
+    sb_tmpl(h, stream_usage[kind], v);
+    sb_tmpl(h,
+        "\n * Close and free with the generic micro_stream_close_send and\n"
+        " * micro_stream_free; the stream's accessors are stream.h's. */\n"
+        "/** Open a ${E} stream to service (the registry name, e.g.\n"
+        " *  \"greeter\"). Content type: opts->content_type, default\n"
+        " *  application/protobuf; it encodes every message both ways.\n"
+        " *  On success *s is the caller's (micro_stream_free); NULL on\n"
+        " *  failure. Blocks until the opening is written; any thread but\n"
+        " *  the client's loop thread. Errors as micro_client_stream, and\n"
+        " *  MICRO_ECONTENTTYPE (a content type without messages). */\n"
+        "int ${P}__${m}_stream(micro_client *c, const char *service,\n"
+        "    const micro_call_opts *opts, micro_stream **s);\n"
+        "/** Asynchronous open: cb runs once on loop's thread iff 0 is\n"
+        " *  returned, never inside this call, with the stream (the\n"
+        " *  callback's: micro_stream_free), whose events then run on\n"
+        " *  loop's thread. Arguments are copied; any thread. */\n"
+        "int ${P}__${m}_stream_async(micro_client *c, micro_loop *loop,\n"
+        "    const char *service, const micro_call_opts *opts,\n"
+        "    micro_stream_open_cb cb, void *arg);\n",
+        v);
+    if (kind == KIND_SERVER) {
+        sb_tmpl(h,
+            "/** Open a ${E} stream, send in (borrowed) and end the client's\n"
+            " *  side; then ${P}__${m}_recv the replies. *s as for\n"
+            " *  ${P}__${m}_stream. Once the stream is open, an error that\n"
+            " *  ends it (the server's 404, ...) is what the first\n"
+            " *  ${P}__${m}_recv returns, as with Go Micro. Blocks; any\n"
+            " *  thread but the client's loop thread. */\n"
+            "int ${P}__${m}_call_stream(micro_client *c, const char "
+            "*service,\n"
+            "    const ${In} *in, const micro_call_opts *opts, "
+            "micro_stream **s);\n",
+            v);
+    }
+    sb_tmpl(h,
+        "/** Send in (borrowed: encoded for the stream's content type before\n"
+        " *  this returns). Waits while the stream's unsent output is over\n"
+        " *  its window; on the stream's loop thread it returns MICRO_EAGAIN\n"
+        " *  instead. Any thread. Errors as micro_stream_send, and\n"
+        " *  MICRO_EINVAL, MICRO_ECODEC (in does not encode). */\n"
+        "int ${P}__${m}_send(micro_stream *s, const ${In} *in);\n"
+        "/** Queue in (encoded before this returns) whatever the window; cb\n"
+        " *  runs once on the stream's loop thread iff 0 is returned, never\n"
+        " *  inside this call: 0 once written, else why it cannot be. Any\n"
+        " *  thread. */\n"
+        "int ${P}__${m}_send_async(micro_stream *s, const ${In} *in,\n"
+        "    micro_stream_cb cb, void *arg);\n"
+        "/** Wait for the next reply: 0 with *out (the caller's:\n"
+        " *  micro_proto_free(&(*out)->base)), MICRO_EOF once the server\n"
+        " *  ended the stream, MICRO_EREMOTE (its error: micro_stream_error),\n"
+        " *  MICRO_ECODEC (a reply that does not decode; the stream stays\n"
+        " *  open) or the stream's error (micro_stream_recv). *out is NULL\n"
+        " *  unless 0. Any thread but the stream's loop thread. */\n"
+        "int ${P}__${m}_recv(micro_stream *s, ${Out} **out);\n"
+        "/** Completion of ${P}__${m}_recv_async: rc as ${P}__${m}_recv's;\n"
+        " *  out (NULL unless rc is 0) is the callback's to free. */\n"
+        "typedef void (*${T}_${M}_RecvCb)(void *arg, micro_stream *s, int "
+        "rc,\n"
+        "    ${Out} *out);\n"
+        "/** Ask for the next reply; cb runs once on the stream's loop\n"
+        " *  thread iff 0 is returned, never inside this call. One receive\n"
+        " *  may be pending (MICRO_EBUSY). Any thread. */\n"
+        "int ${P}__${m}_recv_async(micro_stream *s, ${T}_${M}_RecvCb cb,\n"
+        "    void *arg);\n",
+        v);
+    if (kind == KIND_CLIENT) {
+        sb_tmpl(h,
+            "/** End the client's side and wait for the server's reply: as\n"
+            " *  ${P}__${m}_recv (MICRO_EOF: the stream ended without one).\n"
+            " *  The stream's end is not awaited (a Go Micro server sends\n"
+            " *  none after its reply): free the stream. Any thread but the\n"
+            " *  stream's loop thread. */\n"
+            "int ${P}__${m}_close_and_recv(micro_stream *s, ${Out} **out);\n",
+            v);
+    }
+    sb_tmpl(h,
+        "/** In a ${E} handler: send out (borrowed) to the client, encoded\n"
+        " *  for the stream's content type. Waits while the client reads\n"
+        " *  slowly (flow control); callbacks run with MICRO_HANDLER_INLINE\n"
+        " *  are on the loop thread, where it returns MICRO_EAGAIN instead:\n"
+        " *  they use ${P}__${m}_reply_async. Any thread. Errors as\n"
+        " *  micro_stream_send. */\n"
+        "int ${P}__${m}_reply(micro_stream *s, const ${Out} *out);\n"
+        "/** ${P}__${m}_reply without waiting: cb as\n"
+        " *  micro_stream_send_async's. */\n"
+        "int ${P}__${m}_reply_async(micro_stream *s, const ${Out} *out,\n"
+        "    micro_stream_cb cb, void *arg);\n"
+        "/** The stream endpoint ${E}: micro_stream_handler's callbacks\n"
+        " *  (server.h), typed. They run in order, never concurrently, on\n"
+        " *  the worker pool (on the loop thread with MICRO_HANDLER_INLINE\n"
+        " *  in flags), with the Handlers' arg. msg is required (NULL: the\n"
+        " *  endpoint is not registered); in is borrowed for the call. A\n"
+        " *  payload that does not decode ends the stream with 400 before\n"
+        " *  msg would see it. A non-zero return ends the stream with an\n"
+        " *  error: micro_stream_fail's, else 500. */\n"
+        "typedef struct ${T}_${M}_Handler {\n"
+        "    int (*open)(micro_stream *s, void *arg); /* optional */\n"
+        "    int (*msg)(micro_stream *s, const ${In} *in, void *arg);\n"
+        "    /* optional: the client's side ended (rc MICRO_EOF), or the\n"
+        "     * stream did (another rc); see micro_stream_handler.on_end */\n"
+        "    void (*end)(micro_stream *s, int rc, void *arg);\n"
+        "    void (*close)(micro_stream *s, int rc, void *arg); /* optional "
+        "*/\n"
+        "    /* MICRO_HANDLER_* of this endpoint, with the Handlers' flags but\n"
+        "     * MICRO_HANDLER_INLINE, which a stream takes only from here:\n"
+        "     * callbacks that wait in _reply must not be made inline by a\n"
+        "     * flag meant for the unary handlers. */\n"
+        "    unsigned flags;\n"
+        "} ${T}_${M}_Handler;\n",
+        v);
+}
+
+static void
+gen_stream_source(sbuf *c, const tvar *v, stream_kind kind)
+{
+    sb_tmpl(c,
+        "\nint\n${P}__${m}_stream(micro_client *c, const char *service,\n"
+        "    const micro_call_opts *opts, micro_stream **s)\n{\n"
+        "    return micro_proto_stream_open(c, service, \"${E}\", opts, s);\n"
+        "}\n"
+        "\nint\n${P}__${m}_stream_async(micro_client *c, micro_loop *loop,\n"
+        "    const char *service, const micro_call_opts *opts,\n"
+        "    micro_stream_open_cb cb, void *arg)\n{\n"
+        "    return micro_proto_stream_open_async(c, loop, service, "
+        "\"${E}\", opts,\n"
+        "        cb, arg);\n}\n"
+        "\nint\n${P}__${m}_send(micro_stream *s, const ${In} *in)\n{\n"
+        "    return micro_proto_stream_send(s, in ? &in->base : NULL);\n}\n"
+        "\nint\n${P}__${m}_send_async(micro_stream *s, const ${In} *in,\n"
+        "    micro_stream_cb cb, void *arg)\n{\n"
+        "    return micro_proto_stream_send_async(s, in ? &in->base : NULL, "
+        "cb,\n"
+        "        arg);\n}\n"
+        "\nint\n${P}__${m}_recv(micro_stream *s, ${Out} **out)\n{\n"
+        "    ProtobufCMessage *o = NULL;\n"
+        "    int rc = micro_proto_stream_recv(s, &${OutD}, out ? &o : NULL);\n"
+        "    if (out != NULL) {\n"
+        "        *out = (${Out} *) o;\n"
+        "    }\n"
+        "    return rc;\n}\n"
+        "\ntypedef struct ${P}__${m}_recv_ctx {\n"
+        "    ${T}_${M}_RecvCb cb;\n"
+        "    void *arg;\n"
+        "} ${P}__${m}_recv_ctx;\n"
+        "\nstatic void\n${P}__${m}_recv_done(void *arg, micro_stream *s, int "
+        "rc,\n"
+        "    const void *body, size_t len)\n{\n"
+        "    ${P}__${m}_recv_ctx a = *(${P}__${m}_recv_ctx *) arg;\n"
+        "    free(arg);\n"
+        "    ProtobufCMessage *out = NULL;\n"
+        "    if (rc == 0) {\n"
+        "        rc = micro_proto_decode(micro_stream_content_type(s), "
+        "&${OutD},\n"
+        "            body != NULL ? body : \"\", len, &out);\n"
+        "    }\n"
+        "    a.cb(a.arg, s, rc, (${Out} *) out);\n}\n"
+        "\nint\n${P}__${m}_recv_async(micro_stream *s, ${T}_${M}_RecvCb cb,\n"
+        "    void *arg)\n{\n"
+        "    if (s == NULL || cb == NULL) {\n"
+        "        return MICRO_EINVAL;\n"
+        "    }\n"
+        "    ${P}__${m}_recv_ctx *a = malloc(sizeof(*a));\n"
+        "    if (a == NULL) {\n"
+        "        return MICRO_ENOMEM;\n"
+        "    }\n"
+        "    a->cb = cb;\n"
+        "    a->arg = arg;\n"
+        "    int rc = micro_stream_recv_async(s, ${P}__${m}_recv_done, a);\n"
+        "    if (rc != 0) {\n"
+        "        free(a);\n"
+        "    }\n"
+        "    return rc;\n}\n",
+        v);
+    if (kind == KIND_SERVER) {
+        sb_tmpl(c,
+            "\nint\n${P}__${m}_call_stream(micro_client *c, const char "
+            "*service,\n"
+            "    const ${In} *in, const micro_call_opts *opts, micro_stream "
+            "**s)\n{\n"
+            "    if (s == NULL) {\n"
+            "        return MICRO_EINVAL;\n"
+            "    }\n"
+            "    *s = NULL;\n"
+            "    if (in == NULL) {\n"
+            "        return MICRO_EINVAL;\n"
+            "    }\n"
+            "    micro_stream *st = NULL;\n"
+            "    int rc = micro_proto_stream_open(c, service, \"${E}\", opts, "
+            "&st);\n"
+            "    if (rc != 0) {\n"
+            "        return rc;\n"
+            "    }\n"
+            "    rc = micro_proto_stream_send(st, &in->base);\n"
+            "    if (rc == 0) {\n"
+            "        rc = micro_stream_close_send(st);\n"
+            "    }\n"
+            "    /* A stream the server already ended says why on the first\n"
+            "     * receive, which the caller makes anyway. */\n"
+            "    if (rc != 0 && micro_stream_error(st) == NULL) {\n"
+            "        micro_stream_free(st);\n"
+            "        return rc;\n"
+            "    }\n"
+            "    *s = st;\n"
+            "    return 0;\n}\n",
+            v);
+    }
+    if (kind == KIND_CLIENT) {
+        sb_tmpl(c,
+            "\nint\n${P}__${m}_close_and_recv(micro_stream *s, ${Out} "
+            "**out)\n{\n"
+            "    if (s == NULL || out == NULL) {\n"
+            "        if (out != NULL) {\n"
+            "            *out = NULL;\n"
+            "        }\n"
+            "        return MICRO_EINVAL;\n"
+            "    }\n"
+            "    /* close_send fails only on a stream that ended abnormally,\n"
+            "     * which the receive reports after any reply sent before. */\n"
+            "    (void) micro_stream_close_send(s);\n"
+            "    return ${P}__${m}_recv(s, out);\n}\n",
+            v);
+    }
+    sb_tmpl(c,
+        "\nint\n${P}__${m}_reply(micro_stream *s, const ${Out} *out)\n{\n"
+        "    return micro_proto_stream_send(s, out ? &out->base : NULL);\n}\n"
+        "\nint\n${P}__${m}_reply_async(micro_stream *s, const ${Out} *out,\n"
+        "    micro_stream_cb cb, void *arg)\n{\n"
+        "    return micro_proto_stream_send_async(s, out ? &out->base : NULL,"
+        " cb,\n"
+        "        arg);\n}\n"
+        "\nstatic int\n${P}__${m}_on_open(micro_stream *s, void *arg)\n{\n"
+        "    const ${T}_Handlers *h = arg;\n"
+        "    return h->${m}.open(s, h->arg);\n}\n"
+        "\nstatic int\n${P}__${m}_on_msg(micro_stream *s, const void *body, "
+        "size_t len,\n"
+        "    void *arg)\n{\n"
+        "    const ${T}_Handlers *h = arg;\n"
+        "    ProtobufCMessage *in = NULL;\n"
+        "    int rc = micro_proto_stream_request(s, &${InD}, body, len, "
+        "&in);\n"
+        "    if (rc != 0) {\n"
+        "        return rc;\n"
+        "    }\n"
+        "    rc = h->${m}.msg(s, (const ${In} *) in, h->arg);\n"
+        "    micro_proto_free(in);\n"
+        "    return rc;\n}\n"
+        "\nstatic void\n${P}__${m}_on_end(micro_stream *s, int rc, void "
+        "*arg)\n{\n"
+        "    const ${T}_Handlers *h = arg;\n"
+        "    h->${m}.end(s, rc, h->arg);\n}\n"
+        "\nstatic void\n${P}__${m}_on_close(micro_stream *s, int rc, void "
+        "*arg)\n{\n"
+        "    const ${T}_Handlers *h = arg;\n"
+        "    h->${m}.close(s, rc, h->arg);\n}\n",
+        v);
+}
+
+static void
+gen_stream_register(sbuf *c, const tvar *v)
+{
+    sb_tmpl(c,
+        "    if (rc == 0 && h->${m}.msg != NULL) {\n"
+        "        micro_stream_handler d = {\n"
+        "            .size = sizeof(micro_stream_handler),\n"
+        "            .endpoint = \"${E}\",\n"
+        "            .on_open = h->${m}.open ? ${P}__${m}_on_open : NULL,\n"
+        "            .on_msg = ${P}__${m}_on_msg,\n"
+        "            .on_end = h->${m}.end ? ${P}__${m}_on_end : NULL,\n"
+        "            .on_close = h->${m}.close ? ${P}__${m}_on_close : NULL,\n"
+        "            .arg = (void *) h,\n"
+        "            .flags = (h->flags & ~MICRO_HANDLER_INLINE) | "
+        "h->${m}.flags,\n"
+        "            .request = &${InV},\n"
+        "            .response = &${OutV},\n"
+        "        };\n"
+        "        rc = micro_server_handle_stream(s, &d);\n"
+        "    }\n",
+        v);
+}
+
+/* The template variables of a method (all borrowed from x and the
+ * arguments). */
+#define VARS_MAX 16
+
+static void
+method_vars(tvar *v, const method_names *x, const char *P, const char *T,
+    const char *in_v, const char *out_v)
+{
+    const tvar vars[] = {
+        {"P", P},
+        {"T", T},
+        {"m", x->lower},
+        {"M", x->m->name},
+        {"E", x->endpoint},
+        {"In", x->in_c},
+        {"Out", x->out_c},
+        {"InF", x->in->full},
+        {"OutF", x->out->full},
+        {"InD", x->in_desc},
+        {"OutD", x->out_desc},
+        {"InV", in_v},
+        {"OutV", out_v},
+        {NULL, NULL},
+    };
+    _Static_assert(sizeof(vars) / sizeof(vars[0]) <= VARS_MAX, "VARS_MAX");
+    memcpy(v, vars, sizeof(vars));
 }
 
 static void
@@ -530,9 +942,13 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
         method_names *x = &ms[i];
         x->m = m;
         x->stream = m->client_streaming || m->server_streaming;
+        x->kind = kind_of(m);
         sbuf l = {0};
         camel_to_lower(&l, m->name, strlen(m->name));
         x->lower = l.p;
+        sbuf e = {0};
+        sb_printf(&e, "%s.%s", svc->name, m->name);
+        x->endpoint = e.p;
         x->in = find_type(m->input_type);
         x->out = find_type(m->output_type);
         if (x->in == NULL || x->out == NULL) {
@@ -562,14 +978,9 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
     for (size_t i = 0; i < svc->n_method; i++) {
         method_names *x = &ms[i];
         if (x->stream) {
-            sb_printf(h,
-                "/* %s.%s streams (%s%s): no stub until cmicro has "
-                "streams. */\n",
-                svc->name, x->m->name,
-                x->m->client_streaming ? "client" : "",
-                x->m->client_streaming && x->m->server_streaming
-                    ? "+server"
-                    : (x->m->server_streaming ? "server" : ""));
+            tvar v[VARS_MAX];
+            method_vars(v, x, P, T, "", "");
+            gen_stream_header(h, v, x->kind);
             continue;
         }
         sb_printf(h,
@@ -611,22 +1022,28 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
             x->in_c);
     }
     sb_printf(h,
-        "\n/** The handlers of %s; NULL members are not registered. */\n"
+        "\n/** The handlers of %s; NULL members (streams: a NULL .msg) are\n"
+        " *  not registered. */\n"
         "typedef struct %s_Handlers {\n",
         svc->name, T);
     for (size_t i = 0; i < svc->n_method; i++) {
         if (!ms[i].stream) {
             sb_printf(h, "    %s_%s_Fn %s;\n", T, ms[i].m->name,
                 ms[i].lower);
+        } else {
+            sb_printf(h, "    %s_%s_Handler %s; /* a stream */\n", T,
+                ms[i].m->name, ms[i].lower);
         }
     }
     sb_printf(h,
         "    void *arg;      /* passed to every handler */\n"
-        "    unsigned flags; /* MICRO_HANDLER_* for every endpoint */\n"
+        "    unsigned flags; /* MICRO_HANDLER_* for every endpoint (streams:\n"
+        "                       see their own flags) */\n"
         "} %s_Handlers;\n"
         "/** Register the endpoints \"%s.<Method>\" of h on s, with their\n"
         " *  registry descriptions. h is borrowed for the server's life.\n"
-        " *  Before start. Errors as micro_server_handle. */\n"
+        " *  Before start. Errors as micro_server_handle (and\n"
+        " *  micro_server_handle_stream). */\n"
         "int %s__register(micro_server *s, const %s_Handlers *h);\n",
         T, svc->name, P, T);
 
@@ -635,6 +1052,9 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
     for (size_t i = 0; i < svc->n_method; i++) {
         method_names *x = &ms[i];
         if (x->stream) {
+            tvar v[VARS_MAX];
+            method_vars(v, x, P, T, "", "");
+            gen_stream_source(c, v, x->kind);
             continue;
         }
         sb_printf(c,
@@ -711,10 +1131,8 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
         die("out of memory");
     }
     for (size_t i = 0; i < svc->n_method; i++) {
-        if (!ms[i].stream) {
-            in_v[i] = emit_root(c, ms[i].in);
-            out_v[i] = emit_root(c, ms[i].out);
-        }
+        in_v[i] = emit_root(c, ms[i].in);
+        out_v[i] = emit_root(c, ms[i].out);
     }
     sb_printf(c,
         "\nint\n%s__register(micro_server *s, const %s_Handlers *h)\n{\n"
@@ -726,6 +1144,9 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
     for (size_t i = 0; i < svc->n_method; i++) {
         method_names *x = &ms[i];
         if (x->stream) {
+            tvar v[VARS_MAX];
+            method_vars(v, x, P, T, in_v[i], out_v[i]);
+            gen_stream_register(c, v);
             continue;
         }
         sb_printf(c,
@@ -744,6 +1165,7 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
         free(in_v[i]);
         free(out_v[i]);
         free(ms[i].lower);
+        free(ms[i].endpoint);
         free(ms[i].in_c);
         free(ms[i].out_c);
         free(ms[i].in_desc);
