@@ -198,11 +198,16 @@ if runs:
 
 # Streaming (bench/run.sh streaming contenders): messages/s per number of
 # streams, and the ratio to gRPC C++ streaming of the same round.
-SORDER = ["cmicro-stream", "gomicro-stream", "grpc-stream"]
+SORDER = ["cmicro-stream", "cmicro-stream-async", "gomicro-stream",
+          "grpc-stream"]
 SDESC = {
     "cmicro-stream": ("greeter-server",
                       "bench_stream (one micro_client; a sender and a "
                       "receiver thread per stream)"),
+    "cmicro-stream-async": ("greeter-server",
+                            "bench_stream --async 128 (one loop thread, "
+                            "the asynchronous API, 128 in flight per "
+                            "stream)"),
     "gomicro-stream": ("Go Micro v4 server",
                        "Go Micro v4 client (bench/go/streamclient; a "
                        "connection per stream, 256 messages in flight)"),

@@ -37,8 +37,11 @@
 #   grpc-stream     bench_grpc_server / bench_grpc_stream_client (one channel)
 #   gomicro-stream  bench/go/server / bench/go/streamclient (a connection
 #                   per stream, Go Micro's way)
-#   cmicro-stream   greeter-server / bench_stream (bench/stream.c; skipped
-#                   while build-bench/bench/bench_stream is not built)
+#   cmicro-stream   greeter-server / bench_stream (bench/stream.c: a sender
+#                   and a receiver thread per stream, the blocking API)
+#   cmicro-stream-async  greeter-server / bench_stream --async 128 (ONE loop
+#                   thread drives every stream with the asynchronous API,
+#                   128 messages in flight per stream)
 # Servers are pinned to SERVER_CPU, load generators to CLIENT_CPU, all on
 # 127.0.0.1. Per server: calls/s, p50/p99/p99.9, server CPU per call
 # (utime+stime from /proc/PID/stat), RSS at rest and under load, memory per
@@ -65,7 +68,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 STREAMS=${STREAMS:-"1 64"}
 STREAM_SIZES=${STREAM_SIZES:-"64 1024"}
-CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream cmicro-stream-async"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -143,7 +146,7 @@ if has gomicro || has gomicro-wrk || has gomicro-stream; then
     fi
 fi
 if [ ! -x "$CMICRO_STREAM" ]; then
-    drop cmicro-stream "$CMICRO_STREAM is not built (bench/stream.c is added to CMake once the library implements include/cmicro/stream.h)"
+    drop cmicro-stream cmicro-stream-async "$CMICRO_STREAM is not built"
 fi
 if ! command -v wrk >/dev/null; then
     drop cmicro-wrk cmicro-proto-wrk gomicro-wrk nginx-wrk "wrk is not installed"
@@ -379,6 +382,11 @@ client_cmd() { # client port size K -> argv on stdout, one per line
         printf '%s\n' "$CMICRO_STREAM" --address "127.0.0.1:$2" \
             --streams "$4" --duration "$DURATION" --warmup "$WARMUP" --size "$3"
         ;;
+    cmicro-stream-async)
+        printf '%s\n' "$CMICRO_STREAM" --address "127.0.0.1:$2" \
+            --streams "$4" --duration "$DURATION" --warmup "$WARMUP" \
+            --size "$3" --async 128
+        ;;
     wrk | wrk-proto)
         local codec=json
         [ "$1" = wrk-proto ] && codec=protobuf
@@ -405,6 +413,7 @@ pair() {
     grpc-stream) echo "grpc grpc-stream" ;;
     gomicro-stream) echo "gomicro gomicro-stream" ;;
     cmicro-stream) echo "cmicro cmicro-stream" ;;
+    cmicro-stream-async) echo "cmicro cmicro-stream-async" ;;
     esac
 }
 

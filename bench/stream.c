@@ -4,8 +4,13 @@
  * bidirectional Greeter.Stream ({"name":N} -> {"msg":"Hello N"}).
  *
  *   bench_stream --address 127.0.0.1:PORT [--streams S] [--duration S]
- *                [--warmup S] [--size BYTES]
+ *                [--warmup S] [--size BYTES] [--async K]
  *                [--content_type application/json|application/protobuf]
+ *
+ * --async K: instead of two threads per stream, ONE loop thread drives
+ * every stream with the asynchronous API (micro_client_stream_async,
+ * micro_stream_send_async, micro_stream_recv_async), keeping K messages
+ * in flight per stream: each reply received sends the next message.
  *
  * ONE micro_client (HTTP transport, opts.address) opens S streams with
  * micro_client_stream. Each stream has a sender thread looping
@@ -42,6 +47,7 @@ typedef struct bench_cfg {
     double duration;
     double warmup;
     long size;
+    int async; /* messages in flight per stream; 0: threads */
 } bench_cfg;
 
 /* Request and expected reply, built once in main from --size. */
@@ -144,7 +150,8 @@ usage(void)
     fprintf(stderr,
         "usage: bench_stream --address HOST:PORT [--streams S] "
         "[--duration S]\n"
-        "       [--warmup S] [--size BYTES] [--content_type CT]\n");
+        "       [--warmup S] [--size BYTES] [--content_type CT]"
+        " [--async K]\n");
     exit(2);
 }
 
@@ -178,6 +185,8 @@ parse_args(int argc, char **argv, bench_cfg *cfg)
             cfg->size = strtol(v, NULL, 10);
         } else if (strcmp(a, "--content_type") == 0) {
             cfg->content_type = v;
+        } else if (strcmp(a, "--async") == 0) {
+            cfg->async = (int) strtol(v, NULL, 10);
         } else {
             usage();
         }
@@ -205,10 +214,163 @@ pb_string_field(char *out, const char *prefix, const char *name)
     return n + lp + ln;
 }
 
+/* --- --async: one loop thread, K messages in flight per stream ------- */
+
+typedef struct arun arun;
+
+typedef struct astream {
+    arun *run;
+    micro_stream *s;
+    uint64_t msgs, errors;
+    int last_rc;
+    bool closing;
+    bool done;
+} astream;
+
+struct arun {
+    micro_client *cli;
+    micro_loop *loop;
+    const bench_cfg *cfg;
+    micro_call_opts co;
+    uint64_t start_ns, end_ns;
+    astream *v;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int active;
+};
+
+static void
+a_done(astream *a)
+{
+    if (a->done) {
+        return;
+    }
+    a->done = true;
+    pthread_mutex_lock(&a->run->mu);
+    if (--a->run->active == 0) {
+        pthread_cond_signal(&a->run->cv);
+    }
+    pthread_mutex_unlock(&a->run->mu);
+}
+
+static void
+a_recv(void *arg, micro_stream *s, int rc, const void *body, size_t len)
+{
+    astream *a = arg;
+    arun *r = a->run;
+    uint64_t t = now_ns();
+    if (rc != 0) {
+        if (rc != MICRO_EOF) {
+            a->last_rc = rc;
+            if (t < r->end_ns) {
+                a->errors++;
+            }
+        }
+        a_done(a);
+        return;
+    }
+    micro_buf b = {(uint8_t *) body, len, len};
+    if (!reply_ok(&b)) {
+        a->last_rc = MICRO_ECODEC;
+        if (t >= r->start_ns && t <= r->end_ns) {
+            a->errors++;
+        }
+    } else if (t >= r->start_ns && t <= r->end_ns) {
+        a->msgs++;
+    }
+    if (t < r->end_ns) {
+        rc = micro_stream_send_async(s, req_body, req_len, NULL, NULL);
+        if (rc != 0) {
+            a->last_rc = rc;
+        }
+    } else if (!a->closing) {
+        a->closing = true;
+        micro_stream_close_send(s);
+    }
+    if (micro_stream_recv_async(s, a_recv, a) != 0) {
+        a_done(a);
+    }
+}
+
+static void
+a_opened(void *arg, int rc, micro_stream *s)
+{
+    astream *a = arg;
+    if (rc != 0) {
+        a->last_rc = rc;
+        a->errors++;
+        a_done(a);
+        return;
+    }
+    a->s = s;
+    for (int i = 0; i < a->run->cfg->async; i++) {
+        micro_stream_send_async(s, req_body, req_len, NULL, NULL);
+    }
+    if (micro_stream_recv_async(s, a_recv, a) != 0) {
+        a_done(a);
+    }
+}
+
+static void
+a_start(void *arg)
+{
+    arun *r = arg;
+    for (int i = 0; i < r->cfg->streams; i++) {
+        r->v[i].run = r;
+        if (micro_client_stream_async(r->cli, r->loop, "greeter",
+                "Greeter.Stream", &r->co, a_opened, &r->v[i]) != 0) {
+            r->v[i].errors++;
+            a_done(&r->v[i]);
+        }
+    }
+}
+
+static int
+run_async(const bench_cfg *cfg, micro_client *cli, micro_loop *loop,
+    const micro_call_opts *co, uint64_t *msgs, uint64_t *errors,
+    int *last_rc)
+{
+    arun r;
+    memset(&r, 0, sizeof(r));
+    r.cli = cli;
+    r.loop = loop;
+    r.cfg = cfg;
+    r.co = *co;
+    r.v = calloc((size_t) cfg->streams, sizeof(*r.v));
+    if (r.v == NULL) {
+        return -1;
+    }
+    r.active = cfg->streams;
+    r.start_ns = now_ns() + (uint64_t) (cfg->warmup * 1e9);
+    r.end_ns = r.start_ns + (uint64_t) (cfg->duration * 1e9);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    if (micro_loop_post(loop, a_start, &r) != 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&r.mu);
+    while (r.active > 0) {
+        pthread_cond_wait(&r.cv, &r.mu);
+    }
+    pthread_mutex_unlock(&r.mu);
+    for (int i = 0; i < cfg->streams; i++) {
+        *msgs += r.v[i].msgs;
+        *errors += r.v[i].errors;
+        if (r.v[i].last_rc != 0) {
+            *last_rc = r.v[i].last_rc;
+        }
+        micro_stream_free(r.v[i].s);
+    }
+    free(r.v);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 64};
+    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 64, 0};
     parse_args(argc, argv, &cfg);
     is_json = strcmp(cfg.content_type, "application/protobuf") != 0;
     size_t nlen = is_json ? (size_t) cfg.size - 12
@@ -269,6 +431,33 @@ main(int argc, char **argv)
     uint64_t errors = 0;
     int last_rc = 0;
     int opened = 0;
+    if (cfg.async > 0) {
+        micro_loop *aloop = NULL;
+        uint64_t msgs = 0;
+        if (micro_loop_new(&aloop) != 0 ||
+            run_async(&cfg, cli, aloop, &co, &msgs, &errors, &last_rc) != 0) {
+            fprintf(stderr, "bench_stream: cannot start the async run\n");
+            return 2;
+        }
+        printf("{\"msgs_per_s\":%.0f,\"streams\":%d,\"size\":%ld,"
+               "\"errors\":%llu}\n",
+            (double) msgs / cfg.duration, cfg.streams, cfg.size,
+            (unsigned long long) errors);
+        fflush(stdout);
+        if (last_rc != 0) {
+            fprintf(stderr, "bench_stream: last error: %s\n",
+                micro_strerror(last_rc));
+        }
+        micro_client_free(cli);
+        micro_loop_free(aloop);
+        micro_transport_free(tr);
+        micro_loop_free(loop);
+        micro_options_free(opts);
+        free(ps);
+        free(req_body);
+        free(rsp_body);
+        return 0;
+    }
     for (int i = 0; i < cfg.streams; i++) {
         rc = micro_client_stream(cli, "greeter", "Greeter.Stream", &co,
             &ps[i].s);

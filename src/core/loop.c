@@ -279,6 +279,12 @@ micro__loop_ext_remove(micro_loop *l, micro__loop_ext *x)
     }
 }
 
+int64_t
+micro__loop_now(micro_loop *l)
+{
+    return (int64_t) uv_now(&l->uv);
+}
+
 bool
 micro__loop_closing(micro_loop *l)
 {

@@ -15,6 +15,10 @@ struct micro__task {
  * loop is shutting down (t is then not run). */
 int micro__loop_post_task(micro_loop *l, micro__task *t);
 
+/* The loop's clock: micro__now_ms as of the start of the loop's current
+ * turn (libuv's cached time: no system call). Loop thread only. */
+int64_t micro__loop_now(micro_loop *l);
+
 /* Loop thread only: run t on a later turn of the loop (after the current
  * callbacks return), without a system call. */
 void micro__loop_defer(micro_loop *l, micro__task *t);

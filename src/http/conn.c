@@ -3,6 +3,10 @@
 #include "core/msg_internal.h"
 
 #define REJECT_GRACE_MS 5000 /* a last answer nobody reads */
+/* A paused connection keeps reading into its buffer up to this much
+ * before it stops reading: a pause that ends before more arrives (the
+ * usual unary exchange) then costs no system call at all. */
+#define LAZY_PAUSE_MAX (64 * 1024)
 
 struct micro__h1_conn {
     micro__bs *bs;
@@ -187,7 +191,7 @@ p_on_end(void *arg, micro_msg *msg, bool keep_alive)
         micro_msg_free(msg);
         return MICRO_ECANCELED;
     }
-    c->started = micro__now_ms(); /* the wait for the next message */
+    c->started = micro__loop_now(c->loop); /* the wait for the next message */
     int rc = c->cbs->on_end(c->arg, c, msg, keep_alive);
     if (rc < 0) {
         return rc;
@@ -302,8 +306,10 @@ pump(micro__h1_conn *c)
     if (c->closed) {
         return;
     }
-    bool want = !c->paused && !c->out_blocked && !c->eof && !c->rejected &&
-        !c->closing_after && c->rest_off >= c->rest.len;
+    bool want = !c->out_blocked && !c->eof && !c->rejected &&
+        !c->closing_after &&
+        (c->paused ? c->rest.len - c->rest_off < LAZY_PAUSE_MAX
+                   : c->rest_off >= c->rest.len);
     if (want && !c->reading) {
         micro__bs_read_start(c->bs);
         c->reading = true;
@@ -322,12 +328,24 @@ bs_on_read(void *arg, micro__bs *s, const char *p, size_t n)
 {
     micro__h1_conn *c = arg;
     (void) s;
-    c->activity = micro__now_ms();
+    c->activity = micro__loop_now(c->loop);
     if (c->waiting_first) {
         c->waiting_first = false;
     }
     if (!micro__h1_parser_busy(&c->parser)) {
         c->started = c->activity;
+    }
+    if (c->paused || c->rest_off < c->rest.len) {
+        /* Paused: keep the bytes for the resume (pump bounds them). */
+        if (c->rest_off > 0 && c->rest_off == c->rest.len) {
+            c->rest.len = c->rest_off = 0;
+        }
+        if (micro_buf_append(&c->rest, p, n) != 0) {
+            die(c, MICRO_ENOMEM);
+            return;
+        }
+        pump(c);
+        return;
     }
     if (feed(c, p, n, false) != 0) {
         return;
@@ -377,7 +395,7 @@ bs_on_drain(void *arg, micro__bs *s)
 {
     micro__h1_conn *c = arg;
     (void) s;
-    c->activity = micro__now_ms();
+    c->activity = micro__loop_now(c->loop);
     if (c->closing_after) {
         die(c, c->close_rc);
         return;
@@ -514,7 +532,7 @@ micro__h1_conn_cork(micro__h1_conn *c, bool cork)
 static int
 conn_write_now(micro__h1_conn *c, micro_buf *buf)
 {
-    c->activity = micro__now_ms();
+    c->activity = micro__loop_now(c->loop);
     int rc = micro__bs_write(c->bs, buf);
     if (rc != 0) {
         return rc;
@@ -547,10 +565,7 @@ micro__h1_conn_pause(micro__h1_conn *c, bool paused)
     }
     c->paused = paused;
     if (paused) {
-        if (c->reading) {
-            micro__bs_read_stop(c->bs);
-            c->reading = false;
-        }
+        /* Reading goes on until LAZY_PAUSE_MAX bytes wait (pump). */
         if (c->depth == 0) {
             timer_update(c);
         }
@@ -570,7 +585,7 @@ micro__h1_conn_hold(micro__h1_conn *c, int delta)
         c->holds = 0;
     }
     if (c->depth == 0 && !c->closed) {
-        c->activity = micro__now_ms();
+        c->activity = micro__loop_now(c->loop);
         timer_update(c);
     }
 }

@@ -21,25 +21,50 @@
 #define TCP_READ_BUF (64 * 1024)
 #define TCP_COMPONENT "io.tcp"
 
-/* Per loop: the read buffer and the count of handles still closing. */
+typedef struct tcp_stream tcp_stream;
+
+/* Per loop: the read buffer, and every handle of this file on the loop,
+ * so that the loop's close can close them with their own callbacks. The
+ * context lives until the last of them is freed. */
 typedef struct tcp_ctx {
     micro__loop_ext ext; /* key: &tcp_ctx_key */
     char *rbuf;
     bool rbuf_busy;
-    size_t closing;
+    size_t closing;  /* handles closing */
+    size_t live;     /* handles not yet freed */
+    bool dead;       /* the loop is closing */
+    tcp_stream *streams; /* open (not closing) streams */
+    struct micro__tcp_listener *listeners;
 } tcp_ctx;
 
 static const char tcp_ctx_key = 0;
+
+static void tcp_close_stream(tcp_stream *s);
+static void listener_close(struct micro__tcp_listener *l);
+
+static void
+ctx_release(tcp_ctx *c)
+{
+    if (c->dead && c->live == 0) {
+        micro__free(c->rbuf);
+        micro__free(c);
+    }
+}
 
 static void
 ctx_on_loop_close(micro__loop_ext *x)
 {
     tcp_ctx *c = (tcp_ctx *) x;
-    /* Handles still open are closed by the loop itself (uv_walk) after
-     * this; their close callbacks free them and no longer need c. */
-    micro__free(c->rbuf);
-    c->rbuf = NULL;
-    micro__free(c);
+    c->dead = true;
+    /* What the components left open closes now, with its own callbacks
+     * (the loop's last resort, uv_walk, would close them without). */
+    while (c->listeners != NULL) {
+        listener_close(c->listeners);
+    }
+    while (c->streams != NULL) {
+        tcp_close_stream(c->streams);
+    }
+    ctx_release(c);
 }
 
 static tcp_ctx *
@@ -160,16 +185,17 @@ micro__addr_format(const struct sockaddr_storage *ss, char *out, size_t cap)
 /* ------------------------------------------------------------------ */
 /* The stream.                                                          */
 
-typedef struct tcp_stream {
+struct tcp_stream {
     micro__bs bs; /* first */
     uv_tcp_t tcp;
     tcp_ctx *ctx;
+    tcp_stream *prev, *next; /* ctx->streams while open */
     bool reading;
     bool closing;
     bool shut; /* shutdown requested */
     bool failed;
     int writes; /* uv_write requests outstanding */
-} tcp_stream;
+};
 
 typedef struct tcp_write {
     uv_write_t req;
@@ -183,25 +209,38 @@ on_tcp_closed(uv_handle_t *h)
 {
     tcp_stream *s = h->data;
     tcp_ctx *ctx = s->ctx;
-    if (ctx != NULL && ctx->closing > 0) {
-        ctx->closing--;
-    }
+    ctx->closing--;
+    ctx->live--;
     micro__free(s);
+    ctx_release(ctx);
 }
 
 static void
-tcp_close(micro__bs *b)
+tcp_close_stream(tcp_stream *s)
 {
-    tcp_stream *s = (tcp_stream *) b;
     if (s->closing) {
         return;
     }
     s->closing = true;
     s->bs.cbs = NULL;
-    if (s->ctx != NULL) {
-        s->ctx->closing++;
+    tcp_ctx *ctx = s->ctx;
+    if (s->prev != NULL) {
+        s->prev->next = s->next;
+    } else if (ctx->streams == s) {
+        ctx->streams = s->next;
     }
+    if (s->next != NULL) {
+        s->next->prev = s->prev;
+    }
+    s->prev = s->next = NULL;
+    ctx->closing++;
     uv_close((uv_handle_t *) &s->tcp, on_tcp_closed);
+}
+
+static void
+tcp_close(micro__bs *b)
+{
+    tcp_close_stream((tcp_stream *) b);
 }
 
 static void
@@ -401,6 +440,12 @@ stream_new(micro_loop *loop, tcp_ctx *ctx)
     s->ctx = ctx;
     uv_tcp_init(micro_loop_uv(loop), &s->tcp);
     s->tcp.data = s;
+    ctx->live++;
+    s->next = ctx->streams;
+    if (ctx->streams != NULL) {
+        ctx->streams->prev = s;
+    }
+    ctx->streams = s;
     return s;
 }
 
@@ -425,6 +470,7 @@ struct micro__tcp_listener {
     uv_tcp_t tcp;
     micro_loop *loop;
     tcp_ctx *ctx;
+    struct micro__tcp_listener *prev, *next; /* ctx->listeners */
     micro__tcp_accept_fn fn;
     void *arg;
     char address[80];
@@ -454,9 +500,7 @@ on_connection(uv_stream_t *server, int status)
         return;
     }
     if (uv_accept(server, (uv_stream_t *) &s->tcp) != 0) {
-        s->ctx->closing++;
-        s->closing = true;
-        uv_close((uv_handle_t *) &s->tcp, on_tcp_closed);
+        tcp_close_stream(s);
         return;
     }
     uv_tcp_nodelay(&s->tcp, 1);
@@ -497,6 +541,12 @@ micro__tcp_listen(micro_loop *loop, const char *addr, micro__tcp_accept_fn fn,
     l->arg = arg;
     uv_tcp_init(micro_loop_uv(loop), &l->tcp);
     l->tcp.data = l;
+    ctx->live++;
+    l->next = ctx->listeners;
+    if (ctx->listeners != NULL) {
+        ctx->listeners->prev = l;
+    }
+    ctx->listeners = l;
     rc = uv_tcp_bind(&l->tcp, (struct sockaddr *) &ss, 0);
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *) &l->tcp, 1024, on_connection);
@@ -524,20 +574,36 @@ static void
 on_listener_closed(uv_handle_t *h)
 {
     micro__tcp_listener *l = h->data;
-    if (l->ctx->closing > 0) {
-        l->ctx->closing--;
-    }
+    tcp_ctx *ctx = l->ctx;
+    ctx->closing--;
+    ctx->live--;
     micro__free(l);
+    ctx_release(ctx);
+}
+
+static void
+listener_close(micro__tcp_listener *l)
+{
+    tcp_ctx *ctx = l->ctx;
+    if (l->prev != NULL) {
+        l->prev->next = l->next;
+    } else if (ctx->listeners == l) {
+        ctx->listeners = l->next;
+    }
+    if (l->next != NULL) {
+        l->next->prev = l->prev;
+    }
+    l->prev = l->next = NULL;
+    ctx->closing++;
+    uv_close((uv_handle_t *) &l->tcp, on_listener_closed);
 }
 
 void
 micro__tcp_listener_close(micro__tcp_listener *l)
 {
-    if (l == NULL) {
-        return;
+    if (l != NULL) {
+        listener_close(l);
     }
-    l->ctx->closing++;
-    uv_close((uv_handle_t *) &l->tcp, on_listener_closed);
 }
 
 /* ------------------------------------------------------------------ */

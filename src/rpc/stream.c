@@ -1079,6 +1079,15 @@ micro__stream_accept(micro__stream_host *host, void *conn,
     memset(&first->body, 0, sizeof(first->body));
     pthread_mutex_lock(&s->mu);
     queue_event(s, EV_OPEN, 0, NULL);
+    const char *e = micro_msg_header(first, "Micro-Error");
+    if (e != NULL && e[0] != '\0') {
+        /* The opening message is already the client's end (a gRPC-coded
+         * stream has no placeholder, so a client that sends nothing opens
+         * with its EOS). */
+        s->peer_ended = true;
+        s->end_delivered = true;
+        queue_event(s, EV_END, MICRO_EOF, NULL);
+    }
     pthread_mutex_unlock(&s->mu);
     *out = s;
     if (!s->discard_first && body.len > 0) {
@@ -1167,7 +1176,11 @@ micro__stream_gone(micro_stream *s, int rc, bool gone)
     if (s->end == 0 && !(s->peer_ended && s->send_ended)) {
         int why = (rc == 0 || rc == MICRO_EOF) ? MICRO_ECANCELED
                                                 : MICRO_ECONNRESET;
-        if (rc == MICRO_ETIMEDOUT) {
+        /* A client whose deadline passed closes: its deadline and ours are
+         * the same one, ours a little later (the request's transit and the
+         * rounding up to the millisecond). */
+        if (rc == MICRO_ETIMEDOUT ||
+            (s->deadline != 0 && micro__now_ms() + 100 >= s->deadline)) {
             why = MICRO_ETIMEDOUT;
         }
         end_abnormal(s, why, false);

@@ -39,9 +39,12 @@ typedef struct mucp {
     bool stopping; /* loop thread */
     mconn *conns;  /* loop thread */
     micro__stream_host host;
-    pthread_mutex_t mu; /* work */
+    /* Requests, events and streams in progress: counted without a lock;
+     * the drain waits on cv only when asked to (waiting). */
+    atomic_long work;
+    atomic_bool waiting;
+    pthread_mutex_t mu;
     pthread_cond_t cv;
-    long work; /* requests, events and streams in progress */
 } mucp;
 
 struct mconn {
@@ -78,12 +81,13 @@ struct mreq {
 static void
 work(mucp *m, int delta)
 {
-    pthread_mutex_lock(&m->mu);
-    m->work += delta;
-    if (m->work == 0) {
+    if (atomic_fetch_add(&m->work, delta) + delta == 0 &&
+        atomic_load(&m->waiting)) {
+        /* Under the lock: the waiter checks and sleeps holding it. */
+        pthread_mutex_lock(&m->mu);
         pthread_cond_broadcast(&m->cv);
+        pthread_mutex_unlock(&m->mu);
     }
-    pthread_mutex_unlock(&m->mu);
 }
 
 static void
@@ -728,7 +732,8 @@ static bool
 wait_work(mucp *m, int64_t deadline)
 {
     pthread_mutex_lock(&m->mu);
-    while (m->work > 0) {
+    atomic_store(&m->waiting, true);
+    while (atomic_load(&m->work) > 0) {
         if (deadline == 0) {
             pthread_cond_wait(&m->cv, &m->mu);
             continue;
@@ -747,7 +752,8 @@ wait_work(mucp *m, int64_t deadline)
         }
         pthread_cond_timedwait(&m->cv, &m->mu, &ts);
     }
-    bool idle = m->work == 0;
+    bool idle = atomic_load(&m->work) == 0;
+    atomic_store(&m->waiting, false);
     pthread_mutex_unlock(&m->mu);
     return idle;
 }
@@ -819,9 +825,7 @@ mucp_stop(void *st, int64_t drain_ms)
         micro__loop_call(m->loop, do_close_all, m);
         return 0;
     }
-    pthread_mutex_lock(&m->mu);
-    long left = m->work;
-    pthread_mutex_unlock(&m->mu);
+    long left = atomic_load(&m->work);
     micro_log(MICRO_LOG_WARN, "server",
         "%ld request(s) or stream(s) still running after the %lld ms "
         "drain; their connections close and their answers are dropped "
