@@ -29,7 +29,8 @@
  *   partial bodies 32 MiB over all connections (503)
  *   waiting for the decoders: 32 MiB of envelopes (503)
  *   read timeout   transport_read_timeout (30 s) for a whole request
- *   idle timeout   2 min (longer than Go's client keeps idle connections)
+ *   idle timeout   transport_idle_timeout, at most 2 min (longer than
+ *                  Go's client keeps idle connections)
  *   connections    256; the longest idle is closed to make room, and a new
  *                  one is refused when none is idle
  *   unsent output  64 KiB per connection, then it is no longer read; no
@@ -103,6 +104,7 @@ typedef struct httpb {
     char advertise[96]; /* registered "ip:port" */
     size_t max_body;
     int64_t read_timeout_ms;
+    int64_t idle_timeout_ms;
     pthread_mutex_t mu; /* loop + client creation */
     /* subscriber side */
     micro__http_server *srv; /* loop thread */
@@ -446,7 +448,7 @@ do_listen(void *arg)
         .lim = {.max_header = MAX_HEADER, .max_fields = MAX_FIELDS,
             .max_body = h->max_body},
         .read_timeout_ms = h->read_timeout_ms,
-        .idle_timeout_ms = IDLE_TIMEOUT_MS,
+        .idle_timeout_ms = h->idle_timeout_ms,
         .write_timeout_ms = WRITE_TIMEOUT_MS,
         .max_conns = MAX_CONNS,
         .max_partial = MAX_PARTIAL,
@@ -976,6 +978,10 @@ hb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     h->read_timeout_ms = micro_options_get_ms(opts, "transport_read_timeout");
     if (h->read_timeout_ms <= 0) {
         h->read_timeout_ms = 30000;
+    }
+    h->idle_timeout_ms = micro_options_get_ms(opts, "transport_idle_timeout");
+    if (h->idle_timeout_ms <= 0 || h->idle_timeout_ms > IDLE_TIMEOUT_MS) {
+        h->idle_timeout_ms = IDLE_TIMEOUT_MS;
     }
     pthread_rwlock_init(&h->subs_lock, NULL);
     pthread_mutex_init(&h->mu, NULL);
