@@ -73,10 +73,14 @@ typedef struct micro__http_server_cbs {
     /* Required. The request is complete (buffered: its body is in
      * micro__http_req_headers' message). The owner holds r now. */
     void (*on_request)(void *arg, micro__http_req *r);
-    /* Optional. The connection of a request the owner holds is gone. */
+    /* Optional. The connection of a request the owner holds is gone.
+     * A connection waiting for its answer is not read (one exchange at a
+     * time), so a peer's close is seen when the answer is written, not
+     * before. */
     void (*on_abort)(void *arg, micro__http_req *r, int rc);
     /* Optional. Input refused with status (400, 413, 431, 503) from
-     * remote; already answered, counted and logged. */
+     * remote; counted and logged, and answered right after this returns
+     * (so a count taken here is in before the peer sees the answer). */
     void (*on_reject)(void *arg, const char *remote, int status, int rc);
 } micro__http_server_cbs;
 

@@ -26,7 +26,9 @@ typedef struct tcp_ctx {
     micro__loop_ext ext; /* key: &tcp_ctx_key */
     char *rbuf;
     bool rbuf_busy;
+    bool orphan; /* the loop closed; the last close callback frees it */
     size_t closing;
+    size_t live; /* streams and listeners not yet called back closed */
 } tcp_ctx;
 
 static const char tcp_ctx_key = 0;
@@ -36,10 +38,29 @@ ctx_on_loop_close(micro__loop_ext *x)
 {
     tcp_ctx *c = (tcp_ctx *) x;
     /* Handles still open are closed by the loop itself (uv_walk) after
-     * this; their close callbacks free them and no longer need c. */
+     * this. Streams and listeners may still be closed by their owners
+     * after this (from other components' on_close) and point at c: it
+     * stays until the last of them is called back closed. (Handles the
+     * loop closes itself have no callback of ours: then c stays.) */
     micro__free(c->rbuf);
     c->rbuf = NULL;
-    micro__free(c);
+    c->orphan = true;
+    if (c->live == 0) {
+        micro__free(c);
+    }
+}
+
+/* One of our closes completed. */
+static void
+ctx_closed(tcp_ctx *c)
+{
+    if (c->closing > 0) {
+        c->closing--;
+    }
+    c->live--;
+    if (c->orphan && c->live == 0) {
+        micro__free(c);
+    }
 }
 
 static tcp_ctx *
@@ -182,9 +203,8 @@ static void
 on_tcp_closed(uv_handle_t *h)
 {
     tcp_stream *s = h->data;
-    tcp_ctx *ctx = s->ctx;
-    if (ctx != NULL && ctx->closing > 0) {
-        ctx->closing--;
+    if (s->ctx != NULL) {
+        ctx_closed(s->ctx);
     }
     micro__free(s);
 }
@@ -399,6 +419,7 @@ stream_new(micro_loop *loop, tcp_ctx *ctx)
     s->bs.ops = &tcp_ops;
     s->bs.loop = loop;
     s->ctx = ctx;
+    ctx->live++;
     uv_tcp_init(micro_loop_uv(loop), &s->tcp);
     s->tcp.data = s;
     return s;
@@ -493,6 +514,7 @@ micro__tcp_listen(micro_loop *loop, const char *addr, micro__tcp_accept_fn fn,
     }
     l->loop = loop;
     l->ctx = ctx;
+    ctx->live++;
     l->fn = fn;
     l->arg = arg;
     uv_tcp_init(micro_loop_uv(loop), &l->tcp);
@@ -524,9 +546,7 @@ static void
 on_listener_closed(uv_handle_t *h)
 {
     micro__tcp_listener *l = h->data;
-    if (l->ctx->closing > 0) {
-        l->ctx->closing--;
-    }
+    ctx_closed(l->ctx);
     micro__free(l);
 }
 
