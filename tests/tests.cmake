@@ -11,6 +11,9 @@ set(MICRO_TEST_SPECIAL
   "client/stream:unit|concurrency:180"
   "service/service:unit|concurrency:60"
   "broker/broker:unit|concurrency:120"
+  "broker/http:unit|concurrency:180"
+  "http/client:unit|concurrency:60"
+  "http/server:unit|concurrency:60"
   "broker/nats:server|concurrency:180"
   "server/subscriber:unit|concurrency:60"
 )

@@ -1,8 +1,9 @@
 /*
  * Broker "http": Go Micro v4's default broker (broker/http.go), on the wire.
  *
- * Subscribing. connect() starts a small HTTP/1.1 server on the loop
- * ("broker_address", default 127.0.0.1:0). Every subscription registers
+ * Subscribing. connect() starts the general HTTP/1.1 server (http/server.h)
+ * on the loop ("broker_address", default 127.0.0.1:0). Every subscription
+ * registers
  *   {name:"micro.http.broker", version: queue or "ff.http.broadcast",
  *    nodes:[{id:"<topic>-<uuid>", address:"<ip>:<port>",
  *            metadata:{"secure":"false","broker":"http","topic":T}}]}
@@ -15,43 +16,70 @@
  * subscription with that node id: 200 and an empty body. Other methods
  * 405; undecodable envelope or no Micro-Topic 500 (counted); a full
  * subscription queue 503 (counted as a drop), so the publisher knows.
+ * The envelope is decoded off the loop, by this broker's two decoder
+ * threads, never by the loop that also serves RPC; header keys are capped
+ * (ENV_MAX_KEYS) and handled in one hashed pass.
+ *
+ * Limits of the listener (the shared engine enforces them; each refusal is
+ * answered as Go's net/http does, counted as a bad message and logged at
+ * most once a second):
+ *   header block   64 KiB, 100 fields (431)
+ *   envelope       transport_max_message_size * 4/3 + 64 KiB (base64 of
+ *                  a body at the transport's limit; 413 before reading it)
+ *   partial bodies 32 MiB over all connections (503)
+ *   waiting for the decoders: 32 MiB of envelopes (503)
+ *   read timeout   transport_read_timeout (30 s) for a whole request
+ *   idle timeout   transport_idle_timeout, at most 2 min (longer than
+ *                  Go's client keeps idle connections)
+ *   connections    256; the longest idle is closed to make room, and a new
+ *                  one is refused when none is idle
+ *   unsent output  64 KiB per connection, then it is no longer read; no
+ *                  progress for 30 s: closed
  *
  * Publishing. micro.http.broker is looked up through the registry (cached
- * for 5 s, dropped early on a registry watch event or a failed post). For
- * each version: "ff.http.broadcast" posts to every node with broker=http
- * and topic=T; a queue group posts to one random node of that version
- * (another one if that post fails). Posts are synchronous on the caller's
- * thread over kept-alive connections. No subscriber anywhere:
- * MICRO_ENOSERVICE.
+ * for 5 s, dropped early on a registry watch event or a failed post; no
+ * lock is held across the lookup). For each version: "ff.http.broadcast"
+ * posts to every node with broker=http and topic=T; a queue group posts to
+ * one random node of that version, and to the next one when that post
+ * fails, until one takes it. A node address may be a comma-separated
+ * list, tried in order, and each name is dialled at every address it
+ * resolves to. The posts run on the loop over the general HTTP client
+ * (http/client.h: pooled keep-alive connections, the stale-connection
+ * rule), in parallel; publish waits for them (5 s per post, 10 s in all).
+ * No user thread writes to a socket. Published from the loop thread
+ * itself, the posts start and publish returns 0 at once (their errors are
+ * logged). No subscriber anywhere: MICRO_ENOSERVICE.
  */
 #include "broker/broker_internal.h"
+#include "core/aio.h"
 #include "core/loop_internal.h"
+#include "core/msg_internal.h"
+#include "http/client.h"
+#include "http/server.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <http_parser.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
-#include <unistd.h>
-#include <uv.h>
 
+#define HB_COMPONENT "broker.http"
 #define BROKER_SERVICE "micro.http.broker"
 #define BROADCAST "ff.http.broadcast"
 #define REG_TTL_MS 60000
 #define REG_INTERVAL_MS 30000
 #define CACHE_TTL_MS 5000
 #define POST_TIMEOUT_MS 5000
-#define MAX_BODY (64u << 20)
-#define IDLE_PER_ADDR 8
+#define PUBLISH_TIMEOUT_MS 10000
+#define ENV_MAX_KEYS 1024
+#define MAX_HEADER (64u << 10)
+#define MAX_FIELDS 100
+#define MAX_PARTIAL ((size_t) 32 << 20)
+#define MAX_DECODING ((size_t) 32 << 20)
+#define MAX_CONNS 256
+#define IDLE_TIMEOUT_MS 120000
+#define WRITE_TIMEOUT_MS 30000
+#define OUT_HIGH (64u << 10)
+#define DECODERS 2
 
 typedef struct hsub {
     micro_sub *sub;
@@ -59,13 +87,12 @@ typedef struct hsub {
     struct hsub *next;
 } hsub;
 
-typedef struct idle_conn {
-    char addr[96];
-    int fd;
-    int64_t since;
-} idle_conn;
-
-typedef struct hconn hconn;
+typedef struct target {
+    char addr[256];
+    char id[300];
+    char version[128];
+    bool broadcast;
+} target;
 
 typedef struct httpb {
     micro_broker *b;
@@ -75,24 +102,28 @@ typedef struct httpb {
     char *listen;       /* as configured */
     char address[96];   /* bound "ip:port" */
     char advertise[96]; /* registered "ip:port" */
-    uv_tcp_t server;
-    bool listening;
-    hconn *conns;
-    int open_handles; /* loop thread only */
-    char *rbuf;       /* the read buffer of every connection (loop thread) */
+    size_t max_body;
+    int64_t read_timeout_ms;
+    int64_t idle_timeout_ms;
+    pthread_mutex_t mu; /* loop + client creation */
+    /* subscriber side */
+    micro__http_server *srv; /* loop thread */
+    micro__pool *decoders;
+    size_t decoding;         /* bytes of envelopes with the decoders (loop) */
+    int64_t busy_log_ms;
+    uint64_t busy_unlogged;
     pthread_rwlock_t subs_lock;
     hsub *subs;
     /* publisher side */
-    pthread_mutex_t cache_mu;
+    micro__http_client *client;
+    micro_msg *post_hdrs; /* Content-Type: application/json (read-only) */
+    pthread_mutex_t cache_mu; /* never held across a registry call */
     micro_registry_service *cache;
     size_t n_cache;
     int64_t cache_at;
     atomic_bool cache_dirty;
     uint64_t watch_token;
     bool watching;
-    pthread_mutex_t pool_mu;
-    idle_conn idle[64];
-    size_t n_idle;
     /* re-registration */
     pthread_mutex_t reg_mu;
     pthread_cond_t reg_cv;
@@ -101,108 +132,99 @@ typedef struct httpb {
 } httpb;
 
 /* ------------------------------------------------------------------ */
-/* Server side: one connection.                                         */
+/* The envelope, decoded off the loop: bounded and linear.              */
 
-struct hconn {
-    uv_tcp_t tcp;
-    httpb *h;
-    http_parser p;
-    micro_buf url, body;
-    bool too_big;
-    bool closing;
-    hconn *next, *prev;
-};
-
-typedef struct wreq {
-    uv_write_t w;
-    bool close_after;
-    char data[];
-} wreq;
-
-static void
-on_conn_closed(uv_handle_t *hd)
+/* Go's json.Unmarshal into struct{Header map[string]string; Body []byte}:
+ * field names match case-insensitively, the last of duplicate keys wins.
+ * More than ENV_MAX_KEYS header keys: refused (*why says so). */
+static int
+envelope_decode(const void *p, size_t len, micro_msg **out, const char **why)
 {
-    hconn *c = hd->data;
-    c->h->open_handles--;
-    micro_buf_clear(&c->url);
-    micro_buf_clear(&c->body);
-    micro__free(c);
-}
-
-static void
-conn_close(hconn *c)
-{
-    if (c->closing) {
-        return;
+    *out = NULL;
+    *why = "invalid JSON envelope";
+    if (p == NULL || len == 0) {
+        return MICRO_ECODEC;
     }
-    c->closing = true;
-    httpb *h = c->h;
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
+    cJSON *root = cJSON_ParseWithLength(p, len);
+    if (root == NULL) {
+        return MICRO_ECODEC;
+    }
+    int rc = 0;
+    micro_msg *m = NULL;
+    const cJSON *hdr = NULL, *body = NULL;
+    const cJSON **keys = NULL;
+    size_t nk = 0;
+    if (!cJSON_IsObject(root)) {
+        rc = MICRO_ECODEC;
     } else {
-        h->conns = c->next;
+        hdr = cJSON_GetObjectItem(root, "Header");
+        body = cJSON_GetObjectItem(root, "Body");
+        if ((hdr != NULL && !cJSON_IsObject(hdr) && !cJSON_IsNull(hdr)) ||
+            (body != NULL && !cJSON_IsString(body) && !cJSON_IsNull(body))) {
+            rc = MICRO_ECODEC;
+        }
     }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
+    if (rc == 0 && cJSON_IsObject(hdr)) {
+        for (const cJSON *h = hdr->child; h != NULL; h = h->next) {
+            if (!cJSON_IsString(h) || h->string == NULL) {
+                rc = MICRO_ECODEC;
+                break;
+            }
+            if (++nk > ENV_MAX_KEYS) {
+                *why = "over 1024 header keys (ENV_MAX_KEYS)";
+                rc = MICRO_EMSGSIZE;
+                break;
+            }
+        }
+        if (rc == 0 && nk > 0) {
+            keys = micro__malloc(nk * sizeof(*keys));
+            rc = keys != NULL ? 0 : MICRO_ENOMEM;
+        }
+        size_t i = 0;
+        for (const cJSON *h = hdr->child; rc == 0 && h != NULL; h = h->next) {
+            keys[i++] = h;
+        }
     }
-    uv_close((uv_handle_t *) &c->tcp, on_conn_closed);
+    if (rc == 0) {
+        rc = micro_msg_new(&m);
+    }
+    /* Last first, then one hashed pass keeping the first of each name:
+     * the last duplicate wins, as in Go, in linear time. */
+    for (size_t i = nk; rc == 0 && i-- > 0;) {
+        const char *k = keys[i]->string;
+        const char *v = keys[i]->valuestring;
+        rc = micro__msg_add_header_n(m, k, strlen(k), v, strlen(v));
+    }
+    if (rc == 0 && nk > 1) {
+        rc = micro__msg_dedup(m);
+    }
+    if (rc == 0 && cJSON_IsString(body)) {
+        micro_buf b = {0};
+        rc = micro__base64_decode(body->valuestring,
+            strlen(body->valuestring), &b);
+        if (rc == 0) {
+            micro_msg_take_body(m, &b);
+        }
+        micro_buf_clear(&b);
+    }
+    micro__free(keys);
+    cJSON_Delete(root);
+    if (rc != 0) {
+        micro_msg_free(m);
+        return rc == MICRO_ENOMEM ? rc : MICRO_ECODEC;
+    }
+    *out = m;
+    return 0;
 }
 
-static void
-on_written(uv_write_t *w, int status)
-{
-    wreq *r = (wreq *) w;
-    hconn *c = w->data;
-    if ((status < 0 || r->close_after) && !c->closing) {
-        conn_close(c);
-    }
-    micro__free(r);
-}
-
-static void
-respond(hconn *c, int code, const char *detail, bool close_after)
-{
-    static const char *const reason[] = {"OK", "Method Not Allowed",
-        "Internal Server Error", "Service Unavailable", "Bad Request"};
-    const char *rs = code == 200 ? reason[0]
-        : code == 405          ? reason[1]
-        : code == 500          ? reason[2]
-        : code == 503          ? reason[3]
-                               : reason[4];
-    char body[512] = "";
-    if (detail != NULL) {
-        /* Go's error JSON + "\n", as http.Error writes it. */
-        snprintf(body, sizeof(body),
-            "{\"id\":\"go.micro.broker\",\"code\":%d,\"detail\":\"%s\","
-            "\"status\":\"%s\"}\n",
-            code == 405 ? 400 : code, detail, rs);
-    }
-    size_t bl = strlen(body);
-    char head[256];
-    int hl = snprintf(head, sizeof(head),
-        "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\n%s\r\n", code, rs,
-        bl ? "Content-Type: text/plain; charset=utf-8\r\n" : "", bl,
-        close_after ? "Connection: close\r\n" : "");
-    wreq *r = micro__malloc(sizeof(*r) + (size_t) hl + bl);
-    if (r == NULL) {
-        conn_close(c);
-        return;
-    }
-    memcpy(r->data, head, (size_t) hl);
-    memcpy(r->data + hl, body, bl);
-    r->close_after = close_after;
-    r->w.data = c;
-    uv_buf_t buf = uv_buf_init(r->data, (unsigned) ((size_t) hl + bl));
-    if (uv_write(&r->w, (uv_stream_t *) &c->tcp, &buf, 1, on_written) != 0) {
-        micro__free(r);
-        conn_close(c);
-    }
-}
+/* ------------------------------------------------------------------ */
+/* Subscriber side: requests on the loop, envelopes on the decoders.    */
 
 /* The "id" query parameter of url, unescaped (Go's url.ParseQuery). */
 static bool
-query_id(const char *url, size_t n, char *out, size_t cap)
+query_id(const char *url, char *out, size_t cap)
 {
+    size_t n = strlen(url);
     const char *q = memchr(url, '?', n);
     if (q == NULL) {
         return false;
@@ -219,7 +241,8 @@ query_id(const char *url, size_t n, char *out, size_t cap)
                 if (ch == '+') {
                     ch = ' ';
                 } else if (ch == '%') {
-                    if (e - s < 3 || micro__hexval(s[1]) < 0 || micro__hexval(s[2]) < 0) {
+                    if (e - s < 3 || micro__hexval(s[1]) < 0 ||
+                        micro__hexval(s[2]) < 0) {
                         return false;
                     }
                     ch = micro__hexval(s[1]) * 16 + micro__hexval(s[2]);
@@ -238,171 +261,177 @@ query_id(const char *url, size_t n, char *out, size_t cap)
     return false;
 }
 
-/* Loop thread: one complete request. */
+/* Go's http.Error body for the broker's answers: its error JSON + "\n". */
 static void
-handle(hconn *c, bool keep)
+respond(micro__http_req *r, int code, const char *detail)
 {
-    httpb *h = c->h;
-    if (c->p.method != HTTP_POST) {
-        respond(c, 405, "Method not allowed", !keep);
+    if (detail == NULL) {
+        (void) micro__http_respond(r, (unsigned) code, NULL, NULL, NULL, 0);
         return;
     }
-    if (c->too_big) {
-        micro_broker_count_bad(h->b, "body too large");
-        respond(c, 500, "Error reading request body: too large", true);
-        return;
+    const char *st = code == 405 ? "Method Not Allowed"
+        : code == 500            ? "Internal Server Error"
+        : code == 503            ? "Service Unavailable"
+                                 : "Bad Request";
+    char body[512];
+    int n = snprintf(body, sizeof(body),
+        "{\"id\":\"go.micro.broker\",\"code\":%d,\"detail\":\"%s\","
+        "\"status\":\"%s\"}\n",
+        code == 405 ? 400 : code, detail, st);
+    micro_msg *hd = NULL;
+    if (micro_msg_new(&hd) == 0) {
+        micro_msg_set_header(hd, "Content-Type", "text/plain; charset=utf-8");
     }
-    micro_msg *m = NULL;
-    if (micro_broker_envelope_decode(c->body.data, c->body.len, &m) != 0) {
-        micro_broker_count_bad(h->b, "invalid JSON envelope");
-        respond(c, 500, "Error parsing request body", !keep);
-        return;
-    }
-    const char *topic = micro_msg_header(m, "Micro-Topic");
-    if (topic == NULL || topic[0] == '\0') {
-        micro_msg_free(m);
-        micro_broker_count_bad(h->b, "no Micro-Topic header");
-        respond(c, 500, "Topic not found", !keep);
-        return;
-    }
+    (void) micro__http_respond(r, (unsigned) code, NULL, hd, body,
+        (size_t) n);
+    micro_msg_free(hd);
+}
+
+typedef struct job {
+    micro__task task;
+    httpb *h;
+    micro__http_req *r;
+    micro_msg *msg; /* the request: its body is the envelope */
+    size_t len;
+    int code;
+    const char *detail;
+    bool has_id;
     char id[300];
-    bool has_id = query_id((const char *) c->url.data, c->url.len, id,
-        sizeof(id));
-    int rc = 0;
-    pthread_rwlock_rdlock(&h->subs_lock);
-    for (hsub *s = h->subs; has_id && s != NULL; s = s->next) {
-        if (strcmp(s->id, id) != 0 ||
-            strcmp(micro_sub_topic(s->sub), topic) != 0) {
-            continue;
-        }
-        rc = micro_broker_deliver(s->sub, &m);
-        break;
-    }
-    pthread_rwlock_unlock(&h->subs_lock);
-    micro_msg_free(m);
-    if (rc == MICRO_EAGAIN) {
-        respond(c, 503, "subscriber queue full", !keep);
+} job;
+
+/* Loop thread: the decoder's verdict goes out. */
+static void
+job_answer(micro__task *t)
+{
+    job *j = (job *) t;
+    j->h->decoding -= j->len;
+    respond(j->r, j->code, j->detail);
+    micro_msg_free(j->msg);
+    micro__free(j);
+}
+
+/* A decoder thread: decode, route, deliver. */
+static void
+job_run(micro__task *t)
+{
+    job *j = (job *) t;
+    httpb *h = j->h;
+    size_t len = 0;
+    const void *body = micro_msg_body(j->msg, &len);
+    micro_msg *m = NULL;
+    const char *why = NULL;
+    j->code = 200;
+    j->detail = NULL;
+    if (envelope_decode(body, len, &m, &why) != 0) {
+        micro_broker_count_bad(h->b, why);
+        j->code = 500;
+        j->detail = "Error parsing request body";
     } else {
-        respond(c, 200, NULL, !keep);
+        const char *topic = micro_msg_header(m, "Micro-Topic");
+        if (topic == NULL || topic[0] == '\0') {
+            micro_broker_count_bad(h->b, "no Micro-Topic header");
+            j->code = 500;
+            j->detail = "Topic not found";
+        } else {
+            int rc = 0;
+            pthread_rwlock_rdlock(&h->subs_lock);
+            for (hsub *s = h->subs; j->has_id && s != NULL; s = s->next) {
+                if (strcmp(s->id, j->id) != 0 ||
+                    strcmp(micro_sub_topic(s->sub), topic) != 0) {
+                    continue;
+                }
+                rc = micro_broker_deliver(s->sub, &m);
+                break;
+            }
+            pthread_rwlock_unlock(&h->subs_lock);
+            if (rc == MICRO_EAGAIN) {
+                j->code = 503;
+                j->detail = "subscriber queue full";
+            }
+        }
+    }
+    micro_msg_free(m);
+    micro_msg_free(j->msg);
+    j->msg = NULL;
+    j->task.fn = job_answer;
+    if (micro__loop_post_task(h->loop, &j->task) != 0) {
+        /* The loop is going away with its server; nothing to answer. */
+        micro__free(j);
     }
 }
 
-static int
-on_url(http_parser *p, const char *at, size_t n)
+static void
+busy_log(httpb *h, const char *remote)
 {
-    hconn *c = p->data;
-    return micro_buf_append(&c->url, at, n) == 0 ? 0 : -1;
-}
-
-static int
-on_body(http_parser *p, const char *at, size_t n)
-{
-    hconn *c = p->data;
-    if (c->body.len + n > MAX_BODY) {
-        c->too_big = true;
-        return 0;
+    int64_t now = micro__now_ms();
+    h->busy_unlogged++;
+    if (now - h->busy_log_ms >= 1000) {
+        h->busy_log_ms = now;
+        MICRO_LOGF(MICRO_LOG_WARN, HB_COMPONENT,
+            "%s: envelopes waiting for decoding over %zu bytes: answered 503 "
+            "(%llu in the last second)", remote, MAX_DECODING,
+            (unsigned long long) h->busy_unlogged);
+        h->busy_unlogged = 0;
     }
-    return micro_buf_append(&c->body, at, n) == 0 ? 0 : -1;
 }
 
-static int
-on_begin(http_parser *p)
+static void
+srv_on_request(void *arg, micro__http_req *r)
 {
-    hconn *c = p->data;
-    c->url.len = 0;
-    c->body.len = 0;
-    c->too_big = false;
-    return 0;
+    httpb *h = arg;
+    if (strcmp(micro__http_req_method(r), "POST") != 0) {
+        respond(r, 405, "Method not allowed");
+        return;
+    }
+    micro_msg *msg = micro__http_req_take(r);
+    size_t len = 0;
+    (void) micro_msg_body(msg, &len);
+    if (h->decoding + len > MAX_DECODING) {
+        micro_msg_free(msg);
+        busy_log(h, micro__http_req_remote(r));
+        respond(r, 503, "broker busy");
+        return;
+    }
+    job *j = micro__calloc(1, sizeof(*j));
+    if (j == NULL) {
+        micro_msg_free(msg);
+        respond(r, 503, "out of memory");
+        return;
+    }
+    j->h = h;
+    j->r = r;
+    j->msg = msg;
+    j->len = len;
+    j->has_id = query_id(micro__http_req_target(r), j->id, sizeof(j->id));
+    j->task.fn = job_run;
+    h->decoding += len;
+    if (micro__pool_submit(h->decoders, &j->task) != 0) {
+        h->decoding -= len;
+        micro_msg_free(msg);
+        micro__free(j);
+        respond(r, 503, "broker closing");
+    }
 }
 
-static int
-on_complete(http_parser *p)
+static void
+srv_on_reject(void *arg, const char *remote, int status, int rc)
 {
-    hconn *c = p->data;
-    handle(c, http_should_keep_alive(p) != 0);
-    return 0;
+    httpb *h = arg;
+    (void) remote;
+    (void) rc;
+    micro_broker_count_bad(h->b, status == 431 ? "header block too large"
+            : status == 413                    ? "body too large"
+            : status == 503                    ? "partial bodies over budget"
+                                               : "malformed HTTP");
 }
 
-static const http_parser_settings settings = {
-    .on_message_begin = on_begin,
-    .on_url = on_url,
-    .on_body = on_body,
-    .on_message_complete = on_complete,
+static const micro__http_server_cbs srv_cbs = {
+    .on_request = srv_on_request,
+    .on_reject = srv_on_reject,
 };
 
-/* One loop thread, and each read is parsed before the next: one buffer
- * per broker serves every connection. Allocated on the first read, so a
- * process that never receives an event does not pay for it (a thread-local
- * slab here used to cost every thread of every process 64 KiB). NULL gives
- * libuv UV_ENOBUFS, which closes the connection. */
-#define HB_READ_BUF (64 * 1024)
-
-static void
-on_alloc(uv_handle_t *hd, size_t sz, uv_buf_t *buf)
-{
-    hconn *c = hd->data;
-    httpb *h = c->h;
-    (void) sz;
-    if (h->rbuf == NULL) {
-        h->rbuf = micro__malloc(HB_READ_BUF);
-    }
-    *buf = h->rbuf != NULL ? uv_buf_init(h->rbuf, HB_READ_BUF)
-                           : uv_buf_init(NULL, 0);
-}
-
-static void
-on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-    hconn *c = st->data;
-    if (n < 0) {
-        conn_close(c);
-        return;
-    }
-    if (n == 0 || c->closing) {
-        return;
-    }
-    size_t done = http_parser_execute(&c->p, &settings, buf->base,
-        (size_t) n);
-    if (c->p.http_errno != HPE_OK || done != (size_t) n) {
-        if (!c->closing) {
-            micro_broker_count_bad(c->h->b, "malformed HTTP");
-            respond(c, 400, "malformed request", true);
-        }
-    }
-}
-
-static void
-on_connection(uv_stream_t *server, int status)
-{
-    httpb *h = server->data;
-    if (status < 0) {
-        return;
-    }
-    hconn *c = micro__calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return;
-    }
-    c->h = h;
-    uv_tcp_init(server->loop, &c->tcp);
-    h->open_handles++;
-    c->tcp.data = c;
-    c->next = h->conns;
-    if (h->conns != NULL) {
-        h->conns->prev = c;
-    }
-    h->conns = c;
-    if (uv_accept(server, (uv_stream_t *) &c->tcp) != 0) {
-        conn_close(c);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    http_parser_init(&c->p, HTTP_REQUEST);
-    c->p.data = c;
-    uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
-}
-
 /* ------------------------------------------------------------------ */
-/* Addresses.                                                           */
+/* Listening.                                                           */
 
 static int
 do_listen(void *arg)
@@ -410,48 +439,36 @@ do_listen(void *arg)
     httpb *h = arg;
     char host[64];
     int port = 0;
-    int rc = micro__split_host_port(h->listen, host, sizeof(host), &port);
-    if (rc != 0) {
-        micro_log(MICRO_LOG_ERR, "broker.http", "bad broker_address %s",
+    if (micro__split_host_port(h->listen, host, sizeof(host), &port) != 0) {
+        micro_log(MICRO_LOG_ERR, HB_COMPONENT, "bad broker_address %s",
             h->listen);
-        return rc;
-    }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    const char *bind_host = host[0] ? host : "0.0.0.0";
-    if (uv_ip4_addr(bind_host, port, (struct sockaddr_in *) &ss) != 0 &&
-        uv_ip6_addr(bind_host, port, (struct sockaddr_in6 *) &ss) != 0) {
         return MICRO_EINVAL;
     }
-    uv_loop_t *uv = micro_loop_uv(h->loop);
-    uv_tcp_init(uv, &h->server);
-    h->open_handles++;
-    h->server.data = h;
-    int r = uv_tcp_bind(&h->server, (struct sockaddr *) &ss, 0);
-    if (r == 0) {
-        r = uv_listen((uv_stream_t *) &h->server, 256, on_connection);
+    micro__http_server_cfg cfg = {
+        .lim = {.max_header = MAX_HEADER, .max_fields = MAX_FIELDS,
+            .max_body = h->max_body},
+        .read_timeout_ms = h->read_timeout_ms,
+        .idle_timeout_ms = h->idle_timeout_ms,
+        .write_timeout_ms = WRITE_TIMEOUT_MS,
+        .max_conns = MAX_CONNS,
+        .max_partial = MAX_PARTIAL,
+        .out_high = OUT_HIGH,
+    };
+    char bind[96];
+    snprintf(bind, sizeof(bind), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
+        host[0] ? host : "0.0.0.0", port);
+    int rc = micro__http_server_new(&h->srv, h->loop, bind, &cfg, &srv_cbs,
+        h);
+    if (rc != 0) {
+        return rc;
     }
-    if (r != 0) {
-        h->listening = true; /* so that the close path runs */
-        return r == UV_EADDRINUSE ? MICRO_EADDRINUSE : MICRO_EIO;
-    }
-    h->listening = true;
-    struct sockaddr_storage bound;
-    int bl = sizeof(bound);
-    uv_tcp_getsockname(&h->server, (struct sockaddr *) &bound, &bl);
-    char ip[64] = "";
+    snprintf(h->address, sizeof(h->address), "%s",
+        micro__http_server_address(h->srv));
+    /* The advertised address: the bound one, or this host's when bound to
+     * every interface. */
+    char ip[64];
     int bport = 0;
-    if (bound.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *) &bound;
-        uv_ip4_name(a, ip, sizeof(ip));
-        bport = ntohs(a->sin_port);
-        snprintf(h->address, sizeof(h->address), "%s:%d", ip, bport);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *) &bound;
-        uv_ip6_name(a, ip, sizeof(ip));
-        bport = ntohs(a->sin6_port);
-        snprintf(h->address, sizeof(h->address), "[%s]:%d", ip, bport);
-    }
+    micro__split_host_port(h->address, ip, sizeof(ip), &bport);
     char adv[64];
     if (micro__host_unspecified(host)) {
         micro__advertise_host(adv, sizeof(adv));
@@ -463,79 +480,111 @@ do_listen(void *arg)
     return 0;
 }
 
-static void
-on_server_closed(uv_handle_t *hd)
-{
-    httpb *h = hd->data;
-    h->open_handles--;
-}
-
 static int
 do_close(void *arg)
 {
     httpb *h = arg;
-    if (h->listening) {
-        h->listening = false;
-        uv_close((uv_handle_t *) &h->server, on_server_closed);
-    }
-    while (h->conns != NULL) {
-        conn_close(h->conns);
-    }
+    micro__http_server_close(h->srv);
+    h->srv = NULL;
     return 0;
 }
 
 static int
-count_open(void *arg)
+do_nothing(void *arg)
 {
-    httpb *h = arg;
-    return h->open_handles;
+    (void) arg;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Registration of subscriptions.                                       */
 
-static int
-sub_record(httpb *h, const hsub *s, micro_registry_service *svc,
-    micro_node *node)
-{
-    memset(svc, 0, sizeof(*svc));
-    memset(node, 0, sizeof(*node));
-    const char *q = micro_sub_queue(s->sub);
-    svc->name = (char *) BROKER_SERVICE;
-    svc->version = (char *) (q[0] ? q : BROADCAST);
-    node->id = (char *) s->id;
-    node->address = h->advertise;
-    int rc = micro_metadata_set(&node->metadata, "secure", "false");
-    if (rc == 0) {
-        rc = micro_metadata_set(&node->metadata, "broker", "http");
-    }
-    if (rc == 0) {
-        rc = micro_metadata_set(&node->metadata, "topic",
-            micro_sub_topic(s->sub));
-    }
-    svc->nodes = node;
-    svc->n_nodes = 1;
-    return rc;
-}
+typedef struct sub_rec {
+    char id[300];
+    char topic[256];
+    char queue[128];
+} sub_rec;
 
 static int
-sub_register(httpb *h, const hsub *s, bool deregister)
+sub_register(httpb *h, const sub_rec *s, bool deregister)
 {
     micro_registry_service svc;
     micro_node node;
-    int rc = sub_record(h, s, &svc, &node);
+    memset(&svc, 0, sizeof(svc));
+    memset(&node, 0, sizeof(node));
+    svc.name = (char *) BROKER_SERVICE;
+    svc.version = (char *) (s->queue[0] ? s->queue : BROADCAST);
+    node.id = (char *) s->id;
+    node.address = h->advertise;
+    int rc = micro_metadata_set(&node.metadata, "secure", "false");
+    if (rc == 0) {
+        rc = micro_metadata_set(&node.metadata, "broker", "http");
+    }
+    if (rc == 0) {
+        rc = micro_metadata_set(&node.metadata, "topic", s->topic);
+    }
+    svc.nodes = &node;
+    svc.n_nodes = 1;
     if (rc == 0) {
         rc = deregister ? micro_registry_deregister(h->reg, &svc)
                         : micro_registry_register(h->reg, &svc, REG_TTL_MS);
     }
     micro_metadata_clear(&node.metadata);
     if (rc != 0) {
-        micro_log(MICRO_LOG_WARN, "broker.http", "%s %s: %s",
+        micro_log(MICRO_LOG_WARN, HB_COMPONENT, "%s %s: %s",
             deregister ? "deregister" : "register", s->id,
             micro_strerror(rc));
     }
     atomic_store(&h->cache_dirty, true);
     return rc;
+}
+
+static void
+sub_rec_fill(sub_rec *r, const hsub *s)
+{
+    snprintf(r->id, sizeof(r->id), "%s", s->id);
+    snprintf(r->topic, sizeof(r->topic), "%s", micro_sub_topic(s->sub));
+    snprintf(r->queue, sizeof(r->queue), "%s", micro_sub_queue(s->sub));
+}
+
+static bool
+sub_alive(httpb *h, const char *id)
+{
+    bool found = false;
+    pthread_rwlock_rdlock(&h->subs_lock);
+    for (hsub *s = h->subs; s != NULL && !found; s = s->next) {
+        found = strcmp(s->id, id) == 0;
+    }
+    pthread_rwlock_unlock(&h->subs_lock);
+    return found;
+}
+
+/* Refresh every registration: a copy of the records is taken under the
+ * lock, the registry is called without it. A subscription removed
+ * meanwhile is deregistered again after its refresh (unsubscribe removes
+ * it from the list before its own deregister, so one of the two
+ * deregisters comes last). */
+static void
+refresh_all(httpb *h)
+{
+    pthread_rwlock_rdlock(&h->subs_lock);
+    size_t n = 0;
+    for (hsub *s = h->subs; s != NULL; s = s->next) {
+        n++;
+    }
+    sub_rec *recs = n ? micro__calloc(n, sizeof(*recs)) : NULL;
+    size_t k = 0;
+    for (hsub *s = h->subs; recs != NULL && s != NULL; s = s->next) {
+        sub_rec_fill(&recs[k++], s);
+    }
+    pthread_rwlock_unlock(&h->subs_lock);
+    for (size_t i = 0; i < k; i++) {
+        sub_register(h, &recs[i], false);
+        if (!sub_alive(h, recs[i].id)) {
+            sub_register(h, &recs[i], true);
+        }
+    }
+    micro__free(recs);
 }
 
 static void *
@@ -552,12 +601,7 @@ reg_thread(void *arg)
             break;
         }
         pthread_mutex_unlock(&h->reg_mu);
-        /* Unsubscribe (a writer) waits for the refresh to finish. */
-        pthread_rwlock_rdlock(&h->subs_lock);
-        for (hsub *s = h->subs; s != NULL; s = s->next) {
-            sub_register(h, s, false);
-        }
-        pthread_rwlock_unlock(&h->subs_lock);
+        refresh_all(h);
         pthread_mutex_lock(&h->reg_mu);
     }
     pthread_mutex_unlock(&h->reg_mu);
@@ -577,355 +621,7 @@ on_watch(void *arg, micro_registry_action action,
 }
 
 /* ------------------------------------------------------------------ */
-/* Ops.                                                                 */
-
-static int
-hb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
-    const micro_options *opts)
-{
-    httpb *h = st;
-    if (reg == NULL) {
-        micro_log(MICRO_LOG_ERR, "broker.http",
-            "the http broker needs a registry to find subscribers");
-        return MICRO_EINVAL;
-    }
-    h->b = b;
-    h->reg = reg;
-    h->loop = loop;
-    const char *a = micro_options_get_str(opts, "broker_address");
-    h->listen = micro__strdup(a != NULL && a[0] != '\0' ? a : "127.0.0.1:0");
-    if (h->listen == NULL) {
-        return MICRO_ENOMEM;
-    }
-    pthread_rwlock_init(&h->subs_lock, NULL);
-    pthread_mutex_init(&h->cache_mu, NULL);
-    pthread_mutex_init(&h->pool_mu, NULL);
-    pthread_mutex_init(&h->reg_mu, NULL);
-    pthread_cond_init(&h->reg_cv, NULL);
-    atomic_init(&h->cache_dirty, true);
-    if (micro_registry_watch(reg, on_watch, h, &h->watch_token) == 0) {
-        h->watching = true;
-    }
-    return 0;
-}
-
-static int
-hb_connect(void *st)
-{
-    httpb *h = st;
-    if (h->loop == NULL) {
-        int rc = micro_loop_new(&h->loop);
-        if (rc != 0) {
-            return rc;
-        }
-        h->own_loop = true;
-    }
-    int rc = micro__loop_call(h->loop, do_listen, h);
-    if (rc != 0) {
-        micro_log(MICRO_LOG_ERR, "broker.http", "listen on %s: %s",
-            h->listen, micro_strerror(rc));
-        micro__loop_call(h->loop, do_close, h);
-        while (micro__loop_call(h->loop, count_open, h) > 0) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
-        return rc;
-    }
-    h->reg_stop = false;
-    if (pthread_create(&h->reg_thr, NULL, reg_thread, h) == 0) {
-        h->reg_on = true;
-    }
-    MICRO_LOGF(MICRO_LOG_INFO, "broker.http", "listening on %s (advertised %s)",
-        h->address, h->advertise);
-    return 0;
-}
-
-static void
-pool_drain(httpb *h)
-{
-    pthread_mutex_lock(&h->pool_mu);
-    for (size_t i = 0; i < h->n_idle; i++) {
-        close(h->idle[i].fd);
-    }
-    h->n_idle = 0;
-    pthread_mutex_unlock(&h->pool_mu);
-}
-
-static int
-hb_disconnect(void *st)
-{
-    httpb *h = st;
-    if (h->reg_on) {
-        pthread_mutex_lock(&h->reg_mu);
-        h->reg_stop = true;
-        pthread_cond_signal(&h->reg_cv);
-        pthread_mutex_unlock(&h->reg_mu);
-        pthread_join(h->reg_thr, NULL);
-        h->reg_on = false;
-    }
-    if (h->loop != NULL) {
-        micro__loop_call(h->loop, do_close, h);
-        while (micro__loop_call(h->loop, count_open, h) > 0) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
-    }
-    pool_drain(h);
-    return 0;
-}
-
-static int
-hb_subscribe(void *st, micro_sub *sub)
-{
-    httpb *h = st;
-    hsub *s = micro__calloc(1, sizeof(*s));
-    if (s == NULL) {
-        return MICRO_ENOMEM;
-    }
-    char uuid[37];
-    micro__uuid(uuid);
-    s->sub = sub;
-    snprintf(s->id, sizeof(s->id), "%s-%s", micro_sub_topic(sub), uuid);
-    pthread_rwlock_wrlock(&h->subs_lock);
-    s->next = h->subs;
-    h->subs = s;
-    pthread_rwlock_unlock(&h->subs_lock);
-    micro_sub_set_data(sub, s);
-    int rc = sub_register(h, s, false);
-    if (rc != 0) {
-        pthread_rwlock_wrlock(&h->subs_lock);
-        h->subs = s->next;
-        pthread_rwlock_unlock(&h->subs_lock);
-        micro_sub_set_data(sub, NULL);
-        micro__free(s);
-    }
-    return rc;
-}
-
-static int
-hb_unsubscribe(void *st, micro_sub *sub)
-{
-    httpb *h = st;
-    hsub *s = micro_sub_data(sub);
-    if (s == NULL) {
-        return 0;
-    }
-    pthread_rwlock_wrlock(&h->subs_lock);
-    for (hsub **pp = &h->subs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
-    }
-    pthread_rwlock_unlock(&h->subs_lock);
-    sub_register(h, s, true);
-    micro_sub_set_data(sub, NULL);
-    micro__free(s);
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Publishing: a blocking HTTP/1.1 client with kept-alive connections.  */
-
-static int
-pool_get(httpb *h, const char *addr)
-{
-    int fd = -1;
-    int64_t now = micro__now_ms();
-    pthread_mutex_lock(&h->pool_mu);
-    for (size_t i = h->n_idle; i-- > 0;) {
-        if (strcmp(h->idle[i].addr, addr) != 0) {
-            continue;
-        }
-        int f = h->idle[i].fd;
-        bool fresh = now - h->idle[i].since < 30000;
-        h->idle[i] = h->idle[--h->n_idle];
-        if (fresh) {
-            fd = f;
-            break;
-        }
-        close(f);
-    }
-    pthread_mutex_unlock(&h->pool_mu);
-    return fd;
-}
-
-static void
-pool_put(httpb *h, const char *addr, int fd)
-{
-    size_t same = 0;
-    pthread_mutex_lock(&h->pool_mu);
-    for (size_t i = 0; i < h->n_idle; i++) {
-        same += strcmp(h->idle[i].addr, addr) == 0;
-    }
-    if (same < IDLE_PER_ADDR && h->n_idle < MICRO_ARRAY_LEN(h->idle)) {
-        idle_conn *c = &h->idle[h->n_idle++];
-        snprintf(c->addr, sizeof(c->addr), "%s", addr);
-        c->fd = fd;
-        c->since = micro__now_ms();
-        fd = -1;
-    }
-    pthread_mutex_unlock(&h->pool_mu);
-    if (fd >= 0) {
-        close(fd);
-    }
-}
-
-static int
-wait_fd(int fd, short ev, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - micro__now_ms();
-        if (left <= 0) {
-            return MICRO_ETIMEDOUT;
-        }
-        struct pollfd p = {.fd = fd, .events = ev};
-        int r = poll(&p, 1, (int) left);
-        if (r > 0) {
-            return 0;
-        }
-        if (r < 0 && errno != EINTR) {
-            return -errno;
-        }
-    }
-}
-
-static int
-dial(const char *addr, int64_t deadline, int *out)
-{
-    char host[64];
-    int port = 0;
-    if (micro__split_host_port(addr, host, sizeof(host), &port) != 0) {
-        return MICRO_EINVAL;
-    }
-    char ps[8];
-    snprintf(ps, sizeof(ps), "%d", port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    if (getaddrinfo(host[0] ? host : "127.0.0.1", ps, &hints, &ai) != 0 ||
-        ai == NULL) {
-        return MICRO_ENONODE;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-        0);
-    int rc = fd < 0 ? -errno : 0;
-    if (rc == 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        rc = errno == EINPROGRESS ? wait_fd(fd, POLLOUT, deadline) : -errno;
-        if (rc == 0) {
-            int err = 0;
-            socklen_t l = sizeof(err);
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
-            rc = -err;
-        }
-    }
-    freeaddrinfo(ai);
-    if (rc != 0) {
-        if (fd >= 0) {
-            close(fd);
-        }
-        return rc;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    *out = fd;
-    return 0;
-}
-
-typedef struct rsp_state {
-    bool done;
-    bool keep;
-    int status;
-} rsp_state;
-
-static int
-rsp_complete(http_parser *p)
-{
-    rsp_state *r = p->data;
-    r->done = true;
-    r->status = (int) p->status_code;
-    r->keep = http_should_keep_alive(p) != 0;
-    return 0;
-}
-
-static const http_parser_settings rsp_settings = {
-    .on_message_complete = rsp_complete,
-};
-
-/* One POST on fd. *reusable tells whether fd may go back to the pool. */
-static int
-post_on(int fd, const char *addr, const char *path, const micro_buf *body,
-    int64_t deadline, bool *reusable, int *status, bool *sent_any)
-{
-    *reusable = false;
-    char head[1024];
-    int hl = snprintf(head, sizeof(head),
-        "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cmicro\r\n"
-        "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-        path, addr, body->len);
-    if (hl < 0 || (size_t) hl >= sizeof(head)) {
-        return MICRO_EMSGSIZE;
-    }
-    struct iovec iov[2] = {{head, (size_t) hl}, {body->data, body->len}};
-    int idx = 0;
-    while (idx < 2) {
-        ssize_t w = writev(fd, &iov[idx], 2 - idx);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int rc = wait_fd(fd, POLLOUT, deadline);
-                if (rc != 0) {
-                    return rc;
-                }
-                continue;
-            }
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        *sent_any = true;
-        size_t left = (size_t) w;
-        while (idx < 2 && left >= iov[idx].iov_len) {
-            left -= iov[idx].iov_len;
-            idx++;
-        }
-        if (idx < 2) {
-            iov[idx].iov_base = (char *) iov[idx].iov_base + left;
-            iov[idx].iov_len -= left;
-        }
-    }
-    http_parser p;
-    http_parser_init(&p, HTTP_RESPONSE);
-    rsp_state r = {0};
-    p.data = &r;
-    char buf[4096];
-    while (!r.done) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = wait_fd(fd, POLLIN, deadline);
-            if (rc != 0) {
-                return rc;
-            }
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        size_t done = http_parser_execute(&p, &rsp_settings, buf, (size_t) n);
-        if (n == 0 && !r.done) {
-            return MICRO_ECONNRESET;
-        }
-        if (p.http_errno != HPE_OK || done != (size_t) n) {
-            return MICRO_EPROTO;
-        }
-    }
-    *status = r.status;
-    *reusable = r.keep;
-    return 0;
-}
+/* Publishing: the general client on the loop.                          */
 
 static void
 query_escape(const char *s, char *out, size_t cap)
@@ -949,78 +645,37 @@ query_escape(const char *s, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static int
-post(httpb *h, const char *addr, const char *node_id, const micro_buf *body)
-{
-    char esc[600];
-    query_escape(node_id, esc, sizeof(esc));
-    char path[640];
-    snprintf(path, sizeof(path), "/?id=%s", esc);
-    int64_t deadline = micro__now_ms() + POST_TIMEOUT_MS;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = attempt == 0 ? pool_get(h, addr) : -1;
-        bool pooled = fd >= 0;
-        int rc = 0;
-        if (fd < 0) {
-            rc = dial(addr, deadline, &fd);
-            if (rc != 0) {
-                return rc;
-            }
-        }
-        bool reusable = false, sent = false;
-        int status = 0;
-        rc = post_on(fd, addr, path, body, deadline, &reusable, &status,
-            &sent);
-        if (rc == 0 && reusable) {
-            pool_put(h, addr, fd);
-        } else {
-            close(fd);
-        }
-        if (rc != 0 && pooled && rc != MICRO_ETIMEDOUT) {
-            continue; /* a kept-alive connection the peer had closed */
-        }
-        if (rc != 0) {
-            return rc;
-        }
-        if (status == 503) {
-            return MICRO_EAGAIN;
-        }
-        return status == 200 ? 0 : MICRO_EREMOTE;
-    }
-    return MICRO_ECONNRESET;
-}
-
-typedef struct target {
-    char addr[96];
-    char id[300];
-    char version[128];
-    bool broadcast;
-} target;
-
-/* The subscribers of topic, from the (cached) registry view. */
+/* The subscribers of topic, from the (cached) registry view. The lookup
+ * runs without a lock; concurrent publishers may both look up, and the
+ * later answer is kept. */
 static int
 targets(httpb *h, const char *topic, target **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
-    pthread_mutex_lock(&h->cache_mu);
     int64_t now = micro__now_ms();
-    if (atomic_exchange(&h->cache_dirty, false) || h->cache == NULL ||
-        now - h->cache_at > CACHE_TTL_MS) {
+    pthread_mutex_lock(&h->cache_mu);
+    bool stale = h->cache == NULL || now - h->cache_at > CACHE_TTL_MS;
+    pthread_mutex_unlock(&h->cache_mu);
+    if (atomic_exchange(&h->cache_dirty, false) || stale) {
         micro_registry_service *svcs = NULL;
         size_t ns = 0;
         int rc = micro_registry_get_service(h->reg, BROKER_SERVICE, &svcs,
             &ns);
         if (rc != 0 && rc != MICRO_ENOSERVICE) {
-            pthread_mutex_unlock(&h->cache_mu);
             atomic_store(&h->cache_dirty, true);
             return rc;
         }
-        micro_registry_services_free(h->cache, h->n_cache);
+        pthread_mutex_lock(&h->cache_mu);
+        micro_registry_service *old = h->cache;
+        size_t n_old = h->n_cache;
         h->cache = svcs;
         h->n_cache = ns;
         h->cache_at = now;
+        pthread_mutex_unlock(&h->cache_mu);
+        micro_registry_services_free(old, n_old);
     }
+    pthread_mutex_lock(&h->cache_mu);
     size_t cap = 0;
     for (size_t i = 0; i < h->n_cache; i++) {
         cap += h->cache[i].n_nodes;
@@ -1044,7 +699,7 @@ targets(httpb *h, const char *topic, target **out, size_t *n)
             }
             const char *sec = micro_metadata_get(&nd->metadata, "secure");
             if (sec != NULL && strcmp(sec, "true") == 0) {
-                MICRO_LOGF(MICRO_LOG_WARN, "broker.http",
+                MICRO_LOGF(MICRO_LOG_WARN, HB_COMPONENT,
                     "subscriber %s wants TLS, which is not built; skipped",
                     nd->id);
                 continue;
@@ -1064,80 +719,447 @@ targets(httpb *h, const char *topic, target **out, size_t *n)
     return 0;
 }
 
+typedef struct pub_op pub_op;
+
+/* One delivery: a broadcast node, or a queue group (members tried in a
+ * random order until one takes the message). */
+typedef struct pgroup {
+    pub_op *op;
+    size_t *members; /* indices into op->t */
+    size_t nm, next;
+    micro__aio aio;
+    micro__http_call call;
+    char path[sizeof(((target *) 0)->id) * 3 + 8];
+    int rc;
+    bool running;
+} pgroup;
+
+struct pub_op {
+    httpb *h;
+    micro__aio *aio; /* the publish */
+    micro__aio own;  /* for a publish from the loop thread */
+    char *topic;
+    micro_buf env;
+    target *t;
+    size_t n;
+    pgroup *groups;
+    size_t ngroups;
+    size_t *idx; /* storage of every group's members */
+    size_t running;
+    int first_err;
+    bool cancelled;
+};
+
+static void
+pub_op_free(pub_op *op)
+{
+    micro__free(op->groups);
+    micro__free(op->idx);
+    micro__free(op->t);
+    micro__free(op->topic);
+    micro_buf_clear(&op->env);
+    micro__free(op);
+}
+
+static void group_post(pgroup *g);
+
+static void
+pub_done(pub_op *op)
+{
+    int rc = op->first_err;
+    if (rc != 0) {
+        atomic_store(&op->h->cache_dirty, true);
+        MICRO_LOGF(MICRO_LOG_INFO, HB_COMPONENT, "publish %s: %s", op->topic,
+            micro_strerror(rc));
+    }
+    micro__aio_finish(op->aio, rc, NULL);
+}
+
+static void
+on_posted(micro__aio *a)
+{
+    pgroup *g = a->arg;
+    pub_op *op = g->op;
+    int rc = a->rc;
+    if (rc == 0) {
+        rc = g->call.status == 200 ? 0
+            : g->call.status == 503 ? MICRO_EAGAIN
+                                    : MICRO_EREMOTE;
+    }
+    const target *t = &op->t[g->members[g->next - 1]];
+    micro__http_call_fini(&g->call);
+    if (rc != 0 && !op->cancelled) {
+        MICRO_LOGF(MICRO_LOG_DEBUG, HB_COMPONENT, "post %s to %s (%s): %s",
+            op->topic, t->id, t->addr, micro_strerror(rc));
+    }
+    if (rc != 0 && !op->cancelled && g->next < g->nm) {
+        group_post(g); /* the next member of the queue group */
+        return;
+    }
+    g->running = false;
+    g->rc = rc;
+    if (rc != 0 && op->first_err == 0) {
+        op->first_err = rc;
+    }
+    if (--op->running == 0) {
+        pub_done(op);
+    }
+}
+
+static void
+group_post(pgroup *g)
+{
+    pub_op *op = g->op;
+    const target *t = &op->t[g->members[g->next++]];
+    char esc[sizeof(t->id) * 3 + 1];
+    query_escape(t->id, esc, sizeof(esc));
+    snprintf(g->path, sizeof(g->path), "/?id=%s", esc);
+    memset(&g->call, 0, sizeof(g->call));
+    g->call.client = op->h->client;
+    g->call.method = "POST";
+    g->call.addr = t->addr;
+    g->call.target = g->path;
+    g->call.headers = op->h->post_hdrs;
+    g->call.body = op->env.data;
+    g->call.body_len = op->env.len;
+    micro__aio_init(&g->aio, op->h->loop, on_posted, g);
+    micro__aio_set_timeout(&g->aio, POST_TIMEOUT_MS);
+    micro__aio_start(&g->aio, micro__http_call_start, &g->call);
+}
+
+static void
+pub_cancel(micro__aio *a, int rc)
+{
+    pub_op *op = a->prov;
+    op->cancelled = true;
+    /* The last group to finish would complete (and free) op inside the
+     * loop below: hold it open until the loop is over. */
+    op->running++;
+    for (size_t i = 0; i < op->ngroups; i++) {
+        if (op->groups[i].running) {
+            micro__aio_cancel(&op->groups[i].aio, rc);
+        }
+    }
+    if (--op->running == 0) {
+        pub_done(op);
+    }
+}
+
+/* Loop thread: start every group. */
+static void
+pub_start(micro__aio *a, void *arg)
+{
+    pub_op *op = arg;
+    op->aio = a;
+    if (op->h->client == NULL) {
+        micro__aio_finish(a, MICRO_ECLOSED, NULL);
+        return;
+    }
+    micro__aio_schedule(a, pub_cancel, op);
+    if (op->cancelled) {
+        return; /* the deadline could not be armed: finished */
+    }
+    op->running = op->ngroups;
+    for (size_t i = 0; i < op->ngroups; i++) {
+        op->groups[i].running = true;
+    }
+    for (size_t i = 0; i < op->ngroups; i++) {
+        group_post(&op->groups[i]);
+    }
+}
+
+/* Group the targets: each broadcast node alone, each queue group's
+ * members together in a random order. */
+static int
+pub_plan(pub_op *op)
+{
+    size_t n = op->n;
+    op->groups = micro__calloc(n, sizeof(*op->groups));
+    op->idx = micro__calloc(n, sizeof(*op->idx));
+    bool *used = micro__calloc(n, sizeof(*used));
+    if (op->groups == NULL || op->idx == NULL || used == NULL) {
+        micro__free(used);
+        return MICRO_ENOMEM;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (used[i]) {
+            continue;
+        }
+        pgroup *g = &op->groups[op->ngroups++];
+        g->op = op;
+        g->members = &op->idx[at];
+        for (size_t j = i; j < n; j++) {
+            bool same = j == i ||
+                (!op->t[i].broadcast && !op->t[j].broadcast && !used[j] &&
+                    strcmp(op->t[j].version, op->t[i].version) == 0);
+            if (same) {
+                used[j] = true;
+                op->idx[at++] = j;
+                g->nm++;
+            }
+        }
+        for (size_t k = g->nm; k > 1; k--) { /* Fisher-Yates */
+            size_t r = micro__rand((uint32_t) k);
+            size_t tmp = g->members[k - 1];
+            g->members[k - 1] = g->members[r];
+            g->members[r] = tmp;
+        }
+    }
+    micro__free(used);
+    return 0;
+}
+
+static void
+on_detached_done(micro__aio *a)
+{
+    pub_op_free(a->arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Ops.                                                                 */
+
+static int
+ensure_client(httpb *h)
+{
+    int rc = 0;
+    pthread_mutex_lock(&h->mu);
+    if (h->loop == NULL) {
+        rc = micro_loop_new(&h->loop);
+        h->own_loop = rc == 0;
+    }
+    if (rc == 0 && h->client == NULL) {
+        micro__http_client_cfg cfg;
+        micro__http_client_cfg_load(&cfg,
+            micro__broker_options(h->b));
+        /* Below the idle timeout of our own listeners, so that a pooled
+         * connection is seldom closed under a publish. */
+        if (cfg.pool_ttl_ms > IDLE_TIMEOUT_MS / 2) {
+            cfg.pool_ttl_ms = IDLE_TIMEOUT_MS / 2;
+        }
+        if (cfg.pool_size > 8) {
+            cfg.pool_size = 8;
+        }
+        cfg.lim.max_body = 64 << 10; /* answers are short */
+        rc = micro__http_client_new(&h->client, h->loop, &cfg);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return rc;
+}
+
+static int
+hb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
+    const micro_options *opts)
+{
+    httpb *h = st;
+    if (reg == NULL) {
+        micro_log(MICRO_LOG_ERR, HB_COMPONENT,
+            "the http broker needs a registry to find subscribers");
+        return MICRO_EINVAL;
+    }
+    h->b = b;
+    h->reg = reg;
+    h->loop = loop;
+    const char *a = micro_options_get_str(opts, "broker_address");
+    h->listen = micro__strdup(a != NULL && a[0] != '\0' ? a : "127.0.0.1:0");
+    int rc = h->listen != NULL ? micro_msg_new(&h->post_hdrs) : MICRO_ENOMEM;
+    if (rc == 0) {
+        rc = micro_msg_set_header(h->post_hdrs, "Content-Type",
+            "application/json");
+    }
+    if (rc != 0) {
+        micro__free(h->listen);
+        micro_msg_free(h->post_hdrs);
+        return MICRO_ENOMEM;
+    }
+    int64_t v = micro_options_get_int(opts, "transport_max_message_size");
+    size_t msg_max = v > 0 ? (size_t) v : (size_t) 4 << 20;
+    h->max_body = msg_max / 3 * 4 + 4 + (64u << 10);
+    h->read_timeout_ms = micro_options_get_ms(opts, "transport_read_timeout");
+    if (h->read_timeout_ms <= 0) {
+        h->read_timeout_ms = 30000;
+    }
+    h->idle_timeout_ms = micro_options_get_ms(opts, "transport_idle_timeout");
+    if (h->idle_timeout_ms <= 0 || h->idle_timeout_ms > IDLE_TIMEOUT_MS) {
+        h->idle_timeout_ms = IDLE_TIMEOUT_MS;
+    }
+    pthread_rwlock_init(&h->subs_lock, NULL);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->cache_mu, NULL);
+    pthread_mutex_init(&h->reg_mu, NULL);
+    pthread_cond_init(&h->reg_cv, NULL);
+    atomic_init(&h->cache_dirty, true);
+    if (micro_registry_watch(reg, on_watch, h, &h->watch_token) == 0) {
+        h->watching = true;
+    }
+    return 0;
+}
+
+static int
+hb_connect(void *st)
+{
+    httpb *h = st;
+    int rc = ensure_client(h);
+    if (rc == 0) {
+        rc = micro__pool_new(&h->decoders, DECODERS, "broker-decode");
+    }
+    if (rc == 0) {
+        rc = micro__loop_call(h->loop, do_listen, h);
+        if (rc != 0) {
+            micro_log(MICRO_LOG_ERR, HB_COMPONENT, "listen on %s: %s",
+                h->listen, micro_strerror(rc));
+        }
+    }
+    if (rc != 0) {
+        micro__pool_free(h->decoders);
+        h->decoders = NULL;
+        return rc;
+    }
+    h->reg_stop = false;
+    if (pthread_create(&h->reg_thr, NULL, reg_thread, h) == 0) {
+        h->reg_on = true;
+    }
+    MICRO_LOGF(MICRO_LOG_INFO, HB_COMPONENT,
+        "listening on %s (advertised %s)", h->address, h->advertise);
+    return 0;
+}
+
+static int
+hb_disconnect(void *st)
+{
+    httpb *h = st;
+    if (h->reg_on) {
+        pthread_mutex_lock(&h->reg_mu);
+        h->reg_stop = true;
+        pthread_cond_signal(&h->reg_cv);
+        pthread_mutex_unlock(&h->reg_mu);
+        pthread_join(h->reg_thr, NULL);
+        h->reg_on = false;
+    }
+    if (h->loop != NULL) {
+        micro__loop_call(h->loop, do_close, h);
+    }
+    /* The decoders finish what they hold; their answers go to the loop
+     * (to closed connections), and the loop runs them before the call
+     * below returns. */
+    micro__pool_free(h->decoders);
+    h->decoders = NULL;
+    if (h->loop != NULL) {
+        micro__loop_call(h->loop, do_nothing, h);
+    }
+    return 0;
+}
+
+static int
+hb_subscribe(void *st, micro_sub *sub)
+{
+    httpb *h = st;
+    hsub *s = micro__calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return MICRO_ENOMEM;
+    }
+    char uuid[37];
+    micro__uuid(uuid);
+    s->sub = sub;
+    snprintf(s->id, sizeof(s->id), "%s-%s", micro_sub_topic(sub), uuid);
+    sub_rec rec;
+    sub_rec_fill(&rec, s);
+    pthread_rwlock_wrlock(&h->subs_lock);
+    s->next = h->subs;
+    h->subs = s;
+    pthread_rwlock_unlock(&h->subs_lock);
+    micro_sub_set_data(sub, s);
+    int rc = sub_register(h, &rec, false);
+    if (rc != 0) {
+        pthread_rwlock_wrlock(&h->subs_lock);
+        for (hsub **pp = &h->subs; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == s) {
+                *pp = s->next;
+                break;
+            }
+        }
+        pthread_rwlock_unlock(&h->subs_lock);
+        micro_sub_set_data(sub, NULL);
+        micro__free(s);
+    }
+    return rc;
+}
+
+static int
+hb_unsubscribe(void *st, micro_sub *sub)
+{
+    httpb *h = st;
+    hsub *s = micro_sub_data(sub);
+    if (s == NULL) {
+        return 0;
+    }
+    sub_rec rec;
+    sub_rec_fill(&rec, s);
+    pthread_rwlock_wrlock(&h->subs_lock);
+    for (hsub **pp = &h->subs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&h->subs_lock);
+    /* After the write lock: no decoder delivers to sub any more. */
+    micro_sub_set_data(sub, NULL);
+    micro__free(s);
+    sub_register(h, &rec, true);
+    return 0;
+}
+
 static int
 hb_publish(void *st, const char *topic, const micro_msg *msg)
 {
     httpb *h = st;
+    int rc = ensure_client(h);
+    if (rc != 0) {
+        return rc;
+    }
+    pub_op *op = micro__calloc(1, sizeof(*op));
+    if (op == NULL) {
+        return MICRO_ENOMEM;
+    }
+    op->h = h;
+    op->topic = micro__strdup(topic);
     /* Header = the message's + Micro-Topic (Go's http broker adds it). */
     micro_msg *m = NULL;
-    int rc = micro__msg_copy(msg, &m);
+    rc = op->topic != NULL ? micro__msg_copy(msg, &m) : MICRO_ENOMEM;
     if (rc == 0) {
         rc = micro_msg_set_header(m, "Micro-Topic", topic);
     }
-    micro_buf env = {0};
     if (rc == 0) {
-        rc = micro_broker_envelope_encode(m, &env);
+        rc = micro_broker_envelope_encode(m, &op->env);
     }
     micro_msg_free(m);
-    target *t = NULL;
-    size_t n = 0;
     if (rc == 0) {
-        rc = targets(h, topic, &t, &n);
+        rc = targets(h, topic, &op->t, &op->n);
     }
-    if (rc == 0 && n == 0) {
+    if (rc == 0 && op->n == 0) {
         rc = MICRO_ENOSERVICE;
     }
-    int first_err = 0;
-    bool any_fail = false;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (t[i].broadcast) {
-            int r = post(h, t[i].addr, t[i].id, &env);
-            if (r != 0) {
-                any_fail = true;
-                first_err = first_err ? first_err : r;
-            }
-            continue;
-        }
-        if (t[i].id[0] == '\0') {
-            continue; /* a group already served */
-        }
-        /* A queue group: one random member, another if that fails. */
-        size_t members[64];
-        size_t nm = 0;
-        for (size_t j = i; j < n && nm < 64; j++) {
-            if (!t[j].broadcast && t[j].id[0] != '\0' &&
-                strcmp(t[j].version, t[i].version) == 0) {
-                members[nm++] = j;
-            }
-        }
-        int r = MICRO_ENONODE;
-        for (size_t tries = 0; tries < nm && r != 0; tries++) {
-            size_t pick = micro__rand((uint32_t) (nm - tries));
-            size_t j = members[pick];
-            members[pick] = members[nm - tries - 1];
-            r = post(h, t[j].addr, t[j].id, &env);
-        }
-        for (size_t k = 0; k < nm; k++) {
-            t[members[k]].id[0] = '\0';
-        }
-        for (size_t j = i; j < n; j++) {
-            if (!t[j].broadcast && strcmp(t[j].version, t[i].version) == 0) {
-                t[j].id[0] = '\0';
-            }
-        }
-        if (r != 0) {
-            any_fail = true;
-            first_err = first_err ? first_err : r;
-        }
+    if (rc == 0) {
+        rc = pub_plan(op);
     }
-    if (any_fail) {
-        atomic_store(&h->cache_dirty, true);
-        MICRO_LOGF(MICRO_LOG_INFO, "broker.http", "publish %s: %s", topic,
-            micro_strerror(first_err));
-        rc = first_err;
+    if (rc != 0) {
+        pub_op_free(op);
+        return rc;
     }
-    micro__free(t);
-    micro_buf_clear(&env);
+    if (micro_loop_is_current(h->loop)) {
+        /* On the loop itself nothing may wait for the loop: the posts go
+         * out and finish on their own. */
+        micro__aio_init(&op->own, h->loop, on_detached_done, op);
+        micro__aio_set_timeout(&op->own, PUBLISH_TIMEOUT_MS);
+        micro__aio_start(&op->own, pub_start, op);
+        return 0;
+    }
+    micro__aio a;
+    micro__aio_init(&a, h->loop, NULL, NULL);
+    micro__aio_set_timeout(&a, PUBLISH_TIMEOUT_MS);
+    rc = micro__aio_call(&a, pub_start, op);
+    pub_op_free(op);
     return rc;
 }
 
@@ -1155,16 +1177,16 @@ hb_fini(void *st)
     if (h->watching) {
         micro_registry_unwatch(h->reg, h->watch_token);
     }
+    micro__http_client_free(h->client);
     if (h->own_loop) {
         micro_loop_free(h->loop);
     }
     micro_registry_services_free(h->cache, h->n_cache);
-    pool_drain(h);
-    micro__free(h->rbuf);
+    micro_msg_free(h->post_hdrs);
     micro__free(h->listen);
     pthread_rwlock_destroy(&h->subs_lock);
+    pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->cache_mu);
-    pthread_mutex_destroy(&h->pool_mu);
     pthread_mutex_destroy(&h->reg_mu);
     pthread_cond_destroy(&h->reg_cv);
 }
