@@ -484,6 +484,18 @@ micro__broker_options(const micro_broker *b)
     return b->opts;
 }
 
+const micro_broker_ops *
+micro__broker_ops(const micro_broker *b)
+{
+    return b->ops;
+}
+
+void *
+micro__broker_state(micro_broker *b)
+{
+    return b->st;
+}
+
 /* With the gate held and mu released: connect unless connected. */
 static int
 connect_gated(micro_broker *b)

@@ -13,6 +13,8 @@ typedef struct mem {
     micro_sub **subs;
     size_t n, cap;
     bool connected;
+    pthread_mutex_t rng_mu; /* publishers share the lock's read side */
+    micro__rng rng;         /* queue-group picks */
 } mem;
 
 static int
@@ -24,8 +26,27 @@ mem_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     (void) reg;
     (void) opts;
     mem *m = st;
-    pthread_rwlock_init(&m->lock, NULL);
+    if (pthread_rwlock_init(&m->lock, NULL) != 0) {
+        return MICRO_ENOMEM;
+    }
+    if (pthread_mutex_init(&m->rng_mu, NULL) != 0) {
+        pthread_rwlock_destroy(&m->lock);
+        return MICRO_ENOMEM;
+    }
+    micro__rng_seed(&m->rng, 0);
     return 0;
+}
+
+void
+micro__broker_memory_seed(micro_broker *b, uint64_t seed)
+{
+    if (b == NULL || micro__broker_ops(b) != &micro_broker_memory_ops) {
+        return;
+    }
+    mem *m = micro__broker_state(b);
+    pthread_mutex_lock(&m->rng_mu);
+    micro__rng_seed(&m->rng, seed);
+    pthread_mutex_unlock(&m->rng_mu);
 }
 
 static int
@@ -95,7 +116,9 @@ mem_publish(void *st, const char *topic, const micro_msg *msg)
         if (seen) {
             continue;
         }
-        uint32_t pick = micro__rand(members);
+        pthread_mutex_lock(&m->rng_mu);
+        uint32_t pick = micro__rng_below(&m->rng, members);
+        pthread_mutex_unlock(&m->rng_mu);
         for (size_t j = i; j < m->n; j++) {
             micro_sub *o = m->subs[j];
             if (strcmp(micro_sub_topic(o), topic) == 0 &&
@@ -159,6 +182,7 @@ mem_fini(void *st)
 {
     mem *m = st;
     micro__free(m->subs);
+    pthread_mutex_destroy(&m->rng_mu);
     pthread_rwlock_destroy(&m->lock);
 }
 

@@ -40,6 +40,18 @@ void micro__uuid(char out[37]);
 /* Uniform random number in [0, n); thread-safe. n > 0. */
 uint32_t micro__rand(uint32_t n);
 
+/* A seedable random source (xorshift128+), for components whose choices
+ * tests must be able to reproduce. Not thread-safe: its owner guards it.
+ * seed 0 seeds from getrandom; any other seed gives the same sequence
+ * every time. */
+typedef struct micro__rng {
+    uint64_t s[2];
+} micro__rng;
+
+void micro__rng_seed(micro__rng *r, uint64_t seed);
+/* Uniform in [0, n) (n > 0). */
+uint32_t micro__rng_below(micro__rng *r, uint32_t n);
+
 /* Go Micro's advertise rule (util/addr Extract) for an unspecified host:
  * the first private IPv4 address of an up non-loopback interface, else any
  * non-loopback one, else 127.0.0.1. */

@@ -80,33 +80,70 @@ micro_now_ms(void)
     return micro__now_ms();
 }
 
+static uint64_t
+xorshift128p(uint64_t s[2])
+{
+    uint64_t s1 = s[0];
+    const uint64_t s0 = s[1];
+    s[0] = s0;
+    s1 ^= s1 << 23;
+    s[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return s[1] + s0;
+}
+
+/* splitmix64: spreads one 64-bit seed over the generator's state. */
+static uint64_t
+splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void
+micro__rng_seed(micro__rng *r, uint64_t seed)
+{
+    if (seed == 0 &&
+        getrandom(&seed, sizeof(seed), 0) != (ssize_t) sizeof(seed)) {
+        seed = (uint64_t) micro__now_ns() ^ (uint64_t) pthread_self();
+    }
+    r->s[0] = splitmix64(&seed);
+    r->s[1] = splitmix64(&seed);
+    if (r->s[0] == 0 && r->s[1] == 0) {
+        r->s[0] = 1;
+    }
+}
+
+/* Lemire's multiply-shift on the high 32 bits (xorshift128+'s best). */
+static uint32_t
+below(uint64_t x, uint32_t n)
+{
+    return (uint32_t) (((x >> 32) * (uint64_t) n) >> 32);
+}
+
+uint32_t
+micro__rng_below(micro__rng *r, uint32_t n)
+{
+    return below(xorshift128p(r->s), n);
+}
+
 /* xorshift128+ per thread, seeded from getrandom: fast and lock-free. */
-static _Thread_local uint64_t rng_s[2];
+static _Thread_local micro__rng tl_rng;
 
 static uint64_t
 rng_next(void)
 {
-    if (rng_s[0] == 0 && rng_s[1] == 0) {
-        if (getrandom(rng_s, sizeof(rng_s), 0) != (ssize_t) sizeof(rng_s)) {
-            rng_s[0] = (uint64_t) micro__now_ns() ^ (uint64_t) pthread_self();
-            rng_s[1] = 0x9e3779b97f4a7c15ull;
-        }
-        if (rng_s[0] == 0 && rng_s[1] == 0) {
-            rng_s[0] = 1;
-        }
+    if (tl_rng.s[0] == 0 && tl_rng.s[1] == 0) {
+        micro__rng_seed(&tl_rng, 0);
     }
-    uint64_t s1 = rng_s[0];
-    const uint64_t s0 = rng_s[1];
-    rng_s[0] = s0;
-    s1 ^= s1 << 23;
-    rng_s[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-    return rng_s[1] + s0;
+    return xorshift128p(tl_rng.s);
 }
 
 uint32_t
 micro__rand(uint32_t n)
 {
-    return (uint32_t) ((rng_next() >> 32) % n);
+    return below(rng_next(), n);
 }
 
 void
