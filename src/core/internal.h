@@ -30,6 +30,17 @@ void *micro__realloc(void *p, size_t n);
 void micro__free(void *p);
 char *micro__strdup(const char *s);
 char *micro__strndup(const char *s, size_t n);
+/* Whether an allocation of this thread failed since the last reset: for
+ * telling out-of-memory from bad input where a library reports both as
+ * NULL (cJSON's parsers). */
+void micro__alloc_failed_reset(void);
+bool micro__alloc_failed(void);
+
+/* cJSON_ParseWithLengthOpts (end may be NULL) that tells out-of-memory
+ * from bad input: NULL with *rc MICRO_ENOMEM or MICRO_ECODEC. */
+struct cJSON;
+struct cJSON *micro__json_parse(
+    const char *text, size_t len, const char **end, int *rc);
 
 /* Monotonic clock in milliseconds / nanoseconds. */
 int64_t micro__now_ms(void);

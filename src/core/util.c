@@ -1,8 +1,11 @@
 /* Allocation, clocks, randomness and UUIDs. */
 #include "core/internal.h"
 
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,29 +19,178 @@ micro__panic(const char *file, int line, const char *expr)
     abort();
 }
 
+/*
+ * The allocator. hooks holds what micro_init installed (all NULL: the C
+ * library's). alloc_used records that an allocation happened, after
+ * which other hooks may not be installed: memory from one allocator would
+ * be handed to another's free. tl_failed remembers, per thread, that an
+ * allocation failed, for callers whose libraries report out-of-memory and
+ * bad input alike (a cJSON parse returns NULL for both).
+ */
+static micro_init_params hooks;
+static _Thread_local bool tl_failed;
+
+#ifdef MICRO_MODULE
+/* A plugin module (libcmicro-nats) has its own copy of this file: it
+ * takes the hooks libcmicro has in force, once, so that its memory comes
+ * from the same allocator. */
+static pthread_once_t module_once = PTHREAD_ONCE_INIT;
+
+static void
+module_hooks(void)
+{
+    micro_init_params p;
+    micro_init_get(&p);
+    hooks = p;
+}
+
+static inline void
+note_use(void)
+{
+    pthread_once(&module_once, module_hooks);
+}
+#else
+static atomic_bool hooks_set;
+static atomic_bool alloc_used;
+
+static inline void
+note_use(void)
+{
+    if (!atomic_load_explicit(&alloc_used, memory_order_relaxed)) {
+        atomic_store_explicit(&alloc_used, true, memory_order_relaxed);
+    }
+}
+#endif
+
+static inline void *
+note_result(void *p)
+{
+    if (p == NULL) {
+        tl_failed = true;
+    }
+    return p;
+}
+
 void *
 micro__malloc(size_t n)
 {
-    return malloc(n ? n : 1);
+    note_use();
+    n = n ? n : 1;
+    return note_result(hooks.malloc_fn ? hooks.malloc_fn(n) : malloc(n));
 }
 
 void *
 micro__calloc(size_t n, size_t m)
 {
-    return calloc(n ? n : 1, m ? m : 1);
+    note_use();
+    n = n ? n : 1;
+    m = m ? m : 1;
+    return note_result(hooks.calloc_fn ? hooks.calloc_fn(n, m) : calloc(n, m));
 }
 
 void *
 micro__realloc(void *p, size_t n)
 {
-    return realloc(p, n ? n : 1);
+    note_use();
+    n = n ? n : 1;
+    return note_result(
+        hooks.realloc_fn ? hooks.realloc_fn(p, n) : realloc(p, n));
 }
 
 void
 micro__free(void *p)
 {
+#ifdef MICRO_MODULE
+    note_use();
+#endif
+    if (hooks.free_fn != NULL) {
+        if (p != NULL) {
+            hooks.free_fn(p);
+        }
+        return;
+    }
     free(p);
 }
+
+void
+micro__alloc_failed_reset(void)
+{
+    tl_failed = false;
+}
+
+bool
+micro__alloc_failed(void)
+{
+    return tl_failed;
+}
+
+cJSON *
+micro__json_parse(const char *text, size_t len, const char **end, int *rc)
+{
+    micro__alloc_failed_reset();
+    const char *e = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &e, 0);
+    if (end != NULL) {
+        *end = e;
+    }
+    *rc = v != NULL ? 0 : micro__alloc_failed() ? MICRO_ENOMEM : MICRO_ECODEC;
+    return v;
+}
+
+#ifndef MICRO_MODULE
+void
+micro_init_get(micro_init_params *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->size = sizeof(*out);
+    out->malloc_fn = hooks.malloc_fn;
+    out->calloc_fn = hooks.calloc_fn;
+    out->realloc_fn = hooks.realloc_fn;
+    out->free_fn = hooks.free_fn;
+}
+
+int
+micro_init(const micro_init_params *params)
+{
+    micro_init_params want;
+    memset(&want, 0, sizeof(want));
+    if (params != NULL) {
+        if (params->size < sizeof(micro_init_params)) {
+            return MICRO_EINVAL;
+        }
+        want.malloc_fn = params->malloc_fn;
+        want.calloc_fn = params->calloc_fn;
+        want.realloc_fn = params->realloc_fn;
+        want.free_fn = params->free_fn;
+    }
+    int given = (want.malloc_fn != NULL) + (want.calloc_fn != NULL) +
+        (want.realloc_fn != NULL) + (want.free_fn != NULL);
+    if (given != 0 && given != 4) {
+        return MICRO_EINVAL;
+    }
+    bool same = want.malloc_fn == hooks.malloc_fn &&
+        want.calloc_fn == hooks.calloc_fn &&
+        want.realloc_fn == hooks.realloc_fn && want.free_fn == hooks.free_fn;
+    if (same) {
+        atomic_store(&hooks_set, true);
+        return 0;
+    }
+    if (atomic_load(&hooks_set) || atomic_load(&alloc_used)) {
+        return MICRO_EINVAL;
+    }
+    hooks.malloc_fn = want.malloc_fn;
+    hooks.calloc_fn = want.calloc_fn;
+    hooks.realloc_fn = want.realloc_fn;
+    hooks.free_fn = want.free_fn;
+    atomic_store(&hooks_set, true);
+    /* The libraries that allocate for us, process-wide. */
+    uv_replace_allocator(micro__malloc, micro__realloc, micro__calloc,
+        micro__free);
+    cJSON_Hooks ch = {micro__malloc, micro__free};
+    cJSON_InitHooks(&ch);
+    return 0;
+}
+#endif /* MICRO_MODULE */
 
 char *
 micro__strdup(const char *s)
