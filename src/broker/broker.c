@@ -925,11 +925,11 @@ micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
     if (p == NULL || len == 0) {
         return MICRO_ECODEC;
     }
-    cJSON *root = cJSON_ParseWithLength(p, len);
-    if (root == NULL) {
-        return MICRO_ECODEC;
-    }
     int rc = 0;
+    cJSON *root = micro__json_parse(p, len, NULL, &rc);
+    if (root == NULL) {
+        return rc;
+    }
     micro_msg *m = NULL;
     const cJSON *hdr = NULL, *body = NULL;
     if (!cJSON_IsObject(root)) {

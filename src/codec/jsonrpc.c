@@ -272,20 +272,23 @@ member_find(const char *text, const char *end, const cJSON *root,
     }
 }
 
-/* Parse one JSON object filling all of [text, text+len) but blanks. */
+/* Parse one JSON object filling all of [text, text+len) but blanks; NULL
+ * with *rc MICRO_ECODEC, or MICRO_ENOMEM. */
 static cJSON *
-parse_object(const char *text, size_t len)
+parse_object(const char *text, size_t len, int *rc)
 {
+    *rc = MICRO_ECODEC;
     if (text == NULL || len == 0) {
         return NULL;
     }
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    cJSON *root = micro__json_parse(text, len, &end, rc);
     if (root == NULL) {
         return NULL;
     }
     if (!cJSON_IsObject(root) || skip_ws(end, text + len) != text + len) {
         cJSON_Delete(root);
+        *rc = MICRO_ECODEC;
         return NULL;
     }
     return root;
@@ -367,11 +370,11 @@ jsonrpc_read_request(const void *wire, size_t len, micro_codec_info *info,
         return MICRO_EINVAL;
     }
     const char *text = wire;
-    cJSON *root = parse_object(text, len);
-    if (root == NULL) {
-        return MICRO_ECODEC;
-    }
     int rc = 0;
+    cJSON *root = parse_object(text, len, &rc);
+    if (root == NULL) {
+        return rc;
+    }
     char *id = NULL;
     char *method = NULL;
     micro_buf body = {0};
@@ -436,9 +439,10 @@ payload_value(const void *payload, size_t len, const char **s, size_t *n)
         return 0;
     }
     const char *pe = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(p, *n, &pe, 0);
+    int rc = 0;
+    cJSON *v = micro__json_parse(p, *n, &pe, &rc);
     if (v == NULL) {
-        return MICRO_ECODEC;
+        return rc;
     }
     cJSON_Delete(v);
     return pe == end ? 0 : MICRO_ECODEC;
@@ -555,11 +559,11 @@ jsonrpc_read_response(const void *wire, size_t len, micro_codec_info *info,
         return MICRO_EINVAL;
     }
     const char *text = wire;
-    cJSON *root = parse_object(text, len);
-    if (root == NULL) {
-        return MICRO_ECODEC;
-    }
     int rc = 0;
+    cJSON *root = parse_object(text, len, &rc);
+    if (root == NULL) {
+        return rc;
+    }
     char *id = NULL;
     char *err = NULL;
     micro_buf body = {0};

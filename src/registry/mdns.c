@@ -554,10 +554,11 @@ static int
 txt_to_service(const char *json, size_t len, micro_registry_service *s)
 {
     memset(s, 0, sizeof(*s));
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    int prc = 0;
+    cJSON *root = micro__json_parse(json, len, NULL, &prc);
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return MICRO_ECODEC;
+        return root == NULL ? prc : MICRO_ECODEC;
     }
     const cJSON *sv = cJSON_GetObjectItem(root, "Service");
     char *svc = NULL;
