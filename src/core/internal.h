@@ -50,6 +50,9 @@ int64_t micro__now_ns(void);
 void micro__uuid(char out[37]);
 /* Uniform random number in [0, n); thread-safe. n > 0. */
 uint32_t micro__rand(uint32_t n);
+/* For tests: seed the calling thread's micro__rand generator (seed 0:
+ * from getrandom again), so that choices made on this thread repeat. */
+void micro__rand_seed(uint64_t seed);
 
 /* A seedable random source (xorshift128+), for components whose choices
  * tests must be able to reproduce. Not thread-safe: its owner guards it.

@@ -299,6 +299,12 @@ micro__rand(uint32_t n)
 }
 
 void
+micro__rand_seed(uint64_t seed)
+{
+    micro__rng_seed(&tl_rng, seed);
+}
+
+void
 micro__uuid(char out[37])
 {
     uint8_t b[16];
