@@ -1279,9 +1279,10 @@ test_answer_packs_questions(void **state)
     caps_open(&c);
     micro_registry_service svc;
     make_greeter(&svc);
-    svc.n_nodes = 1;
+    svc.n_nodes = 1; /* n1 only */
     assert_int_equal(
         micro_registry_mdns_ops.register_service(c.st, &svc, 0), 0);
+    svc.n_nodes = 2;
     char host[256];
     assert_int_equal(gethostname(host, sizeof(host) - 2), 0);
     size_t hl = strlen(host);
