@@ -122,8 +122,40 @@ pending(int lfd)
     return poll(&pf, 1, 0) == 1;
 }
 
+/* Read from fd into buf until the request (head and Content-Length body)
+ * is complete; its length, or 0. */
+static size_t
+read_request(int fd, char *buf, size_t cap)
+{
+    size_t have = 0;
+    size_t want = 0; /* head + body, once the head is in */
+    while (have < cap - 1 && (want == 0 || have < want)) {
+        struct pollfd cp = {fd, POLLIN, 0};
+        if (poll(&cp, 1, 20000) != 1) {
+            return 0;
+        }
+        ssize_t got = read(fd, buf + have, cap - 1 - have);
+        if (got <= 0) {
+            return 0;
+        }
+        have += (size_t) got;
+        buf[have] = '\0';
+        const char *end = strstr(buf, "\r\n\r\n");
+        if (want == 0 && end != NULL) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length: ");
+            size_t body = cl != NULL && cl < end
+                ? (size_t) strtoul(cl + 18, NULL, 10)
+                : 0;
+            want = (size_t) (end + 4 - buf) + body;
+        }
+    }
+    return have;
+}
+
 /* Accept one request (up to 20 s), return its Timeout header in tmo,
- * answer 200 with {}. False when nothing came. */
+ * answer 200 with {}, and close gracefully (the whole request read, our
+ * side shut down first, the client's close awaited), so that the client
+ * never sees a reset. False when nothing came. */
 static bool
 serve_one(int lfd, char *tmo, size_t cap)
 {
@@ -136,22 +168,7 @@ serve_one(int lfd, char *tmo, size_t cap)
         return false;
     }
     char req[8192];
-    size_t have = 0;
-    while (have < sizeof(req) - 1) {
-        struct pollfd cp = {fd, POLLIN, 0};
-        if (poll(&cp, 1, 20000) != 1) {
-            break;
-        }
-        ssize_t got = read(fd, req + have, sizeof(req) - 1 - have);
-        if (got <= 0) {
-            break;
-        }
-        have += (size_t) got;
-        req[have] = '\0';
-        if (strstr(req, "\r\n\r\n") != NULL) {
-            break; /* the body ({}) is tiny; it does not matter */
-        }
-    }
+    size_t have = read_request(fd, req, sizeof(req));
     req[have] = '\0';
     tmo[0] = '\0';
     const char *h = strcasestr(req, "\r\nTimeout: ");
@@ -165,8 +182,16 @@ serve_one(int lfd, char *tmo, size_t cap)
                               "\r\n{}";
     ssize_t w = write(fd, rsp, sizeof(rsp) - 1);
     (void) w;
+    shutdown(fd, SHUT_WR);
+    char sink[256];
+    for (;;) {
+        struct pollfd cp = {fd, POLLIN, 0};
+        if (poll(&cp, 1, 20000) != 1 || read(fd, sink, sizeof(sink)) <= 0) {
+            break;
+        }
+    }
     close(fd);
-    return true;
+    return have > 0;
 }
 
 static void
