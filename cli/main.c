@@ -80,24 +80,33 @@ typedef struct cli_args {
     int n_pos;
 } cli_args;
 
-static int64_t
-parse_duration(const char *s)
+/*
+ * "host:port" or "[ipv6]:port", the port a decimal number from 1 to 65535.
+ * Checked here because the resolver takes any number as a port and keeps
+ * its low 16 bits: 127.0.0.1:70000 would quietly dial port 4464.
+ */
+static bool
+address_ok(const char *addr)
 {
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (end == s) {
-        return -1;
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL) {
+        return false;
     }
-    if (strcmp(end, "ms") == 0) {
-        return (int64_t) v;
+    if (addr[0] == '[' && (colon == addr || colon[-1] != ']')) {
+        return false;
     }
-    if (strcmp(end, "s") == 0 || *end == '\0') {
-        return (int64_t) (v * 1000);
+    const char *p = colon + 1;
+    if (*p == '\0' || strlen(p) > 5) {
+        return false;
     }
-    if (strcmp(end, "m") == 0) {
-        return (int64_t) (v * 60000);
+    long port = 0;
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+        port = port * 10 + (*p - '0');
     }
-    return -1;
+    return port >= 1 && port <= 65535;
 }
 
 static int
@@ -126,6 +135,13 @@ parse(int argc, char **argv, cli_args *a)
         }
         switch (which) {
         case 0:
+            if (!address_ok(val)) {
+                fprintf(stderr,
+                    "cmicro: bad --address %s: want host:port or "
+                    "[ipv6]:port with a port from 1 to 65535\n",
+                    val);
+                return -1;
+            }
             a->address = val;
             break;
         case 1:
@@ -145,9 +161,15 @@ parse(int argc, char **argv, cli_args *a)
             break;
         }
         case 3:
-            a->timeout_ms = parse_duration(val);
-            if (a->timeout_ms <= 0) {
-                fprintf(stderr, "cmicro: bad --timeout %s\n", val);
+            /* The library's parser: Go's duration forms or seconds, and
+             * saturation at MICRO_DURATION_MAX_MS (the client turns the
+             * timeout into nanoseconds). */
+            if (micro_parse_duration_ms(val, &a->timeout_ms) != 0 ||
+                a->timeout_ms <= 0) {
+                fprintf(stderr,
+                    "cmicro: bad --timeout %s: want a positive duration "
+                    "such as 500ms, 5s, 1m or a number of seconds\n",
+                    val);
                 return -1;
             }
             break;

@@ -16,6 +16,7 @@ set(MICRO_TEST_SPECIAL
   "http/server:unit|concurrency:60"
   "broker/nats:server|concurrency:180"
   "server/subscriber:unit|concurrency:60"
+  "registry/watch:unit|concurrency:60"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})

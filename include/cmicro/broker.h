@@ -96,7 +96,9 @@ typedef struct micro_sub_stats {
  * messages and hands each received one to micro_broker_deliver.
  * Slots are called from any thread (the front end serialises connect,
  * disconnect, subscribe and unsubscribe; publish may run concurrently with
- * everything) and may block, except where noted.
+ * everything) and may block, except where noted. No front-end lock is held
+ * while a slot runs, but a slot must not wait for a subscription handler
+ * to return (the handler may be waiting for the slot's turn).
  */
 typedef struct micro_broker_ops {
     uint32_t abi;      /* MICRO_BROKER_ABI */
@@ -143,7 +145,9 @@ MICRO_API void *micro_sub_data(const micro_sub *s);
  * For implementations: queue a received message for sub's handler. Takes
  * *msg on success (sets it NULL); on failure (MICRO_EAGAIN: the queue is
  * full and the message was dropped and counted; MICRO_ECLOSED: the
- * subscription is closing) *msg stays the caller's. Never blocks. Thread:
+ * subscription is closing) *msg stays the caller's. Never blocks, never
+ * logs and calls no user code, so an implementation may call it with its
+ * own locks held (drops are logged later by the delivery thread). Thread:
  * any (for example a libnats thread).
  */
 MICRO_API int micro_broker_deliver(micro_sub *sub, micro_msg **msg);
@@ -175,8 +179,10 @@ MICRO_API int micro_broker_new(micro_broker **out, const micro_broker_ops *ops,
  *  MICRO_ENOENT when unknown. */
 MICRO_API int micro_broker_new_by_name(micro_broker **out, const char *name,
     micro_loop *loop, micro_registry *registry, const micro_options *opts);
-/** Unsubscribe everything, disconnect and free. NULL is a no-op.
- *  Thread: any but a delivery thread. */
+/** Unsubscribe everything, disconnect and free. NULL is a no-op. Waits
+ *  for running handlers; they may call into the broker meanwhile
+ *  (subscribe then fails with MICRO_ECLOSED, unsubscribe with
+ *  MICRO_ENOENT). Thread: any but a delivery thread of b. */
 MICRO_API void micro_broker_free(micro_broker *b);
 MICRO_API const char *micro_broker_name(const micro_broker *b);
 /** The implementation's address (listen or server URL), or "". */
@@ -184,8 +190,12 @@ MICRO_API const char *micro_broker_address(micro_broker *b);
 
 /** Connect (idempotent). Thread: any; may block. */
 MICRO_API int micro_broker_connect(micro_broker *b);
-/** Remove every subscription, then disconnect. Thread: any but a delivery
- *  thread; may block until running handlers return. */
+/** Remove every subscription, then disconnect. Blocks until running
+ *  handlers return (they may call into the broker meanwhile, as during
+ *  micro_broker_free). From a delivery thread, that thread's own
+ *  subscription is freed when its handler returns. No library lock is held
+ *  while the implementation does network I/O or while handlers run.
+ *  Thread: any. */
 MICRO_API int micro_broker_disconnect(micro_broker *b);
 
 /**
@@ -202,7 +212,9 @@ MICRO_API int micro_broker_publish(
  * Subscribe fn to topic. *out receives the subscription (owned by the
  * broker; pass it to micro_broker_unsubscribe or let disconnect remove
  * it); out may be NULL. fn runs on the subscription's own delivery thread.
- * Thread: any; connects first if needed.
+ * Thread: any, including a handler; connects first if needed. Errors:
+ * MICRO_EINVAL, MICRO_ENOMEM, MICRO_ECLOSED (a disconnect or free is in
+ * progress), the implementation's.
  */
 MICRO_API int micro_broker_subscribe(micro_broker *b, const char *topic,
     const micro_sub_opts *opts, micro_broker_handler_fn fn, void *arg,
@@ -210,7 +222,14 @@ MICRO_API int micro_broker_subscribe(micro_broker *b, const char *topic,
 /**
  * Stop sub: no delivery starts after this returns; messages still queued
  * are dropped (counted), a running handler is waited for. sub is freed.
- * Thread: any but sub's delivery thread.
+ * Called from sub's own handler, it does not wait for itself: it takes
+ * effect when the handler returns (nothing else is delivered; the
+ * subscription is freed by its thread then, and micro_broker_free waits
+ * for that). sub is looked up before it is touched, so a subscription
+ * that is gone already gives MICRO_ENOENT, not a crash.
+ * Thread: any. Errors: MICRO_EINVAL (NULL), MICRO_ENOENT (not a live
+ * subscription of b: unsubscribed before, or being removed by a
+ * disconnect).
  */
 MICRO_API int micro_broker_unsubscribe(micro_broker *b, micro_sub *sub);
 

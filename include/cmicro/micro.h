@@ -2,6 +2,7 @@
 #define CMICRO_MICRO_H
 
 #include "version.h"
+#include "init.h"
 #include "error.h"
 #include "log.h"
 #include "options.h"

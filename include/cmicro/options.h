@@ -27,9 +27,31 @@ typedef enum micro_opt_type {
     MICRO_OPT_STR,
     MICRO_OPT_INT,
     MICRO_OPT_MS, /* duration; text forms: "500ms", "5s", "1m", "2h", or a
-                     bare number of seconds (Go Micro's flags are seconds) */
+                     bare number of seconds (Go Micro's flags are seconds);
+                     saturates at MICRO_DURATION_MAX_MS */
     MICRO_OPT_BOOL,
 } micro_opt_type;
+
+/**
+ * The longest duration, in milliseconds (about 292 years): durations are
+ * sent in nanoseconds (the Timeout header) and a receiver rounds those up
+ * to milliseconds, so this is the largest whole number of milliseconds
+ * whose nanoseconds, plus that rounding, still fit an int64 (Go's
+ * time.Duration holds up to INT64_MAX ns). Longer durations given to the
+ * options (as text or by micro_options_set_ms) or to
+ * micro_parse_duration_ms saturate to it rather than overflow.
+ */
+#define MICRO_DURATION_MAX_MS INT64_C(9223372036853)
+
+/**
+ * Parse a duration as the MICRO_OPT_MS options do: Go's forms ("300ms",
+ * "1.5s", "1m30s", "2h"; units ns, us, ms, s, m, h) or a bare number of
+ * seconds, rounded to milliseconds; saturates at MICRO_DURATION_MAX_MS.
+ * Returns 0 with *ms set, or MICRO_EINVAL when text is not such a
+ * duration (negative, exponent, hex, inf, nan, a unit missing or unknown).
+ * Thread: any.
+ */
+MICRO_API int micro_parse_duration_ms(const char *text, int64_t *ms);
 
 /** One known option. */
 typedef struct micro_option_desc {
@@ -52,6 +74,8 @@ MICRO_API int micro_options_set_str(
     micro_options *o, const char *name, const char *value);
 MICRO_API int micro_options_set_int(
     micro_options *o, const char *name, int64_t value);
+/* A negative ms is MICRO_EBADTYPE; one above MICRO_DURATION_MAX_MS is
+ * stored as that. */
 MICRO_API int micro_options_set_ms(
     micro_options *o, const char *name, int64_t ms);
 MICRO_API int micro_options_set_bool(

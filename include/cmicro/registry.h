@@ -109,7 +109,8 @@ typedef enum micro_registry_action {
 /**
  * A watch event. svc is borrowed for the duration of the callback. The
  * callback runs on a registry-owned thread (or the thread that caused the
- * change) and must not call back into the same registry.
+ * change), with no library lock held: it may call into any registry,
+ * including this one, and may unwatch (see micro_registry_unwatch).
  */
 typedef void (*micro_registry_watch_fn)(void *arg,
     micro_registry_action action, const micro_registry_service *svc);
@@ -183,6 +184,16 @@ MICRO_API int micro_registry_list_services(
     micro_registry *r, micro_registry_service **out, size_t *n);
 MICRO_API int micro_registry_watch(micro_registry *r,
     micro_registry_watch_fn fn, void *arg, uint64_t *token);
+/**
+ * Stop a watch. After this returns the callback is not started again.
+ * Called from outside every watch callback, it also waits until no
+ * callback of this watch is running (so arg may be freed then). Called
+ * from inside a watch callback (of any registry, on this thread, however
+ * nested) it never waits, so that it cannot wait for itself or for a
+ * callback that waits for it: callbacks of the watch that are running
+ * then, this one or on other threads, finish on their own; free arg only
+ * once they have. An unknown token is ignored. Thread: any.
+ */
 MICRO_API void micro_registry_unwatch(micro_registry *r, uint64_t token);
 
 #ifdef __cplusplus

@@ -32,6 +32,7 @@ struct micro_sub {
     size_t cap, head, count;
     bool closing;
     bool thread_on;
+    bool self_free; /* unsubscribed from its own handler: the thread frees */
     pthread_t thr;
     _Atomic uint64_t received, delivered, dropped, handler_errors;
     int64_t last_log_ms;
@@ -43,8 +44,13 @@ struct micro_broker {
     const micro_broker_ops *ops;
     void *st;
     micro_options *opts;
-    pthread_mutex_t mu; /* connect/disconnect/subscribe/unsubscribe + list */
+    pthread_mutex_t mu; /* the fields below; see gate_enter */
+    pthread_cond_t cv;  /* busy cleared, or detached reached 0 */
+    bool busy;          /* an ops slot other than publish is running */
     bool connected;
+    bool closed;        /* micro_broker_free has begun */
+    int disconnecting;  /* disconnects in progress */
+    size_t detached;    /* subscriptions off the list, not yet freed */
     micro_sub *subs;
     _Atomic uint64_t published, publish_errors, received, delivered, dropped,
         handler_errors, bad_messages;
@@ -113,33 +119,67 @@ micro_sub_data(const micro_sub *s)
     return s->data;
 }
 
-/* Log drops and handler errors at most once a second, with the counts.
- * Called with s->mu held; formats nothing unless it logs. */
-static void
-maybe_log(micro_sub *s)
+/* What one rate-limited log line of a subscription reports. */
+typedef struct sub_log {
+    uint64_t drops;  /* queue full */
+    uint64_t errors; /* handler errors */
+    uint64_t closed; /* still queued when the subscription closed */
+} sub_log;
+
+/* With s->mu held: take the drop and error counts due for logging (at
+ * most once a second, or now when force), zeroing them. Formats nothing;
+ * the caller logs with sub_log_emit once it has released the lock, so
+ * that a logger may call back into the broker. */
+static bool
+sub_log_take(micro_sub *s, bool force, sub_log *out)
 {
+    if (s->unlogged_drops == 0 && s->unlogged_errors == 0) {
+        return false;
+    }
     int64_t now = micro__now_ms();
-    if (now - s->last_log_ms < 1000) {
-        return;
+    if (!force && now - s->last_log_ms < 1000) {
+        return false;
     }
     s->last_log_ms = now;
-    if (s->unlogged_drops > 0) {
+    out->closed = 0;
+    out->drops = s->unlogged_drops;
+    out->errors = s->unlogged_errors;
+    s->unlogged_drops = 0;
+    s->unlogged_errors = 0;
+    return true;
+}
+
+/* No lock held. topic, queue, cap and the broker's name never change. */
+static void
+sub_log_emit(const micro_sub *s, const sub_log *l)
+{
+    if (l->drops > 0) {
         micro_log(MICRO_LOG_WARN, "broker",
             "%s: subscription to %s%s%s dropped %llu message(s): its queue "
             "of %zu is full (slow handler)",
             s->b->ops->name, s->topic, s->queue[0] ? " queue " : "",
-            s->queue, (unsigned long long) s->unlogged_drops, s->cap);
-        s->unlogged_drops = 0;
+            s->queue, (unsigned long long) l->drops, s->cap);
     }
-    if (s->unlogged_errors > 0) {
+    if (l->errors > 0) {
         micro_log(MICRO_LOG_WARN, "broker",
             "%s: handler of %s returned an error %llu time(s)",
-            s->b->ops->name, s->topic,
-            (unsigned long long) s->unlogged_errors);
-        s->unlogged_errors = 0;
+            s->b->ops->name, s->topic, (unsigned long long) l->errors);
+    }
+    if (l->closed > 0) {
+        micro_log(MICRO_LOG_WARN, "broker",
+            "%s: subscription to %s%s%s closed with %llu message(s) still "
+            "queued; they are dropped",
+            s->b->ops->name, s->topic, s->queue[0] ? " queue " : "",
+            s->queue, (unsigned long long) l->closed);
     }
 }
 
+/*
+ * Implementations call this with their own locks held, so it never logs:
+ * a drop is counted here and logged by the subscription's delivery thread
+ * once its current handler returns (a full queue means that thread has
+ * work, so it will look).
+ */
 int
 micro_broker_deliver(micro_sub *s, micro_msg **msg)
 {
@@ -158,7 +198,6 @@ micro_broker_deliver(micro_sub *s, micro_msg **msg)
         atomic_fetch_add(&s->dropped, 1);
         atomic_fetch_add(&b->dropped, 1);
         s->unlogged_drops++;
-        maybe_log(s);
         pthread_mutex_unlock(&s->mu);
         return MICRO_EAGAIN;
     }
@@ -170,11 +209,15 @@ micro_broker_deliver(micro_sub *s, micro_msg **msg)
     return 0;
 }
 
+static void sub_destroy(micro_sub *s);
+static void broker_detached_done(micro_broker *b);
+
 static void *
 sub_thread(void *arg)
 {
     micro_sub *s = arg;
     micro_broker *b = s->b;
+    sub_log l;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->count == 0 && !s->closing) {
@@ -198,7 +241,11 @@ sub_thread(void *arg)
             atomic_fetch_add(&s->handler_errors, 1);
             atomic_fetch_add(&b->handler_errors, 1);
             s->unlogged_errors++;
-            maybe_log(s);
+        }
+        if (sub_log_take(s, false, &l)) {
+            pthread_mutex_unlock(&s->mu);
+            sub_log_emit(s, &l);
+            pthread_mutex_lock(&s->mu);
         }
     }
     /* Closing: what is still queued will never be handled. */
@@ -212,33 +259,63 @@ sub_thread(void *arg)
     if (left > 0) {
         atomic_fetch_add(&s->dropped, left);
         atomic_fetch_add(&b->dropped, left);
-        s->unlogged_drops += left;
-        s->last_log_ms = 0;
     }
-    maybe_log(s);
+    memset(&l, 0, sizeof(l));
+    (void) sub_log_take(s, true, &l);
+    l.closed = left;
+    bool log = l.drops > 0 || l.errors > 0 || l.closed > 0;
+    /* Set by unsubscribe from this thread's own handler: nobody joins us,
+     * so the subscription is ours to free. */
+    bool self_free = s->self_free;
     pthread_mutex_unlock(&s->mu);
+    if (log) {
+        sub_log_emit(s, &l);
+    }
+    if (self_free) {
+        sub_destroy(s);
+        broker_detached_done(b);
+    }
     return NULL;
 }
 
 static void
-sub_free(micro_sub *s)
+sub_destroy(micro_sub *s)
 {
-    if (s == NULL) {
-        return;
-    }
-    if (s->thread_on) {
-        pthread_mutex_lock(&s->mu);
-        s->closing = true;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thr, NULL);
-    }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     micro__free(s->ring);
     micro__free(s->topic);
     micro__free(s->queue);
     micro__free(s);
+}
+
+/*
+ * Stop s's delivery thread and free s. No library lock may be held: this
+ * joins the thread, which may be running a handler that calls back into
+ * the broker. Called from s's own handler (unsubscribe of itself, or a
+ * disconnect from it), it cannot join itself: the thread then frees s
+ * once the handler returns. b->detached counted s; the count is released
+ * here or, in that case, by the thread.
+ */
+static void
+sub_stop(micro_sub *s)
+{
+    micro_broker *b = s->b;
+    if (s->thread_on) {
+        pthread_mutex_lock(&s->mu);
+        s->closing = true;
+        bool self = pthread_equal(s->thr, pthread_self()) != 0;
+        s->self_free = self;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        if (self) {
+            pthread_detach(s->thr);
+            return;
+        }
+        pthread_join(s->thr, NULL);
+    }
+    sub_destroy(s);
+    broker_detached_done(b);
 }
 
 void
@@ -256,6 +333,43 @@ micro_sub_get_stats(micro_sub *s, micro_sub_stats *out)
 
 /* ------------------------------------------------------------------ */
 /* The broker.                                                          */
+
+/*
+ * Locking. b->mu guards the broker's state and is held only for short
+ * bookkeeping: never across an ops slot (network I/O), a join, a handler
+ * or a log call. The implementation slots connect, disconnect, subscribe
+ * and unsubscribe are serialised (as the ops contract promises) by the
+ * busy gate instead: a thread takes it under mu, runs the slot with mu
+ * released, and gives it back. No slot waits for a handler, so a handler
+ * that calls into the broker while another thread holds the gate only
+ * waits for that slot to return.
+ */
+static void
+gate_enter(micro_broker *b)
+{
+    while (b->busy) {
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    b->busy = true;
+}
+
+static void
+gate_leave(micro_broker *b)
+{
+    b->busy = false;
+    pthread_cond_broadcast(&b->cv);
+}
+
+/* A subscription taken off the list has been freed. */
+static void
+broker_detached_done(micro_broker *b)
+{
+    pthread_mutex_lock(&b->mu);
+    if (--b->detached == 0) {
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+}
 
 int
 micro_broker_new(micro_broker **out, const micro_broker_ops *ops,
@@ -276,7 +390,15 @@ micro_broker_new(micro_broker **out, const micro_broker_ops *ops,
         return MICRO_ENOMEM;
     }
     b->ops = ops;
-    pthread_mutex_init(&b->mu, NULL);
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        micro__free(b);
+        return MICRO_ENOMEM;
+    }
+    if (pthread_cond_init(&b->cv, NULL) != 0) {
+        pthread_mutex_destroy(&b->mu);
+        micro__free(b);
+        return MICRO_ENOMEM;
+    }
     int rc = opts ? micro_options_dup(opts, &b->opts)
                   : micro_options_new(&b->opts);
     if (rc == 0) {
@@ -290,6 +412,7 @@ micro_broker_new(micro_broker **out, const micro_broker_ops *ops,
     }
     if (rc != 0) {
         micro_options_free(b->opts);
+        pthread_cond_destroy(&b->cv);
         pthread_mutex_destroy(&b->mu);
         micro__free(b);
         return rc;
@@ -320,12 +443,24 @@ micro_broker_free(micro_broker *b)
     if (b == NULL) {
         return;
     }
+    pthread_mutex_lock(&b->mu);
+    b->closed = true;
+    pthread_mutex_unlock(&b->mu);
     micro_broker_disconnect(b);
+    /* Subscriptions that unsubscribed from their own handler are freed
+     * by their thread when the handler returns; a slot another thread
+     * is still running finishes first. */
+    pthread_mutex_lock(&b->mu);
+    while (b->detached > 0 || b->busy) {
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
     if (b->ops->fini != NULL) {
         b->ops->fini(b->st);
     }
     micro__free(b->st);
     micro_options_free(b->opts);
+    pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     micro__free(b);
 }
@@ -349,6 +484,40 @@ micro__broker_options(const micro_broker *b)
     return b->opts;
 }
 
+const micro_broker_ops *
+micro__broker_ops(const micro_broker *b)
+{
+    return b->ops;
+}
+
+void *
+micro__broker_state(micro_broker *b)
+{
+    return b->st;
+}
+
+/* With the gate held and mu released: connect unless connected. */
+static int
+connect_gated(micro_broker *b)
+{
+    pthread_mutex_lock(&b->mu);
+    bool connected = b->connected;
+    pthread_mutex_unlock(&b->mu);
+    if (connected) {
+        return 0;
+    }
+    int rc = b->ops->connect(b->st);
+    if (rc != 0) {
+        micro_log(MICRO_LOG_ERR, "broker", "%s: connect: %s", b->ops->name,
+            micro_strerror(rc));
+        return rc;
+    }
+    pthread_mutex_lock(&b->mu);
+    b->connected = true;
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+}
+
 int
 micro_broker_connect(micro_broker *b)
 {
@@ -356,40 +525,26 @@ micro_broker_connect(micro_broker *b)
         return MICRO_EINVAL;
     }
     pthread_mutex_lock(&b->mu);
-    int rc = 0;
-    if (!b->connected) {
-        rc = b->ops->connect(b->st);
-        if (rc == 0) {
-            b->connected = true;
-        } else {
-            micro_log(MICRO_LOG_ERR, "broker", "%s: connect: %s",
-                b->ops->name, micro_strerror(rc));
-        }
+    if (b->closed) {
+        pthread_mutex_unlock(&b->mu);
+        return MICRO_ECLOSED;
     }
+    gate_enter(b);
+    pthread_mutex_unlock(&b->mu);
+    int rc = connect_gated(b);
+    pthread_mutex_lock(&b->mu);
+    gate_leave(b);
     pthread_mutex_unlock(&b->mu);
     return rc;
 }
 
-static int
-unsubscribe_locked(micro_broker *b, micro_sub *s)
-{
-    micro_sub **pp = &b->subs;
-    while (*pp != NULL && *pp != s) {
-        pp = &(*pp)->next;
-    }
-    if (*pp == NULL) {
-        return MICRO_ENOENT;
-    }
-    *pp = s->next;
-    int rc = b->ops->unsubscribe(b->st, s);
-    if (rc != 0) {
-        micro_log(MICRO_LOG_WARN, "broker", "%s: unsubscribe %s: %s",
-            b->ops->name, s->topic, micro_strerror(rc));
-    }
-    sub_free(s);
-    return 0;
-}
-
+/*
+ * Detach everything under the lock, then unsubscribe and disconnect
+ * through the implementation, then stop the delivery threads: all with
+ * no lock held, so running handlers may call into the broker meanwhile
+ * (a subscribe then fails with MICRO_ECLOSED, an unsubscribe of a
+ * subscription being removed with MICRO_ENOENT).
+ */
 int
 micro_broker_disconnect(micro_broker *b)
 {
@@ -397,14 +552,37 @@ micro_broker_disconnect(micro_broker *b)
         return MICRO_EINVAL;
     }
     pthread_mutex_lock(&b->mu);
-    while (b->subs != NULL) {
-        unsubscribe_locked(b, b->subs);
+    b->disconnecting++;
+    gate_enter(b);
+    micro_sub *list = b->subs;
+    b->subs = NULL;
+    for (micro_sub *s = list; s != NULL; s = s->next) {
+        b->detached++;
     }
-    int rc = 0;
-    if (b->connected) {
-        rc = b->ops->disconnect(b->st);
-        b->connected = false;
+    bool connected = b->connected;
+    pthread_mutex_unlock(&b->mu);
+
+    for (micro_sub *s = list; s != NULL; s = s->next) {
+        int rc = b->ops->unsubscribe(b->st, s);
+        if (rc != 0) {
+            micro_log(MICRO_LOG_WARN, "broker", "%s: unsubscribe %s: %s",
+                b->ops->name, s->topic, micro_strerror(rc));
+        }
     }
+    int rc = connected ? b->ops->disconnect(b->st) : 0;
+
+    pthread_mutex_lock(&b->mu);
+    b->connected = false;
+    gate_leave(b);
+    pthread_mutex_unlock(&b->mu);
+
+    while (list != NULL) {
+        micro_sub *s = list;
+        list = s->next;
+        sub_stop(s);
+    }
+    pthread_mutex_lock(&b->mu);
+    b->disconnecting--;
     pthread_mutex_unlock(&b->mu);
     return rc;
 }
@@ -437,9 +615,11 @@ micro_broker_subscribe(micro_broker *b, const char *topic,
     if (b == NULL || topic == NULL || topic[0] == '\0' || fn == NULL) {
         return MICRO_EINVAL;
     }
-    int rc = micro_broker_connect(b);
-    if (rc != 0) {
-        return rc;
+    pthread_mutex_lock(&b->mu);
+    bool closing = b->closed || b->disconnecting > 0;
+    pthread_mutex_unlock(&b->mu);
+    if (closing) {
+        return MICRO_ECLOSED;
     }
     micro_sub *s = micro__calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -448,33 +628,57 @@ micro_broker_subscribe(micro_broker *b, const char *topic,
     s->b = b;
     s->fn = fn;
     s->arg = arg;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        micro__free(s);
+        return MICRO_ENOMEM;
+    }
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        micro__free(s);
+        return MICRO_ENOMEM;
+    }
     s->cap = opts && opts->queue_limit ? opts->queue_limit
                                        : DEFAULT_QUEUE_LIMIT;
     s->topic = micro__strdup(topic);
     s->queue = micro__strdup(opts && opts->queue ? opts->queue : "");
     s->ring = micro__calloc(s->cap, sizeof(*s->ring));
+    int rc = 0;
     if (s->topic == NULL || s->queue == NULL || s->ring == NULL) {
-        sub_free(s);
-        return MICRO_ENOMEM;
+        rc = MICRO_ENOMEM;
+    } else if (pthread_create(&s->thr, NULL, sub_thread, s) != 0) {
+        rc = MICRO_ENOMEM;
+    } else {
+        s->thread_on = true;
     }
-    if (pthread_create(&s->thr, NULL, sub_thread, s) != 0) {
-        sub_free(s);
-        return MICRO_ENOMEM;
-    }
-    s->thread_on = true;
     pthread_mutex_lock(&b->mu);
-    rc = b->ops->subscribe(b->st, s);
+    /* Counted as detached until it is on the list, so that a free that
+     * races this call waits for it. */
+    b->detached++;
+    if (rc == 0 && (b->closed || b->disconnecting > 0)) {
+        rc = MICRO_ECLOSED;
+    }
     if (rc == 0) {
-        s->next = b->subs;
-        b->subs = s;
+        gate_enter(b);
+        pthread_mutex_unlock(&b->mu);
+        rc = connect_gated(b);
+        if (rc == 0) {
+            rc = b->ops->subscribe(b->st, s);
+            if (rc != 0) {
+                micro_log(MICRO_LOG_ERR, "broker", "%s: subscribe %s: %s",
+                    b->ops->name, topic, micro_strerror(rc));
+            }
+        }
+        pthread_mutex_lock(&b->mu);
+        if (rc == 0) {
+            s->next = b->subs;
+            b->subs = s;
+            b->detached--;
+        }
+        gate_leave(b);
     }
     pthread_mutex_unlock(&b->mu);
     if (rc != 0) {
-        micro_log(MICRO_LOG_ERR, "broker", "%s: subscribe %s: %s",
-            b->ops->name, topic, micro_strerror(rc));
-        sub_free(s);
+        sub_stop(s);
         return rc;
     }
     if (out != NULL) {
@@ -486,16 +690,41 @@ micro_broker_subscribe(micro_broker *b, const char *topic,
 int
 micro_broker_unsubscribe(micro_broker *b, micro_sub *s)
 {
-    if (b == NULL || s == NULL || s->b != b) {
+    if (b == NULL || s == NULL) {
         return MICRO_EINVAL;
     }
-    if (s->thread_on && pthread_equal(s->thr, pthread_self())) {
-        return MICRO_EINVAL; /* from its own handler: would join itself */
-    }
+    /* s is looked for on the list before it is touched: one another
+     * thread (or a disconnect) has removed may be freed already. */
     pthread_mutex_lock(&b->mu);
-    int rc = unsubscribe_locked(b, s);
+    micro_sub **pp;
+    for (;;) {
+        pp = &b->subs;
+        while (*pp != NULL && *pp != s) {
+            pp = &(*pp)->next;
+        }
+        if (*pp == NULL) {
+            pthread_mutex_unlock(&b->mu);
+            return MICRO_ENOENT;
+        }
+        if (!b->busy) {
+            break;
+        }
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    *pp = s->next;
+    b->detached++;
+    gate_enter(b);
     pthread_mutex_unlock(&b->mu);
-    return rc;
+    int rc = b->ops->unsubscribe(b->st, s);
+    pthread_mutex_lock(&b->mu);
+    gate_leave(b);
+    pthread_mutex_unlock(&b->mu);
+    if (rc != 0) {
+        micro_log(MICRO_LOG_WARN, "broker", "%s: unsubscribe %s: %s",
+            b->ops->name, s->topic, micro_strerror(rc));
+    }
+    sub_stop(s);
+    return 0;
 }
 
 void
@@ -696,11 +925,11 @@ micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
     if (p == NULL || len == 0) {
         return MICRO_ECODEC;
     }
-    cJSON *root = cJSON_ParseWithLength(p, len);
-    if (root == NULL) {
-        return MICRO_ECODEC;
-    }
     int rc = 0;
+    cJSON *root = micro__json_parse(p, len, NULL, &rc);
+    if (root == NULL) {
+        return rc;
+    }
     micro_msg *m = NULL;
     const cJSON *hdr = NULL, *body = NULL;
     if (!cJSON_IsObject(root)) {

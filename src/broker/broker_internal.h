@@ -14,5 +14,12 @@ int micro__msg_copy(const micro_msg *src, micro_msg **out);
 
 /* The broker's own copy of its options (borrowed). */
 const micro_options *micro__broker_options(const micro_broker *b);
+/* The ops table and the implementation's state (for test hooks). */
+const micro_broker_ops *micro__broker_ops(const micro_broker *b);
+void *micro__broker_state(micro_broker *b);
+
+/* For tests: seed the memory broker's queue-group picks (every seed but 0
+ * gives a fixed sequence). A no-op for other brokers. */
+void micro__broker_memory_seed(micro_broker *b, uint64_t seed);
 
 #endif

@@ -2,7 +2,8 @@
  * Broker "memory": in-process publish/subscribe within one broker object
  * (share the object to connect services in one process). Broadcast
  * subscriptions each get a copy; a queue group gets one copy, delivered to
- * a random member (as Go Micro's memory broker picks one).
+ * a random member (as Go Micro's memory broker picks one). A publish
+ * delivers to all of them or, when a copy cannot be made, to none.
  */
 #include "broker/broker_internal.h"
 
@@ -13,6 +14,8 @@ typedef struct mem {
     micro_sub **subs;
     size_t n, cap;
     bool connected;
+    pthread_mutex_t rng_mu; /* publishers share the lock's read side */
+    micro__rng rng;         /* queue-group picks */
 } mem;
 
 static int
@@ -24,8 +27,27 @@ mem_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     (void) reg;
     (void) opts;
     mem *m = st;
-    pthread_rwlock_init(&m->lock, NULL);
+    if (pthread_rwlock_init(&m->lock, NULL) != 0) {
+        return MICRO_ENOMEM;
+    }
+    if (pthread_mutex_init(&m->rng_mu, NULL) != 0) {
+        pthread_rwlock_destroy(&m->lock);
+        return MICRO_ENOMEM;
+    }
+    micro__rng_seed(&m->rng, 0);
     return 0;
+}
+
+void
+micro__broker_memory_seed(micro_broker *b, uint64_t seed)
+{
+    if (b == NULL || micro__broker_ops(b) != &micro_broker_memory_ops) {
+        return;
+    }
+    mem *m = micro__broker_state(b);
+    pthread_mutex_lock(&m->rng_mu);
+    micro__rng_seed(&m->rng, seed);
+    pthread_mutex_unlock(&m->rng_mu);
 }
 
 static int
@@ -48,37 +70,32 @@ mem_disconnect(void *st)
     return 0;
 }
 
-static int
-give(micro_sub *s, const micro_msg *msg)
-{
-    micro_msg *c = NULL;
-    int rc = micro__msg_copy(msg, &c);
-    if (rc == 0) {
-        rc = micro_broker_deliver(s, &c);
-        micro_msg_free(c); /* NULL when taken; dropped ones are counted */
-    }
-    return rc;
-}
+/* One delivery of a publish: a subscription and its copy. */
+typedef struct target {
+    micro_sub *sub;
+    micro_msg *copy;
+} target;
 
-static int
-mem_publish(void *st, const char *topic, const micro_msg *msg)
+/*
+ * The subscriptions msg goes to: every broadcast one, and one member of
+ * each queue group (a random one, as Go Micro's memory broker picks).
+ * Lock held. Returns how many, up to cap (more are counted, not stored).
+ */
+static size_t
+pick_targets(mem *m, const char *topic, target *t, size_t cap)
 {
-    mem *m = st;
-    int rc = 0;
-    pthread_rwlock_rdlock(&m->lock);
-    if (!m->connected) {
-        pthread_rwlock_unlock(&m->lock);
-        return MICRO_ECLOSED;
-    }
-    for (size_t i = 0; i < m->n && rc != MICRO_ENOMEM; i++) {
+    size_t n = 0;
+    for (size_t i = 0; i < m->n; i++) {
         micro_sub *s = m->subs[i];
         if (strcmp(micro_sub_topic(s), topic) != 0) {
             continue;
         }
         const char *q = micro_sub_queue(s);
         if (q[0] == '\0') {
-            int r = give(s, msg);
-            rc = r == MICRO_ENOMEM ? r : rc;
+            if (n < cap) {
+                t[n].sub = s;
+            }
+            n++;
             continue;
         }
         /* First member of its group: pick one member for the group. */
@@ -95,18 +112,70 @@ mem_publish(void *st, const char *topic, const micro_msg *msg)
         if (seen) {
             continue;
         }
-        uint32_t pick = micro__rand(members);
+        pthread_mutex_lock(&m->rng_mu);
+        uint32_t pick = micro__rng_below(&m->rng, members);
+        pthread_mutex_unlock(&m->rng_mu);
         for (size_t j = i; j < m->n; j++) {
             micro_sub *o = m->subs[j];
             if (strcmp(micro_sub_topic(o), topic) == 0 &&
                 strcmp(micro_sub_queue(o), q) == 0 && pick-- == 0) {
-                int r = give(o, msg);
-                rc = r == MICRO_ENOMEM ? r : rc;
+                if (n < cap) {
+                    t[n].sub = o;
+                }
+                n++;
                 break;
             }
         }
     }
+    return n;
+}
+
+/*
+ * All or nothing: every copy is made before any is delivered, so a
+ * publish that fails for memory delivers nothing (and can be retried
+ * without duplicates). A full subscription queue drops its copy (counted
+ * by micro_broker_deliver); that is not a publish error.
+ */
+static int
+mem_publish(void *st, const char *topic, const micro_msg *msg)
+{
+    mem *m = st;
+    pthread_rwlock_rdlock(&m->lock);
+    if (!m->connected) {
+        pthread_rwlock_unlock(&m->lock);
+        return MICRO_ECLOSED;
+    }
+    target small[16];
+    target *t = small;
+    size_t n = pick_targets(m, topic, small, MICRO_ARRAY_LEN(small));
+    int rc = 0;
+    if (n > MICRO_ARRAY_LEN(small)) {
+        t = micro__calloc(n, sizeof(*t));
+        if (t == NULL) {
+            rc = MICRO_ENOMEM;
+        } else {
+            size_t again = pick_targets(m, topic, t, n);
+            MICRO_ASSERT(again == n); /* the lock is held */
+        }
+    }
+    size_t copied = 0;
+    for (; rc == 0 && copied < n; copied++) {
+        rc = micro__msg_copy(msg, &t[copied].copy);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) {
+            (void) micro_broker_deliver(t[i].sub, &t[i].copy);
+            micro_msg_free(t[i].copy); /* NULL when taken */
+        }
+    } else {
+        for (size_t i = 0; i + 1 < copied; i++) {
+            micro_msg_free(t[i].copy);
+        }
+    }
     pthread_rwlock_unlock(&m->lock);
+    if (t != small) {
+        micro__free(t);
+    }
     return rc;
 }
 
@@ -159,6 +228,7 @@ mem_fini(void *st)
 {
     mem *m = st;
     micro__free(m->subs);
+    pthread_mutex_destroy(&m->rng_mu);
     pthread_rwlock_destroy(&m->lock);
 }
 

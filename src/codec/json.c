@@ -10,22 +10,24 @@ is_ws(uint8_t c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* True if p[0..len) is exactly one JSON value with optional blanks. */
-static bool
+/* 0 if p[0..len) is exactly one JSON value with optional blanks, else
+ * MICRO_ECODEC (or MICRO_ENOMEM when checking ran out of memory). */
+static int
 json_valid(const char *p, size_t len)
 {
     const char *end = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(p, len, &end, 0);
+    int rc = 0;
+    cJSON *v = micro__json_parse(p, len, &end, &rc);
     if (v == NULL) {
-        return false;
+        return rc;
     }
     cJSON_Delete(v);
     for (; end != NULL && end < p + len; end++) {
         if (!is_ws((uint8_t) *end)) {
-            return false;
+            return MICRO_ECODEC;
         }
     }
-    return true;
+    return 0;
 }
 
 static int
@@ -44,8 +46,9 @@ json_read_request(const void *wire, size_t len, micro_codec_info *info,
     if (i == len) {
         return 0; /* empty (or blank) body: an empty payload */
     }
-    if (!json_valid(wire, len)) {
-        return MICRO_ECODEC;
+    int rc = json_valid(wire, len);
+    if (rc != 0) {
+        return rc;
     }
     return micro_buf_append(payload, wire, len);
 }

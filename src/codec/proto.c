@@ -394,12 +394,14 @@ micro_proto_unpack(const struct ProtobufCMessageDescriptor *d,
         return rc;
     }
     static const uint8_t none[1] = {0};
+    micro__alloc_failed_reset();
     ProtobufCMessage *m = protobuf_c_message_unpack(d, &micro__pb_allocator,
         len, len > 0 ? p : none);
     if (m == NULL) {
         /* Validated input fails only on memory or a protobuf-c limit
-         * (e.g. a missing proto2 required field). */
-        return MICRO_ECODEC;
+         * (e.g. a missing proto2 required field); protobuf-c says NULL
+         * for both, our allocator tells them apart. */
+        return micro__alloc_failed() ? MICRO_ENOMEM : MICRO_ECODEC;
     }
     *out = m;
     return 0;

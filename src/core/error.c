@@ -387,8 +387,10 @@ static bool
 parse_json_error(const char *text, size_t len, micro_error *e, bool *oom)
 {
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    int prc = 0;
+    cJSON *root = micro__json_parse(text, len, &end, &prc);
     if (root == NULL) {
+        *oom = prc == MICRO_ENOMEM; /* not "not JSON": no fallback then */
         return false;
     }
     bool ok = true;

@@ -30,6 +30,17 @@ void *micro__realloc(void *p, size_t n);
 void micro__free(void *p);
 char *micro__strdup(const char *s);
 char *micro__strndup(const char *s, size_t n);
+/* Whether an allocation of this thread failed since the last reset: for
+ * telling out-of-memory from bad input where a library reports both as
+ * NULL (cJSON's parsers). */
+void micro__alloc_failed_reset(void);
+bool micro__alloc_failed(void);
+
+/* cJSON_ParseWithLengthOpts (end may be NULL) that tells out-of-memory
+ * from bad input: NULL with *rc MICRO_ENOMEM or MICRO_ECODEC. */
+struct cJSON;
+struct cJSON *micro__json_parse(
+    const char *text, size_t len, const char **end, int *rc);
 
 /* Monotonic clock in milliseconds / nanoseconds. */
 int64_t micro__now_ms(void);
@@ -39,6 +50,21 @@ int64_t micro__now_ns(void);
 void micro__uuid(char out[37]);
 /* Uniform random number in [0, n); thread-safe. n > 0. */
 uint32_t micro__rand(uint32_t n);
+/* For tests: seed the calling thread's micro__rand generator (seed 0:
+ * from getrandom again), so that choices made on this thread repeat. */
+void micro__rand_seed(uint64_t seed);
+
+/* A seedable random source (xorshift128+), for components whose choices
+ * tests must be able to reproduce. Not thread-safe: its owner guards it.
+ * seed 0 seeds from getrandom; any other seed gives the same sequence
+ * every time. */
+typedef struct micro__rng {
+    uint64_t s[2];
+} micro__rng;
+
+void micro__rng_seed(micro__rng *r, uint64_t seed);
+/* Uniform in [0, n) (n > 0). */
+uint32_t micro__rng_below(micro__rng *r, uint32_t n);
 
 /* Go Micro's advertise rule (util/addr Extract) for an unspecified host:
  * the first private IPv4 address of an up non-loopback interface, else any

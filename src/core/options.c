@@ -128,7 +128,9 @@ opt_lookup(const char *name)
 
 /*
  * Go-style duration ("1m30s", "250ms", "1.5h") or a bare number of seconds,
- * rounded to milliseconds. Negative and malformed values are rejected.
+ * rounded to milliseconds. Negative and malformed values are rejected;
+ * values too long for MICRO_DURATION_MAX_MS saturate to it (they used to
+ * overflow where milliseconds are turned into nanoseconds).
  */
 static bool
 parse_ms(const char *s, int64_t *out)
@@ -162,7 +164,13 @@ parse_ms(const char *s, int64_t *out)
         char *end = NULL;
         errno = 0;
         long double v = strtold(s, &end);
-        if (end == s || errno != 0 || v < 0) {
+        if (end == s || v < 0) {
+            return false;
+        }
+        if (errno == ERANGE) {
+            /* Too many digits: huge (saturated below) or tiny (zero). */
+            v = v > 1.0L ? (long double) MICRO_DURATION_MAX_MS * 1e9L : 0.0L;
+        } else if (errno != 0) {
             return false;
         }
         /* strtold also takes hex, exponents, inf and nan: be strict. */
@@ -197,11 +205,23 @@ parse_ms(const char *s, int64_t *out)
         return false;
     }
     long double ms = total / 1e6L + 0.5L;
-    if (ms >= 9.2e18L) {
-        return false;
+    if (!(ms < (long double) MICRO_DURATION_MAX_MS)) {
+        *out = MICRO_DURATION_MAX_MS; /* also for an infinite total */
+        return true;
     }
     *out = (int64_t) ms;
     return true;
+}
+
+int
+micro_parse_duration_ms(const char *text, int64_t *ms)
+{
+    int64_t v = 0;
+    if (ms == NULL || !parse_ms(text, &v)) {
+        return MICRO_EINVAL;
+    }
+    *ms = v;
+    return 0;
 }
 
 static bool
@@ -391,6 +411,9 @@ set_num(micro_options *o, const char *name, micro_opt_type t, int64_t n)
     }
     if (t == MICRO_OPT_MS && n < 0) {
         return bad_value(i, "a negative duration");
+    }
+    if (t == MICRO_OPT_MS && n > MICRO_DURATION_MAX_MS) {
+        n = MICRO_DURATION_MAX_MS;
     }
     o->v[i].n = n;
     o->v[i].src = SRC_SET;

@@ -48,6 +48,30 @@
  * Before that happens the thread asks again (at 80% and 90% of the TTL,
  * as RFC 6762 §5.2 does), because Go responders announce only at start.
  * The cache exists only while someone watches.
+ *
+ * Caps. What peers announce is bounded, since anyone on the link can
+ * announce anything: a TXT payload that inflates beyond CACHE_MAX_TXT is
+ * refused (at inflate time, so it never takes more memory than that); the
+ * cache holds at most CACHE_MAX_NODES nodes (tombstones included),
+ * CACHE_MAX_PER_SERVICE of one service and CACHE_MAX_BYTES in all (each
+ * node costs its struct, its name and twice its record's JSON: the JSON
+ * kept to tell an update from a refresh, and about as much again for the
+ * parsed record); a record's TTL is believed up to CACHE_MAX_TTL seconds.
+ * A lookup collects at most CACHE_MAX_PER_SERVICE nodes. What is refused
+ * or cut is counted and logged at most once per DROP_LOG_MS.
+ *
+ * Answers. All the questions of one query are answered together, each
+ * record once: one message per local instance asked about (PTR, SRV,
+ * A/AAAA and TXT as its questions want them), one per wildcard service,
+ * one for the DNS-SD enumeration and one for the host's addresses (the
+ * last two split to stay under MAX_PACKET). Go's responders, one per node,
+ * answer a query with one message in the same way; instances are not
+ * packed together because Go's querier completes only the instance a
+ * message ends with (§5.6). Questions asking for a unicast reply (QU) are
+ * answered apart with the query's ID, as Go does.
+ *
+ * Locks. The logger is never called with mu, start_mu or send_mu held:
+ * lines are queued (logq) and written once the lock is released.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,7 +105,13 @@
 #define WILDCARD_PORT 9999
 #define SCAN_MS 2000        /* interface re-scan */
 #define DROP_LOG_MS 10000   /* at most one "dropped" log line per this */
-#define MAX_JSON (1 << 20)  /* inflated TXT limit */
+/* Caps on what peers can make us hold (see the top of this file). */
+#define CACHE_MAX_TXT (256 * 1024)  /* inflated TXT JSON of one record */
+#define CACHE_MAX_NODES 4096        /* cached nodes and tombstones */
+#define CACHE_MAX_PER_SERVICE 1024  /* cached nodes of one service */
+#define CACHE_MAX_BYTES (16 << 20)  /* cache bytes in all */
+#define CACHE_MAX_TTL 3600          /* seconds a record's TTL is believed */
+#define MAX_PACKET 9000             /* RFC 6762 §17: our answers' size */
 #define MAX_RRS 1024        /* records looked at per message */
 #define MAX_ENTRIES 256     /* instances tracked per message */
 #define MAX_IFS 64
@@ -122,7 +152,18 @@ typedef struct seen_node {
     int64_t ttl_ms;
     int stage;                  /* refresh queries sent since heard */
     bool gone;                  /* a tombstone after a goodbye */
+    size_t cost;                /* its share of cache_bytes */
 } seen_node;
+
+/* Log lines queued while a lock is held, written after it is released. */
+typedef struct logq {
+    struct {
+        micro_log_level lvl;
+        char text[240];
+    } line[8];
+    size_t n;
+    size_t lost; /* beyond line[] */
+} logq;
 
 typedef struct mdns_state {
     /* Sockets and the thread start on first use (register, get, list,
@@ -162,9 +203,18 @@ typedef struct mdns_state {
 
     micro__watchers watch; /* guarded by mu */
 
+    micro__mdns_limits lim; /* guarded by mu */
+    size_t cache_bytes;     /* guarded by mu: the seen nodes' costs */
+
     atomic_uint_fast64_t n_malformed;
     atomic_uint_fast64_t n_logged;
     atomic_int_fast64_t last_log;
+
+    /* Refused by the caps; logged like malformed packets. */
+    atomic_uint_fast64_t refused_txt, refused_nodes, refused_bytes,
+        ttl_clamped, n_refused, refused_logged;
+    atomic_int_fast64_t refuse_log_ms;
+    _Atomic(const char *) refuse_why; /* the latest reason (static) */
 } mdns_state;
 
 /* A built message waiting to be sent. */
@@ -231,8 +281,95 @@ count_malformed(mdns_state *m, const char *why)
         why);
 }
 
+static void
+logq_add(logq *q, micro_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+logq_add(logq *q, micro_log_level lvl, const char *fmt, ...)
+{
+    if (q == NULL || !micro_log_enabled(lvl)) {
+        return;
+    }
+    if (q->n == MICRO_ARRAY_LEN(q->line)) {
+        q->lost++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->line[q->n].text, sizeof(q->line[q->n].text), fmt, ap);
+    va_end(ap);
+    q->line[q->n].lvl = lvl;
+    q->n++;
+}
+
+/* No lock held. */
+static void
+logq_flush(logq *q)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        micro_log(q->line[i].lvl, COMP, "%s", q->line[i].text);
+    }
+    if (q->lost > 0) {
+        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "(%zu more log lines dropped)",
+            q->lost);
+    }
+    q->n = 0;
+    q->lost = 0;
+}
+
+/* Count something a cap refused (any thread, any lock); why is static.
+ * refuse_log writes the line, rate-limited, and must be called without
+ * a lock. */
+static void
+note_refused(mdns_state *m, atomic_uint_fast64_t *counter, const char *why)
+{
+    atomic_fetch_add(counter, 1);
+    atomic_fetch_add(&m->n_refused, 1);
+    atomic_store(&m->refuse_why, why);
+}
+
+static void
+refuse_log(mdns_state *m)
+{
+    uint64_t total = atomic_load(&m->n_refused);
+    if (total == atomic_load(&m->refused_logged)) {
+        return;
+    }
+    int64_t now = micro__now_ms();
+    int64_t last = atomic_load(&m->refuse_log_ms);
+    if (last != 0 && now - last < DROP_LOG_MS) {
+        return;
+    }
+    if (!atomic_compare_exchange_strong(&m->refuse_log_ms, &last, now)) {
+        return;
+    }
+    uint64_t before = atomic_exchange(&m->refused_logged, total);
+    const char *why = atomic_load(&m->refuse_why);
+    MICRO_LOGF(MICRO_LOG_WARN, COMP,
+        "cache limits: %llu announced record(s) refused or cut (%llu in "
+        "all; latest: %s)",
+        (unsigned long long) (total - before), (unsigned long long) total,
+        why != NULL ? why : "?");
+}
+
 /* ------------------------------------------------------------------ */
 /* TXT payload (§5.5)                                                   */
+
+/* zlib's memory, through our allocator (Z_NULL on failure). */
+static voidpf
+zalloc_hook(voidpf opaque, uInt items, uInt size)
+{
+    (void) opaque;
+    return micro__calloc(items, size);
+}
+
+static void
+zfree_hook(voidpf opaque, voidpf p)
+{
+    (void) opaque;
+    micro__free(p);
+}
 
 void
 micro__mdns_txt_free(char **chunks, size_t n)
@@ -258,11 +395,25 @@ micro__mdns_txt_encode(
     if (z == NULL) {
         return MICRO_ENOMEM;
     }
-    /* Z_DEFAULT_COMPRESSION (6) with the zlib wrapper: "78 9c", as Go. */
-    if (compress2(z, &zlen, (const Bytef *) json, (uLong) len,
-            Z_DEFAULT_COMPRESSION) != Z_OK) {
+    /* Z_DEFAULT_COMPRESSION (6) with the zlib wrapper: "78 9c", as Go.
+     * compress2 with zlib's memory through our allocator. */
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    zs.zalloc = zalloc_hook;
+    zs.zfree = zfree_hook;
+    int zr = deflateInit(&zs, Z_DEFAULT_COMPRESSION);
+    if (zr == Z_OK) {
+        zs.next_in = (Bytef *) (uintptr_t) json;
+        zs.avail_in = (uInt) len;
+        zs.next_out = z;
+        zs.avail_out = (uInt) zlen;
+        zr = deflate(&zs, Z_FINISH);
+        zlen = zs.total_out;
+        deflateEnd(&zs);
+    }
+    if (zr != Z_STREAM_END) {
         micro__free(z);
-        return MICRO_ECODEC;
+        return zr == Z_MEM_ERROR ? MICRO_ENOMEM : MICRO_ECODEC;
     }
     size_t hlen = (size_t) zlen * 2;
     size_t count = (hlen + 254) / 255;
@@ -293,9 +444,11 @@ micro__mdns_txt_encode(
     return 0;
 }
 
-/* hex (as Go's hex.DecodeString: either case, even length) then inflate. */
+/* hex (as Go's hex.DecodeString: either case, even length) then inflate,
+ * at most max bytes (MICRO_EMSGSIZE beyond: inflating stops there). */
 static int
-txt_unpack(const uint8_t *hex, size_t n, char **json, size_t *jlen)
+txt_unpack(
+    const uint8_t *hex, size_t n, size_t max, char **json, size_t *jlen)
 {
     *json = NULL;
     *jlen = 0;
@@ -318,13 +471,15 @@ txt_unpack(const uint8_t *hex, size_t n, char **json, size_t *jlen)
     }
     z_stream zs;
     memset(&zs, 0, sizeof(zs));
+    zs.zalloc = zalloc_hook;
+    zs.zfree = zfree_hook;
     if (inflateInit(&zs) != Z_OK) {
         micro__free(raw);
         return MICRO_ENOMEM;
     }
     size_t cap = rlen * 4 < 4096 ? 4096 : rlen * 4;
-    if (cap > MAX_JSON) {
-        cap = MAX_JSON;
+    if (cap > max) {
+        cap = max;
     }
     char *out = micro__malloc(cap + 1);
     int rc = out != NULL ? 0 : MICRO_ENOMEM;
@@ -333,11 +488,11 @@ txt_unpack(const uint8_t *hex, size_t n, char **json, size_t *jlen)
     zs.avail_in = (uInt) rlen;
     while (rc == 0) {
         if (have == cap) {
-            if (cap >= MAX_JSON) {
-                rc = MICRO_ECODEC; /* a zip bomb, or just too big */
+            if (cap >= max) {
+                rc = MICRO_EMSGSIZE; /* a zip bomb, or just too big */
                 break;
             }
-            cap = cap * 2 > MAX_JSON ? MAX_JSON : cap * 2;
+            cap = cap * 2 > max ? max : cap * 2;
             char *p = micro__realloc(out, cap + 1);
             if (p == NULL) {
                 rc = MICRO_ENOMEM;
@@ -387,7 +542,7 @@ micro__mdns_txt_decode(
         memcpy(hex + off, chunks[i], l);
         off += l;
     }
-    int rc = txt_unpack(hex, total, json, len);
+    int rc = txt_unpack(hex, total, CACHE_MAX_TXT, json, len);
     micro__free(hex);
     return rc;
 }
@@ -399,10 +554,11 @@ static int
 txt_to_service(const char *json, size_t len, micro_registry_service *s)
 {
     memset(s, 0, sizeof(*s));
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    int prc = 0;
+    cJSON *root = micro__json_parse(json, len, NULL, &prc);
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return MICRO_ECODEC;
+        return root == NULL ? prc : MICRO_ECODEC;
     }
     const cJSON *sv = cJSON_GetObjectItem(root, "Service");
     char *svc = NULL;
@@ -807,6 +963,8 @@ send_multicast(
         return;
     }
     struct sockaddr_in group = group_addr();
+    int err4 = 0, err6 = 0; /* logged once send_mu is released */
+    unsigned if4 = 0, if6 = 0;
     pthread_mutex_lock(&m->send_mu);
     for (size_t i = 0; i < n; i++) {
         struct ip_mreqn mr;
@@ -819,8 +977,8 @@ send_multicast(
         }
         if (sendto(fd4, buf, len, 0, (const struct sockaddr *) &group,
                 sizeof(group)) < 0) {
-            MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "multicast on if %u: %s",
-                ifs[i].index, strerror(errno));
+            err4 = errno;
+            if4 = ifs[i].index;
         }
     }
     for (size_t i = 0; i < n6; i++) {
@@ -833,11 +991,19 @@ send_multicast(
         if (sendto(fd6, buf, len, 0, (const struct sockaddr *) &group6,
                 sizeof(group6)) < 0) {
             /* lo without an ff02::fb route: ENETUNREACH. */
-            MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "multicast %s on if %u: %s",
-                MDNS_GROUP6, ifs6[i].index, strerror(errno));
+            err6 = errno;
+            if6 = ifs6[i].index;
         }
     }
     pthread_mutex_unlock(&m->send_mu);
+    if (err4 != 0) {
+        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "multicast on if %u: %s", if4,
+            strerror(err4));
+    }
+    if (err6 != 0) {
+        MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "multicast %s on if %u: %s",
+            MDNS_GROUP6, if6, strerror(err6));
+    }
 }
 
 static void
@@ -880,7 +1046,7 @@ if_allowed(const mdns_state *m, const char *name)
  * with carrier, multicast or loopback, allowed by registry_interfaces),
  * and leave the ones that went. Mutex held. Returns how many were joined. */
 static size_t
-scan_family(mdns_state *m, struct ifaddrs *all, int fam)
+scan_family(mdns_state *m, struct ifaddrs *all, int fam, logq *lq)
 {
     bool v6 = fam == AF_INET6;
     int fd = v6 ? m->sock6 : m->sock4;
@@ -938,11 +1104,11 @@ scan_family(mdns_state *m, struct ifaddrs *all, int fam)
         if (rc != 0 && errno != EADDRINUSE) {
             /* IPv6 is "where available": an interface without it is
              * not worth more than a debug line. */
-            MICRO_LOGF(v6 ? MICRO_LOG_DEBUG : MICRO_LOG_INFO, COMP,
+            logq_add(lq, v6 ? MICRO_LOG_DEBUG : MICRO_LOG_INFO,
                 "join %s on %s: %s", group, a->ifa_name, strerror(errno));
             continue;
         }
-        MICRO_LOGF(m->scanned ? MICRO_LOG_INFO : MICRO_LOG_DEBUG, COMP,
+        logq_add(lq, m->scanned ? MICRO_LOG_INFO : MICRO_LOG_DEBUG,
             "joined %s on %s (index %u)", group, a->ifa_name, idx);
         joined++;
         ifs[*n_ifs].index = idx;
@@ -970,7 +1136,7 @@ scan_family(mdns_state *m, struct ifaddrs *all, int fam)
             (void) setsockopt(
                 fd, IPPROTO_IP, IP_DROP_MEMBERSHIP, &mr, sizeof(mr));
         }
-        MICRO_LOGF(MICRO_LOG_INFO, COMP, "interface %u is down or gone (%s)",
+        logq_add(lq, MICRO_LOG_INFO, "interface %u is down or gone (%s)",
             ifs[i].index, group);
         ifs[i] = ifs[--*n_ifs];
     }
@@ -980,17 +1146,18 @@ scan_family(mdns_state *m, struct ifaddrs *all, int fam)
 /* Join the groups on every usable interface, leave the ones that went.
  * An interface that appears (or gets its carrier back) after the first
  * scan makes our nodes announce themselves again, so peers behind it
- * learn of them without waiting for a re-registration. */
+ * learn of them without waiting for a re-registration. Log lines go to
+ * lq, for the caller to write once no lock is held. */
 static void
-scan_ifaces(mdns_state *m)
+scan_ifaces(mdns_state *m, logq *lq)
 {
     struct ifaddrs *all = NULL;
     if (getifaddrs(&all) != 0) {
         return;
     }
     pthread_mutex_lock(&m->mu);
-    size_t joined = scan_family(m, all, AF_INET);
-    joined += scan_family(m, all, AF_INET6);
+    size_t joined = scan_family(m, all, AF_INET, lq);
+    joined += scan_family(m, all, AF_INET6, lq);
     if (joined > 0 && m->scanned) {
         int64_t now = micro__now_ms();
         for (size_t i = 0; i < m->n_nodes; i++) {
@@ -1258,19 +1425,33 @@ entry_node(const entry *e, const char *suffix, const micro_registry_service *t,
     return rc;
 }
 
-/* Decode a complete entry's TXT; malformed payloads are counted. */
+static size_t
+limit_txt(mdns_state *m)
+{
+    pthread_mutex_lock(&m->mu);
+    size_t max = m->lim.max_txt;
+    pthread_mutex_unlock(&m->mu);
+    return max;
+}
+
+/* Decode a complete entry's TXT (no lock held); malformed payloads are
+ * counted, and so are payloads that inflate beyond the cap. */
 static int
 entry_txt(mdns_state *m, const entry *e, micro_registry_service *t)
 {
     char *json = NULL;
     size_t len = 0;
-    int rc = txt_unpack(e->txt, e->txt_len, &json, &len);
+    int rc = txt_unpack(e->txt, e->txt_len, limit_txt(m), &json, &len);
     if (rc == 0) {
         rc = txt_to_service(json, len, t);
     }
     micro__free(json);
-    if (rc == MICRO_ECODEC && m != NULL) {
+    if (rc == MICRO_ECODEC) {
         count_malformed(m, "undecodable TXT payload");
+    } else if (rc == MICRO_EMSGSIZE) {
+        note_refused(m, &m->refused_txt,
+            "a TXT payload inflates beyond the limit");
+        refuse_log(m);
     }
     return rc;
 }
@@ -1306,8 +1487,70 @@ seen_free(seen_node *s)
 static void
 seen_remove(mdns_state *m, size_t i)
 {
+    m->cache_bytes -= m->seen[i]->cost;
     seen_free(m->seen[i]);
     m->seen[i] = m->seen[--m->n_seen];
+}
+
+/* What a cached node costs against max_bytes: the struct, its name and
+ * its record twice (the JSON, and about as much for the parsed copy). */
+static size_t
+seen_cost(const char *instance, const char *json)
+{
+    return sizeof(seen_node) + strlen(instance) + 1 +
+        (json != NULL ? 2 * (strlen(json) + 1) : 0);
+}
+
+/* Live cached nodes of service name (mutex held). */
+static size_t
+seen_count_service(const mdns_state *m, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_seen; i++) {
+        const seen_node *s = m->seen[i];
+        n += !s->gone && s->rec.name != NULL && strcmp(s->rec.name, name) == 0;
+    }
+    return n;
+}
+
+/* A new entry for instance at the end of the cache (mutex held), or NULL
+ * when out of memory. The caller checked the caps. */
+static seen_node *
+seen_add(mdns_state *m, const char *instance)
+{
+    seen_node *s = micro__calloc(1, sizeof(*s));
+    seen_node **arr = s != NULL
+        ? micro__realloc(m->seen, (m->n_seen + 1) * sizeof(*arr))
+        : NULL;
+    if (arr != NULL) {
+        m->seen = arr;
+    }
+    if (s == NULL || arr == NULL ||
+        (s->instance = micro__strdup(instance)) == NULL) {
+        if (s != NULL) {
+            seen_free(s);
+        }
+        return NULL;
+    }
+    s->cost = seen_cost(instance, NULL);
+    m->cache_bytes += s->cost;
+    m->seen[m->n_seen++] = s;
+    return s;
+}
+
+/* Give s the record rec (taken) and its JSON json (taken), keeping
+ * cache_bytes right. */
+static void
+seen_take(mdns_state *m, seen_node *s, micro_registry_service *rec,
+    char *json, size_t cost)
+{
+    m->cache_bytes = m->cache_bytes - s->cost + cost;
+    s->cost = cost;
+    micro__free(s->json);
+    s->json = json;
+    micro_registry_service_clear(&s->rec);
+    s->rec = *rec;
+    memset(rec, 0, sizeof(*rec));
 }
 
 static seen_node *
@@ -1322,12 +1565,18 @@ seen_find(mdns_state *m, const char *instance)
 }
 
 /* One complete instance heard (mutex held). rec holds one node. ev NULL:
- * learn or refresh the node without reporting anything. */
+ * learn or refresh the node without reporting anything. The caps apply:
+ * a node that would exceed them is not cached (and not reported), counted
+ * and, once the lock is released, logged (refuse_log). */
 static void
 seen_apply(mdns_state *m, const char *instance, micro_registry_service *rec,
     uint32_t ttl, int64_t now, micro__evlist *ev)
 {
     seen_node *s = seen_find(m, instance);
+    if (ttl > m->lim.max_ttl_s) {
+        ttl = m->lim.max_ttl_s;
+        note_refused(m, &m->ttl_clamped, "a record TTL beyond the limit");
+    }
     if (ttl == 0) {
         /* Go's watcher reports delete for every goodbye it hears; we do
          * once (a tombstone absorbs repeats), also for nodes learned
@@ -1337,26 +1586,22 @@ seen_apply(mdns_state *m, const char *instance, micro_registry_service *rec,
         }
         ev_add(ev, MICRO_REGISTRY_DELETE, rec);
         if (s == NULL) {
-            s = micro__calloc(1, sizeof(*s));
+            if (m->n_seen >= m->lim.max_nodes) {
+                /* Reported, not remembered: a repeat reports again. */
+                note_refused(m, &m->refused_nodes,
+                    "the cache holds its most nodes");
+                return;
+            }
+            s = seen_add(m, instance);
             if (s == NULL) {
                 return;
             }
-            seen_node **arr =
-                micro__realloc(m->seen, (m->n_seen + 1) * sizeof(*arr));
-            s->instance = micro__strdup(instance);
-            if (arr == NULL || s->instance == NULL) {
-                if (arr != NULL) {
-                    m->seen = arr;
-                }
-                seen_free(s);
-                return;
-            }
-            m->seen = arr;
-            m->seen[m->n_seen++] = s;
         }
         micro_registry_service_clear(&s->rec);
         micro__free(s->json);
         s->json = NULL;
+        m->cache_bytes = m->cache_bytes - s->cost + seen_cost(instance, NULL);
+        s->cost = seen_cost(instance, NULL);
         s->gone = true;
         s->heard = now;
         s->ttl_ms = TOMBSTONE_MS;
@@ -1366,50 +1611,54 @@ seen_apply(mdns_state *m, const char *instance, micro_registry_service *rec,
     if (micro_registry_service_to_json(rec, &json) < 0) {
         return;
     }
+    size_t cost = seen_cost(instance, json);
     if (s != NULL && !s->gone) {
         s->heard = now;
         s->ttl_ms = (int64_t) ttl * 1000;
         s->stage = 0;
-        if (strcmp(s->json, json) != 0) {
-            ev_add(ev, MICRO_REGISTRY_UPDATE, rec);
-            micro__free(s->json);
-            s->json = json;
-            micro_registry_service_clear(&s->rec);
-            s->rec = *rec;
-            memset(rec, 0, sizeof(*rec));
-        } else {
-            micro__free(json);
-        }
-        return;
-    }
-    if (s == NULL) {
-        s = micro__calloc(1, sizeof(*s));
-        seen_node **arr =
-            s != NULL ? micro__realloc(m->seen, (m->n_seen + 1) * sizeof(*arr))
-                      : NULL;
-        if (arr != NULL) {
-            m->seen = arr;
-        }
-        if (s == NULL || arr == NULL ||
-            (s->instance = micro__strdup(instance)) == NULL) {
-            if (s != NULL) {
-                seen_free(s);
-            }
+        if (strcmp(s->json, json) == 0) {
             micro__free(json);
             return;
         }
-        m->seen[m->n_seen++] = s;
+        if (m->cache_bytes - s->cost + cost > m->lim.max_bytes) {
+            /* Alive, but the new record does not fit: keep the old. */
+            note_refused(m, &m->refused_bytes,
+                "an update beyond the cache's bytes");
+            micro__free(json);
+            return;
+        }
+        ev_add(ev, MICRO_REGISTRY_UPDATE, rec);
+        seen_take(m, s, rec, json, cost);
+        return;
+    }
+    /* New, or back after a goodbye. */
+    if (s == NULL && m->n_seen >= m->lim.max_nodes) {
+        note_refused(m, &m->refused_nodes, "the cache holds its most nodes");
+        micro__free(json);
+        return;
+    }
+    if (seen_count_service(m, rec->name) >= m->lim.max_per_service) {
+        note_refused(m, &m->refused_nodes,
+            "the cache holds its most nodes of one service");
+        micro__free(json);
+        return;
+    }
+    if (m->cache_bytes - (s != NULL ? s->cost : 0) + cost >
+        m->lim.max_bytes) {
+        note_refused(m, &m->refused_bytes, "the cache holds its most bytes");
+        micro__free(json);
+        return;
+    }
+    if (s == NULL && (s = seen_add(m, instance)) == NULL) {
+        micro__free(json);
+        return;
     }
     ev_add(ev, MICRO_REGISTRY_CREATE, rec);
     s->gone = false;
     s->heard = now;
     s->ttl_ms = (int64_t) ttl * 1000;
     s->stage = 0;
-    micro__free(s->json);
-    s->json = json;
-    micro_registry_service_clear(&s->rec);
-    s->rec = *rec;
-    memset(rec, 0, sizeof(*rec));
+    seen_take(m, s, rec, json, cost);
 }
 
 /* A response heard by the thread: Go's mdnsWatcher.Next (§5.8). */
@@ -1465,6 +1714,7 @@ on_response(mdns_state *m, const micro_dns_msg *pkt)
     }
     parsed_clear(&p);
     dispatch(m, &ev);
+    refuse_log(m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1476,105 +1726,208 @@ qtype_is(uint16_t t, uint16_t want)
     return t == want || t == MICRO_DNS_ANY;
 }
 
-/* Build the answers to every question of query (mutex held). */
+/* Record bits a query wants of one local node. */
+enum { WANT_PTR = 1, WANT_SRV = 2, WANT_ADDR = 4, WANT_TXT = 8 };
+
+/* What the questions of one class (QU or not) of a query ask of us. */
+typedef struct want {
+    uint8_t *node;     /* per m->nodes[i]: WANT_* bits */
+    bool any;          /* anything at all */
+    bool wildcard;     /* _services.micro. PTR */
+    bool enumerate;    /* _services._dns-sd._udp.micro. PTR */
+    bool host4, host6; /* the host name's A, AAAA */
+} want;
+
+/* Note what the question name/t asks of us in w (mutex held). */
+static void
+want_question(mdns_state *m, const char *name, uint16_t t, want *w)
+{
+    if (strcasecmp(name, WILDCARD "." MDNS_DOMAIN ".") == 0) {
+        if (qtype_is(t, MICRO_DNS_PTR)) {
+            w->wildcard = w->any = true;
+        }
+        return;
+    }
+    if (strcasecmp(name, "_services._dns-sd._udp." MDNS_DOMAIN ".") == 0) {
+        if (qtype_is(t, MICRO_DNS_PTR)) {
+            w->enumerate = w->any = true;
+        }
+        return;
+    }
+    if (strcasecmp(name, m->host) == 0) {
+        /* Go's responder answers A and AAAA for its host, not ANY. */
+        w->host4 = w->host4 || t == MICRO_DNS_A;
+        w->host6 = w->host6 || t == MICRO_DNS_AAAA;
+        w->any = w->any || w->host4 || w->host6;
+        return;
+    }
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const lnode *n = m->nodes[i];
+        uint8_t bits = 0;
+        if (strcasecmp(name, n->svc_name) == 0) {
+            if (qtype_is(t, MICRO_DNS_PTR)) {
+                bits = WANT_PTR | WANT_SRV | WANT_ADDR | WANT_TXT;
+            }
+        } else if (strcasecmp(name, n->instance) == 0) {
+            bool any = t == MICRO_DNS_ANY;
+            bool srv = any || t == MICRO_DNS_SRV;
+            bool a = srv || (t == MICRO_DNS_A && n->family == AF_INET) ||
+                     (t == MICRO_DNS_AAAA && n->family == AF_INET6);
+            bool txt = any || t == MICRO_DNS_TXT;
+            bits = (uint8_t) ((srv ? WANT_SRV : 0) | (a ? WANT_ADDR : 0) |
+                (txt ? WANT_TXT : 0));
+        }
+        w->node[i] |= bits;
+        w->any = w->any || bits != 0;
+    }
+}
+
+/* Start a response to query; PTR/A records are then added until the next
+ * one might take it over MAX_PACKET, when it is queued and another
+ * begun. */
+typedef struct packer {
+    micro_dns_builder b;
+    const micro_dns_msg *query;
+    uint16_t id;
+    size_t records;
+} packer;
+
+static void
+packer_begin(packer *pk, const micro_dns_msg *query, uint16_t id)
+{
+    pk->query = query;
+    pk->id = id;
+    pk->records = 0;
+    pkt_response(&pk->b, query, id);
+}
+
+/* Room for a record of up to need octets (uncompressed): flush if not. */
+static void
+packer_room(packer *pk, outlist *o, size_t need)
+{
+    if (pk->records > 0 && pk->b.len + need > MAX_PACKET) {
+        out_add(o, &pk->b);
+        packer_begin(pk, pk->query, pk->id);
+    }
+    pk->records++;
+}
+
+static void
+packer_end(packer *pk, outlist *o)
+{
+    if (pk->records > 0) {
+        out_add(o, &pk->b);
+    } else {
+        micro__dns_builder_fini(&pk->b);
+    }
+}
+
+/* The messages that answer what w wants, with ID id (mutex held). */
+static void
+answer_want(mdns_state *m, const micro_dns_msg *query, uint16_t id,
+    const want *w, outlist *o)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        uint8_t bits = w->node[i];
+        if (bits != 0) {
+            const lnode *n = m->nodes[i];
+            build_instance(o, n, m->host, query, id, n->ttl,
+                (bits & WANT_PTR) != 0, (bits & WANT_SRV) != 0,
+                (bits & WANT_ADDR) != 0, (bits & WANT_TXT) != 0);
+        }
+    }
+    if (w->wildcard) {
+        /* An instance each: Go's querier completes one per message. */
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++) {
+                dup = strcmp(m->nodes[j]->rec.name, m->nodes[i]->rec.name) ==
+                    0;
+            }
+            if (!dup) {
+                build_wildcard(o, m->nodes[i]->rec.name, m->host, query, id,
+                    MDNS_TTL);
+            }
+        }
+    }
+    if (w->enumerate && m->n_nodes > 0) {
+        static const char owner[] = "_services._dns-sd._udp." MDNS_DOMAIN ".";
+        packer pk;
+        packer_begin(&pk, query, id);
+        packer_room(&pk, o, sizeof(owner) + 32);
+        add_ptr(&pk.b, owner, WILDCARD "." MDNS_DOMAIN ".", MDNS_TTL);
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++) {
+                dup = strcasecmp(m->nodes[j]->svc_name,
+                          m->nodes[i]->svc_name) == 0;
+            }
+            if (!dup) {
+                packer_room(&pk, o,
+                    sizeof(owner) + strlen(m->nodes[i]->svc_name) + 16);
+                add_ptr(&pk.b, owner, m->nodes[i]->svc_name, MDNS_TTL);
+            }
+        }
+        packer_end(&pk, o);
+    }
+    if (w->host4 || w->host6) {
+        packer pk;
+        packer_begin(&pk, query, id);
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            const lnode *n = m->nodes[i];
+            bool dup = !(n->family == AF_INET ? w->host4 : w->host6);
+            for (size_t j = 0; j < i && !dup; j++) {
+                dup = m->nodes[j]->family == n->family &&
+                      memcmp(m->nodes[j]->ip, n->ip, 16) == 0;
+            }
+            if (!dup) {
+                packer_room(&pk, o, strlen(m->host) + 2 + 10 + 16);
+                add_addr(&pk.b, m->host, n->family, n->ip, n->ttl);
+            }
+        }
+        packer_end(&pk, o);
+    }
+}
+
+/*
+ * Build the answers to query (mutex held): every question is looked at
+ * (up to 16), and what they ask is answered together, each record once
+ * (see the top of this file). The QU bit: Go answers with the query's ID
+ * then, else ID 0; either way the answer goes by unicast to the querier.
+ */
 static void
 answer(mdns_state *m, const micro_dns_msg *query, outlist *o)
 {
     size_t nq = 0;
     const micro_dns_rr *qs = micro__dns_section(query, MICRO_DNS_QUESTION, &nq);
+    uint8_t small[2][32];
+    want w[2];
+    memset(w, 0, sizeof(w));
+    for (int k = 0; k < 2; k++) {
+        w[k].node = m->n_nodes <= sizeof(small[k]) ? small[k]
+                                                   : micro__calloc(
+                                                         m->n_nodes, 1);
+        if (w[k].node == NULL) {
+            if (k == 1 && w[0].node != small[0]) {
+                micro__free(w[0].node);
+            }
+            return; /* no memory: no answer; the querier asks again */
+        }
+        memset(w[k].node, 0, m->n_nodes);
+    }
     for (size_t qi = 0; qi < nq && qi < 16; qi++) {
-        const micro_dns_rr *q = &qs[qi];
         char name[MICRO_DNS_NAME_TEXT_MAX];
-        if (!dname_text(query, q->name, name)) {
-            continue;
+        if (dname_text(query, qs[qi].name, name)) {
+            bool qu = (qs[qi].rclass & MICRO_DNS_CLASS_QU) != 0;
+            want_question(m, name, qs[qi].type, &w[qu]);
         }
-        uint16_t t = q->type;
-        /* The QU bit: Go answers with the query's ID then, else ID 0.
-         * Either way the answer goes by unicast to the querier. */
-        uint16_t id = (q->rclass & MICRO_DNS_CLASS_QU) ? query->id : 0;
-
-        if (strcasecmp(name, WILDCARD "." MDNS_DOMAIN ".") == 0) {
-            if (!qtype_is(t, MICRO_DNS_PTR)) {
-                continue;
-            }
-            for (size_t i = 0; i < m->n_nodes; i++) {
-                bool dup = false;
-                for (size_t j = 0; j < i && !dup; j++) {
-                    dup = strcmp(m->nodes[j]->rec.name,
-                              m->nodes[i]->rec.name) == 0;
-                }
-                if (!dup) {
-                    build_wildcard(o, m->nodes[i]->rec.name, m->host, query,
-                        id, MDNS_TTL);
-                }
-            }
-            continue;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (w[k].any) {
+            answer_want(m, query, k == 1 ? query->id : 0, &w[k], o);
         }
-        if (strcasecmp(name, "_services._dns-sd._udp." MDNS_DOMAIN ".") == 0) {
-            if (!qtype_is(t, MICRO_DNS_PTR) || m->n_nodes == 0) {
-                continue;
-            }
-            micro_dns_builder b;
-            pkt_response(&b, query, id);
-            add_ptr(&b, name, WILDCARD "." MDNS_DOMAIN ".", MDNS_TTL);
-            for (size_t i = 0; i < m->n_nodes; i++) {
-                bool dup = false;
-                for (size_t j = 0; j < i && !dup; j++) {
-                    dup = strcasecmp(m->nodes[j]->svc_name,
-                              m->nodes[i]->svc_name) == 0;
-                }
-                if (!dup) {
-                    add_ptr(&b, name, m->nodes[i]->svc_name, MDNS_TTL);
-                }
-            }
-            out_add(o, &b);
-            continue;
-        }
-        if (strcasecmp(name, m->host) == 0) {
-            if (t != MICRO_DNS_A && t != MICRO_DNS_AAAA) {
-                continue;
-            }
-            int fam = t == MICRO_DNS_A ? AF_INET : AF_INET6;
-            micro_dns_builder b;
-            pkt_response(&b, query, id);
-            size_t added = 0;
-            for (size_t i = 0; i < m->n_nodes; i++) {
-                const lnode *n = m->nodes[i];
-                bool dup = n->family != fam;
-                for (size_t j = 0; j < i && !dup; j++) {
-                    dup = m->nodes[j]->family == fam &&
-                          memcmp(m->nodes[j]->ip, n->ip, 16) == 0;
-                }
-                if (!dup) {
-                    add_addr(&b, m->host, fam, n->ip, n->ttl);
-                    added++;
-                }
-            }
-            if (added > 0) {
-                out_add(o, &b);
-            } else {
-                micro__dns_builder_fini(&b);
-            }
-            continue;
-        }
-        for (size_t i = 0; i < m->n_nodes; i++) {
-            const lnode *n = m->nodes[i];
-            if (strcasecmp(name, n->svc_name) == 0) {
-                if (qtype_is(t, MICRO_DNS_PTR)) {
-                    build_instance(o, n, m->host, query, id, n->ttl, true,
-                        true, true, true);
-                }
-            } else if (strcasecmp(name, n->instance) == 0) {
-                bool any = t == MICRO_DNS_ANY;
-                bool srv = any || t == MICRO_DNS_SRV;
-                bool a = srv || (t == MICRO_DNS_A && n->family == AF_INET) ||
-                         (t == MICRO_DNS_AAAA && n->family == AF_INET6);
-                bool txt = any || t == MICRO_DNS_TXT;
-                if (srv || a || txt) {
-                    build_instance(o, n, m->host, query, id, n->ttl, false,
-                        srv, a, txt);
-                }
-            }
+        if (w[k].node != small[k]) {
+            micro__free(w[k].node);
         }
     }
 }
@@ -1653,6 +2006,63 @@ micro__mdns_malformed(void *st)
     return atomic_load(&m->n_malformed);
 }
 
+void
+micro__mdns_get_limits(void *st, micro__mdns_limits *out)
+{
+    mdns_state *m = st;
+    pthread_mutex_lock(&m->mu);
+    *out = m->lim;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void
+micro__mdns_set_limits(void *st, const micro__mdns_limits *l)
+{
+    mdns_state *m = st;
+    pthread_mutex_lock(&m->mu);
+    if (l->max_txt != 0) {
+        m->lim.max_txt = l->max_txt;
+    }
+    if (l->max_nodes != 0) {
+        m->lim.max_nodes = l->max_nodes;
+    }
+    if (l->max_per_service != 0) {
+        m->lim.max_per_service = l->max_per_service;
+    }
+    if (l->max_bytes != 0) {
+        m->lim.max_bytes = l->max_bytes;
+    }
+    if (l->max_ttl_s != 0) {
+        m->lim.max_ttl_s = l->max_ttl_s;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void
+micro__mdns_get_cache_stats(void *st, micro__mdns_cache_stats *out)
+{
+    mdns_state *m = st;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&m->mu);
+    out->nodes = m->n_seen;
+    out->bytes = m->cache_bytes;
+    for (size_t i = 0; i < m->n_seen; i++) {
+        const seen_node *s = m->seen[i];
+        if (!s->gone && s->rec.name != NULL) {
+            size_t k = seen_count_service(m, s->rec.name);
+            out->max_service = k > out->max_service ? k : out->max_service;
+            if (s->ttl_ms > out->longest_ttl_ms) {
+                out->longest_ttl_ms = s->ttl_ms;
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    out->refused_txt = atomic_load(&m->refused_txt);
+    out->refused_nodes = atomic_load(&m->refused_nodes);
+    out->refused_bytes = atomic_load(&m->refused_bytes);
+    out->ttl_clamped = atomic_load(&m->ttl_clamped);
+}
+
 /* ------------------------------------------------------------------ */
 /* The thread                                                           */
 
@@ -1668,7 +2078,7 @@ build_query(micro_dns_builder *b, const char *name, uint16_t type)
  * the time of the next timer. */
 static int64_t
 run_timers(mdns_state *m, int64_t now, outlist *announce, outlist *queries,
-    micro__evlist *ev)
+    micro__evlist *ev, logq *lq)
 {
     int64_t next = now + 1000;
     pthread_mutex_lock(&m->mu);
@@ -1693,7 +2103,7 @@ run_timers(mdns_state *m, int64_t now, outlist *announce, outlist *queries,
         int64_t expires = s->heard + s->ttl_ms;
         if (expires <= now) {
             if (!s->gone) {
-                MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "%s: TTL ran out",
+                logq_add(lq, MICRO_LOG_DEBUG, "%s: TTL ran out",
                     s->instance);
                 ev_add(ev, MICRO_REGISTRY_DELETE, &s->rec);
             }
@@ -1765,13 +2175,17 @@ mdns_thread(void *arg)
     while (!atomic_load(&m->stop)) {
         int64_t now = micro__now_ms();
         if (now >= next_scan) {
-            scan_ifaces(m);
+            logq lq = { .n = 0 };
+            scan_ifaces(m, &lq);
+            logq_flush(&lq);
             next_scan = now + SCAN_MS;
         }
         outlist ann = { 0 };
         outlist qry = { 0 };
         micro__evlist ev = { 0 };
-        int64_t next = run_timers(m, now, &ann, &qry, &ev);
+        logq lq = { .n = 0 };
+        int64_t next = run_timers(m, now, &ann, &qry, &ev, &lq);
+        logq_flush(&lq);
         send_all_multicast(m, m->sock4, m->sock6, &ann);
         send_all_multicast(m, m->qsock, m->qsock6, &qry);
         out_clear(&ann);
@@ -1944,6 +2358,19 @@ mdns_init(void *st, const micro_options *opts)
     atomic_init(&m->n_malformed, 0);
     atomic_init(&m->n_logged, 0);
     atomic_init(&m->last_log, 0);
+    atomic_init(&m->refused_txt, 0);
+    atomic_init(&m->refused_nodes, 0);
+    atomic_init(&m->refused_bytes, 0);
+    atomic_init(&m->ttl_clamped, 0);
+    atomic_init(&m->n_refused, 0);
+    atomic_init(&m->refused_logged, 0);
+    atomic_init(&m->refuse_log_ms, 0);
+    atomic_init(&m->refuse_why, NULL);
+    m->lim = (micro__mdns_limits){.max_txt = CACHE_MAX_TXT,
+        .max_nodes = CACHE_MAX_NODES,
+        .max_per_service = CACHE_MAX_PER_SERVICE,
+        .max_bytes = CACHE_MAX_BYTES,
+        .max_ttl_s = CACHE_MAX_TTL};
     if (pthread_mutex_init(&m->mu, NULL) != 0) {
         return MICRO_ENOMEM;
     }
@@ -2019,11 +2446,12 @@ mdns_start(mdns_state *m)
         pthread_mutex_unlock(&m->start_mu);
         return m->start_rc;
     }
+    logq lq = { .n = 0 }; /* written once start_mu is released */
     int rc = 0;
     if (m->use4) {
         rc = udp4_socket(MDNS_PORT);
         if (rc < 0) {
-            MICRO_LOGF(MICRO_LOG_ERR, COMP, "bind 0.0.0.0:%d: %s", MDNS_PORT,
+            logq_add(&lq, MICRO_LOG_ERR, "bind 0.0.0.0:%d: %s", MDNS_PORT,
                 micro_strerror(rc));
             goto fail;
         }
@@ -2045,13 +2473,13 @@ mdns_start(mdns_state *m)
         }
         if (rc < 0) {
             if (!m->use4) {
-                MICRO_LOGF(MICRO_LOG_ERR, COMP,
+                logq_add(&lq, MICRO_LOG_ERR,
                     "bind [::]:%d: %s (registry_ipv6 is \"only\")",
                     MDNS_PORT, micro_strerror(rc));
                 goto fail;
             }
             /* "Where available": IPv4 carries on alone. */
-            MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "no IPv6 (%s): IPv4 only",
+            logq_add(&lq, MICRO_LOG_DEBUG, "no IPv6 (%s): IPv4 only",
                 micro_strerror(rc));
             if (m->sock6 >= 0) {
                 close(m->sock6);
@@ -2064,9 +2492,9 @@ mdns_start(mdns_state *m)
         m->wake[0] = m->wake[1] = -1;
         goto fail;
     }
-    scan_ifaces(m);
+    scan_ifaces(m, &lq);
     if (m->n_ifs == 0 && m->n_ifs6 == 0) {
-        MICRO_LOGF(MICRO_LOG_WARN, COMP,
+        logq_add(&lq, MICRO_LOG_WARN,
             "no interface to join %s on yet%s (will keep looking)",
             m->use4 ? MDNS_GROUP : MDNS_GROUP6,
             m->only_ifs ? " among registry_interfaces" : "");
@@ -2076,7 +2504,7 @@ mdns_start(mdns_state *m)
         goto fail;
     }
     m->thread_started = true;
-    MICRO_LOGF(MICRO_LOG_DEBUG, COMP,
+    logq_add(&lq, MICRO_LOG_DEBUG,
         "up: host %s, %zu IPv4 and %zu IPv6 interfaces, timeout %lld ms",
         m->host, m->n_ifs, m->n_ifs6, (long long) m->timeout_ms);
     rc = 0;
@@ -2095,11 +2523,13 @@ fail:
     }
     m->start_rc = rc;
     pthread_mutex_unlock(&m->start_mu);
+    logq_flush(&lq);
     return rc;
 done:
     m->start_rc = 0;
     atomic_store(&m->started, true);
     pthread_mutex_unlock(&m->start_mu);
+    logq_flush(&lq);
     return 0;
 }
 
@@ -2411,6 +2841,8 @@ typedef struct get_ctx {
     char *suffix; /* ".S.micro." */
     micro_registry_service *res;
     size_t n;
+    size_t nodes;     /* in res, over every version */
+    size_t max_nodes; /* max_per_service when the lookup began */
     int rc;
 } get_ctx;
 
@@ -2439,6 +2871,7 @@ seen_learn(mdns_state *m, const entry *e, const micro_registry_service *t,
             seen_apply(m, e->name, &rec, e->ttl, micro__now_ms(), ev);
         }
         pthread_mutex_unlock(&m->mu);
+        refuse_log(m);
         wake_thread(m); /* its refresh timers may be due before the next */
     }
     micro_registry_service_clear(&rec);
@@ -2461,9 +2894,16 @@ get_collect(mdns_state *m, const micro_dns_msg *pkt, void *arg)
             continue;
         }
         micro_node node;
-        if (strcmp(t.name, g->name) == 0 &&
+        if (strcmp(t.name, g->name) == 0 && g->nodes >= g->max_nodes) {
+            note_refused(m, &m->refused_nodes,
+                "a lookup collected its most nodes");
+        } else if (strcmp(t.name, g->name) == 0 &&
             entry_node(e, g->suffix, &t, &node) == 0) {
             g->rc = result_add(&g->res, &g->n, &t, &node);
+            g->nodes = 0;
+            for (size_t k = 0; k < g->n; k++) {
+                g->nodes += g->res[k].n_nodes;
+            }
             seen_learn(m, e, &t, &node, &g->ev);
             micro_node_clear(&node);
         }
@@ -2501,6 +2941,7 @@ mdns_get_service(
     /* Our own nodes first: a service always finds itself, even with no
      * interface to multicast on. */
     pthread_mutex_lock(&m->mu);
+    g.max_nodes = m->lim.max_per_service;
     for (size_t i = 0; i < m->n_nodes && g.rc == 0; i++) {
         const lnode *l = m->nodes[i];
         if (strcmp(l->rec.name, name) == 0) {
@@ -2513,6 +2954,7 @@ mdns_get_service(
         rc = query_collect(m, qname, get_collect, &g);
     }
     dispatch(m, &g.ev); /* no lock held: watchers may take their own */
+    refuse_log(m);
     if (rc == 0) {
         rc = g.rc;
     }
@@ -2638,6 +3080,7 @@ mdns_unwatch(void *st, uint64_t token)
         micro__free(m->seen);
         m->seen = NULL;
         m->n_seen = 0;
+        m->cache_bytes = 0;
     }
     pthread_mutex_unlock(&m->mu);
 }

@@ -403,9 +403,8 @@ mem_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
     return micro__watchers_add(&m->watch, fn, arg, token);
 }
 
-/* After this returns the callback is not running and will not run again,
- * unless unwatch was called from inside one of this registry's callbacks
- * (then only the waiting is skipped). */
+/* After this returns the callback will not start again; from outside
+ * every watch callback it is not running either (watch.c has the rule). */
 static void
 mem_unwatch(void *st, uint64_t token)
 {

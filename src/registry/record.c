@@ -932,9 +932,10 @@ micro_registry_service_from_json(
         return MICRO_EINVAL;
     }
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    int prc = 0;
+    cJSON *root = micro__json_parse(json, len, &end, &prc);
     if (root == NULL) {
-        return MICRO_ECODEC;
+        return prc;
     }
     /* Like json.Unmarshal, allow only white space after the value. */
     for (const char *p = end; p != NULL && p < json + len; p++) {

@@ -64,8 +64,7 @@ typedef struct micro__evlist {
 } micro__evlist;
 
 /* 0, or MICRO_ENOMEM when the condvar cannot be made. comp is borrowed
- * for ws's lifetime and names the registry in logs and in the
- * unwatch-from-a-callback check. */
+ * for ws's lifetime and names the registry in logs. */
 int micro__watchers_init(
     micro__watchers *ws, pthread_mutex_t *mu, const char *comp);
 /* Frees every watcher; none may be running. Does not touch mu. */
@@ -74,9 +73,11 @@ void micro__watchers_fini(micro__watchers *ws);
 int micro__watchers_add(micro__watchers *ws, micro_registry_watch_fn fn,
     void *arg, uint64_t *token);
 /* Called with mu held; may release it while it waits. After this returns
- * the callback is not running and will not run again, unless this was
- * called from inside one of this registry's callbacks (then only the
- * waiting is skipped). An unknown token is ignored. */
+ * the callback will not start again. Called from outside every watch
+ * callback it also waits until no callback of the watcher is running;
+ * called from inside any watch callback (of any registry, on this
+ * thread) it never waits: the callbacks running then finish on their
+ * own. An unknown token is ignored. */
 void micro__watchers_remove(micro__watchers *ws, uint64_t token);
 /* Calls every watcher for every event of l, in order, then empties l.
  * mu must not be held. Returns the number of events no watcher saw

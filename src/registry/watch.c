@@ -4,11 +4,21 @@
  *
  * Each dispatch snapshots the watcher list under the registry's mutex,
  * taking a reference on every watcher, and then calls them without the
- * lock, so a callback may call back into the registry. A watcher's busy
- * count says how many callbacks are running; unwatch marks it removed and
- * waits on idle until none is, so that once it returns the callback never
- * runs again. Waiting from inside a callback would wait for itself, so a
- * thread remembers whose watchers it is calling and skips the wait then.
+ * lock, so a callback may call back into any registry. A watcher's busy
+ * count says how many of its callbacks are running; unwatch marks it
+ * removed (no callback of it starts after that) and, from outside any
+ * watch callback, waits on idle until none is running, so that once it
+ * returns the callback is done for good.
+ *
+ * From inside a watch callback (of any registry: a thread remembers how
+ * deeply it is nested in dispatches) unwatch never waits. Waiting there
+ * could wait for the very callback that is calling, one further out on
+ * the same thread (a callback of registry A causes a dispatch of B, whose
+ * callback unwatches A's watcher), or for a callback on another thread
+ * that is itself waiting in an unwatch for ours. The unwatch then takes
+ * effect as the running callbacks return: none starts any more, and the
+ * reference each dispatch holds keeps the watcher alive until its own
+ * callback is done.
  */
 #include "core/internal.h"
 #include "registry/registry_internal.h"
@@ -22,28 +32,8 @@ struct micro__watcher {
     bool removed;   /* unwatched: never called again */
 };
 
-/* A dispatch running on this thread. The chain is innermost first. */
-typedef struct dispatch_frame {
-    const micro__watchers *ws;
-    const struct dispatch_frame *prev;
-} dispatch_frame;
-
-static _Thread_local const dispatch_frame *tl_dispatching;
-
-/* Whether an unwatch on ws from this thread must not wait. Each registry
- * kind used to keep its own thread-local "registry being dispatched",
- * saved and restored around nested dispatches; the innermost frame of
- * ws's kind is that value, so the answer is the same as it always was. */
-static bool
-dispatching(const micro__watchers *ws)
-{
-    for (const dispatch_frame *f = tl_dispatching; f != NULL; f = f->prev) {
-        if (strcmp(f->ws->comp, ws->comp) == 0) {
-            return f->ws == ws;
-        }
-    }
-    return false;
-}
+/* How many watch callbacks this thread is inside (nested dispatches). */
+static _Thread_local unsigned tl_in_callback;
 
 static void
 watcher_unref(micro__watcher *w)
@@ -117,7 +107,7 @@ micro__watchers_remove(micro__watchers *ws, uint64_t token)
         memmove(&ws->w[i], &ws->w[i + 1], (ws->n - i - 1) * sizeof(*ws->w));
         ws->n--;
         w->removed = true;
-        while (w->busy > 0 && !dispatching(ws)) {
+        while (w->busy > 0 && tl_in_callback == 0) {
             pthread_cond_wait(&ws->idle, ws->mu);
         }
         watcher_unref(w);
@@ -149,8 +139,6 @@ micro__watchers_dispatch(micro__watchers *ws, micro__evlist *l)
     }
     pthread_mutex_unlock(ws->mu);
 
-    dispatch_frame frame = { .ws = ws, .prev = tl_dispatching };
-    tl_dispatching = &frame;
     for (size_t e = 0; e < l->n; e++) {
         for (size_t i = 0; i < nw; i++) {
             micro__watcher *w = snap[i];
@@ -163,7 +151,9 @@ micro__watchers_dispatch(micro__watchers *ws, micro__evlist *l)
             if (!live) {
                 continue;
             }
+            tl_in_callback++;
             w->fn(w->arg, l->ev[e].action, &l->ev[e].svc);
+            tl_in_callback--;
             pthread_mutex_lock(ws->mu);
             if (--w->busy == 0 && w->removed) {
                 pthread_cond_broadcast(&ws->idle);
@@ -171,7 +161,6 @@ micro__watchers_dispatch(micro__watchers *ws, micro__evlist *l)
             pthread_mutex_unlock(ws->mu);
         }
     }
-    tl_dispatching = frame.prev;
 
     pthread_mutex_lock(ws->mu);
     for (size_t i = 0; i < nw; i++) {

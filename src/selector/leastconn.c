@@ -17,9 +17,11 @@ typedef struct lc_state {
 } lc_state;
 
 static size_t
-lc_pick(const micro_node **cands, micro__sel_stat *const *stats, size_t n,
-    atomic_uint_fast64_t *counter, int64_t now)
+lc_pick(micro__selector_core *c, const micro_node **cands,
+    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
+    int64_t now)
 {
+    (void) c;
     (void) cands;
     (void) now;
     uint32_t least = UINT32_MAX;

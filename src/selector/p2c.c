@@ -13,9 +13,24 @@
  * of it being starved forever on an old number.
  * Two random choices rather than the global minimum keep many clients
  * from stampeding onto the same fastest node.
+ *
+ * Costs within P2C_TIE of each other are a tie, broken at random. Exact
+ * comparison starved equally fast nodes: the clock moves in whole
+ * milliseconds, so during one millisecond (hundreds of calls) every cost
+ * is frozen, and equal latencies do not give bit-equal averages (the
+ * first sample sets the average exactly, later ones approach it from
+ * below and stop a few ulps short; a node first sampled after a clock
+ * tick carries a 0.4% decay). The highest of such "equal" costs then lost
+ * every comparison until the clock moved, so a node could get 1 of 3,000
+ * calls. A decay of a few milliseconds, or latencies a few per cent
+ * apart, are not worth a preference; a slow node (2x) or one with a call
+ * in flight (x2) is far outside the band.
  */
 #include "core/internal.h"
 #include "selector/selector_internal.h"
+
+/* Relative difference below which two costs are equal: 1/64, 1.6 %. */
+#define P2C_TIE (1.0 / 64.0)
 
 typedef struct p2c_state {
     micro__selector_core core; /* first: see selector.c core_of */
@@ -37,23 +52,26 @@ cost(const micro__sel_stat *s, int64_t now)
 }
 
 static size_t
-p2c_pick(const micro_node **cands, micro__sel_stat *const *stats, size_t n,
-    atomic_uint_fast64_t *counter, int64_t now)
+p2c_pick(micro__selector_core *c, const micro_node **cands,
+    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
+    int64_t now)
 {
     (void) cands;
     (void) counter;
     if (n == 1) {
         return 0;
     }
-    size_t a = micro__rand((uint32_t) n);
-    size_t b = micro__rand((uint32_t) n - 1);
+    size_t a = micro__selector_rand(c, (uint32_t) n);
+    size_t b = micro__selector_rand(c, (uint32_t) n - 1);
     if (b >= a) {
         b++; /* distinct from a, uniform over the rest */
     }
     double ca = cost(stats[a], now);
     double cb = cost(stats[b], now);
-    if (ca == cb) {
-        return micro__rand(2) ? a : b;
+    double hi = ca > cb ? ca : cb;
+    double lo = ca > cb ? cb : ca;
+    if (hi - lo <= hi * P2C_TIE) {
+        return micro__selector_rand(c, 2) ? a : b;
     }
     return ca < cb ? a : b;
 }

@@ -10,14 +10,15 @@ typedef struct random_state {
 } random_state;
 
 static size_t
-random_pick(const micro_node **cands, micro__sel_stat *const *stats, size_t n,
-    atomic_uint_fast64_t *counter, int64_t now)
+random_pick(micro__selector_core *c, const micro_node **cands,
+    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
+    int64_t now)
 {
     (void) cands;
     (void) stats;
     (void) counter;
     (void) now;
-    return micro__rand((uint32_t) n);
+    return micro__selector_rand(c, (uint32_t) n);
 }
 
 static int

@@ -23,9 +23,11 @@ node_id_cmp(const void *a, const void *b)
 }
 
 static size_t
-rr_pick(const micro_node **cands, micro__sel_stat *const *stats, size_t n,
-    atomic_uint_fast64_t *counter, int64_t now)
+rr_pick(micro__selector_core *c, const micro_node **cands,
+    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
+    int64_t now)
 {
+    (void) c;
     (void) stats;
     (void) now;
     qsort(cands, n, sizeof(*cands), node_id_cmp);

@@ -406,7 +406,21 @@ micro__selector_core_init(micro__selector_core *c, micro_registry *reg,
         return MICRO_ENOMEM;
     }
     atomic_init(&c->watch_tried, false);
+    micro__rng_seed(&c->rng, 0);
+    c->clock = NULL;
     return 0;
+}
+
+int64_t
+micro__selector_now(micro__selector_core *c)
+{
+    return c->clock != NULL ? c->clock(c->clock_arg) : micro__now_ms();
+}
+
+uint32_t
+micro__selector_rand(micro__selector_core *c, uint32_t n)
+{
+    return micro__rng_below(&c->rng, n);
 }
 
 /* Before the first lookup (so that no event of it is missed). */
@@ -527,7 +541,7 @@ pick_from(micro__selector_core *c, micro__sel_entry *e,
     if (cands == NULL) {
         return MICRO_ENOMEM;
     }
-    int64_t now = micro__now_ms();
+    int64_t now = micro__selector_now(c);
     backoff_prune(e, now);
     /* Healthy nodes fill the front; nodes in back-off the back. */
     size_t n_ok = 0;
@@ -578,7 +592,7 @@ pick_from(micro__selector_core *c, micro__sel_entry *e,
             }
         }
         if (rc == 0) {
-            size_t idx = pick(set, stats, n, &e->counter, now);
+            size_t idx = pick(c, set, stats, n, &e->counter, now);
             MICRO_ASSERT(idx < n);
             rc = micro_node_copy(out, set[idx]);
         }
@@ -602,7 +616,7 @@ entry_install(micro__selector_core *c, micro__sel_entry *e,
     e->svcs = svcs;
     e->n = n;
     e->have = n > 0;
-    e->fetched = micro__now_ms();
+    e->fetched = micro__selector_now(c);
     for (size_t i = 0; i < e->n_pend && e->have; i++) {
         if (entry_apply(e, e->pend[i].action, &e->pend[i].svc) < 0) {
             e->pend_lost = true;
@@ -650,7 +664,7 @@ core_select(micro__selector_core *c, const char *service,
     micro__sel_entry *e;
     for (;;) {
         e = entry_find(c, service);
-        int64_t now = micro__now_ms();
+        int64_t now = micro__selector_now(c);
         if (e != NULL && e->have && !e->invalid &&
             now - e->fetched < c->ttl_ms) {
             goto pick; /* fresh */
@@ -719,7 +733,7 @@ core_select(micro__selector_core *c, const char *service,
     if (e != NULL && e->have) {
         /* Serve the last known nodes rather than fail every call, and
          * retry the registry on the next select after a short pause. */
-        int64_t now = micro__now_ms();
+        int64_t now = micro__selector_now(c);
         if (!e->stale) {
             e->stale = true;
             e->stale_since = now;
@@ -762,7 +776,7 @@ static void
 mark_locked(micro__selector_core *c, micro__sel_entry *e, const char *service,
     const char *node_id, int err)
 {
-    int64_t now = micro__now_ms();
+    int64_t now = micro__selector_now(c);
     backoff_prune(e, now);
     size_t i = 0;
     while (i < e->n_bo && strcmp(e->bo[i].id, node_id) != 0) {
@@ -847,7 +861,7 @@ micro__selector_core_end(micro__selector_core *c, const char *service,
         }
         if (st != NULL) {
             double l = (double) latency_us;
-            int64_t now = micro__now_ms();
+            int64_t now = micro__selector_now(c);
             double age = (double) (now - st->sampled_ms);
             if (st->ewma_us > 0.0 && age > 0.0) {
                 /* The decay p2c's cost applies, made permanent. */
@@ -1055,6 +1069,30 @@ micro__selector_set_ttl_ms(micro_selector *s, int64_t ms)
     if (c != NULL) {
         pthread_mutex_lock(&c->mu);
         c->ttl_ms = ms;
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+void
+micro__selector_set_rand(micro_selector *s, uint64_t seed)
+{
+    micro__selector_core *c = core_of(s);
+    if (c != NULL) {
+        pthread_mutex_lock(&c->mu);
+        micro__rng_seed(&c->rng, seed);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+void
+micro__selector_set_clock(
+    micro_selector *s, micro__selector_clock_fn fn, void *arg)
+{
+    micro__selector_core *c = core_of(s);
+    if (c != NULL) {
+        pthread_mutex_lock(&c->mu);
+        c->clock = fn;
+        c->clock_arg = arg;
         pthread_mutex_unlock(&c->mu);
     }
 }

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "cmicro/selector.h"
+#include "core/internal.h"
 
 #define MICRO__SELECTOR_TTL_MS 60000
 #define MICRO__SELECTOR_BACKOFF_MS 5000
@@ -35,21 +36,31 @@ typedef struct micro__selector_counters {
     uint64_t stale_logged;  /* "serving cached nodes" log lines */
 } micro__selector_counters;
 
+typedef struct micro__selector_core micro__selector_core;
+
 /*
  * Chooses one of n (n > 0) candidates. Called with the core's mutex held:
  * it must not block or call into the selector or registry. It may reorder
  * cands (a scratch array of the candidates) when stats is NULL. stats is
  * NULL unless the core's want_stats is set; then stats[i] belongs to
  * cands[i]. counter is the service's own counter, shared by every select
- * of that service. now is micro__now_ms(). Returns an index in [0, n).
+ * of that service. now is the core's clock (micro__selector_now).
+ * Randomness comes from micro__selector_rand(c, ...), so that a test can
+ * seed it. Returns an index in [0, n).
  */
-typedef size_t (*micro__selector_pick_fn)(const micro_node **cands,
-    micro__sel_stat *const *stats, size_t n, atomic_uint_fast64_t *counter,
-    int64_t now);
+typedef size_t (*micro__selector_pick_fn)(micro__selector_core *c,
+    const micro_node **cands, micro__sel_stat *const *stats, size_t n,
+    atomic_uint_fast64_t *counter, int64_t now);
 
-typedef struct micro__selector_core {
+/* A clock in milliseconds (monotonic, or a test's). */
+typedef int64_t (*micro__selector_clock_fn)(void *arg);
+
+struct micro__selector_core {
     micro_registry *reg; /* borrowed */
     pthread_mutex_t mu;  /* guards everything below */
+    micro__rng rng;      /* the strategies' random choices */
+    micro__selector_clock_fn clock; /* NULL: micro__now_ms */
+    void *clock_arg;
     pthread_cond_t done; /* a registry lookup finished */
     micro__sel_entry *entries;
     int64_t ttl_ms;
@@ -64,7 +75,7 @@ typedef struct micro__selector_core {
     uint64_t watch_token;
     micro__selector_counters cnt;
     micro__selector_pick_fn pick; /* the strategy's */
-} micro__selector_core;
+};
 
 int micro__selector_core_init(micro__selector_core *c, micro_registry *reg,
     const micro_options *opts, micro__selector_pick_fn pick);
@@ -83,6 +94,10 @@ void micro__selector_core_begin(
     micro__selector_core *c, const char *service, const char *node_id);
 void micro__selector_core_end(micro__selector_core *c, const char *service,
     const char *node_id, int err, int64_t latency_us);
+/* The core's clock and its random source in [0, n) (mutex held for the
+ * latter; pick functions are called with it held). */
+int64_t micro__selector_now(micro__selector_core *c);
+uint32_t micro__selector_rand(micro__selector_core *c, uint32_t n);
 
 /*
  * select without blocking, for callers on an event loop: the answer of
@@ -111,5 +126,14 @@ int micro__selector_cached_ids(
  * 0.0 when unknown). */
 void micro__selector_node_stat(micro_selector *s, const char *service,
     const char *node_id, uint32_t *inflight, double *ewma_us);
+/* For tests: make a built-in selector's choices reproducible. set_rand
+ * seeds its random source (every seed but 0 gives a fixed sequence; 0
+ * reseeds from getrandom). set_clock replaces the clock that TTLs,
+ * back-off, stale holds and the latency decay read (fn NULL: the
+ * monotonic clock again); fn is called with the selector's mutex held and
+ * must not call into the selector. No-ops for other ops tables. */
+void micro__selector_set_rand(micro_selector *s, uint64_t seed);
+void micro__selector_set_clock(
+    micro_selector *s, micro__selector_clock_fn fn, void *arg);
 
 #endif

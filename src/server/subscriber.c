@@ -13,6 +13,14 @@
  * Broker subscriptions are made by micro_server_start_subscribers (the
  * service calls it after registering) and removed by
  * micro_server_stop_subscribers (before deregistering).
+ *
+ * Threads. Subscribers may be added at any time, also while events are
+ * delivered: the list is append-only (entries live until the server is
+ * freed) and linked through atomic pointers, so the event paths and the
+ * record walk it without a lock while micro_server_subscribe appends.
+ * The broker subscription of each entry (sub, subscribing) and the
+ * active state are guarded by the mutex, which is never held across a
+ * broker call or a handler.
  */
 #include "server/server_internal.h"
 #include "core/msg_internal.h"
@@ -23,6 +31,7 @@
 #define EVENT_WORKERS 4
 
 typedef struct subscriber {
+    /* Immutable once on the list. */
     micro_server *s;
     char *topic;
     char *queue;
@@ -31,7 +40,10 @@ typedef struct subscriber {
     void *arg;
     micro_value *request;
     size_t queue_limit;
-    micro_sub *sub;
+    struct subscriber *_Atomic next; /* the append-only list */
+    /* Guarded by the mutex. */
+    micro_sub *sub;   /* the broker subscription, while active */
+    bool subscribing; /* a broker subscribe for it is in flight */
 } subscriber;
 
 typedef struct swrapper {
@@ -41,12 +53,16 @@ typedef struct swrapper {
 
 struct micro__subs {
     pthread_mutex_t mu;
-    subscriber **list;
-    size_t n;
-    swrapper *wrappers;
+    pthread_cond_t idle;       /* inflight fell to 0 */
+    subscriber *_Atomic head;  /* appended under mu, read without it */
+    subscriber *tail;          /* mu */
+    atomic_size_t n;           /* entries on the list */
+    swrapper *wrappers;        /* set before the server starts */
     size_t n_wrappers;
-    micro_broker *broker;
-    bool active;
+    micro_broker *broker;      /* mu; set while not active */
+    bool active;               /* mu */
+    uint64_t gen;              /* mu: bumped by every start and stop */
+    size_t inflight;           /* mu: broker subscribes in progress */
     micro__pool *pool; /* transport events */
     _Atomic uint64_t events, errors, undecodable, transport_events;
     _Atomic int64_t log_ms;
@@ -58,20 +74,57 @@ struct micro_subscriber_chain {
     const subscriber *sb;
 };
 
+/* The subscribers of s, or NULL; safe from any thread. */
+static struct micro__subs *
+subs_peek(const micro_server *s)
+{
+    return __atomic_load_n(&s->subs, __ATOMIC_ACQUIRE);
+}
+
+static pthread_mutex_t subs_create_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static struct micro__subs *
 subs_get(micro_server *s)
 {
-    /* Created before start (registration and setup are single-threaded,
-     * like micro_server_handle). */
-    if (s->subs == NULL) {
-        struct micro__subs *ss = micro__calloc(1, sizeof(*ss));
-        if (ss == NULL) {
-            return NULL;
-        }
-        pthread_mutex_init(&ss->mu, NULL);
-        s->subs = ss;
+    struct micro__subs *ss = subs_peek(s);
+    if (ss != NULL) {
+        return ss;
     }
-    return s->subs;
+    /* Created on first use, which may race an event arriving over the
+     * transport: published with a release store. */
+    pthread_mutex_lock(&subs_create_mu);
+    ss = subs_peek(s);
+    if (ss == NULL) {
+        ss = micro__calloc(1, sizeof(*ss));
+        if (ss != NULL && pthread_mutex_init(&ss->mu, NULL) != 0) {
+            micro__free(ss);
+            ss = NULL;
+        }
+        if (ss != NULL && pthread_cond_init(&ss->idle, NULL) != 0) {
+            pthread_mutex_destroy(&ss->mu);
+            micro__free(ss);
+            ss = NULL;
+        }
+        if (ss != NULL) {
+            __atomic_store_n(&s->subs, ss, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&subs_create_mu);
+    return ss;
+}
+
+/* The first subscriber and the next one: a snapshot of the list is
+ * whatever these reach; entries appended meanwhile may or may not be. */
+static subscriber *
+list_first(const struct micro__subs *ss)
+{
+    return atomic_load_explicit(&ss->head, memory_order_acquire);
+}
+
+static subscriber *
+list_next(const subscriber *sb)
+{
+    return atomic_load_explicit(&sb->next, memory_order_acquire);
 }
 
 static void
@@ -99,20 +152,23 @@ subscriber_free(subscriber *sb)
 void
 micro__server_subs_free(micro_server *s)
 {
-    struct micro__subs *ss = s->subs;
+    struct micro__subs *ss = subs_peek(s);
     if (ss == NULL) {
         return;
     }
     micro_server_stop_subscribers(s);
     micro__pool_free(ss->pool);
-    for (size_t i = 0; i < ss->n; i++) {
-        subscriber_free(ss->list[i]);
+    subscriber *sb = list_first(ss);
+    while (sb != NULL) {
+        subscriber *next = list_next(sb);
+        subscriber_free(sb);
+        sb = next;
     }
-    micro__free(ss->list);
     micro__free(ss->wrappers);
+    pthread_cond_destroy(&ss->idle);
     pthread_mutex_destroy(&ss->mu);
     micro__free(ss);
-    s->subs = NULL;
+    __atomic_store_n(&s->subs, NULL, __ATOMIC_RELEASE);
 }
 
 const char *
@@ -158,7 +214,7 @@ static int
 decode(micro_server *s, const micro_msg *msg, const char *topic,
     const char **ct_out, micro_buf *payload)
 {
-    struct micro__subs *ss = s->subs;
+    struct micro__subs *ss = subs_peek(s);
     const char *ct = micro_msg_header(msg, "Content-Type");
     if (ct == NULL || ct[0] == '\0') {
         ct = "application/protobuf"; /* Go Micro's server default */
@@ -189,7 +245,7 @@ static int
 run_one(micro_server *s, const subscriber *sb, const micro_msg *msg,
     const char *ct, const micro_buf *payload)
 {
-    struct micro__subs *ss = s->subs;
+    struct micro__subs *ss = subs_peek(s);
     micro_request r = {.s = s,
         .msg = msg,
         .endpoint = sb->topic,
@@ -227,6 +283,51 @@ on_broker_event(micro_event *ev, void *arg)
     return rc;
 }
 
+/*
+ * Subscribe sb to the broker when the subscribers are active and nobody
+ * has (or is getting) a subscription for it. The broker is called without
+ * the mutex; a stop (or stop and start) that happens meanwhile makes the
+ * new subscription stale, and it is removed again here. Stop waits for
+ * calls in flight, so the broker outlives them.
+ */
+static int
+sub_attach(struct micro__subs *ss, subscriber *sb)
+{
+    pthread_mutex_lock(&ss->mu);
+    if (!ss->active || ss->broker == NULL || sb->sub != NULL ||
+        sb->subscribing) {
+        pthread_mutex_unlock(&ss->mu);
+        return 0;
+    }
+    sb->subscribing = true;
+    ss->inflight++;
+    uint64_t gen = ss->gen;
+    micro_broker *b = ss->broker;
+    pthread_mutex_unlock(&ss->mu);
+
+    micro_sub_opts o = {.queue = sb->queue, .queue_limit = sb->queue_limit};
+    micro_sub *sub = NULL;
+    int rc = micro_broker_subscribe(b, sb->topic, &o, on_broker_event, sb,
+        &sub);
+
+    pthread_mutex_lock(&ss->mu);
+    sb->subscribing = false;
+    bool keep = rc == 0 && ss->active && ss->gen == gen;
+    if (keep) {
+        sb->sub = sub;
+    }
+    pthread_mutex_unlock(&ss->mu);
+    if (rc == 0 && !keep) {
+        micro_broker_unsubscribe(b, sub);
+    }
+    pthread_mutex_lock(&ss->mu);
+    if (--ss->inflight == 0) {
+        pthread_cond_broadcast(&ss->idle);
+    }
+    pthread_mutex_unlock(&ss->mu);
+    return rc;
+}
+
 int
 micro_server_subscribe(micro_server *s, const micro_subscriber_desc *d)
 {
@@ -260,30 +361,21 @@ micro_server_subscribe(micro_server *s, const micro_subscriber_desc *d)
             micro_endpoint_clear(&tmp);
         }
     }
-    pthread_mutex_lock(&ss->mu);
-    if (rc == 0) {
-        subscriber **l = micro__realloc(ss->list,
-            (ss->n + 1) * sizeof(*l));
-        if (l == NULL) {
-            rc = MICRO_ENOMEM;
-        } else {
-            ss->list = l;
-            l[ss->n++] = sb;
-        }
-    }
-    bool subscribe_now = rc == 0 && ss->active && ss->broker != NULL;
-    pthread_mutex_unlock(&ss->mu);
     if (rc != 0) {
         subscriber_free(sb);
         return rc;
     }
-    if (subscribe_now) {
-        micro_sub_opts o = {.queue = sb->queue,
-            .queue_limit = sb->queue_limit};
-        rc = micro_broker_subscribe(ss->broker, sb->topic, &o,
-            on_broker_event, sb, &sb->sub);
+    atomic_init(&sb->next, NULL);
+    pthread_mutex_lock(&ss->mu);
+    if (ss->tail == NULL) {
+        atomic_store_explicit(&ss->head, sb, memory_order_release);
+    } else {
+        atomic_store_explicit(&ss->tail->next, sb, memory_order_release);
     }
-    return rc;
+    ss->tail = sb;
+    atomic_fetch_add(&ss->n, 1);
+    pthread_mutex_unlock(&ss->mu);
+    return sub_attach(ss, sb);
 }
 
 int
@@ -331,7 +423,14 @@ micro_server_set_broker(micro_server *s, micro_broker *b)
 micro_broker *
 micro_server_broker(const micro_server *s)
 {
-    return s->subs != NULL ? s->subs->broker : NULL;
+    struct micro__subs *ss = subs_peek(s);
+    if (ss == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&ss->mu);
+    micro_broker *b = ss->broker;
+    pthread_mutex_unlock(&ss->mu);
+    return b;
 }
 
 int
@@ -350,16 +449,12 @@ micro_server_start_subscribers(micro_server *s)
         return 0;
     }
     ss->active = true;
-    micro_broker *b = ss->broker;
-    size_t n = ss->n;
+    ss->gen++;
     pthread_mutex_unlock(&ss->mu);
     int rc = 0;
-    for (size_t i = 0; b != NULL && i < n && rc == 0; i++) {
-        subscriber *sb = ss->list[i];
-        micro_sub_opts o = {.queue = sb->queue,
-            .queue_limit = sb->queue_limit};
-        rc = micro_broker_subscribe(b, sb->topic, &o, on_broker_event, sb,
-            &sb->sub);
+    for (subscriber *sb = list_first(ss); sb != NULL && rc == 0;
+         sb = list_next(sb)) {
+        rc = sub_attach(ss, sb);
     }
     if (rc != 0) {
         micro_server_stop_subscribers(s);
@@ -370,21 +465,31 @@ micro_server_start_subscribers(micro_server *s)
 void
 micro_server_stop_subscribers(micro_server *s)
 {
-    struct micro__subs *ss = s != NULL ? s->subs : NULL;
+    struct micro__subs *ss = s != NULL ? subs_peek(s) : NULL;
     if (ss == NULL) {
         return;
     }
     pthread_mutex_lock(&ss->mu);
     ss->active = false;
-    size_t n = ss->n;
+    ss->gen++;
+    micro_broker *b = ss->broker;
     pthread_mutex_unlock(&ss->mu);
-    for (size_t i = 0; i < n; i++) {
-        subscriber *sb = ss->list[i];
-        if (sb->sub != NULL) {
-            micro_broker_unsubscribe(ss->broker, sb->sub);
-            sb->sub = NULL;
+    for (subscriber *sb = list_first(ss); sb != NULL; sb = list_next(sb)) {
+        pthread_mutex_lock(&ss->mu);
+        micro_sub *sub = sb->sub;
+        sb->sub = NULL;
+        pthread_mutex_unlock(&ss->mu);
+        if (sub != NULL) {
+            micro_broker_unsubscribe(b, sub);
         }
     }
+    /* Subscribes in flight see the stop and undo themselves; wait for
+     * them, so the broker is not used after this returns. */
+    pthread_mutex_lock(&ss->mu);
+    while (ss->inflight > 0) {
+        pthread_cond_wait(&ss->idle, &ss->mu);
+    }
+    pthread_mutex_unlock(&ss->mu);
 }
 
 void
@@ -392,7 +497,7 @@ micro_server_get_subscriber_stats(micro_server *s,
     micro_subscriber_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    struct micro__subs *ss = s != NULL ? s->subs : NULL;
+    struct micro__subs *ss = s != NULL ? subs_peek(s) : NULL;
     if (ss == NULL) {
         return;
     }
@@ -445,7 +550,7 @@ tevent_run(micro__task *task)
 {
     tevent *t = (tevent *) task;
     micro_server *s = t->s;
-    struct micro__subs *ss = s->subs;
+    struct micro__subs *ss = subs_peek(s);
     const char *topic = micro_msg_header(t->msg, "Micro-Topic");
     if (topic == NULL || topic[0] == '\0') {
         topic = micro_msg_header(t->msg, "X-Micro-Topic");
@@ -463,8 +568,8 @@ tevent_run(micro__task *task)
     }
     /* Every subscriber of the topic runs, as Go Micro's router does for
      * an event that arrives over the transport. */
-    for (size_t i = 0; i < ss->n; i++) {
-        const subscriber *sb = ss->list[i];
+    for (const subscriber *sb = list_first(ss); sb != NULL;
+         sb = list_next(sb)) {
         if (strcmp(sb->topic, topic) != 0) {
             continue;
         }
@@ -504,8 +609,8 @@ micro__server_event(micro_server *s, micro__reply *r, micro_msg *msg)
     t->r = r;
     t->msg = msg;
     t->task.fn = tevent_run;
-    struct micro__subs *ss = s->subs;
-    if (ss == NULL || ss->n == 0) {
+    struct micro__subs *ss = subs_peek(s);
+    if (ss == NULL || atomic_load(&ss->n) == 0) {
         tevent_fail(t, 404, "this server has no subscribers");
         return;
     }
@@ -527,23 +632,31 @@ micro__server_event(micro_server *s, micro__reply *r, micro_msg *msg)
 int
 micro__server_subs_record(const micro_server *s, micro_registry_service *out)
 {
-    const struct micro__subs *ss = s->subs;
-    if (ss == NULL || ss->n == 0) {
+    const struct micro__subs *ss = subs_peek(s);
+    size_t n = ss != NULL ? atomic_load(&ss->n) : 0;
+    if (n == 0) {
         return 0;
     }
     micro_endpoint *e = micro__realloc(out->endpoints,
-        (out->n_endpoints + ss->n) * sizeof(*e));
+        (out->n_endpoints + n) * sizeof(*e));
     if (e == NULL) {
         return MICRO_ENOMEM;
     }
     out->endpoints = e;
-    /* Go Micro lists subscribers after the handlers, by topic descending. */
-    subscriber **order = micro__malloc(ss->n * sizeof(*order));
+    /* Go Micro lists subscribers after the handlers, by topic descending.
+     * The first n entries: those appended since n was read wait for the
+     * next record. */
+    subscriber **order = micro__malloc(n * sizeof(*order));
     if (order == NULL) {
         return MICRO_ENOMEM;
     }
-    memcpy(order, ss->list, ss->n * sizeof(*order));
-    for (size_t i = 1; i < ss->n; i++) {
+    size_t k = 0;
+    for (subscriber *sb = list_first(ss); sb != NULL && k < n;
+         sb = list_next(sb)) {
+        order[k++] = sb;
+    }
+    n = k;
+    for (size_t i = 1; i < n; i++) {
         for (size_t j = i; j > 0 && strcmp(order[j - 1]->topic,
                                         order[j]->topic) < 0;
              j--) {
@@ -553,7 +666,7 @@ micro__server_subs_record(const micro_server *s, micro_registry_service *out)
         }
     }
     int rc = 0;
-    for (size_t i = 0; i < ss->n && rc == 0; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
         micro_endpoint src = {.name = order[i]->name,
             .request = order[i]->request};
         micro_endpoint *dst = &out->endpoints[out->n_endpoints];

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "bt.h"
+#include "broker/broker_internal.h"
+#include "support/support.h"
 
 static void
 test_envelope(void **state)
@@ -179,6 +181,9 @@ test_memory_broadcast_and_queue(void **state)
     assert_int_equal(micro_broker_new(&b, &micro_broker_memory_ops, NULL,
                          NULL, NULL),
         0);
+    /* Queue members are picked at random: seeded, the split is the same
+     * on every run. */
+    micro__broker_memory_seed(b, 1);
     assert_int_equal(micro_broker_connect(b), 0);
     micro_broker *subs[3] = {b, b, b};
     broadcast(b, subs, "news", 5000);
@@ -281,6 +286,9 @@ test_http_broadcast_and_queue(void **state)
     /* Nobody subscribed: the publisher is told. */
     assert_int_equal(bt_publish_i(pub, "none", 1), MICRO_ENOSERVICE);
     broadcast(pub, subs, "news", 1000);
+    /* The http broker picks a queue member with micro__rand on the
+     * publishing thread: seeded, the split repeats. */
+    micro__rand_seed(2);
     queue_split(pub, subs, "jobs", 3000);
 
     /* The registry holds Go Micro's record shape while subscribed. */
@@ -338,7 +346,7 @@ raw_http(const char *addr, const char *req, char *out, size_t cap)
     char *colon = strrchr(host, ':');
     *colon = '\0';
     struct sockaddr_in sa = {.sin_family = AF_INET,
-        .sin_port = htons((uint16_t) atoi(colon + 1))};
+        .sin_port = htons((uint16_t) strtol(colon + 1, NULL, 10))};
     inet_pton(AF_INET, host, &sa.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
@@ -392,6 +400,290 @@ test_http_bad_input(void **state)
     micro_registry_free(reg);
 }
 
+/* --- re-entry: handlers and loggers that call back into the broker -- */
+
+/* A one-shot latch with a bounded wait, so that a bug shows as a failed
+ * assertion (or the watchdog) rather than a hang. */
+typedef struct latch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool set;
+} latch;
+
+#define LATCH_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false}
+
+static void
+latch_set(latch *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->set = true;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static bool
+latch_wait(latch *l, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long) (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->mu);
+    while (!l->set) {
+        if (pthread_cond_timedwait(&l->cv, &l->mu, &ts) != 0) {
+            break;
+        }
+    }
+    bool set = l->set;
+    pthread_mutex_unlock(&l->mu);
+    return set;
+}
+
+/* The memory broker, with an unsubscribe slot that says when teardown
+ * has reached the implementation. */
+static latch teardown_started = LATCH_INIT;
+
+static int
+hooked_unsubscribe(void *st, micro_sub *sub)
+{
+    int rc = micro_broker_memory_ops.unsubscribe(st, sub);
+    latch_set(&teardown_started);
+    return rc;
+}
+
+typedef struct reenter {
+    micro_broker *b;
+    micro_sub *self;
+    micro_sub *other;
+    latch entered;
+    bt_counter c;
+    int sub_rc, unsub_other_rc, unsub_self_rc;
+    bool waited;
+} reenter;
+
+/* Runs while the broker is being freed: subscribes, unsubscribes another
+ * subscription and its own. Each used to wait for the broker's mutex,
+ * which the freeing thread held while joining this one. */
+static int
+reenter_handler(micro_event *ev, void *arg)
+{
+    (void) ev;
+    reenter *r = arg;
+    latch_set(&r->entered);
+    r->waited = latch_wait(&teardown_started, 20000);
+    micro_sub *extra = NULL;
+    r->sub_rc = micro_broker_subscribe(r->b, "late", NULL, bt_handler, &r->c,
+        &extra);
+    r->unsub_other_rc = micro_broker_unsubscribe(r->b, r->other);
+    r->unsub_self_rc = micro_broker_unsubscribe(r->b, r->self);
+    return 0;
+}
+
+static void
+test_handler_reenters_during_free(void **state)
+{
+    (void) state;
+    t_watchdog(60, "test_handler_reenters_during_free");
+    micro_broker_ops ops = micro_broker_memory_ops;
+    ops.unsubscribe = hooked_unsubscribe;
+    static reenter r = {.entered = LATCH_INIT};
+    assert_int_equal(micro_broker_new(&r.b, &ops, NULL, NULL, NULL), 0);
+    bt_counter other = {0};
+    assert_int_equal(micro_broker_subscribe(r.b, "o", NULL, bt_handler,
+                         &other, &r.other),
+        0);
+    assert_int_equal(micro_broker_subscribe(r.b, "t", NULL, reenter_handler,
+                         &r, &r.self),
+        0);
+    assert_int_equal(bt_publish_i(r.b, "t", 1), 0);
+    assert_true(latch_wait(&r.entered, 20000));
+    /* The handler now waits for the teardown, then calls in. */
+    micro_broker_free(r.b);
+    assert_true(r.waited);
+    assert_int_equal(r.sub_rc, MICRO_ECLOSED);
+    assert_int_equal(r.unsub_other_rc, MICRO_ENOENT);
+    assert_int_equal(r.unsub_self_rc, MICRO_ENOENT);
+    t_watchdog(0, NULL);
+}
+
+typedef struct selfunsub {
+    micro_broker *b;
+    micro_sub *self;
+    latch published;   /* every message is queued */
+    latch unsubscribed;
+    latch release;     /* the handler may return */
+    atomic_long calls;
+    int rc;
+} selfunsub;
+
+static int
+selfunsub_handler(micro_event *ev, void *arg)
+{
+    (void) ev;
+    selfunsub *u = arg;
+    atomic_fetch_add(&u->calls, 1);
+    latch_wait(&u->published, 20000);
+    u->rc = micro_broker_unsubscribe(u->b, u->self);
+    latch_set(&u->unsubscribed);
+    latch_wait(&u->release, 20000);
+    return 0;
+}
+
+static atomic_bool freed;
+
+static void *
+free_broker(void *arg)
+{
+    micro_broker_free(arg);
+    atomic_store(&freed, true);
+    return NULL;
+}
+
+/* A handler unsubscribes its own subscription: allowed; it takes effect
+ * when the handler returns (no further delivery, the queue is dropped and
+ * counted), and a free meanwhile waits for that handler. */
+static void
+test_unsubscribe_from_own_handler(void **state)
+{
+    (void) state;
+    t_watchdog(60, "test_unsubscribe_from_own_handler");
+    static selfunsub u = {.published = LATCH_INIT,
+        .unsubscribed = LATCH_INIT,
+        .release = LATCH_INIT};
+    assert_int_equal(micro_broker_new(&u.b, &micro_broker_memory_ops, NULL,
+                         NULL, NULL),
+        0);
+    assert_int_equal(micro_broker_subscribe(u.b, "t", NULL,
+                         selfunsub_handler, &u, &u.self),
+        0);
+    for (long i = 0; i < 10; i++) {
+        assert_int_equal(bt_publish_i(u.b, "t", i), 0);
+    }
+    latch_set(&u.published);
+    assert_true(latch_wait(&u.unsubscribed, 20000));
+    assert_int_equal(u.rc, 0);
+    /* Gone from the broker at once: a publish reaches nobody. */
+    assert_int_equal(bt_publish_i(u.b, "t", 10), 0);
+    pthread_t t;
+    atomic_store(&freed, false);
+    assert_int_equal(pthread_create(&t, NULL, free_broker, u.b), 0);
+    /* The free cannot finish while the handler runs. */
+    bt_sleep_ms(100);
+    assert_false(atomic_load(&freed));
+    micro_broker_stats st;
+    micro_broker_get_stats(u.b, &st);
+    assert_int_equal(st.received, 10);
+    latch_set(&u.release);
+    pthread_join(t, NULL);
+    assert_true(atomic_load(&freed));
+    assert_int_equal(atomic_load(&u.calls), 1);
+    t_watchdog(0, NULL);
+}
+
+/* A logger that takes the subscription's and the broker's locks: the
+ * broker used to call it with the subscription's mutex held. */
+typedef struct relog {
+    micro_broker *b;
+    micro_sub *s;
+    atomic_long drops_logged, errors_logged;
+    atomic_int connect_rc;
+    latch release;
+} relog;
+
+static relog *relog_target;
+
+static void
+relog_logger(void *arg, micro_log_level lvl, const char *comp,
+    const char *msg)
+{
+    (void) arg;
+    (void) lvl;
+    relog *r = relog_target;
+    if (r == NULL || strcmp(comp, "broker") != 0) {
+        return;
+    }
+    micro_sub_stats st;
+    micro_sub_get_stats(r->s, &st);
+    micro_broker_stats bs;
+    micro_broker_get_stats(r->b, &bs);
+    int rc = micro_broker_connect(r->b);
+    if (rc != 0) {
+        atomic_store(&r->connect_rc, rc);
+    }
+    if (strstr(msg, "dropped") != NULL) {
+        atomic_fetch_add(&r->drops_logged, 1);
+    }
+    if (strstr(msg, "returned an error") != NULL) {
+        atomic_fetch_add(&r->errors_logged, 1);
+    }
+}
+
+static int
+relog_handler(micro_event *ev, void *arg)
+{
+    (void) ev;
+    relog *r = arg;
+    latch_wait(&r->release, 20000);
+    return MICRO_EIO;
+}
+
+static void
+test_logger_reenters(void **state)
+{
+    (void) state;
+    t_watchdog(60, "test_logger_reenters");
+    static relog r = {.release = LATCH_INIT};
+    assert_int_equal(micro_broker_new(&r.b, &micro_broker_memory_ops, NULL,
+                         NULL, NULL),
+        0);
+    micro_sub_opts one = {.queue_limit = 1};
+    assert_int_equal(micro_broker_subscribe(r.b, "t", &one, relog_handler, &r,
+                         &r.s),
+        0);
+    relog_target = &r;
+    micro_log_set_level(MICRO_LOG_WARN);
+    micro_log_set_logger(relog_logger, NULL);
+    /* One in the handler (waiting), one queued, the rest dropped. */
+    assert_int_equal(bt_publish_i(r.b, "t", 0), 0);
+    micro_sub_stats st;
+    for (int i = 0; i < 2000; i++) {
+        micro_sub_get_stats(r.s, &st);
+        if (st.pending == 0 && st.received == 1) {
+            break;
+        }
+        bt_sleep_ms(5);
+    }
+    assert_int_equal(st.pending, 0); /* the handler has it */
+    for (long i = 1; i < 5; i++) {
+        int rc = bt_publish_i(r.b, "t", i);
+        assert_true(rc == 0);
+    }
+    micro_sub_get_stats(r.s, &st);
+    assert_int_equal(st.received, 5);
+    assert_int_equal(st.dropped, 3);
+    latch_set(&r.release);
+    for (int i = 0; i < 2000; i++) {
+        micro_sub_get_stats(r.s, &st);
+        if (st.delivered == 2 && atomic_load(&r.drops_logged) > 0 &&
+            atomic_load(&r.errors_logged) > 0) {
+            break;
+        }
+        bt_sleep_ms(5);
+    }
+    assert_int_equal(st.delivered, 2);
+    assert_true(atomic_load(&r.drops_logged) > 0);
+    assert_true(atomic_load(&r.errors_logged) > 0);
+    assert_int_equal(atomic_load(&r.connect_rc), 0);
+    micro_broker_free(r.b);
+    micro_log_set_logger(NULL, NULL);
+    relog_target = NULL;
+    t_watchdog(0, NULL);
+}
+
 int
 main(void)
 {
@@ -403,6 +695,9 @@ main(void)
         cmocka_unit_test(test_memory_failing_subscriber),
         cmocka_unit_test(test_http_broadcast_and_queue),
         cmocka_unit_test(test_http_bad_input),
+        cmocka_unit_test(test_handler_reenters_during_free),
+        cmocka_unit_test(test_unsubscribe_from_own_handler),
+        cmocka_unit_test(test_logger_reenters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

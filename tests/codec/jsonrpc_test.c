@@ -293,10 +293,118 @@ test_malformed(void **state)
     micro_buf_clear(&p);
 }
 
+/* A member named twice (or in two spellings) is read as Go's
+ * encoding/json reads it into Go Micro's envelope: keys unescaped and
+ * case-folded, the last occurrence wins, and the value that was checked is
+ * the value that is used. */
+static void
+test_duplicate_keys(void **state)
+{
+    (void) state;
+    micro_codec_info r = {0};
+    micro_buf p = {0};
+
+    /* The escaped spelling is the same key: the last one wins, and it is
+     * both checked and answered from. */
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"p\\u0061rams\":[{\"evil\":"
+                              "1}],\"params\":[{\"good\":1}]}",
+                         &r, &p),
+        0);
+    expect_buf(&p, "{\"good\":1}");
+    micro_codec_info_clear(&r);
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"params\":[{\"good\":1}],"
+                              "\"p\\u0061rams\":[{\"evil\":1}]}",
+                         &r, &p),
+        0);
+    expect_buf(&p, "{\"evil\":1}");
+    micro_codec_info_clear(&r);
+    /* Checked on the one that is used: an array first, then not. */
+    assert_int_equal(
+        read_req("{\"method\":\"A.B\",\"p\\u0061rams\":[1],\"params\":5}", &r,
+            &p),
+        MICRO_ECODEC);
+    assert_int_equal(p.len, 0);
+    assert_int_equal(
+        read_req("{\"method\":\"A.B\",\"params\":5,\"p\\u0061rams\":[1]}", &r,
+            &p),
+        0);
+    expect_buf(&p, "1");
+    micro_codec_info_clear(&r);
+
+    /* Case-insensitive, last wins, for each member. */
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"METHOD\":\"C.D\",\"Params\""
+                              ":[1],\"params\":[2],\"id\":1,\"ID\":\"x\"}",
+                         &r, &p),
+        0);
+    assert_string_equal(r.endpoint, "C.D");
+    assert_string_equal(r.id, "x");
+    expect_buf(&p, "2");
+    micro_codec_info_clear(&r);
+    /* Go's folding: U+017F (long s) is 's', escaped or raw UTF-8. */
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"params\":[1],"
+                              "\"param\\u017f\":[7]}",
+                         &r, &p),
+        0);
+    expect_buf(&p, "7");
+    micro_codec_info_clear(&r);
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"params\":[1],"
+                              "\"param\xc5\xbf\":[8]}",
+                         &r, &p),
+        0);
+    expect_buf(&p, "8");
+    micro_codec_info_clear(&r);
+    /* A key that differs once unescaped is another key. */
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"params\":[1],"
+                              "\"params\\u0000\":[2],\"par\\u0131ms\":[3]}",
+                         &r, &p),
+        0);
+    expect_buf(&p, "1");
+    micro_codec_info_clear(&r);
+
+    /* null into a Go string changes nothing; into the raw params it
+     * clears them. */
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"params\":[1],"
+                              "\"method\":null,\"params\":null}",
+                         &r, &p),
+        0);
+    assert_string_equal(r.endpoint, "A.B");
+    assert_int_equal(p.len, 0);
+    micro_codec_info_clear(&r);
+    /* A method of the wrong type anywhere fails the request, as Go's
+     * decoder does, even when a later one is a string. */
+    assert_int_equal(read_req("{\"method\":5,\"method\":\"A.B\"}", &r, &p),
+        MICRO_ECODEC);
+    assert_int_equal(read_req("{\"method\":\"A.B\",\"Method\":[\"x\"]}", &r,
+                         &p),
+        MICRO_ECODEC);
+
+    /* Responses: the same rules. */
+    assert_int_equal(read_rsp("{\"id\":1,\"result\":\"a\",\"RESULT\":\"b\","
+                              "\"error\":null}",
+                         &r, &p),
+        0);
+    expect_buf(&p, "\"b\"");
+    micro_codec_info_clear(&r);
+    assert_int_equal(read_rsp("{\"id\":1,\"result\":\"a\",\"error\":\"bad\","
+                              "\"\\u0065rror\":null}",
+                         &r, &p),
+        0);
+    assert_null(r.error);
+    expect_buf(&p, "\"a\"");
+    micro_codec_info_clear(&r);
+    assert_int_equal(read_rsp("{\"id\":1,\"error\":null,\"Error\":\"bad\"}",
+                         &r, &p),
+        0);
+    assert_string_equal(r.error, "bad");
+    micro_codec_info_clear(&r);
+    micro_buf_clear(&p);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_error_response),
         cmocka_unit_test(test_empty_and_null),

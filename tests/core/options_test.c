@@ -129,12 +129,81 @@ test_durations(void **state)
     expect_ms(o, "2000000ns", 2);
     static const char *const bad[] = {"-1", "-5s", "", "s", "5x", "5 s",
         "1e3s", "0x10s", "inf", "nan", "1m30", " 5s", "5s ", "--1",
-        "99999999999999999999h"};
+        "1e13", "1e400h"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(
             micro_options_set_str(o, "register_ttl", bad[i]), MICRO_EBADTYPE);
     }
     assert_int_equal(micro_options_get_ms(o, "register_ttl"), 2);
+    /* Durations too long for an int64 of nanoseconds saturate (they used
+     * to overflow where the client turns the timeout into ns). */
+    expect_ms(o, "99999999999999999999h", MICRO_DURATION_MAX_MS);
+}
+
+/* The longest duration, and everything beyond it, as text and as a
+ * number; micro_parse_duration_ms agrees with the options. */
+static void
+test_duration_saturates(void **state)
+{
+    micro_options *o = *state;
+    /* INT64_MAX / 1e6 - 1: its ns plus a receiver's rounding up to ms
+     * still fit an int64. */
+    assert_true(MICRO_DURATION_MAX_MS * 1000000 + 999999 <= INT64_MAX);
+    assert_true((uint64_t) (MICRO_DURATION_MAX_MS + 1) * 1000000u + 999999u >
+        (uint64_t) INT64_MAX);
+    expect_ms(o, "9223372036853ms", MICRO_DURATION_MAX_MS);
+    expect_ms(o, "9223372036852ms", MICRO_DURATION_MAX_MS - 1);
+    expect_ms(o, "9223372036854ms", MICRO_DURATION_MAX_MS);
+    expect_ms(o, "10000000000000", MICRO_DURATION_MAX_MS); /* seconds */
+}
+
+static void
+test_duration_saturates_numbers(void **state)
+{
+    micro_options *o = *state;
+    static const char *const huge[] = {"106751991167h", "9999999999999999m",
+        "18446744073709551616ns", "2562047788015216h1m",
+        /* 400 digits: strtold overflows to infinity */
+        "1000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000s"};
+    for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+        assert_int_equal(
+            micro_options_set_str(o, "client_request_timeout", huge[i]), 0);
+        assert_int_equal(micro_options_get_ms(o, "client_request_timeout"),
+            MICRO_DURATION_MAX_MS);
+        int64_t ms = 0;
+        assert_int_equal(micro_parse_duration_ms(huge[i], &ms), 0);
+        assert_int_equal(ms, MICRO_DURATION_MAX_MS);
+    }
+    assert_int_equal(
+        micro_options_set_ms(o, "client_request_timeout", INT64_MAX), 0);
+    assert_int_equal(micro_options_get_ms(o, "client_request_timeout"),
+        MICRO_DURATION_MAX_MS);
+    assert_int_equal(
+        micro_options_set_ms(o, "client_request_timeout", 1234), 0);
+    assert_int_equal(micro_options_get_ms(o, "client_request_timeout"), 1234);
+    assert_int_equal(micro_options_set_ms(o, "client_request_timeout", -1),
+        MICRO_EBADTYPE);
+    /* Tiny values round to zero rather than fail. */
+    int64_t ms = 7;
+    assert_int_equal(micro_parse_duration_ms("0.0000000000001s", &ms), 0);
+    assert_int_equal(ms, 0);
+    assert_int_equal(micro_parse_duration_ms("1500ms", &ms), 0);
+    assert_int_equal(ms, 1500);
+    static const char *const bad[] = {"1e13", "-1s", "inf", "", "5x",
+        "300000y"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ms = 7;
+        assert_int_equal(micro_parse_duration_ms(bad[i], &ms), MICRO_EINVAL);
+        assert_int_equal(ms, 7);
+    }
+    assert_int_equal(micro_parse_duration_ms(NULL, &ms), MICRO_EINVAL);
+    assert_int_equal(micro_parse_duration_ms("1s", NULL), MICRO_EINVAL);
 }
 
 static void
@@ -272,6 +341,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_setters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durations, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_duration_saturates, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_duration_saturates_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_and_flags, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_flag_errors_and_bools, setup, teardown),

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "cmicro/micro.h"
+#include "registry/dns.h"
 #include "registry/mdns_internal.h"
 #include "registry/registry_internal.h"
 #include "support/netns.h"
@@ -1021,6 +1022,336 @@ test_ipv6_veth(void **state)
     (void) !system("ip link del mdv0 2>/dev/null");
 }
 
+/* ------------------------------------------------------------------ */
+/* Caps: what hostile announcements can make a registry hold            */
+
+/* A registry driven by hand: its packet handler is fed directly. */
+typedef struct caps_reg {
+    void *st;
+    uint64_t tok;
+    size_t creates, updates, deletes;
+} caps_reg;
+
+static void
+caps_event(void *arg, micro_registry_action action,
+    const micro_registry_service *svc)
+{
+    (void) svc;
+    caps_reg *c = arg;
+    c->creates += action == MICRO_REGISTRY_CREATE;
+    c->updates += action == MICRO_REGISTRY_UPDATE;
+    c->deletes += action == MICRO_REGISTRY_DELETE;
+}
+
+static void
+caps_open(caps_reg *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->st = calloc(1, micro_registry_mdns_ops.state_size);
+    assert_non_null(c->st);
+    assert_int_equal(micro_registry_mdns_ops.init(c->st, NULL), 0);
+    assert_int_equal(
+        micro_registry_mdns_ops.watch(c->st, caps_event, c, &c->tok), 0);
+}
+
+static void
+caps_close(caps_reg *c)
+{
+    micro_registry_mdns_ops.unwatch(c->st, c->tok);
+    micro_registry_mdns_ops.fini(c->st);
+    free(c->st);
+}
+
+/* The TXT of service svc (version v1) whose JSON carries pad bytes of
+ * padding: zlib makes a few KB of them. */
+static void
+caps_txt(const char *svc, size_t pad, char ***chunks, size_t *n)
+{
+    size_t cap = pad + 256;
+    char *json = malloc(cap);
+    int k = snprintf(json, cap,
+        "{\"Service\":\"%s\",\"Version\":\"v1\",\"Metadata\":{\"pad\":\"",
+        svc);
+    memset(json + k, 'a', pad);
+    size_t len = (size_t) k + pad;
+    len += (size_t) snprintf(json + len, cap - len, "\"},\"Endpoints\":null}");
+    assert_int_equal(micro__mdns_txt_encode(json, len, chunks, n), 0);
+    free(json);
+}
+
+/* An announcement of node id of svc (PTR, SRV, A, TXT), with ttl. */
+static uint8_t *
+caps_announce(const char *svc, const char *id, char **chunks, size_t n,
+    uint32_t ttl, size_t *len)
+{
+    char sname[300];
+    char inst[300];
+    snprintf(sname, sizeof(sname), "%s.micro.", svc);
+    snprintf(inst, sizeof(inst), "%s.%s.micro.", id, svc);
+    micro_dns_builder b;
+    micro__dns_builder_init(&b, 0, MICRO_DNS_QR | MICRO_DNS_AA);
+    static const uint8_t ip[4] = {127, 0, 0, 1};
+    micro__dns_add_ptr(&b, MICRO_DNS_ANSWER, sname, ttl, inst);
+    micro__dns_add_srv(&b, MICRO_DNS_ANSWER, inst, ttl, 10, 1, 8080, "h.");
+    micro__dns_add_addr(&b, MICRO_DNS_ANSWER, "h.", ttl, ip, 4);
+    micro__dns_add_txt(
+        &b, MICRO_DNS_ANSWER, inst, ttl, (const char *const *) chunks, n);
+    uint8_t *wire = NULL;
+    assert_int_equal(micro__dns_builder_finish(&b, &wire, len), 0);
+    return wire;
+}
+
+static void
+caps_feed(caps_reg *c, const char *svc, const char *id, char **chunks,
+    size_t n, uint32_t ttl)
+{
+    size_t len = 0;
+    uint8_t *w = caps_announce(svc, id, chunks, n, ttl, &len);
+    assert_int_equal(micro__mdns_handle_packet(c->st, w, len, NULL), 0);
+    free(w);
+}
+
+/* 1,000 announcements whose TXT inflates to 0.9 MB each (a server went
+ * from 2.6 MB to 767 MB on them): every one is refused while inflating,
+ * and nothing is cached. */
+static void
+test_caps_oversized_txt(void **state)
+{
+    (void) state;
+    caps_reg c;
+    caps_open(&c);
+    char **chunks = NULL;
+    size_t n = 0;
+    caps_txt("bomb", 900 * 1000, &chunks, &n);
+    size_t wire = 0;
+    for (size_t i = 0; i < n; i++) {
+        wire += strlen(chunks[i]);
+    }
+    print_message("0.9 MB of JSON in %zu bytes of TXT\n", wire);
+    assert_true(wire < 9000); /* fits one mDNS datagram */
+    for (int i = 0; i < 1000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "n%d", i);
+        caps_feed(&c, "bomb", id, chunks, n, 120);
+    }
+    micro__mdns_cache_stats st;
+    micro__mdns_get_cache_stats(c.st, &st);
+    assert_int_equal(st.refused_txt, 1000);
+    assert_int_equal(st.nodes, 0);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(c.creates, 0);
+    micro__mdns_txt_free(chunks, n);
+    /* Under the cap: taken. */
+    caps_txt("bomb", 1000, &chunks, &n);
+    caps_feed(&c, "bomb", "ok", chunks, n, 120);
+    micro__mdns_get_cache_stats(c.st, &st);
+    assert_int_equal(st.nodes, 1);
+    assert_int_equal(c.creates, 1);
+    micro__mdns_txt_free(chunks, n);
+    caps_close(&c);
+}
+
+/* Large but acceptable records fill the cache's bytes, then are refused;
+ * the cache stays under its byte cap. */
+static void
+test_caps_bytes(void **state)
+{
+    (void) state;
+    caps_reg c;
+    caps_open(&c);
+    micro__mdns_limits lim;
+    micro__mdns_get_limits(c.st, &lim);
+    assert_int_equal(lim.max_bytes, 16 << 20);
+    assert_int_equal(lim.max_txt, 256 * 1024);
+    char **chunks = NULL;
+    size_t n = 0;
+    caps_txt("big", 200 * 1000, &chunks, &n);
+    for (int i = 0; i < 200; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "n%d", i);
+        caps_feed(&c, "big", id, chunks, n, 120);
+    }
+    micro__mdns_cache_stats st;
+    micro__mdns_get_cache_stats(c.st, &st);
+    print_message("cached %zu nodes, %zu bytes; refused %llu\n", st.nodes,
+        st.bytes, (unsigned long long) st.refused_bytes);
+    assert_true(st.bytes <= lim.max_bytes);
+    assert_true(st.bytes > lim.max_bytes - 2 * 210 * 1000);
+    /* Each costs twice its JSON: about 40 of 200 fit. */
+    assert_in_range(st.nodes, 38, 42);
+    assert_int_equal(st.refused_bytes, 200 - st.nodes);
+    assert_int_equal(c.creates, st.nodes);
+    micro__mdns_txt_free(chunks, n);
+    /* A goodbye frees a node's share: the next one fits. */
+    caps_txt("big", 10, &chunks, &n);
+    caps_feed(&c, "big", "n0", chunks, n, 0);
+    caps_feed(&c, "big", "fresh", chunks, n, 120);
+    size_t before = st.nodes;
+    micro__mdns_get_cache_stats(c.st, &st);
+    assert_int_equal(st.nodes, before + 1); /* n0 a tombstone, + fresh */
+    assert_true(st.bytes < lim.max_bytes - 300 * 1000);
+    micro__mdns_txt_free(chunks, n);
+    caps_close(&c);
+}
+
+/* Many distinct services, and many nodes of one: the node caps. */
+static void
+test_caps_nodes(void **state)
+{
+    (void) state;
+    caps_reg c;
+    caps_open(&c);
+    micro__mdns_limits lim;
+    micro__mdns_get_limits(c.st, &lim);
+    assert_int_equal(lim.max_nodes, 4096);
+    assert_int_equal(lim.max_per_service, 1024);
+    for (int i = 0; i < 5000; i++) {
+        char svc[32];
+        snprintf(svc, sizeof(svc), "s%d", i);
+        char **chunks = NULL;
+        size_t n = 0;
+        caps_txt(svc, 10, &chunks, &n);
+        caps_feed(&c, svc, "n1", chunks, n, 120);
+        micro__mdns_txt_free(chunks, n);
+    }
+    micro__mdns_cache_stats st;
+    micro__mdns_get_cache_stats(c.st, &st);
+    assert_int_equal(st.nodes, 4096);
+    assert_int_equal(st.refused_nodes, 5000 - 4096);
+    assert_int_equal(c.creates, 4096);
+    assert_true(st.bytes <= lim.max_bytes);
+    caps_close(&c);
+
+    /* One service with 2,000 nodes: 1,024 are kept. */
+    caps_open(&c);
+    char **chunks = NULL;
+    size_t n = 0;
+    caps_txt("many", 10, &chunks, &n);
+    for (int i = 0; i < 2000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "n%d", i);
+        caps_feed(&c, "many", id, chunks, n, 120);
+    }
+    micro__mdns_get_cache_stats(c.st, &st);
+    assert_int_equal(st.nodes, 1024);
+    assert_int_equal(st.max_service, 1024);
+    assert_int_equal(st.refused_nodes, 2000 - 1024);
+    /* Another service still gets in. */
+    micro__mdns_txt_free(chunks, n);
+    caps_txt("other", 10, &chunks, &n);
+    caps_feed(&c, "other", "n1", chunks, n, 120);
+    micro__mdns_get_cache_stats(c.st, &st);
+    assert_int_equal(st.nodes, 1025);
+    micro__mdns_txt_free(chunks, n);
+    caps_close(&c);
+}
+
+/* A record asking for a TTL of 2^32-1 s is believed for an hour. */
+static void
+test_caps_ttl(void **state)
+{
+    (void) state;
+    caps_reg c;
+    caps_open(&c);
+    char **chunks = NULL;
+    size_t n = 0;
+    caps_txt("ttl", 10, &chunks, &n);
+    caps_feed(&c, "ttl", "n1", chunks, n, UINT32_MAX);
+    caps_feed(&c, "ttl", "n2", chunks, n, 60);
+    micro__mdns_cache_stats st;
+    micro__mdns_get_cache_stats(c.st, &st);
+    assert_int_equal(st.nodes, 2);
+    assert_int_equal(st.ttl_clamped, 1);
+    assert_int_equal(st.longest_ttl_ms, 3600 * 1000);
+    micro__mdns_txt_free(chunks, n);
+    caps_close(&c);
+}
+
+/* A query with 16 questions about one node used to draw 16 answers (a
+ * 316-byte query, 11 KB back). Now its questions are answered together:
+ * one message for the instance, one for the host's address, one for the
+ * wildcard, and each record once. */
+static void
+test_answer_packs_questions(void **state)
+{
+    (void) state;
+    caps_reg c;
+    caps_open(&c);
+    micro_registry_service svc;
+    make_greeter(&svc);
+    svc.n_nodes = 1; /* n1 only */
+    assert_int_equal(
+        micro_registry_mdns_ops.register_service(c.st, &svc, 0), 0);
+    svc.n_nodes = 2;
+    char host[256];
+    assert_int_equal(gethostname(host, sizeof(host) - 2), 0);
+    size_t hl = strlen(host);
+    snprintf(host + hl, sizeof(host) - hl, ".");
+
+    micro_dns_builder b;
+    micro__dns_builder_init(&b, 0x1234, 0);
+    for (int i = 0; i < 4; i++) {
+        micro__dns_add_question(&b, "greeter.micro.", MICRO_DNS_PTR, 1);
+        micro__dns_add_question(&b, "n1.greeter.micro.", MICRO_DNS_ANY, 1);
+        micro__dns_add_question(&b, "n1.greeter.micro.", MICRO_DNS_TXT, 1);
+    }
+    micro__dns_add_question(&b, host, MICRO_DNS_A, 1);
+    micro__dns_add_question(&b, host, MICRO_DNS_A, 1);
+    micro__dns_add_question(&b, "_services.micro.", MICRO_DNS_PTR, 1);
+    micro__dns_add_question(&b, "_services.micro.", MICRO_DNS_PTR, 1);
+    uint8_t *q = NULL;
+    size_t qlen = 0;
+    assert_int_equal(micro__dns_builder_finish(&b, &q, &qlen), 0);
+
+    /* The querier: a socket of ours, not on 5353 (no multicast copy). */
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(fd, (struct sockaddr *) &sa, &sl);
+    assert_int_equal(micro__mdns_handle_packet(c.st, q, qlen,
+                         (const struct sockaddr *) &sa),
+        0);
+    /* Everything was sent before handle returned. */
+    size_t msgs = 0, bytes = 0, instance = 0;
+    uint8_t buf[65536];
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r < 0) {
+            break;
+        }
+        msgs++;
+        bytes += (size_t) r;
+        micro_dns_msg m;
+        assert_int_equal(micro__dns_parse(&m, buf, (size_t) r), 0);
+        size_t na = 0;
+        const micro_dns_rr *an = micro__dns_section(&m, MICRO_DNS_ANSWER, &na);
+        size_t txt = 0, ptr = 0, srv = 0;
+        for (size_t i = 0; i < na; i++) {
+            txt += an[i].type == MICRO_DNS_TXT;
+            ptr += an[i].type == MICRO_DNS_PTR;
+            srv += an[i].type == MICRO_DNS_SRV;
+        }
+        if (srv > 0 && txt > 0 && ptr == 1 && na == 4) {
+            char name[MICRO_DNS_NAME_TEXT_MAX];
+            micro__dns_name_text(&m, an[na - 1].name, name, sizeof(name));
+            instance += strcmp(name, "n1.greeter.micro.") == 0;
+        }
+        assert_true(txt <= 1 && srv <= 1 && ptr <= 1);
+        micro__dns_msg_free(&m);
+    }
+    print_message("%zu-byte query: %zu answers, %zu bytes\n", qlen, msgs,
+        bytes);
+    assert_int_equal(msgs, 3);
+    assert_int_equal(instance, 1);
+    assert_true(bytes < 4 * qlen + 2048);
+    close(fd);
+    free(q);
+    micro_registry_service_clear(&svc);
+    caps_close(&c);
+}
+
 int
 main(void)
 {
@@ -1041,6 +1372,11 @@ main(void)
         cmocka_unit_test(test_ipv6_node),
         cmocka_unit_test(test_ipv6_only),
         cmocka_unit_test(test_ipv6_veth),
+        cmocka_unit_test(test_caps_oversized_txt),
+        cmocka_unit_test(test_caps_bytes),
+        cmocka_unit_test(test_caps_nodes),
+        cmocka_unit_test(test_caps_ttl),
+        cmocka_unit_test(test_answer_packs_questions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,11 @@
-/* Selectors over the memory registry: strategies, filters, back-off, cache. */
+/*
+ * Selectors over the memory registry: strategies, filters, back-off, cache.
+ *
+ * Every selector whose choices are counted here has a seeded random source
+ * and the test's clock (micro__selector_set_rand/set_clock): the counts
+ * are the same on every run and machine, time moves only when a test
+ * advances it, and nothing depends on the scheduler.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,12 +22,32 @@
 #include "cmicro/micro.h"
 #include "selector/selector_internal.h"
 
-static void
-sleep_ms(int64_t ms)
+/* The test clock: it moves only when a test advances it. */
+static _Atomic int64_t fake_now = 1000000;
+
+static int64_t
+fake_clock(void *arg)
 {
-    struct timespec ts = { (time_t) (ms / 1000), (long) (ms % 1000) * 1000000 };
-    while (nanosleep(&ts, &ts) != 0) {
-    }
+    (void) arg;
+    return atomic_load(&fake_now);
+}
+
+static void
+advance_ms(int64_t ms)
+{
+    atomic_fetch_add(&fake_now, ms);
+}
+
+/* A selector by name with the given seed and the test clock. */
+static micro_selector *
+new_det(const char *name, micro_registry *r, const micro_options *o,
+    uint64_t seed)
+{
+    micro_selector *s = NULL;
+    assert_int_equal(micro_selector_new_by_name(&s, name, r, o), 0);
+    micro__selector_set_rand(s, seed);
+    micro__selector_set_clock(s, fake_clock, NULL);
+    return s;
 }
 
 /* Register one node of name:version, with an optional label and endpoint. */
@@ -81,13 +108,34 @@ test_random_spread(void **state)
 {
     (void) state;
     micro_registry *r = three_nodes();
-    micro_selector *s = NULL;
-    assert_int_equal(micro_selector_new_by_name(&s, NULL, r, NULL), 0);
+    micro_selector *s = new_det("", r, NULL, 42);
     int hits[4];
     tally(s, "svc", NULL, 3000, hits);
+    print_message("random: %d %d %d\n", hits[0], hits[1], hits[2]);
     for (int i = 0; i < 3; i++) {
-        assert_in_range(hits[i], 600, 1350);
+        assert_in_range(hits[i], 940, 1060); /* 1000 +- 2.3 sigma */
     }
+    /* The same seed makes the same choices; another seed others. */
+    micro_selector *a = new_det("random", r, NULL, 7);
+    micro_selector *b = new_det("random", r, NULL, 7);
+    micro_selector *c = new_det("random", r, NULL, 8);
+    int same = 0, differ = 0;
+    for (int i = 0; i < 200; i++) {
+        micro_node na, nb, nc;
+        assert_int_equal(micro_selector_select(a, "svc", NULL, &na), 0);
+        assert_int_equal(micro_selector_select(b, "svc", NULL, &nb), 0);
+        assert_int_equal(micro_selector_select(c, "svc", NULL, &nc), 0);
+        same += strcmp(na.id, nb.id) == 0;
+        differ += strcmp(na.id, nc.id) != 0;
+        micro_node_clear(&na);
+        micro_node_clear(&nb);
+        micro_node_clear(&nc);
+    }
+    assert_int_equal(same, 200);
+    assert_true(differ > 0);
+    micro_selector_free(a);
+    micro_selector_free(b);
+    micro_selector_free(c);
     micro_selector_free(s);
     micro_registry_free(r);
 }
@@ -126,6 +174,8 @@ test_filters(void **state)
     assert_int_equal(micro_selector_new(&s, &micro_selector_random_ops, r,
                          NULL),
         0);
+    micro__selector_set_rand(s, 3);
+    micro__selector_set_clock(s, fake_clock, NULL);
     int hits[4];
 
     /* No filter: every version is mixed, as in Go. */
@@ -201,7 +251,10 @@ check_backoff(micro_selector *s)
     assert_int_equal(hits[0] + hits[1] + hits[2], 300);
 
     /* The window ends. */
-    sleep_ms(150);
+    advance_ms(99);
+    tally(s, "svc", NULL, 30, hits);
+    assert_int_equal(hits[0] + hits[1] + hits[2], 30);
+    advance_ms(1);
     tally(s, "svc", NULL, 300, hits);
     assert_true(hits[0] > 0 && hits[1] > 0 && hits[2] > 0);
 }
@@ -214,8 +267,7 @@ test_backoff(void **state)
     micro_options *o = NULL;
     assert_int_equal(micro_options_new(&o), 0);
     assert_int_equal(micro_options_set_ms(o, "selector_backoff", 100), 0);
-    micro_selector *s = NULL;
-    assert_int_equal(micro_selector_new_by_name(&s, "random", r, o), 0);
+    micro_selector *s = new_det("random", r, o, 11);
     micro_options_free(o);
     check_backoff(s);
     micro_selector_free(s);
@@ -223,7 +275,7 @@ test_backoff(void **state)
     /* The same with the others, and the back-off set by the test hook. */
     const char *names[] = { "roundrobin", "leastconn", "p2c" };
     for (size_t i = 0; i < 3; i++) {
-        assert_int_equal(micro_selector_new_by_name(&s, names[i], r, NULL), 0);
+        s = new_det(names[i], r, NULL, 12 + i);
         micro__selector_set_backoff_ms(s, 100);
         check_backoff(s);
         micro_selector_free(s);
@@ -260,8 +312,7 @@ test_stale(void **state)
     micro_options *o = NULL;
     assert_int_equal(micro_options_new(&o), 0);
     assert_int_equal(micro_options_set_ms(o, "selector_ttl", 30), 0);
-    micro_selector *s = NULL;
-    assert_int_equal(micro_selector_new_by_name(&s, "random", r, o), 0);
+    micro_selector *s = new_det("random", r, o, 21);
     micro_options_free(o);
 
     micro_node n;
@@ -272,7 +323,11 @@ test_stale(void **state)
     /* The registry fails and the entry expires: served stale. */
     atomic_store(&fail_get, 1);
     add_node(r, "svc", "v1", "n2", NULL, NULL);
-    sleep_ms(50);
+    advance_ms(29);
+    assert_int_equal(micro_selector_select(s, "svc", NULL, &n), 0);
+    micro_node_clear(&n);
+    assert_int_equal(micro__selector_get_counters(s).lookups, 1);
+    advance_ms(21);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(micro_selector_select(s, "svc", NULL, &n), 0);
         assert_string_equal(n.id, "n1");
@@ -394,13 +449,18 @@ test_leastconn(void **state)
 }
 
 /* n calls through s: select, begin, end with the latency slow_us for
- * node `slow` (NULL: none) and 1000 us for the others. Counts in hits. */
+ * node `slow` (NULL: none) and 1000 us for the others. Counts in hits.
+ * The test clock moves 1 ms just before call tick_at (-1: never) and
+ * before every every-th call (0: never). */
 static void
-drive(micro_selector *s, int calls, const char *slow, int64_t slow_us,
-    int hits[4])
+drive_clock(micro_selector *s, int calls, const char *slow, int64_t slow_us,
+    int hits[4], int tick_at, int every)
 {
     memset(hits, 0, 4 * sizeof(int));
     for (int i = 0; i < calls; i++) {
+        if (i == tick_at || (every > 0 && i % every == 0)) {
+            advance_ms(1);
+        }
         micro_node n;
         assert_int_equal(micro_selector_select(s, "svc", NULL, &n), 0);
         hits[n.id[1] - '1']++;
@@ -412,24 +472,45 @@ drive(micro_selector *s, int calls, const char *slow, int64_t slow_us,
 }
 
 static void
+drive(micro_selector *s, int calls, const char *slow, int64_t slow_us,
+    int hits[4])
+{
+    drive_clock(s, calls, slow, slow_us, hits, -1, 0);
+}
+
+static void
 test_p2c(void **state)
 {
     (void) state;
     micro_registry *r = three_nodes();
-    micro_selector *s = NULL;
-    assert_int_equal(micro_selector_new_by_name(&s, "p2c", r, NULL), 0);
-    /* Equal latencies: load is spread over all three. */
+    micro_selector *s = new_det("p2c", r, NULL, 5);
+    /* Equal latencies: load is spread over all three. The clock ticks
+     * once, after the first two calls, then stands still, as on a fast
+     * machine that makes the remaining calls within one millisecond:
+     * exact cost comparison starved one node here (2 of 3000). */
     int hits[4];
-    drive(s, 3000, NULL, 0, hits);
+    drive_clock(s, 3000, NULL, 0, hits, 2, 0);
+    print_message("p2c equal: %d %d %d\n", hits[0], hits[1], hits[2]);
     for (int i = 0; i < 3; i++) {
-        assert_in_range(hits[i], 600, 1400);
+        assert_in_range(hits[i], 900, 1100);
+    }
+    /* And with the clock ticking every call, every 3rd and every 500th. */
+    static const int every[] = {1, 3, 500};
+    for (size_t k = 0; k < 3; k++) {
+        drive_clock(s, 3000, NULL, 0, hits, -1, every[k]);
+        print_message("p2c equal, tick every %d: %d %d %d\n", every[k],
+            hits[0], hits[1], hits[2]);
+        for (int i = 0; i < 3; i++) {
+            assert_in_range(hits[i], 900, 1100);
+        }
     }
     /* n1 becomes 20 times slower: its average rises within a few calls
      * and p2c moves its load to the other two. */
     drive(s, 200, "n1", 20000, hits);
     drive(s, 2000, "n1", 20000, hits);
+    print_message("p2c slow n1: %d %d %d\n", hits[0], hits[1], hits[2]);
     assert_true(hits[0] < 2000 / 20);
-    assert_true(hits[1] > 700 && hits[2] > 700);
+    assert_true(hits[1] > 900 && hits[2] > 900);
     uint32_t inflight;
     double slow, fast;
     micro__selector_node_stat(s, "svc", "n1", &inflight, &slow);
@@ -438,17 +519,21 @@ test_p2c(void **state)
     /* It recovers: fast again, and once the decay (its cost halves every
      * 250 ms without a sample) lets it be tried, its average falls back
      * and it gets its share. */
-    int64_t wait = (int64_t) (slow / fast * 250.0) + 200;
-    sleep_ms(wait < 5000 ? wait : 5000);
+    advance_ms((int64_t) (slow / fast * 250.0) + 200);
     drive(s, 300, NULL, 0, hits);
     drive(s, 3000, NULL, 0, hits);
-    assert_true(hits[0] > 600);
-    /* In-flight calls count too: n2 busy with many calls loses. */
+    print_message("p2c recovered: %d %d %d\n", hits[0], hits[1], hits[2]);
+    for (int i = 0; i < 3; i++) {
+        assert_in_range(hits[i], 900, 1100);
+    }
+    /* In-flight calls count too: n2 busy with many calls loses every
+     * comparison. */
     for (int i = 0; i < 50; i++) {
         micro_selector_begin(s, "svc", "n2");
     }
     drive(s, 1000, NULL, 0, hits);
-    assert_true(hits[1] < 50);
+    assert_int_equal(hits[1], 0);
+    assert_int_equal(hits[0] + hits[2], 1000);
     micro_selector_free(s);
     micro_registry_free(r);
 }
@@ -580,8 +665,7 @@ test_cache_ttl_and_stale_log(void **state)
     micro_options *o = NULL;
     assert_int_equal(micro_options_new(&o), 0);
     assert_int_equal(micro_options_set_ms(o, "selector_ttl", 50), 0);
-    micro_selector *s = NULL;
-    assert_int_equal(micro_selector_new_by_name(&s, "p2c", r, o), 0);
+    micro_selector *s = new_det("p2c", r, o, 31);
     micro_options_free(o);
     int hits[4];
 
@@ -592,7 +676,10 @@ test_cache_ttl_and_stale_log(void **state)
     tally(s, "svc", NULL, 10, hits);
     assert_int_equal(hits[1], 0);
     assert_int_equal(micro__selector_get_counters(s).lookups, 1);
-    sleep_ms(70);
+    advance_ms(49);
+    tally(s, "svc", NULL, 10, hits);
+    assert_int_equal(micro__selector_get_counters(s).lookups, 1);
+    advance_ms(1);
     tally(s, "svc", NULL, 50, hits);
     assert_true(hits[1] > 0);
     assert_int_equal(micro__selector_get_counters(s).lookups, 2);
@@ -604,19 +691,20 @@ test_cache_ttl_and_stale_log(void **state)
     micro_log_set_logger(cap_log, &cap);
     atomic_store(&fail_get, 1);
     for (int i = 0; i < 6; i++) {
-        sleep_ms(60);
+        advance_ms(60);
         tally(s, "svc", NULL, 20, hits);
         assert_int_equal(hits[0] + hits[1], 20);
     }
     micro__selector_counters k = micro__selector_get_counters(s);
     assert_int_equal(cap.warnings, 1);
     assert_int_equal(k.stale_logged, 1);
-    assert_true(k.stale_served >= 120);
+    assert_int_equal(k.stale_served, 120);
+    assert_int_equal(k.lookups, 2 + 6);
     assert_non_null(strstr(cap.last, "svc: registry flaky lookup failed"));
     assert_non_null(strstr(cap.last, "serving the 2 node(s) cached"));
     /* Recovery is logged once too. */
     atomic_store(&fail_get, 0);
-    sleep_ms(60);
+    advance_ms(60);
     tally(s, "svc", NULL, 20, hits);
     assert_int_equal(cap.notices, 1);
     assert_int_equal(cap.warnings, 1);
@@ -627,16 +715,50 @@ test_cache_ttl_and_stale_log(void **state)
 }
 
 /* Events that arrive while a lookup is in flight are replayed over its
- * answer: a registry whose get_service is slow, and a node that goes
- * during it. */
+ * answer: a registry whose get_service waits, after reading its answer,
+ * until a node has gone. */
 static micro_registry *slow_reg;
-static atomic_int slow_get_ms;
+static pthread_mutex_t slow_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slow_cv = PTHREAD_COND_INITIALIZER;
+static int slow_stage; /* 1: a lookup has its answer; 2: n1 has gone */
+
+static void
+slow_set(int stage)
+{
+    pthread_mutex_lock(&slow_mu);
+    slow_stage = stage;
+    pthread_cond_broadcast(&slow_cv);
+    pthread_mutex_unlock(&slow_mu);
+}
+
+static bool
+slow_wait(int stage)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    pthread_mutex_lock(&slow_mu);
+    while (slow_stage < stage) {
+        if (pthread_cond_timedwait(&slow_cv, &slow_mu, &ts) != 0) {
+            break;
+        }
+    }
+    bool ok = slow_stage >= stage;
+    pthread_mutex_unlock(&slow_mu);
+    return ok;
+}
 
 static int
 slow_get(void *st, const char *name, micro_registry_service **out, size_t *n)
 {
     int rc = micro_registry_memory_ops.get_service(st, name, out, n);
-    sleep_ms(atomic_load(&slow_get_ms));
+    pthread_mutex_lock(&slow_mu);
+    bool first = slow_stage == 0;
+    pthread_mutex_unlock(&slow_mu);
+    if (first) {
+        slow_set(1);
+        slow_wait(2);
+    }
     return rc;
 }
 
@@ -644,8 +766,10 @@ static void *
 dereg_later(void *arg)
 {
     (void) arg;
-    sleep_ms(50);
-    dereg(slow_reg, "svc", "v1", "n1");
+    if (slow_wait(1)) {
+        dereg(slow_reg, "svc", "v1", "n1");
+    }
+    slow_set(2);
     return NULL;
 }
 
@@ -659,10 +783,8 @@ test_cache_events_during_lookup(void **state)
     assert_int_equal(micro_registry_new(&slow_reg, &slow, NULL), 0);
     add_node(slow_reg, "svc", "v1", "n1", NULL, NULL);
     add_node(slow_reg, "svc", "v1", "n2", NULL, NULL);
-    micro_selector *s = NULL;
-    assert_int_equal(
-        micro_selector_new_by_name(&s, "random", slow_reg, NULL), 0);
-    atomic_store(&slow_get_ms, 200);
+    micro_selector *s = new_det("random", slow_reg, NULL, 41);
+    slow_stage = 0;
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, dereg_later, NULL), 0);
     /* The lookup answers n1 n2, but n1 left while it was in flight. */
@@ -671,6 +793,7 @@ test_cache_events_during_lookup(void **state)
     pthread_join(th, NULL);
     has_ids(s, "svc", "n2");
     assert_int_equal(hits[0], 0);
+    assert_int_equal(hits[1], 20);
     micro_selector_free(s);
     micro_registry_free(slow_reg);
 }

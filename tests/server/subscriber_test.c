@@ -237,12 +237,187 @@ test_http_broker(void **state)
     run_with_broker("http");
 }
 
+/* --- subscribing while events are delivered ------------------------ */
+
+#define CONC_SUBS 120
+
+typedef struct conc {
+    micro_service *svc;
+    micro_server *srv;
+    atomic_bool stop;
+    atomic_long sub_failures;
+    atomic_long events_sent, events_failed;
+    atomic_long records;
+    atomic_long calls[CONC_SUBS];
+} conc;
+
+static int
+on_conc(micro_request *r, void *arg)
+{
+    (void) r;
+    atomic_fetch_add((atomic_long *) arg, 1);
+    return 0;
+}
+
+/* Adds subscribers one by one: the list grows while it is walked. */
+static void *
+conc_subscribe(void *arg)
+{
+    conc *c = arg;
+    /* Start once both walkers are going. */
+    for (int i = 0; i < 500 && (atomic_load(&c->events_sent) == 0 ||
+                                   atomic_load(&c->records) == 0);
+         i++) {
+        sleep_ms(2);
+    }
+    for (int i = 0; i < CONC_SUBS; i++) {
+        char topic[32];
+        snprintf(topic, sizeof(topic), "t%d", i);
+        micro_subscriber_desc d = {.topic = topic, .fn = on_conc,
+            .arg = &c->calls[i]};
+        if (micro_server_subscribe(c->srv, &d) != 0) {
+            atomic_fetch_add(&c->sub_failures, 1);
+        }
+    }
+    return NULL;
+}
+
+/* Events over the transport: each walks the whole list. */
+static void *
+conc_events(void *arg)
+{
+    conc *c = arg;
+    micro_transport *tr = NULL;
+    micro_transport_new(&tr, &micro_transport_http_ops,
+        micro_service_loop(c->svc), NULL);
+    micro_msg *req = NULL;
+    micro_msg_new(&req);
+    micro_msg_set_header(req, "Content-Type", "application/json");
+    micro_msg_set_header(req, "Micro-Topic", "events");
+    micro_msg_set_body(req, "{}", 2);
+    while (!atomic_load(&c->stop)) {
+        micro_msg *rsp = NULL;
+        int sent = 0;
+        int rc = micro_transport_roundtrip(tr, micro_server_address(c->srv),
+            req, 5000, &rsp, &sent);
+        atomic_fetch_add(&c->events_sent, 1);
+        if (rc != 0 || micro_msg_header(rsp, "Micro-Error") != NULL) {
+            atomic_fetch_add(&c->events_failed, 1);
+        }
+        micro_msg_free(rsp);
+    }
+    micro_msg_free(req);
+    micro_transport_free(tr);
+    return NULL;
+}
+
+/* The registry record walks the list; stop and start re-subscribe. */
+static void *
+conc_records(void *arg)
+{
+    conc *c = arg;
+    for (int i = 0; !atomic_load(&c->stop); i++) {
+        micro_registry_service rec;
+        if (micro_server_record(c->srv, &rec) == 0) {
+            micro_registry_service_clear(&rec);
+            atomic_fetch_add(&c->records, 1);
+        }
+        if (i % 4 == 0) {
+            micro_server_stop_subscribers(c->srv);
+            micro_server_start_subscribers(c->srv);
+        }
+    }
+    return NULL;
+}
+
+static void
+test_subscribe_during_delivery(void **state)
+{
+    (void) state;
+    static conc c;
+    memset(&c, 0, sizeof(c));
+    atomic_store(&S.calls, 0);
+    atomic_store(&started, false);
+    S.fail = 0;
+    assert_int_equal(micro_service_new(&c.svc, "conc", NULL, NULL), 0);
+    micro_options *o = micro_service_options(c.svc);
+    micro_options_set_str(o, "broker", "memory");
+    micro_options_set_str(o, "registry", "memory");
+    micro_options_set_str(o, "server_address", "127.0.0.1:0");
+    c.srv = micro_service_server(c.svc);
+    micro_subscriber_desc d = {.topic = "events", .fn = on_event, .arg = &S};
+    assert_int_equal(micro_server_subscribe(c.srv, &d), 0);
+    micro_service_add_hook(c.svc, MICRO_HOOK_AFTER_START, after_start, NULL);
+    pthread_t run;
+    pthread_create(&run, NULL, runner, c.svc);
+    for (int i = 0; i < 500 && !atomic_load(&started); i++) {
+        sleep_ms(10);
+    }
+    assert_true(atomic_load(&started));
+
+    pthread_t th[3];
+    pthread_create(&th[0], NULL, conc_events, &c);
+    pthread_create(&th[1], NULL, conc_records, &c);
+    pthread_create(&th[2], NULL, conc_subscribe, &c);
+    pthread_join(th[2], NULL);
+    /* Let the walkers run over the full list for a moment too. */
+    for (int i = 0; i < 500 && (atomic_load(&c.events_sent) < 20 ||
+                                   atomic_load(&c.records) < 20);
+         i++) {
+        sleep_ms(10);
+    }
+    atomic_store(&c.stop, true);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    assert_int_equal(atomic_load(&c.sub_failures), 0);
+    assert_int_equal(atomic_load(&c.events_failed), 0);
+    assert_true(atomic_load(&c.events_sent) >= 20);
+    assert_true(wait_calls(atomic_load(&c.events_sent)));
+
+    /* Every subscriber is subscribed exactly once after the churn: one
+     * event per topic reaches its handler once. */
+    micro_server_start_subscribers(c.srv);
+    micro_broker *b = micro_service_broker(c.svc);
+    for (int i = 0; i < CONC_SUBS; i++) {
+        char topic[32];
+        snprintf(topic, sizeof(topic), "t%d", i);
+        micro_msg *m = NULL;
+        micro_msg_new(&m);
+        micro_msg_set_header(m, "Content-Type", "application/json");
+        micro_msg_set_body(m, "{}", 2);
+        assert_int_equal(micro_broker_publish(b, topic, m), 0);
+        micro_msg_free(m);
+    }
+    for (int i = 0; i < CONC_SUBS; i++) {
+        for (int k = 0; k < 500 && atomic_load(&c.calls[i]) < 1; k++) {
+            sleep_ms(10);
+        }
+    }
+    sleep_ms(50);
+    for (int i = 0; i < CONC_SUBS; i++) {
+        assert_int_equal(atomic_load(&c.calls[i]), 1);
+    }
+    micro_registry_service rec;
+    assert_int_equal(micro_server_record(c.srv, &rec), 0);
+    size_t subs = 0;
+    for (size_t i = 0; i < rec.n_endpoints; i++) {
+        subs += micro_metadata_get(&rec.endpoints[i].metadata,
+                    "subscriber") != NULL;
+    }
+    micro_registry_service_clear(&rec);
+    assert_int_equal(subs, CONC_SUBS + 1);
+    micro_service_stop(c.svc);
+    pthread_join(run, NULL);
+    micro_service_free(c.svc);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_broker),
         cmocka_unit_test(test_http_broker),
+        cmocka_unit_test(test_subscribe_during_delivery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,4 +38,13 @@ int t_wait_port(const char *addr, int ms);
 
 int64_t t_now_ms(void);
 
+/*
+ * A watchdog for tests that would hang on a deadlock: after seconds, the
+ * process prints "watchdog: <what> still running after N s" to stderr and
+ * exits 1, so that a regression fails with a message instead of running
+ * into ctest's timeout. t_watchdog(0, NULL) disarms it. Uses SIGALRM
+ * (alarm); one watchdog per process.
+ */
+void t_watchdog(unsigned seconds, const char *what);
+
 #endif
