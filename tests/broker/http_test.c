@@ -22,12 +22,10 @@
 #include <unistd.h>
 
 #include "bt.h"
+#include "support/support.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define RSS_SLACK_MB 600 /* ASan's quarantine keeps freed memory */
-#else
-#define RSS_SLACK_MB 128
-#endif
+/* Under a sanitizer resident memory is no bound (support.h). */
+#define RSS_SLACK_MB (T_SANITIZED_RSS ? 4096 : 128)
 
 typedef struct fixture {
     micro_registry *reg;

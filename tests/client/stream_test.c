@@ -328,19 +328,10 @@ wait_atomic(atomic_int *v, int want, int ms)
     assert_true(atomic_load(v) >= want);
 }
 
-/* ASan keeps freed memory in its quarantine (256 MiB by default), so
- * resident memory says nothing about our bounds in that build: there the
- * tests check the logical bounds only (bytes in flight). */
-#if defined(__SANITIZE_ADDRESS__)
-#define RSS_BOUND_KIB (1L << 30)
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RSS_BOUND_KIB (1L << 30)
-#endif
-#endif
-#ifndef RSS_BOUND_KIB
-#define RSS_BOUND_KIB (96L * 1024)
-#endif
+/* Under a sanitizer resident memory says nothing about our bounds
+ * (support.h): there the tests check the logical bounds only (bytes in
+ * flight). */
+#define RSS_BOUND_KIB (T_SANITIZED_RSS ? (4L << 20) : 96L * 1024)
 
 static long
 rss_kib(void)

@@ -38,6 +38,21 @@ int t_wait_port(const char *addr, int ms);
 
 int64_t t_now_ms(void);
 
+/* 1 when this build runs under a sanitizer whose allocator makes resident
+ * memory meaningless as a bound (ASan's quarantine keeps freed memory;
+ * TSan maps shadow memory): memory-bound tests then check their logical
+ * bounds only, and say so. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define T_SANITIZED_RSS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define T_SANITIZED_RSS 1
+#endif
+#endif
+#ifndef T_SANITIZED_RSS
+#define T_SANITIZED_RSS 0
+#endif
+
 /*
  * A watchdog for tests that would hang on a deadlock: after seconds, the
  * process prints "watchdog: <what> still running after N s" to stderr and
