@@ -21,6 +21,7 @@ res_path, foot_path, chart_path = sys.argv[1:4]
 stream_path = sys.argv[4] if len(sys.argv) > 4 else None
 
 ORDER = ["echo", "cmicro", "cmicro-async", "cmicro-pool", "cmicro-wrk",
+         "cmicro-before", "cmicro-async-before", "cmicro-wrk-before",
          "cmicro-proto",
          "cmicro-proto-wrk", "gomicro",
          "gomicro-wrk", "grpc", "nginx-wrk"]
@@ -32,6 +33,12 @@ DESC = {
                      "micro_client_call_async)"),
     "cmicro-pool": ("greeter-server --no_inline", "bench_greeter"),
     "cmicro-wrk": ("greeter-server", "wrk -t1 greeter.lua"),
+    "cmicro-before": ("greeter-server, pre-redesign",
+                      "bench_greeter, pre-redesign"),
+    "cmicro-async-before": ("greeter-server, pre-redesign",
+                            "bench_greeter --async, pre-redesign"),
+    "cmicro-wrk-before": ("greeter-server, pre-redesign",
+                          "wrk -t1 greeter.lua"),
     "cmicro-proto": ("greeter-proto-server (protobuf)",
                      "bench_greeter --content_type application/protobuf"),
     "cmicro-proto-wrk": ("greeter-proto-server (protobuf)",
@@ -125,11 +132,14 @@ def fnum(srv, m):
 load_rss = collections.defaultdict(list)
 for (c, s, k), rr in runs.items():
     srv = {"cmicro-wrk": "cmicro", "cmicro-async": "cmicro",
+           "cmicro-async-before": "cmicro-before",
+           "cmicro-wrk-before": "cmicro-before",
            "gomicro-wrk": "gomicro", "cmicro-proto-wrk": "cmicro-proto",
            "nginx-wrk": "nginx"}.get(c, c)
     if s == 0:
         load_rss[srv].extend(x["rss_kb"] for x in rr.values())
 SRV_NAME = {"echo": "bench_echo server", "cmicro": "greeter-server",
+            "cmicro-before": "greeter-server, pre-redesign",
             "cmicro-pool": "greeter-server --no_inline",
             "cmicro-proto": "greeter-proto-server",
             "gomicro": "Go Micro v4 server", "grpc": "gRPC C++ server",
@@ -141,8 +151,9 @@ p("| server | RSS at rest KiB | private (USS) at rest KiB | peak RSS under "
   "load KiB | bytes per idle connection | exec → serving ms | binary B "
   "(stripped) |")
 p("|---|---:|---:|---:|---:|---:|---:|")
-for srv in ["echo", "cmicro", "cmicro-pool", "cmicro-proto", "gomicro",
-            "grpc", "nginx", "floor-empty", "floor-deps"]:
+for srv in ["echo", "cmicro", "cmicro-before", "cmicro-pool",
+            "cmicro-proto", "gomicro", "grpc", "nginx", "floor-empty",
+            "floor-deps"]:
     if not foot.get((srv, "rss_rest")):
         continue
     b = foot.get((srv, "bin"), [""])[0].split()
@@ -195,6 +206,31 @@ if runs:
     for name, goal, v, ok in tg:
         p("| %s | %s | %s | %s |" % (name, goal, v, "yes" if ok else "**no**"))
 
+
+# Before/after the I/O-core redesign (issue 10): every unary row of the
+# pre-redesign build next to the same row now, same round; the redesign
+# may not lose more than 5 % on any.
+PAIRS = [("cmicro", "cmicro-before"), ("cmicro-async", "cmicro-async-before"),
+         ("cmicro-wrk", "cmicro-wrk-before")]
+brows = []
+for after, before in PAIRS:
+    for (c, s_, k) in sorted(runs):
+        if c != after or (before, s_, k) not in runs:
+            continue
+        rc = ratio((after, s_, k), (before, s_, k), "calls_per_s")
+        rp = ratio((after, s_, k), (before, s_, k), "p50_us")
+        brows.append((after, s_, k, field((before, s_, k), "calls_per_s"),
+                      field((after, s_, k), "calls_per_s"), rc, rp))
+if brows:
+    p("")
+    p("| row | payload | in flight | calls/s before | calls/s after "
+      "| after ÷ before (calls/s) | after ÷ before (p50) | within 5 % |")
+    p("|---|---|---:|---:|---:|---:|---:|---|")
+    for after, s_, k, b, a, rc, rp in brows:
+        ok = not math.isnan(rc) and rc >= 0.95
+        p("| %s | %s | %d | %s | %s | %s | %s | %s |" % (
+            after, payload(s_), k, fmt(b), fmt(a), fmt(rc, "%.3f"),
+            fmt(rp, "%.3f"), "yes" if ok else "**no**"))
 
 # Streaming (bench/run.sh streaming contenders): messages/s per number of
 # streams, and the ratio to gRPC C++ streaming of the same round.

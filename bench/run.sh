@@ -11,6 +11,7 @@
 # and runs DURATION), INFLIGHTS ("1 16 64 256"), SIZES ("0 1024": 0 is
 # {"name":"John"}, N a name of N bytes, run at BIG_INFLIGHT=64 only),
 # IDLE_CONNS (10000), CONTENDERS (all; see below), BUILD_DIR (build-bench),
+# BEFORE_REV (4741dc4: the pre-redesign contenders' source),
 # SERVER_CPU (0), CLIENT_CPU (1), FAST (0); for the streaming contenders
 # STREAMS ("1 64") concurrent streams and STREAM_SIZES ("64 1024") bytes
 # per encoded request.
@@ -31,6 +32,10 @@
 #   gomicro-wrk  the same Go Micro server / wrk -s bench/greeter.lua
 #   grpc         gRPC C++ callback server / gRPC C++ callback client
 #   nginx-wrk    nginx returning the fixed reply body / wrk, same script
+# The unary rows before and after the I/O-core redesign (issue 10): the
+# cmicro contenders again, built from BEFORE_REV (default 4741dc4, the last
+# commit before it) into BUILD_DIR-before-REV from `git archive`:
+#   cmicro-before, cmicro-async-before, cmicro-wrk-before
 # Streaming contenders (Greeter.Stream, bidirectional: each {"name":N} is
 # answered with {"msg":"Hello N"}; S streams from one client, each with the
 # pipe kept full by a sender while a receiver counts replies; messages/s):
@@ -68,7 +73,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 STREAMS=${STREAMS:-"1 64"}
 STREAM_SIZES=${STREAM_SIZES:-"64 1024"}
-CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream cmicro-stream-async"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream cmicro-stream-async cmicro-before cmicro-async-before cmicro-wrk-before"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -107,6 +112,29 @@ if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^bench_stream:'; then
     targets+=(bench_stream)
 fi
 ninja -C "$BUILD" "${targets[@]}" >&2
+
+# The pre-redesign build, for the before/after rows.
+BEFORE_REV=${BEFORE_REV:-4741dc4}
+BUILD_BEFORE=$BUILD-before-$BEFORE_REV
+if has cmicro-before || has cmicro-async-before || has cmicro-wrk-before; then
+    if [ ! -x "$BUILD_BEFORE/greeter-server" ]; then
+        src=$(mktemp -d /tmp/cmicro-before.XXXXXX)
+        if git -C "$ROOT" archive "$BEFORE_REV" | tar -x -C "$src" &&
+            cmake -S "$src" -B "$BUILD_BEFORE" -G Ninja \
+                -DCMAKE_BUILD_TYPE=Release \
+                -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
+                -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+                -DMICRO_BUILD_TESTS=OFF >&2 &&
+            ninja -C "$BUILD_BEFORE" greeter-server bench_greeter >&2; then
+            :
+        else
+            log "cannot build $BEFORE_REV for the before rows"
+        fi
+        rm -rf "$src"
+    fi
+fi
+SERVER_BEFORE=$BUILD_BEFORE/greeter-server
+GREETER_BEFORE=$BUILD_BEFORE/bench/bench_greeter
 
 SERVER=$BUILD/greeter-server
 PROTO_SERVER=$BUILD/greeter-proto-server
@@ -148,8 +176,13 @@ fi
 if [ ! -x "$CMICRO_STREAM" ]; then
     drop cmicro-stream cmicro-stream-async "$CMICRO_STREAM is not built"
 fi
+if [ ! -x "$SERVER_BEFORE" ] || [ ! -x "$GREETER_BEFORE" ]; then
+    drop cmicro-before cmicro-async-before cmicro-wrk-before \
+        "the $BEFORE_REV build is missing"
+fi
 if ! command -v wrk >/dev/null; then
-    drop cmicro-wrk cmicro-proto-wrk gomicro-wrk nginx-wrk "wrk is not installed"
+    drop cmicro-wrk cmicro-proto-wrk gomicro-wrk nginx-wrk cmicro-wrk-before \
+        "wrk is not installed"
 fi
 if [ ! -x "$NGINX" ]; then
     drop nginx-wrk "nginx is not installed"
@@ -239,6 +272,7 @@ server_cmd() {
     echo) echo "$ECHO server $2" ;;
     cmicro) echo "$SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
     cmicro-pool) echo "$SERVER --server_address=127.0.0.1:$2 --registry=memory --no_inline" ;;
+    cmicro-before) echo "$SERVER_BEFORE --server_address=127.0.0.1:$2 --registry=memory" ;;
     cmicro-proto) echo "$PROTO_SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
     gomicro) echo "$GO_SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
     grpc) echo "$GRPC_SERVER 127.0.0.1:$2" ;;
@@ -353,6 +387,16 @@ client_cmd() { # client port size K -> argv on stdout, one per line
         printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
             --duration "$DURATION" --warmup "$WARMUP" --size "$3"
         ;;
+    cmicro-before)
+        printf '%s\n' "$GREETER_BEFORE" --address "127.0.0.1:$2" \
+            --inflight "$4" --duration "$DURATION" --warmup "$WARMUP" \
+            --size "$3"
+        ;;
+    cmicro-async-before)
+        printf '%s\n' "$GREETER_BEFORE" --address "127.0.0.1:$2" \
+            --inflight "$4" --duration "$DURATION" --warmup "$WARMUP" \
+            --size "$3" --async
+        ;;
     cmicro-async)
         printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
             --duration "$DURATION" --warmup "$WARMUP" --size "$3" --async
@@ -404,6 +448,9 @@ pair() {
     cmicro-async) echo "cmicro cmicro-async" ;;
     cmicro-pool) echo "cmicro-pool cmicro" ;;
     cmicro-wrk) echo "cmicro wrk" ;;
+    cmicro-before) echo "cmicro-before cmicro-before" ;;
+    cmicro-async-before) echo "cmicro-before cmicro-async-before" ;;
+    cmicro-wrk-before) echo "cmicro-before wrk" ;;
     cmicro-proto) echo "cmicro-proto cmicro-proto" ;;
     cmicro-proto-wrk) echo "cmicro-proto wrk-proto" ;;
     gomicro) echo "gomicro gomicro" ;;
@@ -421,7 +468,8 @@ pair() {
 round() { # run
     local r=$1 s srv c port ks k
     for s in $SIZES; do
-        for srv in echo cmicro cmicro-pool cmicro-proto gomicro grpc nginx; do
+        for srv in echo cmicro cmicro-before cmicro-pool cmicro-proto gomicro \
+            grpc nginx; do
             local cs=()
             for c in $CONTENDERS; do
                 is_stream "$c" && continue
@@ -543,7 +591,8 @@ EOF
 # Servers that take part in this run (for the footprint table).
 servers_in_run() {
     local srv c
-    for srv in echo cmicro cmicro-pool cmicro-proto gomicro grpc nginx; do
+    for srv in echo cmicro cmicro-before cmicro-pool cmicro-proto gomicro \
+        grpc nginx; do
         for c in $CONTENDERS; do
             is_stream "$c" && continue
             set -- $(pair "$c")
