@@ -107,6 +107,21 @@ micro__h1_conn_close(micro__h1_conn *c)
     }
 }
 
+/* A frame of ours that ran callbacks ends: true when the connection was
+ * closed meanwhile (it is then freed once the outermost frame ends). */
+static bool
+frame_end(micro__h1_conn *c)
+{
+    c->depth--;
+    if (!c->closed) {
+        return false;
+    }
+    if (c->depth == 0) {
+        destroy(c);
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* Timers.                                                              */
 
@@ -250,11 +265,7 @@ feed(micro__h1_conn *c, const char *p, size_t n, bool from_rest)
 {
     c->depth++;
     ssize_t used = micro__h1_parse(&c->parser, p, n);
-    c->depth--;
-    if (c->closed) {
-        if (c->depth == 0) {
-            destroy(c);
-        }
+    if (frame_end(c)) {
         return -1;
     }
     if (used < 0) {
@@ -363,11 +374,7 @@ bs_on_eof(void *arg, micro__bs *s, int rc)
     if (rc == 0) {
         c->depth++;
         int prc = micro__h1_parse_eof(&c->parser);
-        c->depth--;
-        if (c->closed) {
-            if (c->depth == 0) {
-                destroy(c);
-            }
+        if (frame_end(c)) {
             return;
         }
         if (prc != 0) {
@@ -377,11 +384,7 @@ bs_on_eof(void *arg, micro__bs *s, int rc)
     if (c->cbs->on_eof != NULL) {
         c->depth++;
         c->cbs->on_eof(c->arg, c, rc);
-        c->depth--;
-        if (c->closed) {
-            if (c->depth == 0) {
-                destroy(c);
-            }
+        if (frame_end(c)) {
             return;
         }
         timer_update(c);
@@ -410,11 +413,7 @@ bs_on_drain(void *arg, micro__bs *s)
     if (c->cbs->on_drain != NULL) {
         c->depth++;
         c->cbs->on_drain(c->arg, c);
-        c->depth--;
-        if (c->closed) {
-            if (c->depth == 0) {
-                destroy(c);
-            }
+        if (frame_end(c)) {
             return;
         }
     }

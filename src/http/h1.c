@@ -504,13 +504,15 @@ hdr_is(const struct micro_hdr *h, const char *name, size_t nl)
     return h->klen == nl && strncasecmp(h->key, name, nl) == 0;
 }
 
-/* Fields every writer sets itself (framing), skipped from hdrs. */
+/* Fields every writer sets itself (framing), skipped from hdrs; Host too
+ * in requests. The length test first: this runs for every field of every
+ * message. */
 static bool
-framing_field(const struct micro_hdr *h)
+framing_field(const struct micro_hdr *h, bool request)
 {
     switch (h->klen) {
     case 4:
-        return hdr_is(h, "Host", 4);
+        return request && hdr_is(h, "Host", 4);
     case 7:
         return hdr_is(h, "Trailer", 7);
     case 10:
@@ -571,7 +573,7 @@ append_fields(micro_buf *out, const micro_msg *hdrs, bool canon)
 {
     for (size_t i = 0; hdrs != NULL && i < hdrs->n; i++) {
         const struct micro_hdr *h = &hdrs->hdrs[i];
-        if (framing_field(h)) {
+        if (framing_field(h, true)) {
             continue;
         }
         int rc = append_field(out, h->key, h->klen, h->value, h->vlen, canon);
@@ -721,7 +723,7 @@ req_plan_make(req_plan *pl, const char *host, const micro_msg *req)
             }
             continue;
         }
-        if (framing_field(h)) {
+        if (framing_field(h, true)) {
             continue;
         }
         if (!micro__h1_token(h->key, h->klen)) {
@@ -775,7 +777,7 @@ req_plan_write(const req_plan *pl, const micro_msg *req, char *dst)
     }
     for (size_t i = 0; i < req->n; i++) {
         const struct micro_hdr *h = &req->hdrs[i];
-        if (hdr_is(h, "User-Agent", 10) || framing_field(h)) {
+        if (hdr_is(h, "User-Agent", 10) || framing_field(h, true)) {
             continue;
         }
         /* Canonicalisation only changes letter case (the name is a
@@ -842,24 +844,6 @@ micro__h1_write_mucp_request(micro_buf *out, const char *host,
     return 0;
 }
 
-/* The length test first: this runs for every field of every reply. */
-static bool
-skip_response_field(const struct micro_hdr *h)
-{
-    switch (h->klen) {
-    case 7:
-        return hdr_is(h, "Trailer", 7);
-    case 10:
-        return hdr_is(h, "Connection", 10);
-    case 14:
-        return hdr_is(h, "Content-Length", 14);
-    case 17:
-        return hdr_is(h, "Transfer-Encoding", 17);
-    default:
-        return false;
-    }
-}
-
 int
 micro__h1_write_mucp_response(micro_buf *out, const micro_msg *rsp)
 {
@@ -878,7 +862,7 @@ micro__h1_write_mucp_response(micro_buf *out, const micro_msg *rsp)
     micro_buf_append(out, "\r\n", 2);
     for (size_t i = 0; i < rsp->n; i++) {
         const struct micro_hdr *h = &rsp->hdrs[i];
-        if (skip_response_field(h)) {
+        if (framing_field(h, false)) {
             continue;
         }
         rc = append_field(out, h->key, h->klen, h->value, h->vlen, true);
