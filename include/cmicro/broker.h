@@ -158,7 +158,8 @@ MICRO_API void micro_broker_count_bad(micro_broker *b, const char *why);
 /**
  * Go Micro's broker envelope, {"Header":{...},"Body":"<base64>"}, as the
  * http and nats brokers send it. to_json appends to out; from_json
- * creates *out (MICRO_ECODEC when malformed).
+ * creates *out (MICRO_ECODEC when malformed or over 1024 header keys;
+ * linear in the input, the last of duplicate keys wins as in Go).
  */
 MICRO_API int micro_broker_envelope_encode(const micro_msg *m, micro_buf *out);
 MICRO_API int micro_broker_envelope_decode(

@@ -915,13 +915,21 @@ micro_broker_envelope_encode(const micro_msg *m, micro_buf *out)
     return rc;
 }
 
+#define ENV_MAX_KEYS 1024
+
+/* Go's json.Unmarshal into struct{Header map[string]string; Body []byte}:
+ * field names match case-insensitively, the last of duplicate keys wins.
+ * More than ENV_MAX_KEYS header keys: refused (*why says so). */
 int
-micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
+micro__broker_envelope_decode(const void *p, size_t len, micro_msg **out,
+    const char **why)
 {
-    if (out == NULL) {
-        return MICRO_EINVAL;
+    const char *ignored = NULL;
+    if (why == NULL) {
+        why = &ignored;
     }
     *out = NULL;
+    *why = "invalid JSON envelope";
     if (p == NULL || len == 0) {
         return MICRO_ECODEC;
     }
@@ -932,10 +940,11 @@ micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
     }
     micro_msg *m = NULL;
     const cJSON *hdr = NULL, *body = NULL;
+    const cJSON **keys = NULL;
+    size_t nk = 0;
     if (!cJSON_IsObject(root)) {
         rc = MICRO_ECODEC;
     } else {
-        /* Go's decoder matches field names case-insensitively. */
         hdr = cJSON_GetObjectItem(root, "Header");
         body = cJSON_GetObjectItem(root, "Body");
         if ((hdr != NULL && !cJSON_IsObject(hdr) && !cJSON_IsNull(hdr)) ||
@@ -943,17 +952,39 @@ micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
             rc = MICRO_ECODEC;
         }
     }
+    if (rc == 0 && cJSON_IsObject(hdr)) {
+        for (const cJSON *h = hdr->child; h != NULL; h = h->next) {
+            if (!cJSON_IsString(h) || h->string == NULL) {
+                rc = MICRO_ECODEC;
+                break;
+            }
+            if (++nk > ENV_MAX_KEYS) {
+                *why = "over 1024 header keys (ENV_MAX_KEYS)";
+                rc = MICRO_EMSGSIZE;
+                break;
+            }
+        }
+        if (rc == 0 && nk > 0) {
+            keys = micro__malloc(nk * sizeof(*keys));
+            rc = keys != NULL ? 0 : MICRO_ENOMEM;
+        }
+        size_t i = 0;
+        for (const cJSON *h = hdr->child; rc == 0 && h != NULL; h = h->next) {
+            keys[i++] = h;
+        }
+    }
     if (rc == 0) {
         rc = micro_msg_new(&m);
     }
-    if (rc == 0 && cJSON_IsObject(hdr)) {
-        for (const cJSON *h = hdr->child; h != NULL && rc == 0; h = h->next) {
-            if (!cJSON_IsString(h) || h->string == NULL) {
-                rc = MICRO_ECODEC;
-            } else {
-                rc = micro_msg_set_header(m, h->string, h->valuestring);
-            }
-        }
+    /* Last first, then one hashed pass keeping the first of each name:
+     * the last duplicate wins, as in Go, in linear time. */
+    for (size_t i = nk; rc == 0 && i-- > 0;) {
+        const char *k = keys[i]->string;
+        const char *v = keys[i]->valuestring;
+        rc = micro__msg_add_header_n(m, k, strlen(k), v, strlen(v));
+    }
+    if (rc == 0 && nk > 1) {
+        rc = micro__msg_dedup(m);
     }
     if (rc == 0 && cJSON_IsString(body)) {
         micro_buf b = {0};
@@ -964,6 +995,7 @@ micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
         }
         micro_buf_clear(&b);
     }
+    micro__free(keys);
     cJSON_Delete(root);
     if (rc != 0) {
         micro_msg_free(m);
@@ -971,6 +1003,15 @@ micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
     }
     *out = m;
     return 0;
+}
+
+int
+micro_broker_envelope_decode(const void *p, size_t len, micro_msg **out)
+{
+    if (out == NULL) {
+        return MICRO_EINVAL;
+    }
+    return micro__broker_envelope_decode(p, len, out, NULL);
 }
 
 /* A deep copy of a message. */

@@ -9,6 +9,13 @@
 int micro__base64_encode(const void *src, size_t n, micro_buf *out);
 int micro__base64_decode(const char *s, size_t n, micro_buf *out);
 
+/* Go Micro's JSON envelope into a message, as Go's json.Unmarshal reads
+ * it (field names case-insensitive, the last duplicate key wins), linear
+ * and bounded: more than 1024 header keys is refused (MICRO_ECODEC). *why (may be
+ * NULL) names the reason of a refusal, for the bad-message counter. */
+int micro__broker_envelope_decode(
+    const void *p, size_t len, micro_msg **out, const char **why);
+
 /* A deep copy of src (headers in order, body). */
 int micro__msg_copy(const micro_msg *src, micro_msg **out);
 

@@ -17,8 +17,8 @@
  * 405; undecodable envelope or no Micro-Topic 500 (counted); a full
  * subscription queue 503 (counted as a drop), so the publisher knows.
  * The envelope is decoded off the loop, by this broker's two decoder
- * threads, never by the loop that also serves RPC; header keys are capped
- * (ENV_MAX_KEYS) and handled in one hashed pass.
+ * threads, never by the loop that also serves RPC (micro__broker_envelope_decode
+ * caps header keys and handles them in one hashed pass).
  *
  * Limits of the listener (the shared engine enforces them; each refusal is
  * answered as Go's net/http does, counted as a bad message and logged at
@@ -70,7 +70,6 @@
 #define CACHE_TTL_MS 5000
 #define POST_TIMEOUT_MS 5000
 #define PUBLISH_TIMEOUT_MS 10000
-#define ENV_MAX_KEYS 1024
 #define MAX_HEADER (64u << 10)
 #define MAX_FIELDS 100
 #define MAX_PARTIAL ((size_t) 32 << 20)
@@ -130,92 +129,6 @@ typedef struct httpb {
     pthread_t reg_thr;
     bool reg_on, reg_stop;
 } httpb;
-
-/* ------------------------------------------------------------------ */
-/* The envelope, decoded off the loop: bounded and linear.              */
-
-/* Go's json.Unmarshal into struct{Header map[string]string; Body []byte}:
- * field names match case-insensitively, the last of duplicate keys wins.
- * More than ENV_MAX_KEYS header keys: refused (*why says so). */
-static int
-envelope_decode(const void *p, size_t len, micro_msg **out, const char **why)
-{
-    *out = NULL;
-    *why = "invalid JSON envelope";
-    if (p == NULL || len == 0) {
-        return MICRO_ECODEC;
-    }
-    cJSON *root = cJSON_ParseWithLength(p, len);
-    if (root == NULL) {
-        return MICRO_ECODEC;
-    }
-    int rc = 0;
-    micro_msg *m = NULL;
-    const cJSON *hdr = NULL, *body = NULL;
-    const cJSON **keys = NULL;
-    size_t nk = 0;
-    if (!cJSON_IsObject(root)) {
-        rc = MICRO_ECODEC;
-    } else {
-        hdr = cJSON_GetObjectItem(root, "Header");
-        body = cJSON_GetObjectItem(root, "Body");
-        if ((hdr != NULL && !cJSON_IsObject(hdr) && !cJSON_IsNull(hdr)) ||
-            (body != NULL && !cJSON_IsString(body) && !cJSON_IsNull(body))) {
-            rc = MICRO_ECODEC;
-        }
-    }
-    if (rc == 0 && cJSON_IsObject(hdr)) {
-        for (const cJSON *h = hdr->child; h != NULL; h = h->next) {
-            if (!cJSON_IsString(h) || h->string == NULL) {
-                rc = MICRO_ECODEC;
-                break;
-            }
-            if (++nk > ENV_MAX_KEYS) {
-                *why = "over 1024 header keys (ENV_MAX_KEYS)";
-                rc = MICRO_EMSGSIZE;
-                break;
-            }
-        }
-        if (rc == 0 && nk > 0) {
-            keys = micro__malloc(nk * sizeof(*keys));
-            rc = keys != NULL ? 0 : MICRO_ENOMEM;
-        }
-        size_t i = 0;
-        for (const cJSON *h = hdr->child; rc == 0 && h != NULL; h = h->next) {
-            keys[i++] = h;
-        }
-    }
-    if (rc == 0) {
-        rc = micro_msg_new(&m);
-    }
-    /* Last first, then one hashed pass keeping the first of each name:
-     * the last duplicate wins, as in Go, in linear time. */
-    for (size_t i = nk; rc == 0 && i-- > 0;) {
-        const char *k = keys[i]->string;
-        const char *v = keys[i]->valuestring;
-        rc = micro__msg_add_header_n(m, k, strlen(k), v, strlen(v));
-    }
-    if (rc == 0 && nk > 1) {
-        rc = micro__msg_dedup(m);
-    }
-    if (rc == 0 && cJSON_IsString(body)) {
-        micro_buf b = {0};
-        rc = micro__base64_decode(body->valuestring,
-            strlen(body->valuestring), &b);
-        if (rc == 0) {
-            micro_msg_take_body(m, &b);
-        }
-        micro_buf_clear(&b);
-    }
-    micro__free(keys);
-    cJSON_Delete(root);
-    if (rc != 0) {
-        micro_msg_free(m);
-        return rc == MICRO_ENOMEM ? rc : MICRO_ECODEC;
-    }
-    *out = m;
-    return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* Subscriber side: requests on the loop, envelopes on the decoders.    */
@@ -322,7 +235,7 @@ job_run(micro__task *t)
     const char *why = NULL;
     j->code = 200;
     j->detail = NULL;
-    if (envelope_decode(body, len, &m, &why) != 0) {
+    if (micro__broker_envelope_decode(body, len, &m, &why) != 0) {
         micro_broker_count_bad(h->b, why);
         j->code = 500;
         j->detail = "Error parsing request body";

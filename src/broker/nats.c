@@ -290,7 +290,8 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
         (size_t) natsMsg_GetDataLength(m), &msg);
     natsMsg_Destroy(m);
     if (rc != 0) {
-        micro_broker_count_bad(d->b, "not a broker envelope");
+        micro_broker_count_bad(d->b, rc == MICRO_ENOMEM ? "out of memory"
+            : "not a broker envelope (or over 1024 header keys)");
         return;
     }
     pthread_mutex_lock(&d->mu);
