@@ -246,7 +246,15 @@ MICRO_API int micro_server_handle(
  *  endpoint is taken (by a unary or a stream handler). */
 MICRO_API int micro_server_handle_stream(
     micro_server *s, const micro_stream_handler *h);
-/** Append a wrapper (outermost first). Before start only. */
+/**
+ * Append a wrapper (outermost first). Before start only. Wrappers run for
+ * every unary call, and once for each stream as it opens (on its event
+ * thread, around on_open; the request has the opening's metadata and no
+ * body, and what a wrapper puts in the response other than an error is
+ * not sent). A wrapper that sets an error refuses the stream with it; one
+ * that returns without calling micro_handler_next ends it cleanly; either
+ * way none of the handler's callbacks run for that stream.
+ */
 MICRO_API int micro_server_wrap(
     micro_server *s, micro_handler_wrapper_fn fn, void *arg);
 /** Listen and serve. Thread: any. */

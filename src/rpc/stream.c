@@ -108,6 +108,8 @@ struct micro_stream {
     bool ev_blocked;     /* server: messages wait for the output to drain */
     micro__task ev_task;
     bool got_first;      /* client: a first message arrived (hdrs) */
+    bool bypassed;       /* server: a wrapper answered for the handler
+                            (event thread only) */
 };
 
 static const micro_socket_handler client_sock_handler;
@@ -904,6 +906,35 @@ callback_failed(micro_stream *s, int rc)
     }
 }
 
+/* The first event: the server's wrappers, then on_open. A wrapper that
+ * does not reach the handler ends the stream in its place: with its error,
+ * else with the handler's clean end (EOS), as a Go Micro wrapper that
+ * returns without calling its handler; the handler's callbacks never run
+ * for it, and the client's messages are let go. */
+static int
+open_through_wrappers(micro_stream *s, const micro__handler *h)
+{
+    micro_request req = {.s = s->host->srv,
+        .msg = s->hdrs,
+        .endpoint = s->endpoint,
+        .service = s->service,
+        .ct = s->ct,
+        .deadline = s->deadline};
+    bool reached = false;
+    micro_error *err = NULL;
+    int rc = micro__server_stream_open(s->host->srv, h, s, &req, &reached,
+        &err);
+    s->bypassed = !reached;
+    if (err != NULL) {
+        micro_stream_fail(s, err->id, err->code, "%s",
+            err->detail != NULL ? err->detail : "");
+        micro_error_free(err);
+    } else if (!reached && rc == 0) {
+        micro_stream_close_send(s);
+    }
+    return rc;
+}
+
 /* Worker (or loop): run the queued callbacks of s in order. */
 static void
 run_events(micro_stream *s)
@@ -931,16 +962,20 @@ run_events(micro_stream *s)
         int rc = 0;
         switch (it->kind) {
         case EV_OPEN:
-            if (h->on_open != NULL) {
-                rc = h->on_open(s, h->arg);
-            }
+            rc = open_through_wrappers(s, h);
             break;
         case EV_MSG:
+            if (s->bypassed) {
+                break;
+            }
             rc = h->on_msg(s, it->buf.data ? (const void *) it->buf.data
                                            : (const void *) "",
                 it->buf.len, h->arg);
             break;
         case EV_END:
+            if (s->bypassed) {
+                break;
+            }
             if (h->on_end != NULL) {
                 h->on_end(s, it->rc, h->arg);
             } else if (it->rc == MICRO_EOF) {
@@ -948,7 +983,7 @@ run_events(micro_stream *s)
             }
             break;
         case EV_CLOSE:
-            if (h->on_close != NULL) {
+            if (!s->bypassed && h->on_close != NULL) {
                 h->on_close(s, it->rc, h->arg);
             }
             break;

@@ -245,6 +245,49 @@ micro__server_route(micro_server *s, micro_request *r, micro_response *rsp)
     }
 }
 
+/* A stream's opening through the wrappers: the innermost link runs the
+ * handler's on_open. */
+typedef struct stream_open {
+    micro_stream *st;
+    const handler *h;
+    bool reached;
+} stream_open;
+
+static int
+stream_open_link(micro_request *req, micro_response *rsp, void *arg)
+{
+    (void) req;
+    (void) rsp;
+    stream_open *o = arg;
+    o->reached = true;
+    return o->h->on_open != NULL ? o->h->on_open(o->st, o->h->arg) : 0;
+}
+
+int
+micro__server_stream_open(micro_server *s, const handler *h,
+    micro_stream *st, const micro_request *req, bool *reached,
+    micro_error **err)
+{
+    *err = NULL;
+    if (s->n_wrappers == 0) {
+        *reached = true;
+        return h->on_open != NULL ? h->on_open(st, h->arg) : 0;
+    }
+    stream_open o = {st, h, false};
+    handler link = *h;
+    link.fn = stream_open_link;
+    link.arg = &o;
+    micro_request r = *req;
+    micro_response rsp = {.s = s};
+    micro_handler_chain chain = {s, 0, &link};
+    int rc = micro_handler_next(&chain, &r, &rsp);
+    *reached = o.reached;
+    *err = rsp.err;
+    micro_buf_clear(&rsp.body);
+    micro_msg_free(rsp.msg);
+    return rc;
+}
+
 int
 micro_server_dispatch(micro_server *s, micro_dispatch *d)
 {

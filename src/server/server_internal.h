@@ -75,6 +75,17 @@ const micro__handler *micro__server_find(const micro_server *s,
     const char *endpoint);
 
 /*
+ * A stream opens (its event thread): run the server's wrappers as for a
+ * unary call, with req (the opening message's headers, no body), around the
+ * handler's on_open. *reached: the chain got to the handler (a wrapper that
+ * answers by itself, an auth check that refuses, does not reach it); *err:
+ * the error a wrapper set (the caller's to free). Returns the chain's rc.
+ */
+int micro__server_stream_open(micro_server *s, const micro__handler *h,
+    micro_stream *st, const micro_request *req, bool *reached,
+    micro_error **err);
+
+/*
  * Route r to its handler through the wrappers: checks the endpoint's form,
  * finds the handler, refuses a request whose deadline has passed, runs the
  * chain. On return either rsp->err is set (Go Micro's error shape, with

@@ -205,6 +205,9 @@ typedef struct fx {
     char addr[64];
 } fx;
 
+/* A wrapper for the next fx_new to install (before its server starts). */
+static micro_handler_wrapper_fn fx_wrapper;
+
 static fx *
 fx_new(int workers)
 {
@@ -253,6 +256,9 @@ fx_new(int workers)
     }
     micro_handler_desc d = {.endpoint = "S.Hello", .fn = h_hello};
     assert_int_equal(micro_server_handle(f->srv, &d), 0);
+    if (fx_wrapper != NULL) {
+        assert_int_equal(micro_server_wrap(f->srv, fx_wrapper, NULL), 0);
+    }
     assert_int_equal(micro_server_start(f->srv), 0);
     snprintf(f->addr, sizeof(f->addr), "%s",
         micro_transport_address(f->str));
@@ -768,6 +774,88 @@ test_stop_with_streams(void **state)
 
 /* The client process dies mid-stream (SIGKILL): the handler learns it
  * (on_end, then on_close) promptly, and the server goes on serving. */
+/* Wrappers run for streams as for unary calls (Go Micro's handler wrapper
+ * wraps a stream handler too): once at the opening, with the opening's
+ * metadata, around on_open. A wrapper that refuses (auth) ends the stream
+ * with its error and the handler never runs; one that answers without
+ * calling on (returns 0) ends it cleanly; one that calls on reaches the
+ * handler. Before this, wrappers never saw streams: an auth wrapper was
+ * bypassed by calling the endpoint as a stream. */
+static atomic_int wraps;
+
+static int
+auth_wrapper(micro_request *req, micro_response *rsp,
+    micro_handler_chain *next, void *arg)
+{
+    (void) arg;
+    atomic_fetch_add(&wraps, 1);
+    const char *tok = micro_request_header(req, "Authorization");
+    if (tok == NULL) {
+        return micro_response_error(rsp, "auth", 401, "no token for %s",
+            micro_request_endpoint(req));
+    }
+    if (strcmp(tok, "skip") == 0) {
+        return 0; /* answered here, the handler is not reached */
+    }
+    return micro_handler_next(next, req, rsp);
+}
+
+static micro_stream *
+open_with_token(fx *f, const char *ep, const char *tok)
+{
+    micro_header_kv md = {"Authorization", tok};
+    micro_call_opts o = MICRO_CALL_OPTS_INIT;
+    o.address = f->addr;
+    o.content_type = CT;
+    o.metadata = tok != NULL ? &md : NULL;
+    o.n_metadata = tok != NULL ? 1 : 0;
+    micro_stream *s = NULL;
+    assert_int_equal(micro_client_stream(f->cli, "s", ep, &o, &s), 0);
+    return s;
+}
+
+static void
+test_wrappers(void **state)
+{
+    (void) state;
+    fx_wrapper = auth_wrapper;
+    fx *f = fx_new(4);
+    fx_wrapper = NULL;
+    atomic_store(&wraps, 0);
+
+    micro_stream *s = open_with_token(f, "S.Hold", NULL);
+    send_str(s, "x");
+    assert_int_equal(recv_rc(s), MICRO_EREMOTE);
+    const micro_error *e = micro_stream_error(s);
+    assert_int_equal(e->code, 401);
+    assert_string_equal(e->id, "auth");
+    assert_string_equal(e->detail, "no token for S.Hold");
+    micro_stream_free(s);
+
+    s = open_with_token(f, "S.Hold", "skip");
+    send_str(s, "x");
+    assert_int_equal(recv_rc(s), MICRO_EOF);
+    micro_stream_free(s);
+    /* Neither reached the handler: no on_open, on_end, on_close. */
+    assert_int_equal(atomic_load(&opens), 0);
+    assert_int_equal(atomic_load(&closes), 0);
+    assert_int_equal(atomic_load(&wraps), 2);
+
+    s = open_with_token(f, "S.Echo", "t");
+    send_str(s, "a");
+    recv_str(s, "a");
+    assert_int_equal(micro_stream_close_send(s), 0);
+    assert_int_equal(recv_rc(s), MICRO_EOF);
+    micro_stream_free(s);
+    assert_int_equal(atomic_load(&wraps), 3); /* once per stream */
+
+    s = open_with_token(f, "S.Hold", "t");
+    wait_atomic(&opens, 1, 10000);
+    micro_stream_free(s);
+    wait_atomic(&closes, 1, 10000);
+    fx_free(f);
+}
+
 static void
 test_client_killed(void **state)
 {
@@ -827,6 +915,7 @@ main(void)
         cmocka_unit_test(test_async),
         cmocka_unit_test(test_stop_with_streams),
         cmocka_unit_test(test_client_killed),
+        cmocka_unit_test(test_wrappers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
