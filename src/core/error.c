@@ -361,17 +361,19 @@ micro_error_to_json(const micro_error *e)
     return out;
 }
 
-/* A JSON string or null into *out (NULL for null or ""). */
+/* A JSON string or null into *out: null leaves *out as it is (so does Go);
+ * a string replaces it (NULL for ""). */
 static bool
-take_str_field(const cJSON *obj, const char *name, char **out, bool *oom)
+take_str(const cJSON *it, char **out, bool *oom)
 {
-    const cJSON *it = cJSON_GetObjectItem(obj, name);
-    if (it == NULL || cJSON_IsNull(it)) {
+    if (cJSON_IsNull(it)) {
         return true;
     }
     if (!cJSON_IsString(it) || it->valuestring == NULL) {
         return false;
     }
+    micro__free(*out);
+    *out = NULL;
     if (it->valuestring[0] != '\0') {
         *out = micro__strdup(it->valuestring);
         if (*out == NULL) {
@@ -381,9 +383,31 @@ take_str_field(const cJSON *obj, const char *name, char **out, bool *oom)
     return true;
 }
 
-/* Fill e from text as encoding/json.Unmarshal into errors.Error would;
- * false when Go would report an error. */
+/* A JSON number or null into *code: an int32 or refused, as Go's. */
 static bool
+take_code(const cJSON *it, int32_t *code)
+{
+    if (cJSON_IsNull(it)) {
+        return true;
+    }
+    double d = cJSON_IsNumber(it) ? it->valuedouble : 0.5;
+    /* The range test first: converting a double outside int32's range
+     * (1e99) is undefined behaviour. !(a && b) also refuses NaN. */
+    if (!(d >= INT32_MIN && d <= INT32_MAX) || d != (double) (int32_t) d) {
+        return false;
+    }
+    *code = (int32_t) d;
+    return true;
+}
+
+/* How far encoding/json.Unmarshal into errors.Error got. */
+enum { PARSED, NOT_JSON, TYPE_ERROR };
+
+/* Fill e from text as encoding/json.Unmarshal into errors.Error would:
+ * NOT_JSON when Go refuses the text before decoding anything (syntax, or
+ * not an object: e stays zero); TYPE_ERROR when a member had the wrong
+ * type (Go decodes the rest as best it can and reports the first). */
+static int
 parse_json_error(const char *text, size_t len, micro_error *e, bool *oom)
 {
     const char *end = NULL;
@@ -391,43 +415,40 @@ parse_json_error(const char *text, size_t len, micro_error *e, bool *oom)
     cJSON *root = micro__json_parse(text, len, &end, &prc);
     if (root == NULL) {
         *oom = prc == MICRO_ENOMEM; /* not "not JSON": no fallback then */
-        return false;
+        return NOT_JSON;
     }
-    bool ok = true;
+    int res = PARSED;
     /* Go rejects anything but whitespace after the value. */
     for (const char *p = end; p != NULL && p < text + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            ok = false;
+            res = NOT_JSON;
             break;
         }
     }
-    if (ok && cJSON_IsNull(root)) {
-        cJSON_Delete(root);
-        return true; /* Go leaves the struct zero for "null". */
+    if (res == PARSED && !cJSON_IsObject(root) && !cJSON_IsNull(root)) {
+        res = NOT_JSON; /* Go leaves the struct zero for "null" */
     }
-    if (ok && !cJSON_IsObject(root)) {
-        ok = false;
-    }
-    if (ok) {
-        const cJSON *code = cJSON_GetObjectItem(root, "code");
-        if (code != NULL && !cJSON_IsNull(code)) {
-            double d = cJSON_IsNumber(code) ? code->valuedouble : 0.5;
-            /* The range test first: converting a double outside int32's
-             * range (1e99) is undefined behaviour. !(a && b) also refuses
-             * NaN. */
-            if (!(d >= INT32_MIN && d <= INT32_MAX) ||
-                d != (double) (int32_t) d) {
-                ok = false;
-            } else {
-                e->code = (int32_t) d;
-            }
+    /* Every member in order, names matched without case: a duplicate
+     * name is decoded again, so the last one wins, as encoding/json does. */
+    for (const cJSON *it = res == PARSED ? root->child : NULL;
+         it != NULL && !*oom; it = it->next) {
+        const char *k = it->string != NULL ? it->string : "";
+        bool ok = true;
+        if (strcasecmp(k, "code") == 0) {
+            ok = take_code(it, &e->code);
+        } else if (strcasecmp(k, "id") == 0) {
+            ok = take_str(it, &e->id, oom);
+        } else if (strcasecmp(k, "detail") == 0) {
+            ok = take_str(it, &e->detail, oom);
+        } else if (strcasecmp(k, "status") == 0) {
+            ok = take_str(it, &e->status, oom);
+        }
+        if (!ok) {
+            res = TYPE_ERROR;
         }
     }
-    ok = ok && take_str_field(root, "id", &e->id, oom);
-    ok = ok && take_str_field(root, "detail", &e->detail, oom);
-    ok = ok && take_str_field(root, "status", &e->status, oom);
     cJSON_Delete(root);
-    return ok;
+    return res;
 }
 
 micro_error *
@@ -441,12 +462,12 @@ micro_error_parse(const char *text, size_t len)
         len = 0;
         text = "";
     }
+    /* Go Micro's errors.Parse: whatever Unmarshal fails on, the detail
+     * is the whole text (other members it decoded stay). */
     bool oom = false;
-    if (!parse_json_error(text, len, e, &oom) && !oom) {
-        micro__free(e->id);
+    if (parse_json_error(text, len, e, &oom) != PARSED && !oom) {
         micro__free(e->detail);
-        micro__free(e->status);
-        memset(e, 0, sizeof(*e));
+        e->detail = NULL;
         if (len > 0) {
             e->detail = micro__strndup(text, len);
             oom = e->detail == NULL;

@@ -160,6 +160,17 @@ test_parse_json(void **state)
     assert_null(e->status);
     micro_error_free(e);
 
+    /* Duplicate names: the last wins, names match without case, and a
+     * later null leaves the value (encoding/json). Before, the first
+     * "code" won, so a C client read 200 where Go reads 500. */
+    const char *t4 = "{\"code\":200,\"Code\":500,\"detail\":\"a\","
+                     "\"DETAIL\":\"b\",\"id\":\"x\",\"id\":null}";
+    e = micro_error_parse(t4, strlen(t4));
+    assert_int_equal(e->code, 500);
+    assert_string_equal(e->detail, "b");
+    assert_string_equal(e->id, "x");
+    micro_error_free(e);
+
     /* Escapes are decoded. */
     const char *t3 = "{\"detail\":\"a\\u003cb\\n\"}";
     e = micro_error_parse(t3, strlen(t3));
@@ -199,6 +210,16 @@ test_parse_fallback(void **state)
     expect_fallback("{\"code\":1.5}");
     expect_fallback("{\"code\":99999999999}");
     expect_fallback("{\"id\":7}");
+
+    /* As Go: a member of the wrong type leaves the members decoded
+     * around it, and the detail is the whole text. */
+    const char *tm = "{\"id\":\"svc\",\"code\":\"400\",\"status\":\"x\"}";
+    micro_error *te = micro_error_parse(tm, strlen(tm));
+    assert_string_equal(te->id, "svc");
+    assert_int_equal(te->code, 0);
+    assert_string_equal(te->status, "x");
+    assert_string_equal(te->detail, tm);
+    micro_error_free(te);
 
     /* 1000-deep nesting must not crash. */
     size_t n = 100000;
