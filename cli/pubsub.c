@@ -19,7 +19,8 @@ int
 cli_publish(micro_service *svc, const char *topic, const char *json,
     const char *content_type, const micro_header_kv *md, size_t n_md)
 {
-    micro_publish_opts o = {.content_type = content_type,
+    micro_publish_opts o = {.size = sizeof(o),
+        .content_type = content_type,
         .metadata = md,
         .n_metadata = n_md};
     int rc = micro_service_publish(svc, topic, json, strlen(json), &o);
@@ -94,7 +95,7 @@ cli_subscribe(micro_service *svc, const char *topic, const char *queue,
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    micro_sub_opts o = {.queue = queue};
+    micro_sub_opts o = {.size = sizeof(o), .queue = queue};
     micro_sub *sub = NULL;
     int rc = micro_broker_subscribe(b, topic, &o, print_event, NULL, &sub);
     if (rc != 0) {

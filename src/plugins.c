@@ -2,6 +2,11 @@
  * Every plugin name has a row here, built or not (curl's rule): asking for
  * one that is compiled out gives MICRO_ENOTBUILT with a message naming what
  * would provide it, rather than "unknown".
+ *
+ * The rows are also where the core learns the plugins' options (see
+ * micro__plugin_at): a built row's from its ops table, a module's or a
+ * name not built from the row itself, so that their Go Micro flags parse
+ * and --help lists them without loading anything.
  */
 #include "core/internal.h"
 
@@ -10,6 +15,9 @@
 #include "plugins.h"
 #include "registry/registry_internal.h"
 #include "selector/selector_internal.h"
+#if !defined(MICRO_HAVE_NATS)
+#include "broker/nats_options.h"
+#endif
 
 typedef struct row {
     const char *name;
@@ -17,61 +25,87 @@ typedef struct row {
     const char *where; /* what provides it when not built */
     const char *module; /* a shared object to load on first use, or NULL */
     const char *symbol; /* the ops table's name in it */
+    /* Without an ops table (a module, a name not built): the options the
+     * plugin declares, known without loading it. */
+    const micro_option_desc *options;
 } row;
 
+/* Go Micro's flags of plugins not built in this version: they parse (and
+ * --help lists them), and choosing the plugin gives MICRO_ENOTBUILT. */
+static const micro_option_desc etcd_options[] = {
+    {"registry_address", MICRO_OPT_STR, "127.0.0.1:2379",
+        "etcd endpoints, comma-separated"},
+    MICRO_OPTION_END,
+};
+static const micro_option_desc consul_options[] = {
+    {"registry_address", MICRO_OPT_STR, "127.0.0.1:8500",
+        "Consul agent addresses, comma-separated"},
+    MICRO_OPTION_END,
+};
+static const micro_option_desc nats_transport_options[] = {
+    {"transport_address", MICRO_OPT_STR, "nats://127.0.0.1:4222",
+        "NATS servers, comma-separated URLs"},
+    MICRO_OPTION_END,
+};
+
 static const row transports[] = {
-    {"http", &micro_transport_http_ops, NULL, NULL, NULL},
+    {"http", &micro_transport_http_ops, NULL, NULL, NULL, NULL},
     {"grpc", NULL, "the gRPC transport (not built in this version)",
-        NULL, NULL},
+        NULL, NULL, NULL},
     {"memory", NULL, "the memory transport (not built in this version)",
-        NULL, NULL},
+        NULL, NULL, NULL},
     {"nats", NULL, "the NATS transport (not built in this version)",
-        NULL, NULL},
+        NULL, NULL, nats_transport_options},
 };
 
 static const row registries[] = {
-    {"memory", &micro_registry_memory_ops, NULL, NULL, NULL},
-    {"mdns", &micro_registry_mdns_ops, NULL, NULL, NULL},
-    {"etcd", NULL, "the etcd registry (not built in this version)", NULL, NULL},
+    {"memory", &micro_registry_memory_ops, NULL, NULL, NULL, NULL},
+    {"mdns", &micro_registry_mdns_ops, NULL, NULL, NULL, NULL},
+    {"etcd", NULL, "the etcd registry (not built in this version)", NULL, NULL,
+        etcd_options},
     {"consul", NULL, "the Consul registry (not built in this version)",
-        NULL, NULL},
+        NULL, NULL, consul_options},
 };
 
 static const row selectors[] = {
-    {"random", &micro_selector_random_ops, NULL, NULL, NULL},
-    {"roundrobin", &micro_selector_roundrobin_ops, NULL, NULL, NULL},
-    {"leastconn", &micro_selector_leastconn_ops, NULL, NULL, NULL},
-    {"p2c", &micro_selector_p2c_ops, NULL, NULL, NULL},
+    {"random", &micro_selector_random_ops, NULL, NULL, NULL, NULL},
+    {"roundrobin", &micro_selector_roundrobin_ops, NULL, NULL, NULL, NULL},
+    {"leastconn", &micro_selector_leastconn_ops, NULL, NULL, NULL, NULL},
+    {"p2c", &micro_selector_p2c_ops, NULL, NULL, NULL, NULL},
 };
 
 static const row clients[] = {
-    {"mucp", &micro_client_mucp_ops, NULL, NULL, NULL},
-    {"grpc", NULL, "the gRPC client (not built in this version)", NULL, NULL},
+    {"mucp", &micro_client_mucp_ops, NULL, NULL, NULL, NULL},
+    {"grpc", NULL, "the gRPC client (not built in this version)", NULL,
+        NULL, NULL},
 };
 
 static const row servers[] = {
-    {"mucp", &micro_server_mucp_ops, NULL, NULL, NULL},
-    {"grpc", NULL, "the gRPC server (not built in this version)", NULL, NULL},
+    {"mucp", &micro_server_mucp_ops, NULL, NULL, NULL, NULL},
+    {"grpc", NULL, "the gRPC server (not built in this version)", NULL,
+        NULL, NULL},
 };
 
 static const row brokers[] = {
-    {"http", &micro_broker_http_ops, NULL, NULL, NULL},
-    {"memory", &micro_broker_memory_ops, NULL, NULL, NULL},
+    {"http", &micro_broker_http_ops, NULL, NULL, NULL, NULL},
+    {"memory", &micro_broker_memory_ops, NULL, NULL, NULL, NULL},
 #if defined(MICRO_HAVE_NATS)
-    {"nats", &micro_broker_nats_ops, NULL, NULL, NULL},
+    {"nats", &micro_broker_nats_ops, NULL, NULL, NULL, NULL},
 #elif defined(MICRO_NATS_MODULE)
     /* libnats (and the OpenSSL it links) is loaded only by services that
      * choose this broker. */
     {"nats", NULL, "the NATS broker module", MICRO_NATS_MODULE,
-        "micro_broker_nats_ops"},
+        "micro_broker_nats_ops", micro__nats_options},
 #else
     {"nats", NULL, "the NATS broker (configure with -DMICRO_WITH_NATS=ON and "
-                   "libnats-dev)", NULL, NULL},
+                   "libnats-dev)", NULL, NULL, micro__nats_options},
 #endif
     {"rabbitmq", NULL, "the RabbitMQ broker (not built in this version)",
+        NULL, NULL, NULL},
+    {"redis", NULL, "the Redis broker (not built in this version)", NULL,
         NULL, NULL},
-    {"redis", NULL, "the Redis broker (not built in this version)", NULL, NULL},
-    {"mqtt", NULL, "the MQTT broker (not built in this version)", NULL, NULL},
+    {"mqtt", NULL, "the MQTT broker (not built in this version)", NULL,
+        NULL, NULL},
 };
 
 #ifdef MICRO_NATS_MODULE
@@ -223,4 +257,77 @@ micro__broker_ops_by_name(const char *name, const micro_broker_ops **ops)
     int rc = lookup(brokers, MICRO_ARRAY_LEN(brokers), "broker", name, &p);
     *ops = p;
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* The rows as the option catalogue sees them.                          */
+
+static const micro_option_desc *
+registry_options(const void *ops)
+{
+    return micro__registry_ops_options(ops);
+}
+
+static const micro_option_desc *
+broker_options(const void *ops)
+{
+    return micro__broker_ops_options(ops);
+}
+
+static const micro_option_desc *
+transport_options(const void *ops)
+{
+    return micro__transport_ops_options(ops);
+}
+
+static const micro_option_desc *
+selector_options(const void *ops)
+{
+    return micro__selector_ops_options(ops);
+}
+
+static const micro_option_desc *
+server_options(const void *ops)
+{
+    return micro__server_ops_options(ops);
+}
+
+static const micro_option_desc *
+client_options(const void *ops)
+{
+    return micro__client_ops_options(ops);
+}
+
+static const struct kind {
+    const char *kind;
+    const row *rows;
+    size_t n;
+    const micro_option_desc *(*options)(const void *ops);
+} kinds[] = {
+    {"registry", registries, MICRO_ARRAY_LEN(registries), registry_options},
+    {"broker", brokers, MICRO_ARRAY_LEN(brokers), broker_options},
+    {"transport", transports, MICRO_ARRAY_LEN(transports),
+        transport_options},
+    {"selector", selectors, MICRO_ARRAY_LEN(selectors), selector_options},
+    {"server", servers, MICRO_ARRAY_LEN(servers), server_options},
+    {"client", clients, MICRO_ARRAY_LEN(clients), client_options},
+};
+
+bool
+micro__plugin_at(size_t i, micro__plugin_info *out)
+{
+    for (size_t k = 0; k < MICRO_ARRAY_LEN(kinds); k++) {
+        if (i >= kinds[k].n) {
+            i -= kinds[k].n;
+            continue;
+        }
+        const row *r = &kinds[k].rows[i];
+        out->kind = kinds[k].kind;
+        out->name = r->name;
+        out->options = r->ops != NULL ? kinds[k].options(r->ops) : r->options;
+        out->module = r->ops == NULL ? r->module : NULL;
+        out->built = r->ops != NULL;
+        return true;
+    }
+    return false;
 }

@@ -359,7 +359,9 @@ main(int argc, char **argv)
     /* Hello, Meta and Fail never block: they run inline on the loop
      * thread, saving two thread hand-offs per call. Slow and Call block
      * (one sleeps, one calls another service) and run on the workers. */
-    micro_handler_desc d = {.endpoint = "Greeter.Hello", .fn = hello,
+    micro_handler_desc d = {.size = sizeof(d),
+        .endpoint = "Greeter.Hello",
+        .fn = hello,
         .request = &req_v, .response = &rsp_v,
         .flags = MICRO_HANDLER_INLINE};
     unsigned inl = MICRO_HANDLER_INLINE;
@@ -375,9 +377,11 @@ main(int argc, char **argv)
         return 2;
     }
     rc = micro_server_handle(srv, &d);
-    micro_handler_desc dm = {.endpoint = "Greeter.Meta", .fn = meta,
+    micro_handler_desc dm = {
+        .size = sizeof(dm), .endpoint = "Greeter.Meta", .fn = meta,
         .flags = inl};
-    micro_handler_desc df = {.endpoint = "Greeter.Fail", .fn = fail,
+    micro_handler_desc df = {
+        .size = sizeof(df), .endpoint = "Greeter.Fail", .fn = fail,
         .flags = inl};
     if (rc == 0) {
         rc = micro_server_handle(srv, &dm);

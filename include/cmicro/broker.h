@@ -60,11 +60,20 @@ MICRO_API int micro_event_ack(micro_event *e);
  */
 typedef int (*micro_broker_handler_fn)(micro_event *ev, void *arg);
 
-/** Subscription options; a zeroed struct (or NULL) means the defaults. */
+/**
+ * Subscription options; a zeroed struct (or NULL) means the defaults.
+ * ABI: the struct grows at its end. size is sizeof(micro_sub_opts) as the
+ * caller compiled it (MICRO_SUB_OPTS_INIT sets it); 0 reads as the first
+ * version (this one, which ends at queue_limit). Fields added later are
+ * read only when size covers them.
+ */
 typedef struct micro_sub_opts {
+    size_t size;
     const char *queue;  /* queue group; NULL or "" for broadcast */
     size_t queue_limit; /* bounded delivery queue; 0: 4096 messages */
 } micro_sub_opts;
+
+#define MICRO_SUB_OPTS_INIT {.size = sizeof(micro_sub_opts)}
 
 /** Broker statistics (totals over all subscriptions, live and gone). */
 typedef struct micro_broker_stats {
@@ -88,7 +97,7 @@ typedef struct micro_sub_stats {
 
 /* --- implementations ---------------------------------------------- */
 
-#define MICRO_BROKER_ABI 1
+#define MICRO_BROKER_ABI 2
 
 /**
  * For implementers of a broker. The front end owns the subscriptions, their
@@ -125,6 +134,11 @@ typedef struct micro_broker_ops {
     const char *(*address)(void *st);
     /* Optional. Frees what init allocated (after disconnect). */
     void (*fini)(void *st);
+    /* --- ABI 2 ---------------------------------------------------- */
+    /* The options the implementation reads (options.h: full Go Micro
+     * names starting with "broker_"), ended by MICRO_OPTION_END; NULL for
+     * none. The core learns them from here for flags, env and --help. */
+    const micro_option_desc *options;
 } micro_broker_ops;
 
 MICRO_API extern const micro_broker_ops micro_broker_http_ops;

@@ -113,7 +113,7 @@ MICRO_API int micro_call_next(
 
 /* --- implementations ------------------------------------------------ */
 
-#define MICRO_CLIENT_ABI 2
+#define MICRO_CLIENT_ABI 3
 
 /** Completion of an implementation's asynchronous call (ops.call_async):
  *  rc as micro_client_call's; the call object is the one passed in. */
@@ -128,8 +128,8 @@ typedef void (*micro_client_done_fn)(void *arg, int rc);
  * with selection and retries).
  */
 typedef struct micro_client_ops {
-    uint32_t abi;      /* MICRO_CLIENT_ABI (1 still accepted: it ends at
-                          fini) */
+    uint32_t abi;      /* MICRO_CLIENT_ABI (1 and 2 still accepted: they
+                          end at fini and default_loop) */
     const char *name;  /* the MICRO_CLIENT value */
     size_t state_size; /* allocated and zeroed by the front end */
     /* Required. transport and selector (may be NULL) are borrowed. */
@@ -161,6 +161,11 @@ typedef struct micro_client_ops {
         micro_stream_open_cb cb, void *arg, void **handle);
     /* The loop streams opened with micro_client_stream run on. */
     micro_loop *(*default_loop)(void *st);
+    /* --- ABI 3 ---------------------------------------------------- */
+    /* The options the implementation reads (options.h: full Go Micro
+     * names starting with "client_"), ended by MICRO_OPTION_END; NULL for
+     * none. The core learns them from here for flags, env and --help. */
+    const micro_option_desc *options;
 } micro_client_ops;
 
 MICRO_API extern const micro_client_ops micro_client_mucp_ops;
@@ -286,12 +291,22 @@ MICRO_API int micro_client_stream_async(micro_client *c, micro_loop *loop,
 
 /* --- publishing (Go Micro's client.Publish) --------------------------- */
 
-/** Per-publish options; zeroed (or NULL) means the defaults. Borrowed. */
+/**
+ * Per-publish options; zeroed (or NULL) means the defaults. Borrowed.
+ * ABI: the struct grows at its end. size is sizeof(micro_publish_opts) as
+ * the caller compiled it (MICRO_PUBLISH_OPTS_INIT sets it); 0 reads as the
+ * first version (this one, which ends at n_metadata). Fields added later
+ * are read only when size covers them. A publish wrapper sees a copy of
+ * this version with size set.
+ */
 typedef struct micro_publish_opts {
+    size_t size;
     const char *content_type; /* default "client_content_type" (json) */
     const micro_header_kv *metadata; /* extra message headers */
     size_t n_metadata;
 } micro_publish_opts;
+
+#define MICRO_PUBLISH_OPTS_INIT {.size = sizeof(micro_publish_opts)}
 
 /** What a publish wrapper sees. Fields are borrowed; a wrapper may point
  *  them at its own storage before calling next. */

@@ -11,12 +11,33 @@ extern "C" {
 #endif
 
 /**
- * Named options, the one table behind C setters, environment variables and
- * command-line flags. Names are Go Micro's flag names: "server_address",
+ * Named options, the one catalogue behind C setters, environment variables
+ * and command-line flags. Names are Go Micro's flag names: "server_address",
  * "registry", "client_retries", ... An option "x_y" is set by
- * micro_options_set_*(o, "x_y", ...), by MICRO_X_Y=... in the environment
- * and by --x_y=... (or --x_y ...) on the command line; flags win over the
- * environment, which wins over defaults.
+ * micro_options_set_*(o, "x_y", ...) (or "x.y"), by MICRO_X_Y=... in the
+ * environment and by --x_y=... (or --x_y ...) on the command line; flags
+ * win over the environment, which wins over defaults.
+ *
+ * Who declares an option. The core declares the framework's own: the
+ * service's (the plugin choices "registry", "broker", "transport",
+ * "selector", "server", "client"; "register_ttl", "register_interval",
+ * "log_level"), the server's ("server_name", "server_address", ...) and
+ * the client's (Go Micro's "client_retries", "client_request_timeout",
+ * the pool, ...). Every other option belongs to the plugin that reads it
+ * and is declared in its ops table (the `options` member): the mDNS
+ * registry declares "registry_timeout", the http broker and the nats
+ * broker each declare "broker_address" with their own default. The core
+ * learns plugin options from the plugins it knows by name (built, loaded
+ * on demand, or not built), so they parse and --help lists them by plugin.
+ * A plugin's option names start with its kind and "_" (the Go Micro flag
+ * names); several plugins may declare one name, with the same type.
+ *
+ * Defaults: a plugin reads the defaults its own table declares (its front
+ * end hands it a copy of the options scoped to it; an option its table
+ * does not declare reads the default all declarers agree on). Elsewhere,
+ * an unset plugin option reads the default of the plugin the options
+ * choose for its kind (option "broker" for "broker_address"; none when
+ * that plugin does not declare it).
  *
  * Thread: an options object is not synchronised; constructors that take
  * one copy it.
@@ -53,7 +74,13 @@ typedef enum micro_opt_type {
  */
 MICRO_API int micro_parse_duration_ms(const char *text, int64_t *ms);
 
-/** One known option. */
+/**
+ * One option, as an ops table declares it (an array ended by
+ * MICRO_OPTION_END). name is the full Go Micro name ("registry_timeout"),
+ * starting with the plugin's kind and "_". A declaration the core cannot
+ * take (another prefix, a name of the core's, a type that differs from
+ * another plugin's for the same name) is logged and ignored.
+ */
 typedef struct micro_option_desc {
     const char *name;
     micro_opt_type type;
@@ -61,7 +88,14 @@ typedef struct micro_option_desc {
     const char *help;
 } micro_option_desc;
 
-/** The table of options the framework knows (NULL-name terminated). */
+#define MICRO_OPTION_END {NULL, MICRO_OPT_STR, NULL, NULL}
+
+/**
+ * Every known option once (NULL-name terminated): the core's, then those
+ * of the plugins. An option several plugins declare appears once, with
+ * the default they agree on (NULL when they differ); --help shows each
+ * plugin's. The table lives as long as the process.
+ */
 MICRO_API const micro_option_desc *micro_options_known(void);
 
 MICRO_API int micro_options_new(micro_options **out);
@@ -69,7 +103,8 @@ MICRO_API void micro_options_free(micro_options *o);
 MICRO_API int micro_options_dup(const micro_options *o, micro_options **out);
 
 /** Setters. MICRO_ENOENT for an unknown name, MICRO_EBADTYPE for a value
- *  of the wrong type (both logged). Strings are copied. */
+ *  of the wrong type (both logged, naming the plugins that declare the
+ *  option). Strings are copied. */
 MICRO_API int micro_options_set_str(
     micro_options *o, const char *name, const char *value);
 MICRO_API int micro_options_set_int(
@@ -107,7 +142,10 @@ MICRO_API int micro_options_load_env(micro_options *o);
 MICRO_API int micro_options_parse_args(
     micro_options *o, int *argc, char **argv, bool *help);
 
-/** Print the option table (flags, env names, defaults, help) to fp. */
+/** Print the options (flags, env names, types, defaults, help) to fp,
+ *  grouped: the core's ("service", "server", "client"), then one group
+ *  per plugin ("registry mdns", "broker nats", ...; those not built and
+ *  modules not loaded included: printing help loads nothing). */
 MICRO_API void micro_options_print_help(void *fp);
 
 #ifdef __cplusplus

@@ -115,7 +115,7 @@ typedef enum micro_registry_action {
 typedef void (*micro_registry_watch_fn)(void *arg,
     micro_registry_action action, const micro_registry_service *svc);
 
-#define MICRO_REGISTRY_ABI 1
+#define MICRO_REGISTRY_ABI 2
 
 /**
  * For implementers. Every slot may block (network registries do) and is
@@ -146,6 +146,11 @@ typedef struct micro_registry_ops {
     void (*unwatch)(void *st, uint64_t token);
     /* Required. Frees what init allocated. */
     void (*fini)(void *st);
+    /* --- ABI 2 ---------------------------------------------------- */
+    /* The options the implementation reads (options.h: full Go Micro
+     * names starting with "registry_"), ended by MICRO_OPTION_END; NULL for
+     * none. The core learns them from here for flags, env and --help. */
+    const micro_option_desc *options;
 } micro_registry_ops;
 
 /** The in-process registry. */

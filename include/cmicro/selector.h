@@ -38,7 +38,7 @@ typedef struct micro_select_filter {
     const char *endpoint;    /* keep services that advertise it */
 } micro_select_filter;
 
-#define MICRO_SELECTOR_ABI 2
+#define MICRO_SELECTOR_ABI 3
 
 /**
  * For implementers. Every slot is called from any thread, concurrently;
@@ -66,6 +66,11 @@ typedef struct micro_selector_ops {
      * unknown). Implementations do what mark does as well. */
     void (*end)(void *st, const char *service, const char *node_id, int err,
         int64_t latency_us);
+    /* --- ABI 3 ---------------------------------------------------- */
+    /* The options the implementation reads (options.h: full Go Micro
+     * names starting with "selector_"), ended by MICRO_OPTION_END; NULL for
+     * none. The core learns them from here for flags, env and --help. */
+    const micro_option_desc *options;
 } micro_selector_ops;
 
 MICRO_API extern const micro_selector_ops micro_selector_random_ops;

@@ -93,8 +93,16 @@ MICRO_API int micro_handler_next(
 #define MICRO_HANDLER_INLINE 0x1u /* run on the loop thread; never block */
 #define MICRO_HANDLER_INTERNAL 0x2u /* served but not advertised */
 
-/** One endpoint. Strings and values are copied at registration. */
+/**
+ * One endpoint. Strings and values are copied at registration.
+ *
+ * ABI: the struct grows at its end. size is sizeof(micro_handler_desc) as
+ * the caller compiled it (MICRO_HANDLER_DESC_INIT, or .size = sizeof(d));
+ * 0 reads as the first version (this one, which ends at flags). Fields
+ * added later are read only when size covers them.
+ */
 typedef struct micro_handler_desc {
+    size_t size;
     const char *endpoint; /* "Handler.Method" */
     micro_handler_fn fn;
     void *arg;
@@ -102,6 +110,8 @@ typedef struct micro_handler_desc {
     const micro_value *response; /* may be NULL */
     unsigned flags;
 } micro_handler_desc;
+
+#define MICRO_HANDLER_DESC_INIT {.size = sizeof(micro_handler_desc)}
 
 /**
  * A stream endpoint (Go Micro's `func(ctx, stream) error` handler),
@@ -124,8 +134,9 @@ typedef struct micro_handler_desc {
  * sent after it. The registry record marks the endpoint {"stream":"true"}.
  */
 typedef struct micro_stream_handler {
-    /* sizeof(micro_stream_handler) as compiled; 0 reads as this version.
-     * Fields added later are read only when size covers them. */
+    /* sizeof(micro_stream_handler) as compiled; 0 reads as the first
+     * version (this one, which ends at response). Fields added later are
+     * read only when size covers them. */
     size_t size;
     const char *endpoint; /* "Handler.Method" */
     /* Optional: the stream opened (before any message). A server-streaming
@@ -150,6 +161,8 @@ typedef struct micro_stream_handler {
     const micro_value *response; /* may be NULL */
 } micro_stream_handler;
 
+#define MICRO_STREAM_HANDLER_INIT {.size = sizeof(micro_stream_handler)}
+
 /** Server statistics. */
 typedef struct micro_server_stats {
     uint64_t requests;
@@ -167,7 +180,7 @@ typedef struct micro_server_stats {
 
 /* --- implementations ------------------------------------------------ */
 
-#define MICRO_SERVER_ABI 1
+#define MICRO_SERVER_ABI 2
 
 /**
  * For implementers of a server protocol (Go Micro's server.Server). The
@@ -191,6 +204,11 @@ typedef struct micro_server_ops {
     /* Required. The bound address ("ip:port"), or NULL. */
     const char *(*listen_address)(void *st);
     void (*fini)(void *st);
+    /* --- ABI 2 ---------------------------------------------------- */
+    /* The options the implementation reads (options.h: full Go Micro
+     * names starting with "server_"), ended by MICRO_OPTION_END; NULL for
+     * none. The core learns them from here for flags, env and --help. */
+    const micro_option_desc *options;
 } micro_server_ops;
 
 MICRO_API extern const micro_server_ops micro_server_mucp_ops;
@@ -300,8 +318,13 @@ typedef int (*micro_subscriber_wrapper_fn)(micro_request *msg,
 MICRO_API int micro_subscriber_next(
     micro_subscriber_chain *next, micro_request *msg);
 
-/** One subscriber. Strings and values are copied at registration. */
+/**
+ * One subscriber. Strings and values are copied at registration.
+ * ABI: as micro_handler_desc; size 0 reads as the first version (this
+ * one, which ends at queue_limit).
+ */
 typedef struct micro_subscriber_desc {
+    size_t size; /* sizeof(micro_subscriber_desc) as compiled, or 0 */
     const char *topic;
     const char *queue;  /* queue group; NULL: every instance gets each */
     micro_subscriber_fn fn;
@@ -310,6 +333,8 @@ typedef struct micro_subscriber_desc {
     const micro_value *request; /* message type for the record; may be NULL */
     size_t queue_limit; /* bounded delivery queue; 0: the broker default */
 } micro_subscriber_desc;
+
+#define MICRO_SUBSCRIBER_DESC_INIT {.size = sizeof(micro_subscriber_desc)}
 
 typedef struct micro_subscriber_stats {
     uint64_t events;           /* handler calls */

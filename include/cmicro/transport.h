@@ -63,13 +63,21 @@ typedef void (*micro_accept_fn)(void *arg, micro_socket *s);
  *  set one before returning), or an error with s NULL. */
 typedef void (*micro_dial_fn)(void *arg, int rc, micro_socket *s);
 
-/** Dial options; a zeroed struct (or NULL) means the defaults. */
+/**
+ * Dial options; a zeroed struct (or NULL) means the defaults.
+ * ABI: the struct grows at its end. size is sizeof(micro_dial_opts) as the
+ * caller compiled it (MICRO_DIAL_OPTS_INIT sets it); 0 reads as the first
+ * version (this one, which ends at stream). Fields added later are read
+ * only when size covers them.
+ */
 typedef struct micro_dial_opts {
-    size_t size;        /* sizeof(micro_dial_opts); 0: this version */
+    size_t size;
     int64_t timeout_ms; /* connection set-up; 0: "client_dial_timeout" */
     bool stream;        /* a fresh connection of its own, never pooled
                            (Go Micro's transport.WithStream) */
 } micro_dial_opts;
+
+#define MICRO_DIAL_OPTS_INIT {.size = sizeof(micro_dial_opts)}
 
 /** Per-transport statistics. */
 typedef struct micro_transport_stats {
@@ -236,7 +244,7 @@ MICRO_API void micro_transport_get_stats(
 
 /* --- implementations -------------------------------------------------- */
 
-#define MICRO_TRANSPORT_ABI 3
+#define MICRO_TRANSPORT_ABI 4
 
 /**
  * For implementers of a transport. The front end owns the sockets (it
@@ -285,6 +293,11 @@ typedef struct micro_transport_ops {
      * transport remains open on its loop (called again later if 0). */
     int (*shutdown)(void *st);
     void (*fini)(void *st);
+    /* --- ABI 4 ---------------------------------------------------- */
+    /* The options the implementation reads (options.h: full Go Micro
+     * names starting with "transport_"), ended by MICRO_OPTION_END; NULL for
+     * none. The core learns them from here for flags, env and --help. */
+    const micro_option_desc *options;
 } micro_transport_ops;
 
 MICRO_API extern const micro_transport_ops micro_transport_http_ops;

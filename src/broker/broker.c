@@ -6,6 +6,7 @@
  */
 #include "broker/broker_internal.h"
 #include "core/msg_internal.h"
+#include "core/options_internal.h"
 #include "plugins.h"
 
 #include <cjson/cJSON.h>
@@ -399,8 +400,9 @@ micro_broker_new(micro_broker **out, const micro_broker_ops *ops,
         micro__free(b);
         return MICRO_ENOMEM;
     }
-    int rc = opts ? micro_options_dup(opts, &b->opts)
-                  : micro_options_new(&b->opts);
+    /* The broker reads the options it declares. */
+    int rc = micro__options_scoped(opts, "broker", ops->name,
+        micro__broker_ops_options(ops), &b->opts);
     if (rc == 0) {
         b->st = micro__calloc(1, ops->state_size ? ops->state_size : 1);
         rc = b->st ? ops->init(b->st, b, loop, registry, b->opts)
@@ -606,12 +608,15 @@ micro_broker_publish(micro_broker *b, const char *topic, const micro_msg *msg)
 
 int
 micro_broker_subscribe(micro_broker *b, const char *topic,
-    const micro_sub_opts *opts, micro_broker_handler_fn fn, void *arg,
+    const micro_sub_opts *caller, micro_broker_handler_fn fn, void *arg,
     micro_sub **out)
 {
     if (out != NULL) {
         *out = NULL;
     }
+    micro_sub_opts so; /* as much as the caller's version holds */
+    MICRO__SIZED_COPY(&so, caller, micro_sub_opts, queue_limit);
+    const micro_sub_opts *opts = &so;
     if (b == NULL || topic == NULL || topic[0] == '\0' || fn == NULL) {
         return MICRO_EINVAL;
     }
@@ -637,10 +642,9 @@ micro_broker_subscribe(micro_broker *b, const char *topic,
         micro__free(s);
         return MICRO_ENOMEM;
     }
-    s->cap = opts && opts->queue_limit ? opts->queue_limit
-                                       : DEFAULT_QUEUE_LIMIT;
+    s->cap = opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
     s->topic = micro__strdup(topic);
-    s->queue = micro__strdup(opts && opts->queue ? opts->queue : "");
+    s->queue = micro__strdup(opts->queue ? opts->queue : "");
     s->ring = micro__calloc(s->cap, sizeof(*s->ring));
     int rc = 0;
     if (s->topic == NULL || s->queue == NULL || s->ring == NULL) {

@@ -1104,6 +1104,14 @@ hb_fini(void *st)
     pthread_cond_destroy(&h->reg_cv);
 }
 
+/* The options this broker reads (its --help group); it also reads the
+ * http transport's message limits and timeouts. */
+static const micro_option_desc hb_options[] = {
+    {"broker_address", MICRO_OPT_STR, "127.0.0.1:0",
+        "address the broker listens on for messages"},
+    MICRO_OPTION_END,
+};
+
 const micro_broker_ops micro_broker_http_ops = {
     .abi = MICRO_BROKER_ABI,
     .name = "http",
@@ -1116,4 +1124,5 @@ const micro_broker_ops micro_broker_http_ops = {
     .unsubscribe = hb_unsubscribe,
     .address = hb_address,
     .fini = hb_fini,
+    .options = hb_options,
 };

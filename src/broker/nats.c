@@ -15,13 +15,12 @@
  * subscriptions after a reconnect, so they survive a server restart.
  */
 #include "broker/broker_internal.h"
+#include "broker/nats_options.h"
 
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
-
-#define MICRO_NATS_URL "nats://127.0.0.1:4222"
 
 typedef struct nsub {
     pthread_mutex_t mu;
@@ -434,4 +433,5 @@ const micro_broker_ops micro_broker_nats_ops = {
     .unsubscribe = nb_unsubscribe,
     .address = nb_address,
     .fini = nb_fini,
+    .options = micro__nats_options,
 };

@@ -14,6 +14,8 @@
 #include "client/publish_internal.h"
 #include "core/loop_internal.h"
 #include "core/msg_internal.h"
+#include "core/options_internal.h"
+#include "plugins.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -169,7 +171,9 @@ micro_client_new_with_ops(micro_client **out, const micro_client_ops *ops,
         ops->init == NULL || ops->call == NULL) {
         return MICRO_EINVAL;
     }
-    /* An ABI 1 table ends at fini: the later slots do not exist. */
+    /* An ABI 1 table ends at fini and an ABI 2 one at default_loop: the
+     * later slots do not exist (micro__client_ops_options reads options
+     * of an ABI 3 table only). */
     bool has_async = ops->abi >= 2 && ops->call_async != NULL;
     if (has_async && ops->cancel == NULL) {
         return MICRO_EINVAL;
@@ -189,9 +193,16 @@ micro_client_new_with_ops(micro_client **out, const micro_client_ops *ops,
     pthread_cond_init(&c->cv, NULL);
     atomic_init(&c->closing, false);
     atomic_init(&c->refs, 1);
-    int rc = ops->init(c->st, transport, selector, opts);
+    micro_options *own = NULL; /* reads the options it declares */
+    int rc = micro__options_scoped(opts, "client", ops->name,
+        micro__client_ops_options(ops), &own);
+    bool inited = rc == 0;
+    if (inited) {
+        rc = ops->init(c->st, transport, selector, own);
+    }
+    micro_options_free(own);
     if (rc != 0) {
-        if (ops->fini != NULL) {
+        if (inited && ops->fini != NULL) {
             ops->fini(c->st);
         }
         pthread_cond_destroy(&c->cv);

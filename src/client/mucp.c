@@ -927,6 +927,14 @@ mucp_fini(void *st)
     micro__free(c->content_type);
 }
 
+/* The options this client reads besides the core's (its --help group). */
+static const micro_option_desc mucp_options[] = {
+    {"client_retry_on", MICRO_OPT_STR, "timeout,dial",
+        "errors that are retried, comma-separated: timeout, dial, 500, "
+        "transport"},
+    MICRO_OPTION_END,
+};
+
 const micro_client_ops micro_client_mucp_ops = {
     .abi = MICRO_CLIENT_ABI,
     .name = "mucp",
@@ -939,4 +947,5 @@ const micro_client_ops micro_client_mucp_ops = {
     .cancel = mucp_cancel,
     .stream = mucp_stream,
     .default_loop = mucp_default_loop,
+    .options = mucp_options,
 };

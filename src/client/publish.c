@@ -167,9 +167,7 @@ micro_client_publish(micro_client *c, const char *topic, const void *payload,
         return MICRO_EINVAL;
     }
     micro_publication pb = {.topic = topic, .body = payload, .len = len};
-    if (opts != NULL) {
-        pb.opts = *opts;
-    }
+    MICRO__SIZED_COPY(&pb.opts, opts, micro_publish_opts, n_metadata);
     micro_publish_chain chain = {c, p, 0};
     return micro_publish_next(&chain, &pb);
 }

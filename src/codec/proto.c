@@ -568,12 +568,16 @@ micro_proto_reply(const micro_request *req, micro_response *rsp,
     return rc;
 }
 
-static const char *
-call_ct(const micro_call_opts *opts)
+/* The caller's options, read only as far as its size says (a caller
+ * compiled against an older micro_call_opts has a shorter struct; size 0
+ * is the first version), with the typed stubs' default content type. */
+static void
+call_opts(micro_call_opts *o, const micro_call_opts *opts)
 {
-    return opts != NULL && opts->content_type != NULL
-        ? opts->content_type
-        : "application/protobuf";
+    MICRO__SIZED_COPY(o, opts, micro_call_opts, filter);
+    if (o->content_type == NULL) {
+        o->content_type = "application/protobuf";
+    }
 }
 
 int
@@ -592,11 +596,8 @@ micro_proto_call(micro_client *c, const char *service, const char *endpoint,
     if (c == NULL || in == NULL || out_desc == NULL || out == NULL) {
         return MICRO_EINVAL;
     }
-    micro_call_opts o = {0};
-    if (opts != NULL) {
-        o = *opts;
-    }
-    o.content_type = call_ct(opts);
+    micro_call_opts o;
+    call_opts(&o, opts);
     micro_buf b = {0};
     int rc = micro_proto_encode(o.content_type, in, &b);
     if (rc != 0) {
@@ -654,11 +655,8 @@ micro_proto_call_async(micro_client *c, micro_loop *loop,
         cb == NULL) {
         return MICRO_EINVAL;
     }
-    micro_call_opts o = {0};
-    if (opts != NULL) {
-        o = *opts;
-    }
-    o.content_type = call_ct(opts);
+    micro_call_opts o;
+    call_opts(&o, opts);
     proto_async *a = micro__calloc(1, sizeof(*a));
     if (a == NULL) {
         return MICRO_ENOMEM;
@@ -685,23 +683,6 @@ micro_proto_call_async(micro_client *c, micro_loop *loop,
 /* ------------------------------------------------------------------ */
 /* Streams.                                                             */
 
-/* The caller's options, read only as far as its size says (a caller
- * compiled against an older micro_call_opts has a shorter struct), with
- * the typed stubs' default content type. */
-static void
-stream_opts(micro_call_opts *o, const micro_call_opts *opts)
-{
-    *o = (micro_call_opts) MICRO_CALL_OPTS_INIT;
-    if (opts != NULL) {
-        size_t n = opts->size != 0
-            ? opts->size
-            : offsetof(micro_call_opts, stream_timeout_ms);
-        memcpy(o, opts, n < sizeof(*o) ? n : sizeof(*o));
-        o->size = sizeof(*o);
-    }
-    o->content_type = call_ct(opts);
-}
-
 int
 micro_proto_stream_open(micro_client *c, const char *service,
     const char *endpoint, const micro_call_opts *opts, micro_stream **out)
@@ -710,7 +691,7 @@ micro_proto_stream_open(micro_client *c, const char *service,
         *out = NULL;
     }
     micro_call_opts o;
-    stream_opts(&o, opts);
+    call_opts(&o, opts);
     /* Refused here rather than at the first send, after a connection. */
     if (micro_proto_format_of(o.content_type) == MICRO_PROTO_FORMAT_NONE) {
         return MICRO_ECONTENTTYPE;
@@ -724,7 +705,7 @@ micro_proto_stream_open_async(micro_client *c, micro_loop *loop,
     micro_stream_open_cb cb, void *arg)
 {
     micro_call_opts o;
-    stream_opts(&o, opts);
+    call_opts(&o, opts);
     if (micro_proto_format_of(o.content_type) == MICRO_PROTO_FORMAT_NONE) {
         return MICRO_ECONTENTTYPE;
     }

@@ -80,6 +80,36 @@ int micro__split_host_port(const char *addr, char *host, size_t cap,
 /* Value of one hex digit (either case), or -1. */
 int micro__hexval(int c);
 
+/*
+ * Public structs that grow at their end start with `size_t size`: sizeof
+ * the struct as the caller compiled it, 0 for the first version (v1
+ * bytes, MICRO__V1: up to the end of its last field). Copy what the
+ * caller's struct holds into dst (dst_size bytes: this version), never
+ * reading past it; what it does not hold is zeroed, and dst's size becomes
+ * dst_size. A NULL src gives a zeroed dst with its size set.
+ */
+#define MICRO__V1(type, last)                                                  \
+    (offsetof(type, last) + sizeof(((const type *) 0)->last))
+static inline void
+micro__sized_copy(void *dst, size_t dst_size, const void *src, size_t v1)
+{
+    memset(dst, 0, dst_size);
+    if (src != NULL) {
+        size_t n = 0;
+        memcpy(&n, src, sizeof(n));
+        n = n == 0 ? v1 : n;
+        n = n < dst_size ? n : dst_size;
+        if (n > sizeof(size_t)) {
+            memcpy((char *) dst + sizeof(size_t),
+                (const char *) src + sizeof(size_t), n - sizeof(size_t));
+        }
+    }
+    memcpy(dst, &dst_size, sizeof(dst_size));
+}
+/* dst: a pointer to this version of type; last: type's last v1 field. */
+#define MICRO__SIZED_COPY(dst, src, type, last)                                \
+    micro__sized_copy((dst), sizeof(type), (src), MICRO__V1(type, last))
+
 #define MICRO_LOGF(lvl, comp, ...)                                             \
     do {                                                                       \
         if (micro_log_enabled(lvl)) {                                          \

@@ -3085,6 +3085,17 @@ mdns_unwatch(void *st, uint64_t token)
     pthread_mutex_unlock(&m->mu);
 }
 
+/* The options this registry reads (its --help group). */
+static const micro_option_desc mdns_options[] = {
+    {"registry_timeout", MICRO_OPT_MS, "100ms",
+        "how long an mDNS lookup collects answers"},
+    {"registry_interfaces", MICRO_OPT_STR, NULL,
+        "interfaces mDNS uses, comma-separated names (default: every "
+        "interface that is up)"},
+    {"registry_ipv6", MICRO_OPT_STR, "on", "mDNS over IPv6 too: on, off, only"},
+    MICRO_OPTION_END,
+};
+
 MICRO_API const micro_registry_ops micro_registry_mdns_ops = {
     .abi = MICRO_REGISTRY_ABI,
     .name = "mdns",
@@ -3097,4 +3108,5 @@ MICRO_API const micro_registry_ops micro_registry_mdns_ops = {
     .watch = mdns_watch,
     .unwatch = mdns_unwatch,
     .fini = mdns_fini,
+    .options = mdns_options,
 };

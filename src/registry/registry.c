@@ -4,6 +4,8 @@
  * front end holds no lock of its own.
  */
 #include "core/internal.h"
+#include "core/options_internal.h"
+#include "plugins.h"
 #include "registry/registry_internal.h"
 
 #define COMP "registry"
@@ -44,8 +46,14 @@ micro_registry_new(micro_registry **out, const micro_registry_ops *ops,
         return MICRO_ENOMEM;
     }
     /* init cleans up after itself when it fails; fini is only for a
-     * registry that was fully built. */
-    int rc = ops->init(r->st, opts);
+     * registry that was fully built. It reads the options it declares. */
+    micro_options *own = NULL;
+    int rc = micro__options_scoped(opts, "registry", ops->name,
+        micro__registry_ops_options(ops), &own);
+    if (rc == 0) {
+        rc = ops->init(r->st, own);
+    }
+    micro_options_free(own);
     if (rc < 0) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP, "%s: init failed: %s", ops->name,
             micro_strerror(rc));

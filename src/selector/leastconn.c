@@ -110,4 +110,5 @@ const micro_selector_ops micro_selector_leastconn_ops = {
     .fini = lc_fini,
     .begin = lc_begin,
     .end = lc_end,
+    .options = micro__selector_core_options,
 };

@@ -141,4 +141,5 @@ const micro_selector_ops micro_selector_p2c_ops = {
     .fini = p2c_fini,
     .begin = p2c_begin,
     .end = p2c_end,
+    .options = micro__selector_core_options,
 };

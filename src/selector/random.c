@@ -67,4 +67,5 @@ const micro_selector_ops micro_selector_random_ops = {
     .mark = random_mark,
     .reset = random_reset,
     .fini = random_fini,
+    .options = micro__selector_core_options,
 };

@@ -81,4 +81,5 @@ const micro_selector_ops micro_selector_roundrobin_ops = {
     .mark = rr_mark,
     .reset = rr_reset,
     .fini = rr_fini,
+    .options = micro__selector_core_options,
 };

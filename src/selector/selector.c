@@ -23,6 +23,8 @@
  * The registry is never called with the mutex held.
  */
 #include "core/internal.h"
+#include "core/options_internal.h"
+#include "plugins.h"
 #include "selector/selector_internal.h"
 
 #define COMP "selector"
@@ -375,6 +377,13 @@ watch_cb(void *arg, micro_registry_action action,
 
 /* ------------------------------------------------------------------ */
 /* The shared core                                                      */
+
+const micro_option_desc micro__selector_core_options[] = {
+    {"selector_ttl", MICRO_OPT_MS, "1m", "TTL of the selector's cache"},
+    {"selector_backoff", MICRO_OPT_MS, "5s",
+        "how long a failing node is avoided"},
+    MICRO_OPTION_END,
+};
 
 int
 micro__selector_core_init(micro__selector_core *c, micro_registry *reg,
@@ -929,7 +938,13 @@ micro_selector_new(micro_selector **out, const micro_selector_ops *ops,
         micro__free(s);
         return MICRO_ENOMEM;
     }
-    int rc = ops->init(s->st, reg, opts);
+    micro_options *own = NULL; /* reads the options it declares */
+    int rc = micro__options_scoped(opts, "selector", ops->name,
+        micro__selector_ops_options(ops), &own);
+    if (rc == 0) {
+        rc = ops->init(s->st, reg, own);
+    }
+    micro_options_free(own);
     if (rc < 0) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP, "%s: init failed: %s", ops->name,
             micro_strerror(rc));

@@ -77,6 +77,10 @@ struct micro__selector_core {
     micro__selector_pick_fn pick; /* the strategy's */
 };
 
+/* The options the core reads ("selector_ttl", "selector_backoff"): every
+ * strategy built on it declares them in its ops table. */
+extern const micro_option_desc micro__selector_core_options[];
+
 int micro__selector_core_init(micro__selector_core *c, micro_registry *reg,
     const micro_options *opts, micro__selector_pick_fn pick);
 void micro__selector_core_fini(micro__selector_core *c);

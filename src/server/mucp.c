@@ -868,6 +868,14 @@ mucp_fini(void *st)
     pthread_mutex_destroy(&m->mu);
 }
 
+/* The options this server reads besides the core's (its --help group). */
+static const micro_option_desc mucp_options[] = {
+    {"server_workers", MICRO_OPT_INT, "16", "handler worker threads"},
+    {"server_inline", MICRO_OPT_BOOL, "false",
+        "run handlers on the loop thread (non-blocking handlers only)"},
+    MICRO_OPTION_END,
+};
+
 const micro_server_ops micro_server_mucp_ops = {
     .abi = MICRO_SERVER_ABI,
     .name = "mucp",
@@ -877,4 +885,5 @@ const micro_server_ops micro_server_mucp_ops = {
     .stop = mucp_stop,
     .listen_address = mucp_listen_address,
     .fini = mucp_fini,
+    .options = mucp_options,
 };

@@ -6,6 +6,8 @@
  */
 #include "server/server_internal.h"
 #include "core/msg_internal.h"
+#include "core/options_internal.h"
+#include "plugins.h"
 #include "http/h1.h"
 #include "registry/registry_internal.h"
 
@@ -393,8 +395,9 @@ micro_server_new_with_ops(micro_server **out, const micro_server_ops *ops,
     s->ops = ops;
     s->loop = loop;
     s->tr = transport;
-    int rc = opts ? micro_options_dup(opts, &s->opts)
-                  : micro_options_new(&s->opts);
+    /* The implementation reads the options it declares. */
+    int rc = micro__options_scoped(opts, "server", ops->name,
+        micro__server_ops_options(ops), &s->opts);
     if (rc != 0) {
         micro__free(s);
         return rc;
@@ -428,7 +431,8 @@ micro_server_new_with_ops(micro_server **out, const micro_server_ops *ops,
         micro_server_free(s);
         return MICRO_ENOMEM;
     }
-    micro_handler_desc health = {.endpoint = "Debug.Health",
+    micro_handler_desc health = {.size = sizeof(health),
+        .endpoint = "Debug.Health",
         .fn = debug_health,
         .flags = MICRO_HANDLER_INLINE | MICRO_HANDLER_INTERNAL};
     rc = micro_server_handle(s, &health);
@@ -525,18 +529,29 @@ handle_common(micro_server *s, const micro_handler_desc *d, bool stream)
 int
 micro_server_handle(micro_server *s, const micro_handler_desc *d)
 {
-    return handle_common(s, d, false);
+    if (d == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_handler_desc h; /* as much as the caller's version holds */
+    MICRO__SIZED_COPY(&h, d, micro_handler_desc, flags);
+    return handle_common(s, &h, false);
 }
 
 int
-micro_server_handle_stream(micro_server *s, const micro_stream_handler *d)
+micro_server_handle_stream(
+    micro_server *s, const micro_stream_handler *caller)
 {
-    if (s == NULL || d == NULL || d->endpoint == NULL || d->on_msg == NULL) {
+    if (caller == NULL) {
         return MICRO_EINVAL;
     }
-    /* Fields after response would be read only when d->size covers them;
-     * this version has none. */
-    micro_handler_desc u = {.endpoint = d->endpoint,
+    micro_stream_handler sh; /* as much as the caller's version holds */
+    MICRO__SIZED_COPY(&sh, caller, micro_stream_handler, response);
+    const micro_stream_handler *d = &sh;
+    if (s == NULL || d->endpoint == NULL || d->on_msg == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_handler_desc u = {.size = sizeof(u),
+        .endpoint = d->endpoint,
         .fn = NULL,
         .arg = d->arg,
         .request = d->request,

@@ -305,7 +305,9 @@ sub_attach(struct micro__subs *ss, subscriber *sb)
     micro_broker *b = ss->broker;
     pthread_mutex_unlock(&ss->mu);
 
-    micro_sub_opts o = {.queue = sb->queue, .queue_limit = sb->queue_limit};
+    micro_sub_opts o = {.size = sizeof(o),
+        .queue = sb->queue,
+        .queue_limit = sb->queue_limit};
     micro_sub *sub = NULL;
     int rc = micro_broker_subscribe(b, sb->topic, &o, on_broker_event, sb,
         &sub);
@@ -329,9 +331,15 @@ sub_attach(struct micro__subs *ss, subscriber *sb)
 }
 
 int
-micro_server_subscribe(micro_server *s, const micro_subscriber_desc *d)
+micro_server_subscribe(micro_server *s, const micro_subscriber_desc *caller)
 {
-    if (s == NULL || d == NULL || d->topic == NULL || d->topic[0] == '\0' ||
+    if (caller == NULL) {
+        return MICRO_EINVAL;
+    }
+    micro_subscriber_desc sd; /* as much as the caller's version holds */
+    MICRO__SIZED_COPY(&sd, caller, micro_subscriber_desc, queue_limit);
+    const micro_subscriber_desc *d = &sd;
+    if (s == NULL || d->topic == NULL || d->topic[0] == '\0' ||
         d->fn == NULL) {
         return MICRO_EINVAL;
     }

@@ -4,6 +4,7 @@
  */
 #include "core/internal.h"
 #include "core/loop_internal.h"
+#include "core/options_internal.h"
 #include "plugins.h"
 
 #include <pthread.h>
@@ -44,6 +45,8 @@ build(micro_service *s)
     if (s->built) {
         return 0;
     }
+    /* An option of a plugin that is not the one chosen is said so. */
+    micro__options_check_chosen(s->opts);
     int rc = micro_loop_new(&s->loop);
     if (rc == 0) {
         rc = micro_transport_new_by_name(&s->tr,
@@ -226,8 +229,11 @@ micro_service_subscribe(micro_service *s, const char *topic,
     if (rc != 0) {
         return rc;
     }
-    micro_subscriber_desc d = {
-        .topic = topic, .queue = queue, .fn = fn, .arg = arg};
+    micro_subscriber_desc d = {.size = sizeof(d),
+        .topic = topic,
+        .queue = queue,
+        .fn = fn,
+        .arg = arg};
     return micro_server_subscribe(s->srv, &d);
 }
 
@@ -253,7 +259,8 @@ micro_service_handle(micro_service *s, const char *endpoint,
     if (rc != 0) {
         return rc;
     }
-    micro_handler_desc d = {.endpoint = endpoint, .fn = fn, .arg = arg};
+    micro_handler_desc d = {
+        .size = sizeof(d), .endpoint = endpoint, .fn = fn, .arg = arg};
     return micro_server_handle(s->srv, &d);
 }
 

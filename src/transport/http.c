@@ -649,6 +649,30 @@ http_fini(void *st_)
     micro__http_pool_free(st->pool);
 }
 
+/* The options this transport reads (its --help group); the HTTP broker
+ * and client read the message limits too. */
+static const micro_option_desc http_options[] = {
+    {"transport_max_message_size", MICRO_OPT_INT, "4194304",
+        "largest message body accepted, in bytes"},
+    {"transport_max_header_size", MICRO_OPT_INT, "1048576",
+        "largest header block accepted, in bytes"},
+    {"transport_max_headers", MICRO_OPT_INT, "1000",
+        "header fields in one message (more: 431 and close)"},
+    {"transport_read_timeout", MICRO_OPT_MS, "30s",
+        "idle read timeout of a connection"},
+    {"transport_idle_timeout", MICRO_OPT_MS, "5m",
+        "an accepted connection with nothing in progress is closed after"},
+    {"transport_max_conns", MICRO_OPT_INT, "0",
+        "accepted connections (0: 7/8 of the descriptor limit); idle ones "
+        "are closed to make room"},
+    {"transport_max_buffered", MICRO_OPT_INT, "134217728",
+        "bytes of partially received messages over all connections"},
+    {"transport_window", MICRO_OPT_INT, "1048576",
+        "unsent bytes per connection above which it is no longer read, and "
+        "a stream's send window"},
+    MICRO_OPTION_END,
+};
+
 const micro_transport_ops micro_transport_http_ops = {
     .abi = MICRO_TRANSPORT_ABI,
     .name = "http",
@@ -673,4 +697,5 @@ const micro_transport_ops micro_transport_http_ops = {
     .stats = http_stats,
     .shutdown = http_shutdown,
     .fini = http_fini,
+    .options = http_options,
 };

@@ -6,6 +6,7 @@
  */
 #include "core/internal.h"
 #include "core/loop_internal.h"
+#include "core/options_internal.h"
 #include "core/strtab.h"
 #include "plugins.h"
 
@@ -563,11 +564,8 @@ micro_transport_dial(micro_transport *t, micro_loop *loop, const char *addr,
     if (tl == NULL) {
         return t->closing ? MICRO_ECLOSED : MICRO_ENOMEM;
     }
-    micro_dial_opts d = {0};
-    if (o != NULL) {
-        d.timeout_ms = o->timeout_ms;
-        d.stream = o->stream;
-    }
+    micro_dial_opts d; /* as much as the caller's version holds */
+    MICRO__SIZED_COPY(&d, o, micro_dial_opts, stream);
     if (!d.stream) {
         micro_socket *s = pool_take(tl, addr);
         if (s != NULL) {
@@ -1063,7 +1061,13 @@ micro_transport_new(micro_transport **out, const micro_transport_ops *ops,
     }
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
-    int rc = ops->init(t->st, loop, opts);
+    micro_options *own = NULL; /* reads the options it declares */
+    int rc = micro__options_scoped(opts, "transport", ops->name,
+        micro__transport_ops_options(ops), &own);
+    if (rc == 0) {
+        rc = ops->init(t->st, loop, own);
+    }
+    micro_options_free(own);
     if (rc != 0) {
         pthread_cond_destroy(&t->cv);
         pthread_mutex_destroy(&t->mu);

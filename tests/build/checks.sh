@@ -5,9 +5,10 @@
 #   install  cmake --install to a temp prefix; a program links with
 #            `pkg-config --cflags --libs cmicro` and runs
 #   nats     <nats/nats.h> and <cmicro/micro.h> in one file (name clash)
-#   module   libcmicro.so loads neither libnats nor OpenSSL; the cmicro CLI
-#            loads libcmicro-nats on --broker=nats and a message crosses a
-#            real nats-server (77 without nats-server)
+#   module   libcmicro.so loads neither libnats nor OpenSSL; `cmicro --help`
+#            lists the nats broker's options without loading the module;
+#            the cmicro CLI loads libcmicro-nats on --broker=nats and a
+#            message crosses a real nats-server (77 without nats-server)
 set -euo pipefail
 check=$1 src=$2 bin=$3
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -73,6 +74,15 @@ module)
   needed=$(ldd "$bin/libcmicro.so" | awk '{print $1}')
   if grep -Eq 'nats|ssl|crypto|ldns' <<<"$needed"; then
     echo "libcmicro.so loads what only the nats module should:"; echo "$needed"; exit 1
+  fi
+  # The module's options are declared in its row: help needs no dlopen.
+  help=$(LD_DEBUG=files "$bin/cmicro" --help 2>"$tmp/ld.log")
+  if ! grep -q '^broker nats' <<<"$help" \
+     || ! grep -Eq -- '--broker_address +MICRO_BROKER_ADDRESS +string +nats://' <<<"$help"; then
+    echo "cmicro --help does not list the nats broker's options:"; echo "$help"; exit 1
+  fi
+  if grep -q 'libcmicro-nats' "$tmp/ld.log"; then
+    echo "cmicro --help loaded libcmicro-nats:"; grep 'libcmicro-nats' "$tmp/ld.log"; exit 1
   fi
   [ -f "$bin/libcmicro-nats.so.0" ] || { echo "libcmicro-nats.so.0 not built"; exit 77; }
   srv=""

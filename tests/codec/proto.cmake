@@ -16,7 +16,7 @@ cmicro_protobuf_generate(micro_test_proto
 target_compile_options(micro_test_proto PRIVATE ${MICRO_WARNINGS})
 target_link_libraries(micro_test_proto PUBLIC cmicro_static)
 foreach(t codec_proto codec_protorpc codec_grpc codec_pbjson codec_protogen
-          codec_protofuzz codec_oom)
+          codec_protofuzz codec_oom core_abi)
   if(TARGET test_${t})
     target_link_libraries(test_${t} PRIVATE micro_test_proto)
   endif()

@@ -11,6 +11,10 @@
 #include <string.h>
 
 #include "cmicro/micro.h"
+#include "core/options_internal.h"
+#include "plugins.h"
+
+#define MICRO_ARRAY_LEN_T(a) (sizeof(a) / sizeof((a)[0]))
 
 static int
 setup(void **state)
@@ -334,6 +338,451 @@ test_help_and_dup(void **state)
     micro_options_free(NULL);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Options per plugin.                                                  */
+
+/* The last warnings logged (one line each), to check what they name. */
+static char logged[4096];
+
+static void
+log_capture(void *arg, micro_log_level lvl, const char *comp, const char *msg)
+{
+    (void) arg;
+    (void) lvl;
+    size_t l = strlen(logged);
+    snprintf(logged + l, sizeof(logged) - l, "%s: %s\n", comp, msg);
+}
+
+static void
+capture_logs(void)
+{
+    logged[0] = '\0';
+    micro_log_set_logger(log_capture, NULL);
+}
+
+/* The descriptor of name in a NULL-terminated table, or NULL. */
+static const micro_option_desc *
+desc_in(const micro_option_desc *t, const char *name)
+{
+    for (; t != NULL && t->name != NULL; t++) {
+        if (strcmp(t->name, name) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* The options row (kind, name) of src/plugins.c declares. */
+static const micro_option_desc *
+row_options(const char *kind, const char *name, bool *built)
+{
+    micro__plugin_info p;
+    for (size_t i = 0; micro__plugin_at(i, &p); i++) {
+        if (strcmp(p.kind, kind) == 0 && strcmp(p.name, name) == 0) {
+            if (built != NULL) {
+                *built = p.built;
+            }
+            return p.options;
+        }
+    }
+    fail_msg("no row %s %s", kind, name);
+    return NULL;
+}
+
+/* Each option lives where it is read: the core keeps the framework's, and
+ * every plugin declares its own in its ops table (or its row). */
+static void
+test_options_per_plugin(void **state)
+{
+    (void) state;
+    const micro_option_desc *known = micro_options_known();
+    /* Every declaration of every row is known, with its type, and named
+     * after its kind. */
+    micro__plugin_info p;
+    size_t rows = 0;
+    for (size_t i = 0; micro__plugin_at(i, &p); i++, rows++) {
+        for (const micro_option_desc *d = p.options; d && d->name; d++) {
+            const micro_option_desc *k = desc_in(known, d->name);
+            assert_non_null(k);
+            assert_int_equal(k->type, d->type);
+            assert_int_equal(strncmp(d->name, p.kind, strlen(p.kind)), 0);
+            assert_int_equal(d->name[strlen(p.kind)], '_');
+            assert_non_null(d->help);
+        }
+    }
+    assert_true(rows >= 20);
+
+    /* Where each option is declared. */
+    assert_non_null(desc_in(micro_registry_mdns_ops.options,
+        "registry_timeout"));
+    assert_non_null(desc_in(micro_registry_mdns_ops.options,
+        "registry_interfaces"));
+    assert_non_null(desc_in(micro_registry_mdns_ops.options,
+        "registry_ipv6"));
+    assert_null(micro_registry_memory_ops.options);
+    assert_non_null(desc_in(micro_broker_http_ops.options,
+        "broker_address"));
+    assert_null(micro_broker_memory_ops.options);
+    assert_non_null(desc_in(micro_transport_http_ops.options,
+        "transport_max_message_size"));
+    assert_non_null(desc_in(micro_transport_http_ops.options,
+        "transport_window"));
+    const micro_selector_ops *sels[] = {&micro_selector_random_ops,
+        &micro_selector_roundrobin_ops, &micro_selector_leastconn_ops,
+        &micro_selector_p2c_ops};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(sels[i]->abi, MICRO_SELECTOR_ABI);
+        assert_non_null(desc_in(sels[i]->options, "selector_ttl"));
+        assert_non_null(desc_in(sels[i]->options, "selector_backoff"));
+    }
+    assert_non_null(desc_in(micro_server_mucp_ops.options, "server_workers"));
+    assert_non_null(desc_in(micro_server_mucp_ops.options, "server_inline"));
+    assert_non_null(desc_in(micro_client_mucp_ops.options,
+        "client_retry_on"));
+    /* The nats broker's options are in its row, loaded or not, and they
+     * are the module's own. */
+    const micro_option_desc *nats = row_options("broker", "nats", NULL);
+    assert_non_null(desc_in(nats, "broker_address"));
+#ifdef MICRO_HAVE_NATS
+    assert_ptr_equal(nats, micro_broker_nats_ops.options);
+#endif
+    /* Plugins not built declare their Go Micro flags in their rows. */
+    bool built = true;
+    const micro_option_desc *etcd = row_options("registry", "etcd", &built);
+    assert_false(built);
+    assert_string_equal(desc_in(etcd, "registry_address")->def,
+        "127.0.0.1:2379");
+    assert_non_null(desc_in(row_options("transport", "nats", NULL),
+        "transport_address"));
+
+    /* The core declares none of those. */
+    static const char *const plugin_only[] = {"registry_timeout",
+        "registry_address", "broker_address", "transport_window",
+        "selector_ttl", "server_workers", "client_retry_on"};
+    micro__plugin_info q;
+    for (size_t i = 0; i < MICRO_ARRAY_LEN_T(plugin_only); i++) {
+        size_t declarers = 0;
+        for (size_t j = 0; micro__plugin_at(j, &q); j++) {
+            declarers += desc_in(q.options, plugin_only[i]) != NULL;
+        }
+        assert_true(declarers >= 1);
+    }
+    static const char *const core_only[] = {"registry", "broker",
+        "transport", "selector", "server", "client", "register_ttl",
+        "register_interval", "log_level", "server_name", "server_address",
+        "server_drain", "client_retries", "client_request_timeout",
+        "client_pool_size", "client_dial_timeout", "client_content_type"};
+    for (size_t i = 0; i < MICRO_ARRAY_LEN_T(core_only); i++) {
+        assert_non_null(desc_in(known, core_only[i]));
+        for (size_t j = 0; micro__plugin_at(j, &q); j++) {
+            assert_null(desc_in(q.options, core_only[i]));
+        }
+    }
+}
+
+/* A plugin option's default is its plugin's: the one the options choose,
+ * or the one a front end scoped them to. */
+static void
+test_plugin_defaults(void **state)
+{
+    micro_options *o = *state;
+    /* broker "http" by default */
+    assert_string_equal(micro_options_get_str(o, "broker_address"),
+        "127.0.0.1:0");
+    assert_int_equal(micro_options_set_str(o, "broker", "nats"), 0);
+    assert_string_equal(micro_options_get_str(o, "broker_address"),
+        "nats://127.0.0.1:4222");
+    /* memory declares no address; http and nats disagree: none. */
+    assert_int_equal(micro_options_set_str(o, "broker", "memory"), 0);
+    assert_null(micro_options_get_str(o, "broker_address"));
+    assert_null(micro_options_get_str(NULL, "registry_address"));
+    assert_int_equal(micro_options_set_str(o, "registry", "consul"), 0);
+    assert_string_equal(micro_options_get_str(o, "registry_address"),
+        "127.0.0.1:8500");
+    /* Only the nats transport declares transport_address: not http's. */
+    assert_null(micro_options_get_str(o, "transport_address"));
+    assert_int_equal(micro_options_set_str(o, "transport", "nats"), 0);
+    assert_string_equal(micro_options_get_str(o, "transport_address"),
+        "nats://127.0.0.1:4222");
+    /* One declarer, or declarers that agree: that default everywhere. */
+    assert_int_equal(micro_options_get_ms(NULL, "selector_ttl"), 60000);
+    assert_int_equal(micro_options_get_ms(NULL, "registry_timeout"), 100);
+    assert_int_equal(micro_options_get_int(NULL, "server_workers"), 16);
+    const micro_option_desc *k = desc_in(micro_options_known(),
+        "broker_address");
+    assert_non_null(k);
+    assert_null(k->def); /* http and nats differ */
+
+    /* Scoped to nats, whatever the options choose. */
+    assert_int_equal(micro_options_set_str(o, "broker", "http"), 0);
+    micro_options *s = NULL;
+    assert_int_equal(micro__options_scoped(o, "broker", "nats",
+                         row_options("broker", "nats", NULL), &s),
+        0);
+    assert_string_equal(micro_options_get_str(s, "broker_address"),
+        "nats://127.0.0.1:4222");
+    /* A value set wins over every default; the copy keeps its scope. */
+    micro_options *d = NULL;
+    assert_int_equal(micro_options_dup(s, &d), 0);
+    assert_string_equal(micro_options_get_str(d, "broker_address"),
+        "nats://127.0.0.1:4222");
+    assert_int_equal(micro_options_set_str(d, "broker.address", "n:1"), 0);
+    assert_string_equal(micro_options_get_str(d, "broker_address"), "n:1");
+    micro_options_free(d);
+    micro_options_free(s);
+
+    /* A table without a row (a user's plugin): its own options read their
+     * declared defaults, but cannot be set by name. */
+    static const micro_option_desc mine[] = {
+        {"broker_knob", MICRO_OPT_MS, "7s", "a knob"},
+        {"broker_address", MICRO_OPT_STR, "mine:1", "where"},
+        MICRO_OPTION_END,
+    };
+    assert_int_equal(micro__options_scoped(NULL, "broker", "mine", mine, &s),
+        0);
+    assert_int_equal(micro_options_get_ms(s, "broker_knob"), 7000);
+    assert_string_equal(micro_options_get_str(s, "broker_address"),
+        "mine:1");
+    assert_int_equal(micro_options_get_ms(s, "registry_timeout"), 100);
+    assert_int_equal(micro_options_set_ms(s, "broker_knob", 1),
+        MICRO_ENOENT);
+    micro_options_free(s);
+}
+
+/* Unknown names and bad values are logged with the plugins that declare
+ * the option. */
+static void
+test_errors_name_the_plugin(void **state)
+{
+    micro_options *o = *state;
+    capture_logs();
+    assert_int_equal(micro_options_set_str(o, "registry_timeout", "soon"),
+        MICRO_EBADTYPE);
+    assert_non_null(strstr(logged, "registry mdns: option registry_timeout "
+                                   "wants a duration"));
+    logged[0] = '\0';
+    assert_int_equal(micro_options_set_int(o, "broker.address", 1),
+        MICRO_EBADTYPE);
+    assert_non_null(strstr(logged, "broker http, nats: option "
+                                   "broker_address wants a string"));
+    logged[0] = '\0';
+    assert_int_equal(micro_options_set_bool(o, "selector_ttl", true),
+        MICRO_EBADTYPE);
+    assert_non_null(strstr(logged,
+        "selector random, roundrobin, leastconn, p2c: option selector_ttl"));
+    logged[0] = '\0';
+    assert_int_equal(micro_options_set_str(o, "server_drain", "x"),
+        MICRO_EBADTYPE);
+    assert_non_null(strstr(logged, "server: option server_drain wants"));
+    logged[0] = '\0';
+    assert_int_equal(micro_options_set_str(o, "registry_foo", "x"),
+        MICRO_ENOENT);
+    assert_non_null(strstr(logged,
+        "unknown option registry_foo: no registry plugin declares it"));
+    logged[0] = '\0';
+    assert_int_equal(micro_options_set_str(o, "nope", "x"), MICRO_ENOENT);
+    assert_non_null(strstr(logged, "unknown option nope"));
+    /* By flag and environment too. */
+    logged[0] = '\0';
+    char *a[] = {"prog", "--transport_window=big", NULL};
+    int argc = 2;
+    assert_int_equal(micro_options_parse_args(o, &argc, a, NULL),
+        MICRO_EBADTYPE);
+    assert_non_null(strstr(logged, "transport http: option "
+                                   "transport_window wants an integer"));
+    logged[0] = '\0';
+    setenv("MICRO_SERVER_WORKERS", "lots", 1);
+    assert_int_equal(micro_options_load_env(o), MICRO_EBADTYPE);
+    unsetenv("MICRO_SERVER_WORKERS");
+    assert_non_null(strstr(logged, "server mucp: option server_workers"));
+    micro_log_set_logger(micro_log_null, NULL);
+}
+
+/* A plugin's option set by setter, environment or flag reaches the
+ * plugin, and unset it reads the plugin's declared default. */
+static void
+test_plugin_option_reaches_plugin(void **state)
+{
+    (void) state;
+#ifdef MICRO_HAVE_NATS
+    /* The nats broker keeps its servers from init (no connection yet). */
+    micro_broker *b = NULL;
+    assert_int_equal(micro_broker_new_by_name(&b, "nats", NULL, NULL, NULL),
+        0);
+    assert_string_equal(micro_broker_address(b), "nats://127.0.0.1:4222");
+    micro_broker_free(b);
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    /* The options choose http, whose default differs: nats still reads
+     * its own. */
+    assert_int_equal(micro_broker_new_by_name(&b, "nats", NULL, NULL, o), 0);
+    assert_string_equal(micro_broker_address(b), "nats://127.0.0.1:4222");
+    micro_broker_free(b);
+    assert_int_equal(
+        micro_options_set_str(o, "broker.address", "nats://h1:1"), 0);
+    assert_int_equal(micro_broker_new_by_name(&b, "nats", NULL, NULL, o), 0);
+    assert_string_equal(micro_broker_address(b), "nats://h1:1");
+    micro_broker_free(b);
+    setenv("MICRO_BROKER_ADDRESS", "nats://h2:2", 1);
+    assert_int_equal(micro_options_load_env(o), 0);
+    unsetenv("MICRO_BROKER_ADDRESS");
+    assert_int_equal(micro_broker_new_by_name(&b, "nats", NULL, NULL, o), 0);
+    assert_string_equal(micro_broker_address(b), "nats://h2:2");
+    micro_broker_free(b);
+    char *a[] = {"prog", "--broker_address", "nats://h3:3", NULL};
+    int argc = 3;
+    assert_int_equal(micro_options_parse_args(o, &argc, a, NULL), 0);
+    assert_int_equal(micro_broker_new_by_name(&b, "nats", NULL, NULL, o), 0);
+    assert_string_equal(micro_broker_address(b), "nats://h3:3");
+    micro_broker_free(b);
+    micro_options_free(o);
+#endif
+    /* The mDNS registry reads registry_ipv6 (and refuses a bad one); its
+     * sockets open on first use, so nothing is sent here. */
+    micro_options *m = NULL;
+    assert_int_equal(micro_options_new(&m), 0);
+    micro_registry *r = NULL;
+    assert_int_equal(micro_registry_new_by_name(&r, "mdns", m), 0);
+    micro_registry_free(r);
+    setenv("MICRO_REGISTRY_IPV6", "sideways", 1);
+    assert_int_equal(micro_options_load_env(m), 0);
+    unsetenv("MICRO_REGISTRY_IPV6");
+    assert_int_equal(micro_registry_new_by_name(&r, "mdns", m),
+        MICRO_EINVAL);
+    assert_null(r);
+    char *a2[] = {"prog", "--registry_ipv6=off", NULL};
+    int argc2 = 2;
+    assert_int_equal(micro_options_parse_args(m, &argc2, a2, NULL), 0);
+    assert_int_equal(micro_registry_new_by_name(&r, "mdns", m), 0);
+    micro_registry_free(r);
+    micro_options_free(m);
+}
+
+/* The service warns about an option its chosen plugin does not read, and
+ * a plugin that is not built fails clearly. */
+static void
+test_service_chosen_plugins(void **state)
+{
+    (void) state;
+    capture_logs();
+    char *a[] = {"prog", "--registry=memory", "--broker=memory",
+        "--registry_address=10.0.0.1:2379", "--server_address=127.0.0.1:0",
+        NULL};
+    int argc = 5;
+    micro_service *svc = NULL;
+    assert_int_equal(micro_service_new(&svc, "opt.test", &argc, a), 0);
+    assert_int_equal(argc, 1);
+    assert_non_null(micro_service_registry(svc));
+    assert_non_null(strstr(logged, "option registry_address is set, but "
+                                   "registry memory does not read it (an "
+                                   "option of registry etcd, consul)"));
+    micro_service_free(svc);
+
+    logged[0] = '\0';
+    char *b[] = {"prog", "--registry=etcd", "--registry_address=e:2379",
+        "--broker=memory", NULL};
+    argc = 4;
+    assert_int_equal(micro_service_new(&svc, "opt.test", &argc, b), 0);
+    assert_null(micro_service_registry(svc));
+    assert_null(strstr(logged, "does not read"));
+    assert_non_null(strstr(logged, "registry etcd: the etcd registry (not "
+                                   "built in this version)"));
+    micro_service_free(svc);
+    micro_log_set_logger(micro_log_null, NULL);
+}
+
+/* --help lists the core's options, then each plugin's under its name. */
+static void
+test_help_grouped(void **state)
+{
+    (void) state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    micro_options_print_help(tmp);
+    long len = ftell(tmp);
+    assert_true(len > 0);
+    char *buf = calloc(1, (size_t) len + 1);
+    assert_non_null(buf);
+    rewind(tmp);
+    assert_int_equal(fread(buf, 1, (size_t) len, tmp), (size_t) len);
+    fclose(tmp);
+
+    /* Groups, in order. */
+    static const char *const groups[] = {"\nservice:\n", "\nserver:\n",
+        "\nclient:\n", "\nregistry memory: no options\n",
+        "\nregistry mdns:\n", "\nregistry etcd (not built):\n",
+        "\nbroker http:\n", "\nbroker nats", "\ntransport http:\n",
+        "\nselector random:\n", "\nselector p2c:\n", "\nserver mucp:\n",
+        "\nclient mucp:\n"};
+    const char *at = buf;
+    for (size_t i = 0; i < MICRO_ARRAY_LEN_T(groups); i++) {
+        const char *g = strstr(at, groups[i]);
+        if (g == NULL) {
+            fail_msg("group \"%s\" missing or out of order", groups[i] + 1);
+        }
+        at = g + 1;
+    }
+    /* The lines of a group up to the next one. */
+    char grp[4096];
+    struct {
+        const char *group;
+        const char *has[3];
+    } want[] = {
+        {"\nservice:\n", {"--registry ", "MICRO_REGISTER_TTL", "60s"}},
+        {"\nserver:\n", {"--server_address", "MICRO_SERVER_DRAIN", "10s"}},
+        {"\nclient:\n", {"--client_retries", "MICRO_CLIENT_POOL_SIZE",
+                            "100"}},
+        {"\nregistry mdns:\n", {"--registry_timeout", "MICRO_REGISTRY_IPV6",
+                                   "100ms"}},
+        {"\nregistry etcd (not built):\n", {"--registry_address",
+                                               "MICRO_REGISTRY_ADDRESS",
+                                               "127.0.0.1:2379"}},
+        {"\nbroker http:\n", {"--broker_address", "MICRO_BROKER_ADDRESS",
+                                 "127.0.0.1:0"}},
+        {"\nbroker nats", {"--broker_address", "MICRO_BROKER_ADDRESS",
+                              "nats://127.0.0.1:4222"}},
+        {"\ntransport http:\n", {"--transport_max_message_size",
+                                    "MICRO_TRANSPORT_WINDOW", "4194304"}},
+        {"\nselector p2c:\n", {"--selector_ttl", "MICRO_SELECTOR_BACKOFF",
+                                  "1m"}},
+        {"\nserver mucp:\n", {"--server_workers", "MICRO_SERVER_INLINE",
+                                 "16"}},
+        {"\nclient mucp:\n", {"--client_retry_on", "MICRO_CLIENT_RETRY_ON",
+                                 "timeout,dial"}},
+    };
+    for (size_t i = 0; i < MICRO_ARRAY_LEN_T(want); i++) {
+        const char *g = strstr(buf, want[i].group);
+        assert_non_null(g);
+        g++;
+        const char *end = strstr(g, "\n\n");
+        size_t n = end != NULL ? (size_t) (end - g) : strlen(g);
+        assert_true(n < sizeof(grp));
+        memcpy(grp, g, n);
+        grp[n] = '\0';
+        for (size_t j = 0; j < 3; j++) {
+            if (strstr(grp, want[i].has[j]) == NULL) {
+                fail_msg("group %s lacks %s:\n%s", want[i].group + 1,
+                    want[i].has[j], grp);
+            }
+        }
+    }
+    /* A plugin's option is not in the core's groups. */
+    const char *srv = strstr(buf, "\nserver:\n");
+    const char *cli = strstr(buf, "\nregistry memory");
+    assert_true(srv != NULL && cli != NULL);
+    size_t n = (size_t) (cli - srv);
+    memcpy(grp, srv, n < sizeof(grp) ? n : sizeof(grp) - 1);
+    grp[n < sizeof(grp) ? n : sizeof(grp) - 1] = '\0';
+    assert_null(strstr(grp, "--server_workers"));
+    assert_null(strstr(grp, "--client_retry_on"));
+    assert_null(strstr(grp, "--registry_timeout"));
+    /* The plugin choices list the names. */
+    assert_non_null(strstr(buf, "registry for discovery: memory, mdns (not "
+                                "built: etcd, consul)"));
+    free(buf);
+}
+
 int
 main(void)
 {
@@ -349,6 +798,15 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_flag_errors_and_bools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_and_dup, setup, teardown),
+        cmocka_unit_test(test_options_per_plugin),
+        cmocka_unit_test_setup_teardown(test_plugin_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_errors_name_the_plugin, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_plugin_option_reaches_plugin, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_service_chosen_plugins, setup, teardown),
+        cmocka_unit_test(test_help_grouped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1151,9 +1151,15 @@ gen_service(sbuf *h, sbuf *c, const FileProto *file, const SvcProto *svc)
         }
         sb_printf(c,
             "    if (rc == 0 && h->%s != NULL) {\n"
-            "        micro_handler_desc d = {\"%s.%s\", %s__%s_serve, "
-            "(void *) h,\n"
-            "            &%s, &%s, h->flags};\n"
+            "        micro_handler_desc d = {\n"
+            "            .size = sizeof(micro_handler_desc),\n"
+            "            .endpoint = \"%s.%s\",\n"
+            "            .fn = %s__%s_serve,\n"
+            "            .arg = (void *) h,\n"
+            "            .request = &%s,\n"
+            "            .response = &%s,\n"
+            "            .flags = h->flags,\n"
+            "        };\n"
             "        rc = micro_server_handle(s, &d);\n"
             "    }\n",
             x->lower, svc->name, x->m->name, P, x->lower, in_v[i],
