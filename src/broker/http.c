@@ -963,6 +963,23 @@ hb_disconnect(void *st)
     return 0;
 }
 
+/* Take s off the list and free it. After the write lock no decoder
+ * delivers to sub any more. */
+static void
+sub_unlink_free(httpb *h, micro_sub *sub, hsub *s)
+{
+    pthread_rwlock_wrlock(&h->subs_lock);
+    for (hsub **pp = &h->subs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&h->subs_lock);
+    micro_sub_set_data(sub, NULL);
+    micro__free(s);
+}
+
 static int
 hb_subscribe(void *st, micro_sub *sub)
 {
@@ -984,16 +1001,7 @@ hb_subscribe(void *st, micro_sub *sub)
     micro_sub_set_data(sub, s);
     int rc = sub_register(h, &rec, false);
     if (rc != 0) {
-        pthread_rwlock_wrlock(&h->subs_lock);
-        for (hsub **pp = &h->subs; *pp != NULL; pp = &(*pp)->next) {
-            if (*pp == s) {
-                *pp = s->next;
-                break;
-            }
-        }
-        pthread_rwlock_unlock(&h->subs_lock);
-        micro_sub_set_data(sub, NULL);
-        micro__free(s);
+        sub_unlink_free(h, sub, s);
     }
     return rc;
 }
@@ -1008,17 +1016,7 @@ hb_unsubscribe(void *st, micro_sub *sub)
     }
     sub_rec rec;
     sub_rec_fill(&rec, s);
-    pthread_rwlock_wrlock(&h->subs_lock);
-    for (hsub **pp = &h->subs; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
-    }
-    pthread_rwlock_unlock(&h->subs_lock);
-    /* After the write lock: no decoder delivers to sub any more. */
-    micro_sub_set_data(sub, NULL);
-    micro__free(s);
+    sub_unlink_free(h, sub, s);
     sub_register(h, &rec, true);
     return 0;
 }

@@ -602,6 +602,23 @@ append_length(micro_buf *out, int64_t body_len)
     return rc;
 }
 
+/* The end of a head: the caller's fields, the blank line; on failure out
+ * is as it was at mark. */
+static int
+end_head(micro_buf *out, const micro_msg *hdrs, size_t mark, int rc)
+{
+    if (rc == 0) {
+        rc = append_fields(out, hdrs, false);
+    }
+    if (rc == 0) {
+        rc = micro_buf_append(out, "\r\n", 2);
+    }
+    if (rc != 0) {
+        out->len = mark;
+    }
+    return rc;
+}
+
 int
 micro__h1_write_request_head(micro_buf *out, const char *method,
     const char *target, const char *host, const micro_msg *hdrs,
@@ -628,16 +645,7 @@ micro__h1_write_request_head(micro_buf *out, const char *method,
     if (rc == 0) {
         rc = append_length(out, body_len);
     }
-    if (rc == 0) {
-        rc = append_fields(out, hdrs, false);
-    }
-    if (rc == 0) {
-        rc = micro_buf_append(out, "\r\n", 2);
-    }
-    if (rc != 0) {
-        out->len = mark;
-    }
-    return rc;
+    return end_head(out, hdrs, mark, rc);
 }
 
 int
@@ -659,16 +667,7 @@ micro__h1_write_response_head(micro_buf *out, unsigned status,
     if (rc == 0 && close) {
         rc = micro_buf_append_str(out, "Connection: close\r\n");
     }
-    if (rc == 0) {
-        rc = append_fields(out, hdrs, false);
-    }
-    if (rc == 0) {
-        rc = micro_buf_append(out, "\r\n", 2);
-    }
-    if (rc != 0) {
-        out->len = mark;
-    }
-    return rc;
+    return end_head(out, hdrs, mark, rc);
 }
 
 int

@@ -135,19 +135,12 @@ sconn_unlist(sconn *sc)
     atomic_fetch_sub(&s->open, 1);
 }
 
-/* The connection is gone (closed by us or for its own reasons). */
+/* The request's connection is gone: a request its owner never took is
+ * released; the owner of one it took hears of it (tell) and releases it
+ * when it has finished. */
 static void
-sconn_gone(sconn *sc, int rc, bool tell)
+req_abandon(micro__http_server *s, micro__http_req *r, int rc, bool tell)
 {
-    micro__http_server *s = sc->s;
-    micro__timer_stop(s->loop, &sc->resume);
-    sconn_unlist(sc);
-    micro__http_req *r = sc->req;
-    sc->req = NULL;
-    micro__free(sc);
-    if (r == NULL) {
-        return;
-    }
     r->c = NULL;
     if (!r->owned) {
         req_release(r);
@@ -160,6 +153,21 @@ sconn_gone(sconn *sc, int rc, bool tell)
         if (r->finished) {
             req_release(r);
         }
+    }
+}
+
+/* The connection is gone (closed by us or for its own reasons). */
+static void
+sconn_gone(sconn *sc, int rc, bool tell)
+{
+    micro__http_server *s = sc->s;
+    micro__timer_stop(s->loop, &sc->resume);
+    sconn_unlist(sc);
+    micro__http_req *r = sc->req;
+    sc->req = NULL;
+    micro__free(sc);
+    if (r != NULL) {
+        req_abandon(s, r, rc, tell);
     }
 }
 
@@ -406,17 +414,7 @@ sc_on_reject(void *arg, micro__h1_conn *c, int rc, int status)
     micro__http_req *r = sc->req;
     if (r != NULL) {
         sc->req = NULL;
-        r->c = NULL;
-        if (!r->owned) {
-            req_release(r);
-        } else if (s->cbs->on_abort != NULL) {
-            r->depth++;
-            s->cbs->on_abort(s->arg, r, rc);
-            r->depth--;
-            if (r->finished) {
-                req_release(r);
-            }
-        }
+        req_abandon(s, r, rc, true);
     }
 }
 

@@ -871,25 +871,16 @@ schedule_events(micro_stream *s)
     s->refs++;
     s->host->work(s->host, 1);
     s->ev_task.fn = ev_task_fn;
-    if (s->inline_cb) {
-        if (micro_loop_is_current(s->loop)) {
-            micro__loop_defer(s->loop, &s->ev_task);
-        } else if (micro__loop_post_task(s->loop, &s->ev_task) != 0) {
-            s->ev_running = false;
-            s->refs--;
-            s->host->work(s->host, -1);
-        }
+    if (!s->inline_cb && micro__pool_submit(s->host->pool, &s->ev_task) == 0) {
         return;
     }
-    if (micro__pool_submit(s->host->pool, &s->ev_task) != 0) {
-        /* No worker: run them on the loop rather than lose them. */
-        if (micro_loop_is_current(s->loop)) {
-            micro__loop_defer(s->loop, &s->ev_task);
-        } else if (micro__loop_post_task(s->loop, &s->ev_task) != 0) {
-            s->ev_running = false;
-            s->refs--;
-            s->host->work(s->host, -1);
-        }
+    /* Inline, or no worker: on the loop, rather than lose them. */
+    if (micro_loop_is_current(s->loop)) {
+        micro__loop_defer(s->loop, &s->ev_task);
+    } else if (micro__loop_post_task(s->loop, &s->ev_task) != 0) {
+        s->ev_running = false;
+        s->refs--;
+        s->host->work(s->host, -1);
     }
 }
 
