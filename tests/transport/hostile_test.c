@@ -1321,6 +1321,7 @@ test_connection_cap(void **state)
     for (int i = 1; i < CAP; i++) {
         raw_send(&r[i], partial);
     }
+    raw_close(&r[0]);
     raw_connect(&r[0], S.addr);
     raw_send(&r[0], partial);
     sleep_ms(100);
