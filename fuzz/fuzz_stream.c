@@ -25,9 +25,12 @@
  * server's routing, rpc/stream.c's server side (open, deliver, EOS,
  * errors, flow control, the end and the close) and its client side
  * (micro__stream_client_new, answers, EOS, errors) run as they do over
- * TCP, on one loop thread, deterministically (no worker thread: inline
- * handlers). What the stream sends is serialised with the transport's
- * writers and dropped.
+ * TCP. The whole input runs inside one task on the loop thread, which
+ * runs what the components defer with micro__loop_run_deferred: no turn
+ * of the loop, so no timer fires and no I/O happens in between, and no
+ * worker thread runs (the handlers are inline): deterministic, and one
+ * thread hop per input. What the stream sends is serialised with the
+ * transport's writers and dropped.
  *
  * Failures: a crash, a sanitizer report, a leak, or a broken invariant
  * (abort): every stream that opened must close once the connection is
@@ -489,20 +492,12 @@ peer_gone(void *arg)
     return 0;
 }
 
-static int
-nothing(void *arg)
-{
-    (void) arg;
-    return 0;
-}
-
-/* Let what was deferred run (a few turns of the loop). */
+/* Let what was deferred run (on the loop thread: no turn of the loop, so
+ * no timer fires and no I/O happens in between). */
 static void
 settle(void)
 {
-    for (int i = 0; i < 3; i++) {
-        micro__loop_call(g_loop, nothing, NULL);
-    }
+    micro__loop_run_deferred(g_loop);
 }
 
 /* --- server mode --------------------------------------------------------- */
@@ -664,6 +659,51 @@ client_free(void *arg)
 
 /* ------------------------------------------------------------------ */
 
+/* The whole input, on the loop thread (one hop per input). */
+static int
+run_input(void *arg)
+{
+    run *r = arg;
+    if (r->c.client) {
+        client_open(r);
+        settle(); /* the dial completes, the stream opens */
+        if (r->c.st == NULL && !r->c.dial_failed) {
+            abort();
+        }
+        client_app(r);
+    } else {
+        server_open(r);
+    }
+    /* Feed; a paused connection waits for the loop (and, under
+     * backpressure, for its output to drain). */
+    for (int round = 0; round < 64 && !r->parse_done && r->c.s != NULL;
+         round++) {
+        feed(r);
+        settle();
+        if (r->c.paused && r->c.pressure) {
+            drain(r);
+            settle();
+        }
+        if (r->c.paused) {
+            break; /* waits for something that never comes: end it */
+        }
+    }
+    if (r->c.client) {
+        client_late(r);
+        settle();
+    }
+    drain(r);
+    peer_ends(r);
+    settle();
+    if (r->c.client) {
+        client_free(r);
+        settle();
+    }
+    peer_gone(r);
+    settle();
+    return 0;
+}
+
 static const struct {
     const micro_codec_ops *ops;
     const char *ct;
@@ -705,45 +745,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         &parser_cbs, &r);
     g_opens = g_closes = 0;
 
-    if (r.c.client) {
-        micro__loop_call(g_loop, client_open, &r);
-        settle(); /* the dial completes, the stream opens */
-        if (r.c.st == NULL && !r.c.dial_failed) {
-            abort();
-        }
-        micro__loop_call(g_loop, client_app, &r);
-    } else {
-        micro__loop_call(g_loop, server_open, &r);
-    }
-    /* Feed; a paused connection waits for the loop (and, under
-     * backpressure, for its output to drain). */
-    for (int round = 0; round < 64 && !r.parse_done && r.c.s != NULL;
-         round++) {
-        micro__loop_call(g_loop, feed, &r);
-        settle();
-        if (r.c.paused && r.c.pressure) {
-            micro__loop_call(g_loop, drain, &r);
-            settle();
-        }
-        if (r.c.paused) {
-            break; /* waits for something that never comes: end it */
-        }
-    }
-    if (r.c.client) {
-        micro__loop_call(g_loop, client_late, &r);
-        settle();
-    }
-    micro__loop_call(g_loop, drain, &r);
-    micro__loop_call(g_loop, peer_ends, &r);
-    settle();
-    if (r.c.client) {
-        micro__loop_call(g_loop, client_free, &r);
-        settle();
-    }
-    micro__loop_call(g_loop, peer_gone, &r);
-    settle();
-    settle();
-
+    micro__loop_call(g_loop, run_input, &r);
     /* Invariants. */
     if (r.c.s != NULL) {
         abort(); /* the peer is gone: the socket must be too */

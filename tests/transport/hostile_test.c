@@ -674,6 +674,8 @@ test_trailer_no_leak(void **state)
 /* ------------------------------------------------------------------ */
 /* Response splitting.                                                  */
 
+static int call_async_opts(const micro_call_opts *o);
+
 static void
 test_response_splitting(void **state)
 {
@@ -723,6 +725,12 @@ test_response_splitting(void **state)
             "{\"name\":\"x\"}", 12, &o, &c);
         assert_int_equal(rc, MICRO_EINVAL);
         micro_call_free(c);
+        /* The same on a loop, and for a stream's opening. */
+        assert_int_equal(call_async_opts(&o), MICRO_EINVAL);
+        micro_stream *st = NULL;
+        rc = micro_client_stream(g_cli, "greeter", "S.Echo", &o, &st);
+        assert_int_equal(rc, MICRO_EINVAL);
+        assert_null(st);
     }
     sleep_ms(100);
     assert_int_equal(srv_stats().requests, before);
@@ -1155,15 +1163,21 @@ async_done(void *arg, int rc, micro_call *call)
 static int
 call_async(const char *addr, int64_t timeout_ms)
 {
-    async_wait w = {.done = false};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
     micro_call_opts o = MICRO_CALL_OPTS_INIT;
     o.address = addr;
     o.timeout_ms = timeout_ms;
     o.retries = MICRO_CALL_NO_RETRY;
+    return call_async_opts(&o);
+}
+
+static int
+call_async_opts(const micro_call_opts *o)
+{
+    async_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
     int rc = micro_client_call_async(g_cli, g_cloop, "greeter",
-        "Greeter.Hello", "{\"name\":\"x\"}", 12, &o, async_done, &w);
+        "Greeter.Hello", "{\"name\":\"x\"}", 12, o, async_done, &w);
     if (rc == 0) {
         pthread_mutex_lock(&w.mu);
         while (!w.done) {
@@ -1271,6 +1285,11 @@ test_idle_timeout(void **state)
     print_message("  %d idle connections closed within %lld ms\n", N,
         (long long) (t_now_ms() - t0));
     assert_true(t_now_ms() - t0 < 5000);
+    /* Counted on the server's loop, just after the close we saw. */
+    int64_t until = t_now_ms() + 5000;
+    while (srv_stats().timeouts < to0 + N && t_now_ms() < until) {
+        sleep_ms(5);
+    }
     assert_true(srv_stats().timeouts >= to0 + N);
     good_call();
     srv_stop();
