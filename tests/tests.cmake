@@ -5,6 +5,8 @@ file(GLOB MICRO_TEST_FILES RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}
 set(MICRO_TEST_SPECIAL
   "server/process:process:180"
   "transport/badinput:unit:120"
+  "transport/hostile:unit|concurrency:300"
+  "server/shutdown:unit|concurrency:180"
   "core/loop:unit|concurrency:60"
   "transport/http_async:unit|concurrency:60"
   "client/async:unit|concurrency:120"

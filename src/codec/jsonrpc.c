@@ -427,7 +427,8 @@ jsonrpc_read_request(const void *wire, size_t len, micro_codec_info *info,
 static int
 payload_value(const void *payload, size_t len, const char **s, size_t *n)
 {
-    const char *p = payload;
+    /* An empty payload may come as NULL, and NULL + 0 is undefined. */
+    const char *p = payload != NULL ? payload : "";
     const char *end = p + len;
     p = skip_ws(p, end);
     while (end > p && is_ws(end[-1])) {

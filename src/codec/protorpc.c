@@ -233,7 +233,8 @@ read_body(const void *wire, size_t len, micro_codec_info *info,
     if (payload == NULL || (wire == NULL && len > 0)) {
         return MICRO_EINVAL;
     }
-    const uint8_t *p = wire;
+    /* An empty body may come as NULL, and NULL + 0 is undefined. */
+    const uint8_t *p = wire != NULL ? wire : (const uint8_t *) "";
     const uint8_t *end = p + len;
     const uint8_t *s = NULL;
     size_t n = 0;

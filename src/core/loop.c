@@ -356,6 +356,14 @@ on_idle(uv_idle_t *h)
 }
 
 void
+micro__loop_run_deferred(micro_loop *l)
+{
+    while (l->dhead != NULL) {
+        on_idle(&l->idle);
+    }
+}
+
+void
 micro__loop_defer(micro_loop *l, micro__task *t)
 {
     t->next = NULL;

@@ -23,6 +23,12 @@ int64_t micro__loop_now(micro_loop *l);
  * callbacks return), without a system call. */
 void micro__loop_defer(micro_loop *l, micro__task *t);
 
+/* Loop thread only: run the deferred tasks now, and those they defer,
+ * until none is left. For harnesses that drive the loop's components
+ * from inside one task (fuzz/fuzz_stream.c): no turn of the loop, so no
+ * timer or I/O runs in between, which makes a run deterministic. */
+void micro__loop_run_deferred(micro_loop *l);
+
 /* Run fn(arg) on the loop thread and wait for its result (directly when
  * already on it). Not from inside a posted task that the loop must finish
  * first. */

@@ -211,7 +211,10 @@ p_on_end(void *arg, micro_msg *msg, bool keep_alive)
     if (rc < 0) {
         return rc;
     }
-    return (c->paused || c->closed) ? MICRO__H1_PAUSE : 0;
+    /* Over the window, the messages already read wait too (in rest): a
+     * peer that pipelines small requests for big answers, and never reads
+     * them, would otherwise get every request of a read answered. */
+    return (c->paused || c->closed || c->out_blocked) ? MICRO__H1_PAUSE : 0;
 }
 
 static const micro__h1_cbs parser_cbs = {
@@ -306,7 +309,7 @@ feed(micro__h1_conn *c, const char *p, size_t n, bool from_rest)
 static void
 pump(micro__h1_conn *c)
 {
-    while (!c->closed && !c->paused && c->depth == 0 &&
+    while (!c->closed && !c->paused && !c->out_blocked && c->depth == 0 &&
         c->rest_off < c->rest.len) {
         size_t n = c->rest.len - c->rest_off;
         /* Parse from a copy of the pointer: feed may move rest. */

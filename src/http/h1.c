@@ -104,6 +104,7 @@ on_message_begin(http_parser *hp)
     p->in_message = true;
     p->in_head = true;
     p->in_value = false;
+    p->in_name = false;
     p->buffering = false;
     p->header_bytes = 0;
     p->fields = 0;
@@ -159,16 +160,33 @@ flush_field(micro__h1_parser *p)
     return 0;
 }
 
+/*
+ * http_parser hands a name or a value over in as many pieces as the reads
+ * cut it into, and a piece may be empty (a name whose ':' begins the next
+ * read comes as a last, empty piece). So a field's overhead and count are
+ * taken when it begins, and a name is judged by all of its pieces.
+ */
 static int
 on_header_field(http_parser *hp, const char *at, size_t n)
 {
     micro__h1_parser *p = P(hp);
-    if (count_bytes(p, n + H1_FIELD_OVERHEAD) != 0) {
+    bool begins = !p->in_name;
+    if (count_bytes(p, n + (begins ? H1_FIELD_OVERHEAD : 0)) != 0) {
         return -1;
     }
+    if (begins && ++p->fields > p->lim->max_fields) {
+        p->header_too_big = true;
+        return fail(p, MICRO_EMSGSIZE);
+    }
+    p->in_name = true;
     if (!p->in_head) {
         /* A trailer: counted, checked, dropped (never carried over). */
-        if (!micro__h1_token(at, n)) {
+        p->in_value = false;
+        if (begins) {
+            p->trailer_name_len = 0;
+        }
+        p->trailer_name_len += n;
+        if (n > 0 && !micro__h1_token(at, n)) {
             return fail(p, MICRO_EPROTO);
         }
         return 0;
@@ -176,12 +194,6 @@ on_header_field(http_parser *hp, const char *at, size_t n)
     if (p->in_value) {
         if (flush_field(p) != 0) {
             return -1;
-        }
-    }
-    if (p->field.len == 0) {
-        if (++p->fields > p->lim->max_fields) {
-            p->header_too_big = true;
-            return fail(p, MICRO_EMSGSIZE);
         }
     }
     if (micro_buf_append(&p->field, at, n) != 0) {
@@ -199,8 +211,13 @@ on_header_value(http_parser *hp, const char *at, size_t n)
         return -1;
     }
     if (!p->in_head) {
+        if (p->in_name && p->trailer_name_len == 0) {
+            return fail(p, MICRO_EPROTO); /* an empty name */
+        }
+        p->in_name = false;
         return value_valid(at, n) ? 0 : fail(p, MICRO_EPROTO);
     }
+    p->in_name = false;
     if (!p->in_value) {
         if (micro_buf_append(&p->field, "", 1) != 0) {
             return fail(p, MICRO_ENOMEM);
@@ -227,6 +244,7 @@ on_headers_complete(http_parser *hp)
         return -1;
     }
     p->in_head = false;
+    p->in_name = false;
     if (hp->upgrade) {
         /* No protocol switch (h2c, websockets) on these connections. */
         return fail(p, MICRO_EPROTO);
@@ -323,6 +341,7 @@ on_message_complete(http_parser *hp)
     p->buffering = false;
     p->field.len = 0;
     p->in_value = false;
+    p->in_name = false;
     int rc = p->cbs->on_end(p->arg, m, http_should_keep_alive(hp) != 0);
     if (rc < 0) {
         return fail(p, rc);

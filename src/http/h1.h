@@ -82,6 +82,8 @@ typedef struct micro__h1_parser {
     size_t fields;
     int err;          /* why the parse failed (set by a callback) */
     bool in_value;
+    bool in_name;     /* a field name has begun (its value has not) */
+    size_t trailer_name_len;
     bool in_head;     /* between message begin and headers complete */
     bool in_message;  /* a message has begun and not ended */
     bool buffering;

@@ -468,6 +468,14 @@ stream_names(tcp_stream *s)
 
 struct micro__tcp_listener {
     uv_tcp_t tcp;
+    /* Takes a connection off the queue when there is no memory for it:
+     * libuv stops listening until a pending connection is accepted, so
+     * one that is not would stall the listener for good. Accepting and
+     * closing it here allocates nothing. */
+    uv_tcp_t drop;
+    bool drop_busy;    /* drop is closing */
+    bool drop_pending; /* a connection waits in libuv for drop */
+    bool tcp_closed;   /* tcp's close callback has run */
     micro_loop *loop;
     tcp_ctx *ctx;
     struct micro__tcp_listener *prev, *next; /* ctx->listeners */
@@ -475,6 +483,45 @@ struct micro__tcp_listener {
     void *arg;
     char address[80];
 };
+
+static void on_connection(uv_stream_t *server, int status);
+static void listener_free(micro__tcp_listener *l);
+
+static void
+on_drop_closed(uv_handle_t *h)
+{
+    micro__tcp_listener *l = h->data;
+    l->drop_busy = false;
+    if (l->tcp_closed) {
+        listener_free(l);
+        return;
+    }
+    if (l->drop_pending && !uv_is_closing((uv_handle_t *) &l->tcp)) {
+        /* Another came while drop was busy: take it now (memory may be
+         * back), which also makes libuv listen again. */
+        l->drop_pending = false;
+        on_connection((uv_stream_t *) &l->tcp, 0);
+    }
+}
+
+/* Out of memory for a new connection: take it off the queue and close
+ * it, without allocating. */
+static void
+drop_connection(micro__tcp_listener *l)
+{
+    if (l->drop_busy) {
+        l->drop_pending = true; /* on_drop_closed takes it */
+        return;
+    }
+    uv_tcp_init(micro_loop_uv(l->loop), &l->drop);
+    l->drop.data = l;
+    l->drop_busy = true;
+    if (uv_accept((uv_stream_t *) &l->tcp, (uv_stream_t *) &l->drop) == 0) {
+        MICRO_LOGF(MICRO_LOG_ERR, TCP_COMPONENT,
+            "%s: out of memory; connection dropped", l->address);
+    }
+    uv_close((uv_handle_t *) &l->drop, on_drop_closed);
+}
 
 static void
 on_connection(uv_stream_t *server, int status)
@@ -487,16 +534,7 @@ on_connection(uv_stream_t *server, int status)
     }
     tcp_stream *s = stream_new(l->loop, l->ctx);
     if (s == NULL) {
-        /* Take the connection off the queue and drop it. */
-        uv_tcp_t *tmp = micro__malloc(sizeof(*tmp));
-        if (tmp != NULL) {
-            uv_tcp_init(micro_loop_uv(l->loop), tmp);
-            if (uv_accept(server, (uv_stream_t *) tmp) == 0) {
-                MICRO_LOGF(MICRO_LOG_ERR, TCP_COMPONENT,
-                    "%s: out of memory; connection dropped", l->address);
-            }
-            uv_close((uv_handle_t *) tmp, (uv_close_cb) micro__free);
-        }
+        drop_connection(l);
         return;
     }
     if (uv_accept(server, (uv_stream_t *) &s->tcp) != 0) {
@@ -571,14 +609,23 @@ micro__tcp_listener_address(const micro__tcp_listener *l)
 }
 
 static void
-on_listener_closed(uv_handle_t *h)
+listener_free(micro__tcp_listener *l)
 {
-    micro__tcp_listener *l = h->data;
     tcp_ctx *ctx = l->ctx;
     ctx->closing--;
     ctx->live--;
     micro__free(l);
     ctx_release(ctx);
+}
+
+static void
+on_listener_closed(uv_handle_t *h)
+{
+    micro__tcp_listener *l = h->data;
+    l->tcp_closed = true;
+    if (!l->drop_busy) {
+        listener_free(l); /* else when drop has closed */
+    }
 }
 
 static void
@@ -771,8 +818,9 @@ micro__tcp_dial_start(micro__aio *a, void *op)
     d->loop = a->loop;
     d->ctx = ctx;
     micro__aio_schedule(a, dial_cancel, d);
-    if (d->a == NULL) {
-        dial_release(d); /* the schedule failed and finished it */
+    if (!micro__aio_pending(a)) {
+        /* The deadline could not be armed: dial_cancel has finished a and
+         * freed d (so d must not be read here). */
         return;
     }
     if (rc == 1) {

@@ -104,12 +104,17 @@ struct micro_stream {
     micro_stream_recv_cb rcb;
     void *rarg;
     squeue ev;           /* server: handler events */
+    /* Server: the items of on_open, on_end and on_close, made with the
+     * stream, so that these always run (a stream whose on_close could not
+     * be queued would hold the server's drain for ever). */
+    sitem *ev_open, *ev_end, *ev_close;
     bool ev_running;
     bool ev_blocked;     /* server: messages wait for the output to drain */
     micro__task ev_task;
     bool got_first;      /* client: a first message arrived (hdrs) */
     bool bypassed;       /* server: a wrapper answered for the handler
                             (event thread only) */
+    int abort_rc;        /* LW_ABORT's status: MICRO_ECANCELED unless set */
 };
 
 static const micro_socket_handler client_sock_handler;
@@ -166,6 +171,9 @@ stream_free(micro_stream *s)
     while ((it = q_pop(&s->ev)) != NULL) {
         item_free(it);
     }
+    micro__free(s->ev_open);
+    micro__free(s->ev_end);
+    micro__free(s->ev_close);
     micro_msg_free(s->base);
     micro_msg_free(s->hdrs);
     micro_error_free(s->err);
@@ -266,7 +274,18 @@ static void schedule_events(micro_stream *s);
 static int
 queue_event(micro_stream *s, int kind, int rc, micro_buf *payload)
 {
-    sitem *it = micro__calloc(1, sizeof(*it));
+    /* Each of these is queued once at most: from its own item. */
+    sitem **own = kind == EV_OPEN ? &s->ev_open
+        : kind == EV_END          ? &s->ev_end
+        : kind == EV_CLOSE        ? &s->ev_close
+                                  : NULL;
+    sitem *it = NULL;
+    if (own != NULL && *own != NULL) {
+        it = *own;
+        *own = NULL;
+    } else {
+        it = micro__calloc(1, sizeof(*it));
+    }
     if (it == NULL) {
         if (payload != NULL) {
             micro_buf_clear(payload);
@@ -517,7 +536,8 @@ loop_work(micro__task *t)
         deliver_recv(s);
     }
     if ((w & LW_ABORT) != 0 && s->end == 0) {
-        end_abnormal(s, MICRO_ECANCELED, false);
+        int rc = s->abort_rc != 0 ? s->abort_rc : MICRO_ECANCELED;
+        end_abnormal(s, rc, rc != MICRO_ECANCELED);
     }
     if ((w & LW_CLOSE) != 0) {
         /* The client is done with the stream: end its side as Go's
@@ -884,6 +904,24 @@ schedule_events(micro_stream *s)
     }
 }
 
+/* Server, any thread: our end could not be queued (out of memory): end
+ * the stream on the loop instead (an error to the peer if one can be
+ * made, and the connection closes), rather than leave the peer waiting
+ * for an end that never comes. Posting allocates nothing. */
+static void
+end_unsent(micro_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->send_ended && s->end == 0) {
+        MICRO_LOGF(MICRO_LOG_ERR, ST_COMPONENT,
+            "%s %s: out of memory for the end of the stream; it is aborted",
+            s->remote, s->endpoint);
+        s->abort_rc = MICRO_ENOMEM;
+        post_work(s, LW_ABORT);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* A callback's non-zero return ends the stream with an error. */
 static void
 callback_failed(micro_stream *s, int rc)
@@ -894,6 +932,7 @@ callback_failed(micro_stream *s, int rc)
     if (!done) {
         micro_stream_fail(s, NULL, rc == MICRO_ETIMEDOUT ? 408 : 500, "%s",
             micro_strerror(rc));
+        end_unsent(s); /* when even that could not be queued */
     }
 }
 
@@ -920,8 +959,9 @@ open_through_wrappers(micro_stream *s, const micro__handler *h)
         micro_stream_fail(s, err->id, err->code, "%s",
             err->detail != NULL ? err->detail : "");
         micro_error_free(err);
-    } else if (!reached && rc == 0) {
-        micro_stream_close_send(s);
+        end_unsent(s); /* when even that could not be queued */
+    } else if (!reached && rc == 0 && micro_stream_close_send(s) != 0) {
+        end_unsent(s);
     }
     return rc;
 }
@@ -969,8 +1009,9 @@ run_events(micro_stream *s)
             }
             if (h->on_end != NULL) {
                 h->on_end(s, it->rc, h->arg);
-            } else if (it->rc == MICRO_EOF) {
-                micro_stream_close_send(s);
+            } else if (it->rc == MICRO_EOF &&
+                micro_stream_close_send(s) != 0) {
+                end_unsent(s);
             }
             break;
         case EV_CLOSE:
@@ -1089,8 +1130,12 @@ micro__stream_accept(micro__stream_host *host, void *conn,
     s->deadline = micro__mucp_deadline(first);
     s->refs = 2; /* the framework's (until on_close), the loop's */
     s->timer.fn = on_timer;
+    s->ev_open = micro__calloc(1, sizeof(sitem));
+    s->ev_end = micro__calloc(1, sizeof(sitem));
+    s->ev_close = micro__calloc(1, sizeof(sitem));
     if (s->ct == NULL || s->endpoint == NULL || s->service == NULL ||
-        s->id == NULL || server_base(s) != 0 ||
+        s->id == NULL || s->ev_open == NULL || s->ev_end == NULL ||
+        s->ev_close == NULL || server_base(s) != 0 ||
         (s->deadline != 0 &&
             micro__timer_start(s->loop, &s->timer, s->deadline, on_timer) !=
                 0)) {
@@ -1167,6 +1212,14 @@ micro__stream_deliver(micro_stream *s, micro_msg *m)
     int rc = s->codec->read_request(body, len, &info, &payload);
     micro_codec_info_clear(&info);
     micro_msg_free(m);
+    if (rc == MICRO_ENOMEM) {
+        /* Not the peer's fault, and the message cannot be dropped
+         * silently: the stream ends (500, or the connection closes). */
+        micro_buf_clear(&payload);
+        end_abnormal(s, MICRO_ENOMEM, true);
+        unref_locked(s);
+        return;
+    }
     if (rc != 0) {
         micro_buf_clear(&payload);
         atomic_fetch_add(&s->host->srv->codec_errors, 1);
@@ -1177,7 +1230,11 @@ micro__stream_deliver(micro_stream *s, micro_msg *m)
         unref_locked(s);
         return;
     }
-    queue_event(s, EV_MSG, 0, &payload);
+    if (queue_event(s, EV_MSG, 0, &payload) != 0) {
+        end_abnormal(s, MICRO_ENOMEM, true); /* a message lost ends it */
+        unref_locked(s);
+        return;
+    }
     if (s->ev.bytes >= s->window && !s->paused && s->sock != NULL) {
         /* The handler is behind: stop reading until it catches up. */
         s->paused = true;

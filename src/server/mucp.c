@@ -230,16 +230,20 @@ post_answer(mreq *r)
     }
 }
 
-static void
+/* 0, or MICRO_ENOMEM (json NULL: it could not be made). */
+static int
 set_error_headers(micro_msg *out, const char *json)
 {
-    if (json != NULL) {
-        micro_msg_set_header(out, "Micro-Error", json);
-        micro_msg_set_header(out, "X-Micro-Error", json);
+    if (json == NULL || micro_msg_set_header(out, "Micro-Error", json) != 0 ||
+        micro_msg_set_header(out, "X-Micro-Error", json) != 0) {
+        return MICRO_ENOMEM;
     }
+    return 0;
 }
 
-/* Make r's answer from rsp (success or error) and send it. */
+/* Make r's answer from rsp (success or error) and send it. An answer
+ * that cannot be made whole (out of memory) is not sent at all: an error
+ * without its Micro-Error header would reach the caller as a success. */
 static void
 finish(mreq *r, micro_response *rsp)
 {
@@ -247,22 +251,26 @@ finish(mreq *r, micro_response *rsp)
     micro_msg *out = rsp->msg;
     micro_buf wire = {0};
     micro_codec_info info = {r->info.endpoint, r->info.id, NULL};
+    bool lost = rsp->err == NULL && rsp->err_lost;
     rsp->msg = NULL;
     if (out == NULL && micro_msg_new(&out) != 0) {
         out = NULL;
     }
-    if (rsp->err == NULL && r->codec != NULL &&
-        r->codec->write_response(&info, rsp->body.data, rsp->body.len,
-            &wire) != 0) {
+    int erc = 0;
+    if (rsp->err == NULL && !lost && r->codec != NULL &&
+        (erc = r->codec->write_response(&info, rsp->body.data,
+             rsp->body.len, &wire)) != 0) {
         wire.len = 0;
         rsp->err = micro_error_new(s->name, 500,
-            "failed to encode the response");
+            erc == MICRO_ENOMEM ? "out of memory"
+                                : "failed to encode the response");
+        lost = rsp->err == NULL;
     }
     if (rsp->err != NULL) {
         atomic_fetch_add(&s->errors, 1);
         char *json = micro_error_to_json(rsp->err);
-        if (out != NULL) {
-            set_error_headers(out, json);
+        if (json == NULL || (out != NULL && set_error_headers(out, json) != 0)) {
+            lost = true;
         }
         /* json-rpc carries the error in its envelope too: the Go client
          * reads it only there. */
@@ -274,8 +282,13 @@ finish(mreq *r, micro_response *rsp)
         }
         free(json);
     }
-    if (out != NULL && wire.len > 0 && r->req.ct != NULL) {
-        micro_msg_set_header(out, "Content-Type", r->req.ct);
+    if (out != NULL && wire.len > 0 && r->req.ct != NULL &&
+        micro_msg_set_header(out, "Content-Type", r->req.ct) != 0) {
+        lost = true;
+    }
+    if (lost) {
+        micro_msg_free(out);
+        out = NULL;
     }
     if (out != NULL) {
         micro_msg_take_body(out, &wire);
@@ -307,6 +320,7 @@ fail(mreq *r, int32_t code, const char *fmt, ...)
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     rsp.err = micro_error_new(r->m->s->name, code, detail);
+    rsp.err_lost = rsp.err == NULL;
     finish(r, &rsp);
 }
 
@@ -317,6 +331,10 @@ process(mreq *r)
     micro_server *s = r->m->s;
     int rc = r->codec->read_request(r->msg->body.data, r->msg->body.len,
         &r->info, &r->payload);
+    if (rc == MICRO_ENOMEM) {
+        fail(r, 500, "out of memory"); /* not the caller's fault */
+        return;
+    }
     if (rc != 0) {
         atomic_fetch_add(&s->codec_errors, 1);
         MICRO_LOGF(MICRO_LOG_INFO, "server", "%s: undecodable %s body",
@@ -371,22 +389,29 @@ on_queued_deadline(micro__timer *t)
     char *json = e ? micro_error_to_json(e) : NULL;
     micro_error_free(e);
     micro_msg *out = NULL;
-    if (json != NULL && micro_msg_new(&out) == 0) {
-        set_error_headers(out, json);
+    bool ok = json != NULL && micro_msg_new(&out) == 0 &&
+        set_error_headers(out, json) == 0;
+    if (ok) {
         micro_buf wire = {0};
         micro_codec_info info = {r->info.endpoint, r->info.id, json};
         if (r->codec != NULL &&
             r->codec->write_response(&info, NULL, 0, &wire) == 0 &&
             wire.len > 0) {
-            micro_msg_set_header(out, "Content-Type", r->req.ct);
+            ok = micro_msg_set_header(out, "Content-Type", r->req.ct) == 0;
             micro_msg_take_body(out, &wire);
         }
         micro_buf_clear(&wire);
-        r->out = out;
-        send_answer(r);
-        micro_msg_free(out);
-        r->out = NULL;
     }
+    if (!ok) {
+        micro_msg_free(out);
+        out = NULL;
+    }
+    /* Without an answer (out of memory) the connection closes, so that
+     * the caller hears something now rather than nothing. */
+    r->out = out;
+    send_answer(r);
+    micro_msg_free(out);
+    r->out = NULL;
     free(json);
     /* The worker that dequeues r hands it back to the loop (request_done);
      * until then the connection takes nothing new. */
@@ -598,8 +623,8 @@ refuse_stream(mconn *c, micro_msg *msg, int32_t code, const char *detail)
     static const char *const skip[] = {"Host", "Remote", "Content-Length",
         "Transfer-Encoding", "Connection", NULL};
     if (json != NULL && micro_msg_new(&out) == 0 &&
-        micro__msg_copy_headers(out, msg, skip) == 0) {
-        set_error_headers(out, json);
+        micro__msg_copy_headers(out, msg, skip) == 0 &&
+        set_error_headers(out, json) == 0) {
         if (micro_socket_send(c->sock, out) != 0) {
             conn_close(c);
         }

@@ -139,6 +139,7 @@ micro_response_error(micro_response *r, const char *id, int32_t code,
     va_end(ap);
     micro_error_free(r->err);
     r->err = micro_error_new(id ? id : r->s->name, code, detail);
+    r->err_lost = r->err == NULL;
     return MICRO_EREMOTE;
 }
 
@@ -191,6 +192,7 @@ route_error(micro_server *s, micro_response *rsp, int32_t code,
     va_end(ap);
     micro_error_free(rsp->err);
     rsp->err = micro_error_new(s->name, code, detail);
+    rsp->err_lost = rsp->err == NULL;
 }
 
 void

@@ -68,6 +68,9 @@ struct micro_response {
     micro_buf body;
     micro_error *err;
     const micro_server *s;
+    /* An error was set but there was no memory to build it: the answer
+     * must not go out as a success (the implementation closes instead). */
+    bool err_lost;
 };
 
 /* The handler registered for endpoint, or NULL. */

@@ -58,6 +58,8 @@ struct micro_socket {
     bool reused;
     bool idle;
     bool closed;
+    bool in_accept; /* inside the listener's callback: a close there
+                       leaves the freeing to micro_socket_accepted */
     alignas(max_align_t) unsigned char impl[];
 };
 
@@ -260,7 +262,9 @@ micro_socket_close(micro_socket *s)
         }
     }
     s->t->ops->close(s);
-    socket_free(s);
+    if (!s->in_accept) {
+        socket_free(s);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -1119,8 +1123,14 @@ micro_socket_accepted(micro_socket *s)
         micro_socket_close(s);
         return;
     }
+    s->in_accept = true;
     t->accept_fn(t->accept_arg, s);
-    if (!s->closed && s->h == NULL) {
+    s->in_accept = false;
+    if (s->closed) {
+        socket_free(s); /* the callback closed it (out of memory, say) */
+        return;
+    }
+    if (s->h == NULL) {
         MICRO_LOGF(MICRO_LOG_ERR, TR_COMPONENT,
             "an accepted socket got no handler; closed");
         micro_socket_close(s);

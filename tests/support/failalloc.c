@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,11 +22,35 @@ static _Thread_local struct {
     size_t failed;
 } tl;
 
+/* The group (failalloc_join): members count here while it is armed. */
+static _Thread_local bool tl_member;
+static atomic_bool g_armed;
+static atomic_bool g_every_after;
+static atomic_size_t g_fail_at;
+static atomic_size_t g_count;
+static atomic_size_t g_failed;
+
+static bool
+group_should_fail(void)
+{
+    if (!tl_member || !atomic_load(&g_armed)) {
+        return false;
+    }
+    size_t n = atomic_fetch_add(&g_count, 1) + 1;
+    size_t at = atomic_load(&g_fail_at);
+    bool fail = at != 0 &&
+        (n == at || (atomic_load(&g_every_after) && n > at));
+    if (fail) {
+        atomic_fetch_add(&g_failed, 1);
+    }
+    return fail;
+}
+
 static bool
 should_fail(void)
 {
     if (!tl.armed) {
-        return false;
+        return group_should_fail();
     }
     tl.count++;
     bool fail = tl.fail_at != 0 &&
@@ -111,6 +136,71 @@ failalloc_failed(void)
     return tl.failed;
 }
 
+void
+failalloc_join(void)
+{
+    tl_member = true;
+}
+
+void
+failalloc_leave(void)
+{
+    tl_member = false;
+}
+
+void
+failalloc_group_arm(size_t n, bool every_after)
+{
+    atomic_store(&g_armed, false);
+    atomic_store(&g_fail_at, n);
+    atomic_store(&g_every_after, every_after);
+    atomic_store(&g_count, 0);
+    atomic_store(&g_failed, 0);
+    atomic_store(&g_armed, true);
+}
+
+size_t
+failalloc_group_disarm(void)
+{
+    atomic_store(&g_armed, false);
+    atomic_store(&g_fail_at, 0);
+    return atomic_load(&g_count);
+}
+
+size_t
+failalloc_group_count(void)
+{
+    return atomic_load(&g_count);
+}
+
+size_t
+failalloc_group_failed(void)
+{
+    return atomic_load(&g_failed);
+}
+
+static void
+arm(const failalloc_case *c, size_t n, bool every_after)
+{
+    if (c->group) {
+        failalloc_group_arm(n, every_after);
+    } else {
+        failalloc_arm(n, every_after);
+    }
+}
+
+/* Disarm; the count, and how many failed. */
+static size_t
+disarm(const failalloc_case *c, size_t *failed)
+{
+    if (c->group) {
+        *failed = failalloc_group_failed();
+        return failalloc_group_disarm();
+    }
+    *failed = failalloc_failed();
+    return failalloc_disarm();
+}
+
 static bool
 allowed(const failalloc_case *c, int rc)
 {
@@ -132,10 +222,10 @@ run_once(const failalloc_case *c, size_t fail_at, bool every_after,
     if (c->setup != NULL) {
         assert_int_equal(c->setup(c->arg), 0);
     }
-    failalloc_arm(fail_at, every_after);
+    arm(c, fail_at, every_after);
     int rc = c->op(c->arg);
-    size_t failed = failalloc_failed();
-    failalloc_disarm();
+    size_t failed = 0;
+    disarm(c, &failed);
     if (rc != 0 && !allowed(c, rc)) {
         fail_msg("%s: with allocation %zu of %zu failing%s, it returned %s "
                  "(%d), not one of the codes allowed",
@@ -159,9 +249,11 @@ failalloc_run(const failalloc_case *c)
     if (c->setup != NULL) {
         assert_int_equal(c->setup(c->arg), 0);
     }
-    failalloc_arm(0, false);
+    arm(c, 0, false);
     int rc = c->op(c->arg);
-    size_t n = failalloc_disarm();
+    size_t failed = 0;
+    size_t n = disarm(c, &failed);
+    (void) failed;
     if (rc != 0) {
         fail_msg("%s: fails with no allocation failing: %s", c->name,
             micro_err_name(rc));

@@ -65,6 +65,25 @@ size_t failalloc_disarm(void);
 size_t failalloc_count(void);
 size_t failalloc_failed(void);
 
+/*
+ * Groups, for operations that run on several threads (a server's loop
+ * thread and its worker, a client stream's caller and its loop): every
+ * thread that called failalloc_join counts into one shared counter while
+ * the group is armed, and the n-th allocation among them fails (with
+ * every_after, also every later one). Arm and disarm from any thread
+ * (typically the test's, which need not be a member). A thread stays a
+ * member until failalloc_leave (or its end). The order of allocations
+ * across members is what the operation makes it: deterministic when the
+ * threads hand work to each other, as a loop and a worker do.
+ */
+void failalloc_join(void);
+void failalloc_leave(void);
+void failalloc_group_arm(size_t n, bool every_after);
+/* Stop; returns the group's count. */
+size_t failalloc_group_disarm(void);
+size_t failalloc_group_count(void);
+size_t failalloc_group_failed(void);
+
 /* One operation to torture; see the top of this file. */
 typedef struct failalloc_case {
     const char *name; /* in messages */
@@ -83,6 +102,8 @@ typedef struct failalloc_case {
     /* Codes op may return when an allocation fails, 0-terminated; NULL:
      * MICRO_ENOMEM only. */
     const int *allowed;
+    /* Arm the group (failalloc_join) instead of the calling thread. */
+    bool group;
 } failalloc_case;
 
 /* Run the pattern above. Returns N, the allocations op made when nothing
