@@ -38,8 +38,9 @@ extern "C" {
  * MICRO_ECONNRESET (the connection was lost: the peer died). From then on
  * sends fail with that status.
  *
- * Flow control: a stream's unsent output is bounded ("stream_window",
- * default 1 MiB): micro_stream_send waits while the window is full, and a
+ * Flow control: the memory of a stream's queued messages is bounded, each
+ * way ("transport_window", default 256 KiB, payloads and what holding them
+ * costs): micro_stream_send waits while the window is full, and a
  * receiver that does not keep up stops the connection being read, so a
  * fast sender facing a slow receiver never grows memory without bound.
  *

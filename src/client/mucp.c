@@ -890,7 +890,7 @@ mucp_init(void *st, micro_transport *transport, micro_selector *selector,
         c->conn_timeout_ms = c->request_timeout_ms;
     }
     int64_t w = micro_options_get_int(opts, "transport_window");
-    c->window = w > 0 ? (size_t) w : (size_t) 1 << 20;
+    c->window = w > 0 ? (size_t) w : (size_t) 256 << 10;
     const char *ct = micro_options_get_str(opts, "client_content_type");
     c->content_type = micro__strdup(ct ? ct : "application/json");
     atomic_init(&c->retry_on,

@@ -41,9 +41,11 @@ typedef struct sitem sitem;
 struct sitem {
     sitem *next;
     int kind;
-    micro_msg *m;   /* outgoing */
-    micro_buf buf;  /* an event's or a received payload */
-    size_t size;    /* counted against the window */
+    micro_msg *m;   /* outgoing: a whole message (an end), or NULL: */
+    micro_buf buf;  /* the encoded body of an outgoing message sent with
+                       the stream's headers; an event's or a received
+                       payload */
+    size_t size;    /* counted against the window: what it holds */
     int rc;
     micro_stream_cb cb;
     void *arg;
@@ -53,6 +55,11 @@ typedef struct squeue {
     sitem *head, *tail;
     size_t bytes;
 } squeue;
+
+/* What a queued item costs beyond its payload (the item and two heap
+ * blocks' overhead): the window bounds memory, not payloads, so that
+ * small messages cannot queue ten times the window. */
+#define ITEM_COST (sizeof(sitem) + 48)
 
 struct micro_stream {
     /* Set at creation, then read-only. */
@@ -69,6 +76,7 @@ struct micro_stream {
     char *id;
     char remote[64];
     micro_msg *base;  /* the headers of every message we send */
+    micro_msg *scratch; /* loop: base (+ Content-Type) around each body */
     micro_msg *hdrs;  /* server: the opening request's; client: set once */
     size_t window;
     int64_t deadline;
@@ -175,6 +183,7 @@ stream_free(micro_stream *s)
     micro__free(s->ev_end);
     micro__free(s->ev_close);
     micro_msg_free(s->base);
+    micro_msg_free(s->scratch);
     micro_msg_free(s->hdrs);
     micro_error_free(s->err);
     micro__free(s->ct);
@@ -296,7 +305,7 @@ queue_event(micro_stream *s, int kind, int rc, micro_buf *payload)
     it->rc = rc;
     if (payload != NULL) {
         it->buf = *payload;
-        it->size = payload->len;
+        it->size = payload->len + ITEM_COST;
         memset(payload, 0, sizeof(*payload));
     }
     q_push(&s->ev, it);
@@ -442,6 +451,40 @@ server_check_done(micro_stream *s)
 /* ------------------------------------------------------------------ */
 /* Sending (loop side).                                                 */
 
+/* Send body with the stream's headers (loop thread): one message kept
+ * for the purpose, its body swapped in and out (a socket's send borrows
+ * the message and is done with it when it returns), so that a queued
+ * message costs its body only, and no headers are copied per message.
+ * Go Micro's server messages carry a Content-Type only with a body. */
+static int
+send_body(micro_stream *s, micro_socket *sock, micro_buf *body)
+{
+    bool ct = s->server && body->len > 0;
+    if (s->scratch == NULL) {
+        if (micro_msg_new(&s->scratch) != 0) {
+            return MICRO_ENOMEM;
+        }
+        if (micro__msg_copy_headers(s->scratch, s->base, NULL) != 0) {
+            micro_msg_free(s->scratch);
+            s->scratch = NULL;
+            return MICRO_ENOMEM;
+        }
+    }
+    micro_msg *m = s->scratch;
+    bool has_ct = micro_msg_header(m, "Content-Type") != NULL;
+    if (ct && !has_ct && micro_msg_set_header(m, "Content-Type", s->ct) != 0) {
+        return MICRO_ENOMEM;
+    }
+    if (!ct && has_ct && s->server) {
+        micro_msg_del_header(m, "Content-Type");
+    }
+    m->body = *body;
+    int rc = micro_socket_send(sock, m);
+    *body = m->body;
+    memset(&m->body, 0, sizeof(m->body));
+    return rc;
+}
+
 /* Hand queued messages to the socket while it is under the window: at
  * most those queued when the flush began, so that senders on other threads
  * cannot keep the loop here while its sockets wait to be read. */
@@ -466,7 +509,8 @@ flush(micro_stream *s)
     while (batch.head != NULL && rc == 0 &&
         micro_socket_unsent(sock) < s->window) {
         sitem *it = q_pop(&batch);
-        rc = micro_socket_send(sock, it->m);
+        rc = it->m != NULL ? micro_socket_send(sock, it->m)
+                           : send_body(s, sock, &it->buf);
         if (it->cb != NULL) {
             it->cb(it->arg, s, rc);
         }
@@ -572,49 +616,42 @@ loop_work(micro__task *t)
 /* ------------------------------------------------------------------ */
 /* Sending (any thread).                                                */
 
+/* The encoded body of a message to send (any thread). */
 static int
-build_msg(micro_stream *s, const void *body, size_t len, micro_msg **out)
+encode_body(micro_stream *s, const void *body, size_t len, micro_buf *out)
 {
-    micro_msg *m = NULL;
-    int rc = micro_msg_new(&m);
-    if (rc != 0) {
-        return rc;
-    }
-    rc = micro__msg_copy_headers(m, s->base, NULL);
     micro_codec_info info = {s->endpoint, s->id, NULL};
-    if (rc == 0) {
-        rc = s->server
-            ? s->codec->write_response(&info, body, len, &m->body)
-            : s->codec->write_request(&info, body, len, &m->body);
-        if (rc != 0 && rc != MICRO_ENOMEM) {
-            rc = MICRO_ECODEC;
-        }
-    }
-    if (rc == 0 && s->server && m->body.len > 0) {
-        rc = micro_msg_set_header(m, "Content-Type", s->ct);
-    }
+    int rc = s->server ? s->codec->write_response(&info, body, len, out)
+                       : s->codec->write_request(&info, body, len, out);
     if (rc != 0) {
-        micro_msg_free(m);
-        return rc;
+        micro_buf_clear(out);
+        return rc == MICRO_ENOMEM ? rc : MICRO_ECODEC;
     }
-    *out = m;
     return 0;
 }
 
-/* Queue a built message (mu held). */
+/* Queue a whole message m (an end), or the encoded body *b (taken) of a
+ * message with the stream's headers (mu held). */
 static int
-queue_out(micro_stream *s, micro_msg *m, micro_stream_cb cb, void *arg,
-    bool last)
+queue_out(micro_stream *s, micro_msg *m, micro_buf *b, micro_stream_cb cb,
+    void *arg, bool last)
 {
     sitem *it = micro__calloc(1, sizeof(*it));
     if (it == NULL) {
         micro_msg_free(m);
+        if (b != NULL) {
+            micro_buf_clear(b);
+        }
         return MICRO_ENOMEM;
     }
-    size_t blen = 0;
-    micro_msg_body(m, &blen);
-    it->m = m;
-    it->size = blen + 128;
+    if (m != NULL) {
+        it->m = m;
+        it->size = sizeof(*m) + ITEM_COST;
+    } else {
+        it->buf = *b;
+        memset(b, 0, sizeof(*b));
+        it->size = it->buf.len + ITEM_COST;
+    }
     it->cb = cb;
     it->arg = arg;
     q_push(&s->out, it);
@@ -645,8 +682,8 @@ send_common(micro_stream *s, const void *body, size_t len, bool wait,
     if (s == NULL || (body == NULL && len > 0)) {
         return MICRO_EINVAL;
     }
-    micro_msg *m = NULL;
-    int rc = build_msg(s, body, len, &m);
+    micro_buf enc = {0};
+    int rc = encode_body(s, body, len, &enc);
     if (rc != 0) {
         return rc;
     }
@@ -667,11 +704,10 @@ send_common(micro_stream *s, const void *body, size_t len, bool wait,
         pthread_cond_wait(&s->cv, &s->mu);
     }
     if (rc == 0) {
-        rc = queue_out(s, m, cb, arg, false);
-        m = NULL;
+        rc = queue_out(s, NULL, &enc, cb, arg, false);
     }
     pthread_mutex_unlock(&s->mu);
-    micro_msg_free(m);
+    micro_buf_clear(&enc);
     return rc;
 }
 
@@ -713,7 +749,7 @@ queue_end(micro_stream *s, const char *error_json)
         micro_msg_free(m);
         return rc;
     }
-    return queue_out(s, m, NULL, NULL, true);
+    return queue_out(s, m, NULL, NULL, NULL, true);
 }
 
 int
@@ -1345,7 +1381,7 @@ cl_on_msg(void *arg, micro_socket *sock, micro_msg *m)
             end_abnormal(s, MICRO_ENOMEM, false);
         } else {
             it->buf = payload;
-            it->size = payload.len + 64;
+            it->size = payload.len + ITEM_COST;
             q_push(&s->in, it);
             pthread_cond_broadcast(&s->cv);
             if (s->in.bytes >= s->window && !s->paused && s->sock != NULL) {
@@ -1430,7 +1466,7 @@ micro__stream_client_new(micro_socket *sock, micro__stream_client_cfg *cfg,
     /* The opening message: Go Micro's client sends the request it was
      * given, which its server reads and discards. The placeholder here is
      * an empty payload, which every codec frames ({} for JSON). */
-    micro_msg *first = NULL;
+    micro_buf first = {0};
     int rc = (s->ct && s->endpoint && s->service && s->id) ? 0 : MICRO_ENOMEM;
     /* With application/grpc Go's server keeps the opening body as the
      * first message: then there is no placeholder, and the first send is
@@ -1438,15 +1474,15 @@ micro__stream_client_new(micro_socket *sock, micro__stream_client_cfg *cfg,
     bool placeholder = strncasecmp(cfg->content_type, "application/grpc",
                            16) != 0;
     if (rc == 0 && placeholder) {
-        rc = build_msg(s, "", 0, &first);
+        rc = encode_body(s, "", 0, &first);
     }
     if (rc == 0 && s->deadline != 0) {
         rc = micro__timer_start(s->loop, &s->timer, s->deadline, on_timer);
     }
-    if (rc == 0 && first != NULL) {
-        rc = micro_socket_send(sock, first);
+    if (rc == 0 && placeholder) {
+        rc = send_body(s, sock, &first);
     }
-    micro_msg_free(first);
+    micro_buf_clear(&first);
     if (rc != 0) {
         micro__timer_stop(s->loop, &s->timer);
         stream_free(s);

@@ -801,7 +801,7 @@ mucp_init(void *st, micro_server *srv, micro_loop *loop,
     m->inline_all = micro_options_get_bool(opts, "server_inline");
     int64_t w = micro_options_get_int(opts, "transport_window");
     m->host.srv = srv;
-    m->host.window = w > 0 ? (size_t) w : (size_t) 1 << 20;
+    m->host.window = w > 0 ? (size_t) w : (size_t) 256 << 10;
     m->host.on_done = host_on_done;
     m->host.work = host_work;
     pthread_mutex_init(&m->mu, NULL);

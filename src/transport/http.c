@@ -106,7 +106,7 @@ micro__http_cfg_load(micro__http_cfg *c, const micro_options *o)
     v = micro_options_get_int(o, "transport_max_buffered");
     c->max_buffered = v > 0 ? (size_t) v : (size_t) 128 << 20;
     v = micro_options_get_int(o, "transport_window");
-    c->window = v > 0 ? (size_t) v : (size_t) 1 << 20;
+    c->window = v > 0 ? (size_t) v : (size_t) 256 << 10;
     v = micro_options_get_int(o, "client_pool_size");
     c->pool_size = v > 0 ? (size_t) v : 0;
     c->pool_ttl_ms = micro_options_get_ms(o, "client_pool_ttl");
@@ -667,9 +667,10 @@ static const micro_option_desc http_options[] = {
         "are closed to make room"},
     {"transport_max_buffered", MICRO_OPT_INT, "134217728",
         "bytes of partially received messages over all connections"},
-    {"transport_window", MICRO_OPT_INT, "1048576",
+    {"transport_window", MICRO_OPT_INT, "262144",
         "unsent bytes per connection above which it is no longer read, and "
-        "a stream's send window"},
+        "a stream's window: the memory its queued messages may hold, each "
+        "way"},
     MICRO_OPTION_END,
 };
 

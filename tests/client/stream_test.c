@@ -185,6 +185,27 @@ slow_msg(micro_stream *s, const void *body, size_t len, void *arg)
     return 0;
 }
 
+/* A handler held at a gate until the test opens it. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static atomic_bool small_stop;
+
+static int
+gate_msg(micro_stream *s, const void *body, size_t len, void *arg)
+{
+    (void) s;
+    (void) body;
+    (void) len;
+    (void) arg;
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_open) {
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    }
+    pthread_mutex_unlock(&gate_mu);
+    return 0;
+}
+
 static int
 h_hello(micro_request *req, micro_response *rsp, void *arg)
 {
@@ -244,6 +265,7 @@ fx_new(int workers)
         {"S.Abort", NULL, abort_msg, NULL, NULL},
         {"S.Flood", NULL, flood_msg, NULL, NULL},
         {"S.Slow", NULL, slow_msg, NULL, NULL},
+        {"S.Gate", NULL, gate_msg, NULL, NULL},
     };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
         micro_stream_handler h = {.size = sizeof(h),
@@ -645,6 +667,78 @@ test_slow_server_bounded(void **state)
     fx_free(f);
 }
 
+/* Small messages against a server whose handler is stuck: the window
+ * bounds what queued messages cost, not their payloads. Counting 8-byte
+ * payloads alone, each stream's server queue took 32,768 of them (about
+ * 6 MB) before the connection stopped being read; counted with what
+ * holding them costs, about 1,900. Four streams, a sender thread each,
+ * the handler held at a gate for 2 s, then let go. */
+typedef struct small_sender {
+    micro_stream *s;
+    atomic_long sent;
+    int rc;
+} small_sender;
+
+static void *
+small_send(void *arg)
+{
+    small_sender *x = arg;
+    while (!atomic_load(&small_stop)) {
+        x->rc = micro_stream_send(x->s, "12345678", 8);
+        if (x->rc != 0) {
+            break;
+        }
+        atomic_fetch_add(&x->sent, 1);
+    }
+    return NULL;
+}
+
+static void
+test_small_messages_bounded(void **state)
+{
+    (void) state;
+    fx *f = fx_new(4);
+    gate_open = false;
+    atomic_store(&small_stop, false);
+    long rss0 = rss_kib();
+    enum { N = 4 };
+    small_sender xs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        xs[i].s = open_stream(f, "S.Gate", 0);
+        atomic_init(&xs[i].sent, 0);
+        xs[i].rc = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, small_send, &xs[i]), 0);
+    }
+    long peak = 0;
+    for (int i = 0; i < 40; i++) {
+        long r = rss_kib();
+        peak = r > peak ? r : peak;
+        sleep_ms(50);
+    }
+    long sent = 0;
+    for (int i = 0; i < N; i++) {
+        sent += atomic_load(&xs[i].sent);
+    }
+    atomic_store(&small_stop, true);
+    pthread_mutex_lock(&gate_mu);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(xs[i].rc, 0);
+    }
+    print_message("small messages: %ld sent while the handler was stuck, "
+        "peak rss +%ld KiB\n", sent, peak - rss0);
+    assert_true(sent > 0);
+    assert_true(peak - rss0 < (T_SANITIZED_RSS ? (4L << 20) : 12L * 1024));
+    for (int i = 0; i < N; i++) {
+        micro_stream_free(xs[i].s);
+    }
+    fx_free(f);
+}
+
 /* Asynchronous open, sends and receives on the client's loop. */
 typedef struct aflow {
     micro_loop *loop;
@@ -912,6 +1006,7 @@ main(void)
         cmocka_unit_test(test_many_streams),
         cmocka_unit_test(test_slow_client_bounded),
         cmocka_unit_test(test_slow_server_bounded),
+        cmocka_unit_test(test_small_messages_bounded),
         cmocka_unit_test(test_async),
         cmocka_unit_test(test_stop_with_streams),
         cmocka_unit_test(test_client_killed),
