@@ -266,8 +266,9 @@ if sruns:
         head += " msgs/s, %d stream%s | ÷ gRPC C++ |" % (
             k, "" if k == 1 else "s")
         rule += "---:|---:|"
-    head += " server CPU µs/msg, %d streams | errors |" % ks[-1]
-    rule += "---:|---:|"
+    head += (" server CPU µs/msg, %d streams | server peak RSS KiB, %d"
+             " streams | errors |" % (ks[-1], ks[-1]))
+    rule += "---:|---:|---:|"
     p("")
     p(head)
     p(rule)
@@ -287,7 +288,10 @@ if sruns:
                 row += " %s | %s |" % (fmt(m), fmt(q, "%.2f"))
             cpu = med([x.get("cpu_us")
                        for x in sruns.get((c, sz, ks[-1]), {}).values()])
-            row += " %s | %d |" % (fmt(cpu, "%.1f"), errs)
+            rss = med([x.get("rss_kb")
+                       for x in sruns.get((c, sz, ks[-1]), {}).values()])
+            row += " %s | %s | %d |" % (fmt(cpu, "%.1f"), fmt(rss, "%.0f"),
+                                        errs)
             p(row)
 
 print("\n".join(out))

@@ -85,7 +85,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 log() { echo "[bench] $*" >&2; }
 has() { case " $CONTENDERS " in *" $1 "*) return 0 ;; esac; return 1; }
-is_stream() { case $1 in *-stream) return 0 ;; esac; return 1; }
+is_stream() { case $1 in *-stream|*-stream-async) return 0 ;; esac; return 1; }
 
 # Room for IDLE_CONNS connections on both ends (servers inherit it).
 ulimit -n $((IDLE_CONNS * 2 + 1024)) 2>/dev/null ||

@@ -77,6 +77,13 @@ typedef struct micro__h1_parser {
     micro_msg *msg;   /* the message being parsed */
     micro_buf field;  /* name, NUL, value of the field being parsed */
     size_t name_len;
+    /* The field being parsed while it is still a name and a value as
+     * http_parser handed them over, in the input of this parse call (the
+     * common case: no copy); copied into field before the call returns or
+     * when a further piece comes. */
+    const char *bname, *bvalue;
+    size_t bname_len, bvalue_len;
+    bool borrowed;
     micro_buf url;    /* request target, or reason phrase */
     size_t header_bytes;
     size_t fields;
@@ -165,13 +172,13 @@ int micro__h1_write_chunk(micro_buf *out, const void *p, size_t n);
 int micro__h1_write_mucp_request(micro_buf *out, const char *host,
     const micro_msg *req);
 int micro__h1_write_mucp_response(micro_buf *out, const micro_msg *rsp);
-/* Exact size of micro__h1_write_mucp_request's head (without the body)
- * into *head, or MICRO_EINVAL; and the writer into a buffer of that size
- * (for the blocking client's vectored send). */
-int micro__h1_mucp_request_head_size(const char *host, const micro_msg *req,
-    size_t *head);
+/* micro__h1_write_mucp_request's head (without the body) into dst, for
+ * the blocking client's vectored send: *head is its exact size; when size
+ * is smaller nothing is written and the result is MICRO_EMSGSIZE (call
+ * again with a buffer of *head bytes). MICRO_EINVAL: a name is not a
+ * token. */
 int micro__h1_mucp_request_head(const char *host, const micro_msg *req,
-    char *dst, size_t size);
+    char *dst, size_t size, size_t *head);
 
 /* A whole rejection answer as Go's net/http writes it: "HTTP/1.1 <status>
  * <text>", text/plain, Connection: close, body "<status> <text>". */

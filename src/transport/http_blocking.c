@@ -566,19 +566,18 @@ micro__http_roundtrip(micro__http_pool *p, const char *addr,
     uint64_t h = micro__strtab_hash(addr, alen);
 
     size_t head_size = 0;
-    int rc = micro__h1_mucp_request_head_size(addr, req, &head_size);
-    if (rc != 0) {
-        return rc;
-    }
     char stack_head[HC_HEAD_STACK];
     char *head = stack_head;
-    if (head_size > sizeof(stack_head)) {
+    int rc = micro__h1_mucp_request_head(addr, req, stack_head,
+        sizeof(stack_head), &head_size);
+    if (rc == MICRO_EMSGSIZE) { /* a head too big for the stack: rare */
         head = micro__malloc(head_size);
         if (head == NULL) {
             return MICRO_ENOMEM;
         }
+        rc = micro__h1_mucp_request_head(addr, req, head, head_size,
+            &head_size);
     }
-    rc = micro__h1_mucp_request_head(addr, req, head, head_size);
     if (rc != 0) {
         goto done;
     }
