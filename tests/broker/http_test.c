@@ -17,6 +17,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -430,6 +432,89 @@ test_trailer_does_not_leak(void **state)
 }
 
 /* 200,000 envelope header keys: refused fast, counted, off the loop. */
+/* Issue 11: the publisher wrote to subscribers from the caller's thread
+ * without MSG_NOSIGNAL, so a subscriber that went away mid-publish could
+ * kill the publishing process with SIGPIPE (only loop threads block it).
+ * Here SIGPIPE keeps its default action (death) while a subscriber node
+ * that resets every connection, as soon as a little of the request has
+ * arrived, takes 1 MiB events: every publish reports the failure and the
+ * process lives on; the real subscriber is still served. */
+static void *
+reset_every_connection(void *arg)
+{
+    int lfd = *(int *) arg;
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0) {
+            return NULL; /* the listener was shut down */
+        }
+        char buf[4096];
+        (void) recv(fd, buf, sizeof(buf), 0);
+        struct linger lg = {1, 0}; /* close with RST */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd);
+    }
+}
+
+static void
+test_publisher_survives_sigpipe(void **state)
+{
+    (void) state;
+    void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 64), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *) &sa, &sl);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reset_every_connection, &lfd),
+        0);
+
+    /* A second node of the subscriber's record, at the resetting peer. */
+    micro_registry_service *svcs = NULL;
+    size_t n = 0;
+    assert_int_equal(micro_registry_get_service(F.reg, "micro.http.broker",
+                         &svcs, &n),
+        0);
+    assert_true(n == 1 && svcs[0].n_nodes == 1);
+    micro_node *node = &svcs[0].nodes[0];
+    char addr[64], id[400];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+    snprintf(id, sizeof(id), "%s-resetting", node->id);
+    char *oid = node->id, *oaddr = node->address;
+    node->id = id;
+    node->address = addr;
+    assert_int_equal(micro_registry_register(F.reg, &svcs[0], 0), 0);
+
+    static char big[1 << 20];
+    memset(big, 'p', sizeof(big));
+    int failed = 0;
+    for (int i = 0; i < 20; i++) {
+        micro_msg *m = NULL;
+        assert_int_equal(micro_msg_new(&m), 0);
+        micro_msg_set_body(m, big, sizeof(big));
+        if (micro_broker_publish(F.pub, "t", m) != 0) {
+            failed++;
+        }
+        micro_msg_free(m);
+    }
+    print_message("1 MiB events to a resetting subscriber: %d of 20 "
+        "reported failed\n", failed);
+    assert_true(failed > 0); /* the lost deliveries are not silent */
+
+    assert_int_equal(micro_registry_deregister(F.reg, &svcs[0]), 0);
+    node->id = oid;
+    node->address = oaddr;
+    micro_registry_services_free(svcs, n);
+    shutdown(lfd, SHUT_RDWR);
+    close(lfd);
+    pthread_join(th, NULL);
+    publisher_served();
+    signal(SIGPIPE, old);
+}
+
 static void
 test_envelope_key_flood(void **state)
 {
@@ -480,6 +565,8 @@ main(void)
             teardown),
         cmocka_unit_test_setup_teardown(test_envelope_key_flood, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(test_publisher_survives_sigpipe,
+            setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
