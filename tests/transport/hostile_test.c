@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/raw_http.h"
 #include "support/support.h"
 
 #define CT_JSON "application/json"
@@ -381,237 +382,6 @@ bg_stop(bg_client *b)
 /* ------------------------------------------------------------------ */
 /* Raw HTTP/1.1 over a socket.                                          */
 
-typedef struct raw {
-    int fd;
-    char *buf; /* received, not yet consumed */
-    size_t len, cap;
-    int closed; /* 1: EOF, 2: reset/error */
-} raw;
-
-typedef struct raw_rsp {
-    int status;
-    char head[16384]; /* status line + headers, NUL-terminated */
-    char body[8192];
-    size_t body_len;
-} raw_rsp;
-
-static void
-raw_connect(raw *r, const char *addr)
-{
-    memset(r, 0, sizeof(*r));
-    const char *colon = strrchr(addr, ':');
-    struct sockaddr_in a = {.sin_family = AF_INET,
-        .sin_port = htons((uint16_t) strtol(colon + 1, NULL, 10))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    r->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(r->fd >= 0);
-    assert_int_equal(connect(r->fd, (struct sockaddr *) &a, sizeof(a)), 0);
-    fcntl(r->fd, F_SETFL, fcntl(r->fd, F_GETFL) | O_NONBLOCK);
-    r->cap = 1 << 16;
-    r->buf = malloc(r->cap);
-    assert_non_null(r->buf);
-    r->buf[0] = '\0';
-}
-
-static void
-raw_close(raw *r)
-{
-    if (r->fd >= 0) {
-        close(r->fd);
-    }
-    r->fd = -1;
-    free(r->buf);
-    r->buf = NULL;
-}
-
-/* Take what is there (up to a cap: a flood's tail is not kept). */
-static int
-raw_take(raw *r)
-{
-    char tmp[16384];
-    ssize_t n = recv(r->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
-    if (n == 0) {
-        r->closed = 1;
-        return -1;
-    }
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-            return 0;
-        }
-        r->closed = 2;
-        return -1;
-    }
-    if (r->len + (size_t) n + 1 > r->cap && r->cap < (8u << 20)) {
-        size_t nc = r->cap * 2;
-        while (nc < r->len + (size_t) n + 1) {
-            nc *= 2;
-        }
-        char *nb = realloc(r->buf, nc);
-        assert_non_null(nb);
-        r->buf = nb;
-        r->cap = nc;
-    }
-    size_t keep = (size_t) n;
-    if (keep > r->cap - 1 - r->len) {
-        keep = r->cap - 1 - r->len;
-    }
-    memcpy(r->buf + r->len, tmp, keep);
-    r->len += keep;
-    r->buf[r->len] = '\0';
-    return 1;
-}
-
-/* Wait up to ms for bytes: 1 when some came, 0 on timeout, -1 closed. */
-static int
-raw_fill(raw *r, int ms)
-{
-    if (r->closed) {
-        return -1;
-    }
-    struct pollfd p = {r->fd, POLLIN, 0};
-    if (poll(&p, 1, ms < 0 ? 0 : ms) <= 0) {
-        return 0;
-    }
-    return raw_take(r);
-}
-
-/* Send p within ms, reading what arrives meanwhile. Bytes sent. */
-static size_t
-raw_send_ms(raw *r, const void *p, size_t n, int ms)
-{
-    size_t off = 0;
-    int64_t until = t_now_ms() + ms;
-    while (off < n && t_now_ms() < until && r->closed == 0) {
-        struct pollfd pf = {r->fd, POLLOUT | POLLIN, 0};
-        if (poll(&pf, 1, 50) <= 0) {
-            continue;
-        }
-        if ((pf.revents & POLLIN) && raw_take(r) < 0) {
-            break;
-        }
-        if (pf.revents & (POLLERR | POLLHUP)) {
-            break;
-        }
-        if (pf.revents & POLLOUT) {
-            ssize_t w = send(r->fd, (const char *) p + off, n - off,
-                MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w < 0) {
-                if (errno == EAGAIN || errno == EINTR) {
-                    continue;
-                }
-                break;
-            }
-            off += (size_t) w;
-        }
-    }
-    return off;
-}
-
-static size_t
-raw_send(raw *r, const char *s)
-{
-    return raw_send_ms(r, s, strlen(s), 10000);
-}
-
-static const char *
-rsp_header(const raw_rsp *rsp, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    const char *line = strstr(rsp->head, "\r\n");
-    while (line != NULL && line[2] != '\0') {
-        line += 2;
-        const char *end = strstr(line, "\r\n");
-        if (end == NULL) {
-            end = line + strlen(line);
-        }
-        if ((size_t) (end - line) > nl && strncasecmp(line, name, nl) == 0 &&
-            line[nl] == ':') {
-            const char *v = line + nl + 1;
-            while (*v == ' ') {
-                v++;
-            }
-            snprintf(out, cap, "%.*s", (int) (end - v), v);
-            return out;
-        }
-        line = *end ? end : NULL;
-    }
-    return NULL;
-}
-
-/* One response (Content-Length framed) within ms: 0, -1 closed first, -2
- * timeout. Consumed from r->buf. */
-static int
-raw_read_response(raw *r, raw_rsp *rsp, int ms)
-{
-    memset(rsp, 0, sizeof(*rsp));
-    int64_t until = t_now_ms() + ms;
-    for (;;) {
-        char *eoh = r->len > 0 ? strstr(r->buf, "\r\n\r\n") : NULL;
-        if (eoh != NULL) {
-            size_t hl = (size_t) (eoh - r->buf) + 2;
-            if (hl >= sizeof(rsp->head)) {
-                hl = sizeof(rsp->head) - 1;
-            }
-            memcpy(rsp->head, r->buf, hl);
-            rsp->head[hl] = '\0';
-            char cl[32];
-            size_t blen = rsp_header(rsp, "Content-Length", cl, sizeof(cl))
-                ? (size_t) strtoul(cl, NULL, 10)
-                : 0;
-            size_t total = (size_t) (eoh - r->buf) + 4 + blen;
-            if (r->len >= total) {
-                if (sscanf(rsp->head, "HTTP/1.%*d %d", &rsp->status) != 1) {
-                    return -1;
-                }
-                size_t keep = blen < sizeof(rsp->body) - 1
-                    ? blen
-                    : sizeof(rsp->body) - 1;
-                memcpy(rsp->body, eoh + 4, keep);
-                rsp->body[keep] = '\0';
-                rsp->body_len = blen;
-                memmove(r->buf, r->buf + total, r->len - total);
-                r->len -= total;
-                r->buf[r->len] = '\0';
-                return 0;
-            }
-        }
-        if (r->closed) {
-            return -1; /* and what was buffered holds no whole answer */
-        }
-        int left = (int) (until - t_now_ms());
-        if (left <= 0) {
-            return -2;
-        }
-        raw_fill(r, left > 50 ? 50 : left);
-    }
-}
-
-/* Wait until the peer closes; the ms it took, or -1 on timeout. */
-static int64_t
-raw_wait_closed(raw *r, int ms)
-{
-    int64_t t0 = t_now_ms();
-    int64_t until = t0 + ms;
-    while (!r->closed) {
-        int left = (int) (until - t_now_ms());
-        if (left <= 0) {
-            return -1;
-        }
-        raw_fill(r, left > 50 ? 50 : left);
-    }
-    return t_now_ms() - t0;
-}
-
-static micro_error *
-rsp_error(const raw_rsp *rsp)
-{
-    char v[2048];
-    if (rsp_header(rsp, "Micro-Error", v, sizeof(v)) == NULL) {
-        return NULL;
-    }
-    return micro_error_parse(v, strlen(v));
-}
-
 /* A request as Go Micro's client writes one (plus extra header lines). */
 static int
 build_request(char *out, size_t cap, const char *endpoint,
@@ -651,8 +421,8 @@ test_trailer_no_leak(void **state)
         second);
     raw r;
     raw_rsp rsp;
-    raw_connect(&r, S.addr);
-    assert_int_equal(raw_send(&r, req), strlen(req));
+    assert_int_equal(raw_connect(&r, S.addr), 0);
+    assert_int_equal(raw_send_str(&r, req), strlen(req));
     for (int i = 0; i < 2; i++) {
         assert_int_equal(raw_read_response(&r, &rsp, 5000), 0);
         assert_int_equal(rsp.status, 200);
@@ -685,8 +455,8 @@ test_response_splitting(void **state)
     build_request(req, sizeof(req), "Greeter.Hdr", NULL, "{}");
     raw r;
     raw_rsp rsp;
-    raw_connect(&r, S.addr);
-    assert_int_equal(raw_send(&r, req), strlen(req));
+    assert_int_equal(raw_connect(&r, S.addr), 0);
+    assert_int_equal(raw_send_str(&r, req), strlen(req));
     assert_int_equal(raw_read_response(&r, &rsp, 5000), 0);
     assert_int_equal(rsp.status, 200);
     for (int i = 0; i < 4; i++) {
@@ -762,7 +532,7 @@ pipeline_flood(raw *r, bool paced)
     for (size_t i = 0; i < nreq; i++) {
         memcpy(block + i * (size_t) per, one, (size_t) per);
     }
-    raw_connect(r, S.addr);
+    assert_int_equal(raw_connect(r, S.addr), 0);
     /* Never read: a small receive buffer, so the answers back up in the
      * server quickly. */
     int small = 4096;
@@ -853,7 +623,7 @@ flood(const char *what, const char *head, size_t n)
     int64_t t0 = t_now_ms();
     raw r;
     raw_rsp rsp;
-    raw_connect(&r, S.addr);
+    assert_int_equal(raw_connect(&r, S.addr), 0);
     size_t sent = raw_send_ms(&r, head, n, 5000);
     int rc = raw_read_response(&r, &rsp, 5000);
     int64_t el = t_now_ms() - t0;
@@ -1257,8 +1027,8 @@ raw_one_call(raw *r, const char *name)
     char body[64], req[512];
     snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
     build_request(req, sizeof(req), "Greeter.Inline", NULL, body);
-    raw_connect(r, S.addr);
-    assert_int_equal(raw_send(r, req), strlen(req));
+    assert_int_equal(raw_connect(r, S.addr), 0);
+    assert_int_equal(raw_send_str(r, req), strlen(req));
     raw_rsp rsp;
     assert_int_equal(raw_read_response(r, &rsp, 5000), 0);
     assert_int_equal(rsp.status, 200);
@@ -1338,15 +1108,15 @@ test_connection_cap(void **state)
     static const char partial[] =
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{";
     for (int i = 1; i < CAP; i++) {
-        raw_send(&r[i], partial);
+        raw_send_str(&r[i], partial);
     }
     raw_close(&r[0]);
-    raw_connect(&r[0], S.addr);
-    raw_send(&r[0], partial);
+    assert_int_equal(raw_connect(&r[0], S.addr), 0);
+    raw_send_str(&r[0], partial);
     sleep_ms(100);
     uint64_t ev = srv_stats().evicted;
     raw extra;
-    raw_connect(&extra, S.addr);
+    assert_int_equal(raw_connect(&extra, S.addr), 0);
     assert_true(raw_wait_closed(&extra, 5000) >= 0);
     raw_close(&extra);
     st = srv_stats();
@@ -1402,8 +1172,8 @@ test_partial_body_budget(void **state)
     raw r[NC];
     int refused = 0;
     for (int i = 0; i < NC; i++) {
-        raw_connect(&r[i], S.addr);
-        raw_send(&r[i], head);
+        assert_int_equal(raw_connect(&r[i], S.addr), 0);
+        raw_send_str(&r[i], head);
         raw_send_ms(&r[i], junk, SENT, 3000);
     }
     int64_t until = t_now_ms() + 10000;
@@ -1469,8 +1239,8 @@ test_timeout_overflow(void **state)
                 "{\"name\":\"t\"}");
             raw r;
             raw_rsp rsp;
-            raw_connect(&r, S.addr);
-            assert_int_equal(raw_send(&r, req), strlen(req));
+            assert_int_equal(raw_connect(&r, S.addr), 0);
+            assert_int_equal(raw_send_str(&r, req), strlen(req));
             assert_int_equal(raw_read_response(&r, &rsp, 5000), 0);
             assert_int_equal(rsp.status, 200);
             micro_error *e = rsp_error(&rsp);
@@ -1556,8 +1326,8 @@ test_head_of_line(void **state)
     raw r;
     raw_rsp rsp;
     int64_t t0 = t_now_ms();
-    raw_connect(&r, S.addr);
-    assert_int_equal(raw_send(&r, req), strlen(req));
+    assert_int_equal(raw_connect(&r, S.addr), 0);
+    assert_int_equal(raw_send_str(&r, req), strlen(req));
     assert_int_equal(raw_read_response(&r, &rsp, 5000), 0);
     int64_t el = t_now_ms() - t0;
     print_message("  queued 300 ms request answered after %lld ms\n",
@@ -1586,7 +1356,7 @@ test_head_of_line(void **state)
     }
     build_request(req, sizeof(req), "Greeter.Hello", NULL,
         "{\"name\":\"next\"}");
-    assert_int_equal(raw_send(&r, req), strlen(req));
+    assert_int_equal(raw_send_str(&r, req), strlen(req));
     assert_int_equal(raw_read_response(&r, &rsp, 5000), 0);
     assert_string_equal(rsp.body, "{\"msg\":\"Hello next\"}\n");
     raw_close(&r);
@@ -1616,7 +1386,7 @@ test_pipelined_many(void **state)
     }
     raw r;
     raw_rsp rsp;
-    raw_connect(&r, S.addr);
+    assert_int_equal(raw_connect(&r, S.addr), 0);
     assert_int_equal(raw_send_ms(&r, all.data, all.len, 5000), all.len);
     for (int i = 0; i < N; i++) {
         char want[64];
@@ -1647,8 +1417,8 @@ test_space_before_colon(void **state)
     for (size_t i = 0; i < 2; i++) {
         raw r;
         raw_rsp rsp;
-        raw_connect(&r, S.addr);
-        raw_send(&r, reqs[i]);
+        assert_int_equal(raw_connect(&r, S.addr), 0);
+        raw_send_str(&r, reqs[i]);
         int rc = raw_read_response(&r, &rsp, 5000);
         assert_int_equal(rc, 0);
         assert_int_equal(rsp.status, 400);
@@ -1673,8 +1443,8 @@ test_expect_continue(void **state)
         "Content-Length: %zu\r\n\r\n",
         sizeof(body) - 1);
     raw r;
-    raw_connect(&r, S.addr);
-    raw_send(&r, head);
+    assert_int_equal(raw_connect(&r, S.addr), 0);
+    raw_send_str(&r, head);
     /* The interim answer comes before any byte of the body is sent. */
     int64_t until = t_now_ms() + 5000;
     while (strstr(r.buf, "\r\n\r\n") == NULL && t_now_ms() < until) {
@@ -1683,7 +1453,7 @@ test_expect_continue(void **state)
     assert_int_equal(strcmp(r.buf, "HTTP/1.1 100 Continue\r\n\r\n"), 0);
     r.len = 0;
     r.buf[0] = '\0';
-    raw_send(&r, body);
+    raw_send_str(&r, body);
     raw_rsp rsp;
     assert_int_equal(raw_read_response(&r, &rsp, 5000), 0);
     assert_int_equal(rsp.status, 200);
