@@ -420,6 +420,20 @@ close_socket_now(micro_stream *s)
     s->refs--; /* the loop's; another reference is held by the caller */
 }
 
+/* The socket went away under the stream (its owner frees it): drop it
+ * and the loop's reference, and with them the timer, which is the loop's
+ * too. A stream over both ways cleanly has no end to raise, so nothing
+ * else stops its deadline or linger timer, and the stream is freed once
+ * its events have run while the timer would stay in the loop's heap
+ * (found by fuzz_stream). Loop thread, mu held. */
+static void
+sock_gone(micro_stream *s)
+{
+    s->sock = NULL;
+    micro__timer_stop(s->loop, &s->timer);
+    s->refs--; /* the loop's; the caller holds another */
+}
+
 /* Server: both directions are over cleanly (loop thread, mu held). */
 static void
 server_check_done(micro_stream *s)
@@ -1289,8 +1303,7 @@ micro__stream_gone(micro_stream *s, int rc, bool gone)
     s->refs++;
     if (gone && s->sock != NULL) {
         /* The socket is being freed by its owner: never touch it again. */
-        s->sock = NULL;
-        s->refs--; /* the loop's */
+        sock_gone(s);
     }
     if (s->end == 0 && !(s->peer_ended && s->send_ended)) {
         int why = (rc == 0 || rc == MICRO_EOF) ? MICRO_ECANCELED
@@ -1415,8 +1428,7 @@ cl_on_close(void *arg, micro_socket *sock, int rc)
     pthread_mutex_lock(&s->mu);
     s->refs++;
     if (s->sock != NULL) {
-        s->sock = NULL; /* the front end frees it after this */
-        s->refs--;      /* the loop's */
+        sock_gone(s); /* the front end frees it after this */
     }
     if (s->end == 0 && !s->peer_ended) {
         end_abnormal(s, rc == MICRO_ETIMEDOUT ? MICRO_ETIMEDOUT
