@@ -84,6 +84,8 @@ void micro__watchers_remove(micro__watchers *ws, uint64_t token);
  * because the watcher snapshot could not be allocated (the caller logs
  * them, or not, as it always has). */
 size_t micro__watchers_dispatch(micro__watchers *ws, micro__evlist *l);
+/* micro__watchers_dispatch, logging the events dropped under ws->comp. */
+void micro__watchers_deliver(micro__watchers *ws, micro__evlist *l);
 
 /* Queue an event carrying hdr's header and the n nodes at nodes; a NULL
  * l does nothing. Events are best effort: out of memory drops one and
