@@ -327,8 +327,8 @@ note_fail(etcd_state *e, const char *ep, const char *path, int rc)
     pthread_mutex_unlock(&e->mu);
     if (log) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP,
-            "etcd unreachable (%s %s: %s); %llu failed requests so far, "
-            "retrying",
+            "etcd at %s did not answer %s: %s (%llu failed requests so far; "
+            "trying the other endpoints, then again)",
             ep, path, micro_strerror(rc), (unsigned long long) n);
     }
 }
@@ -348,16 +348,17 @@ note_ok(etcd_state *e, const char *ep)
     }
 }
 
-/* The headers of a request: JSON, and the auth token if any. */
+/* The headers of a request: JSON, and the auth token if any (and
+ * wanted: an authentication must not carry a stale one). */
 static int
-make_headers(etcd_state *e, micro_msg **out)
+make_headers(etcd_state *e, bool token, micro_msg **out)
 {
     int rc = micro_msg_new(out);
     if (rc == 0) {
         rc = micro_msg_set_header(*out, "Content-Type", "application/json");
     }
     pthread_mutex_lock(&e->mu);
-    if (rc == 0 && e->token != NULL) {
+    if (rc == 0 && token && e->token != NULL) {
         rc = micro_msg_set_header(*out, "Authorization", e->token);
     }
     pthread_mutex_unlock(&e->mu);
@@ -368,10 +369,10 @@ make_headers(etcd_state *e, micro_msg **out)
  * Otherwise *status and the answer's bytes. */
 static int
 post_once(etcd_state *e, const char *ep, const char *path, const char *body,
-    unsigned *status, micro_buf *answer)
+    bool token, unsigned *status, micro_buf *answer)
 {
     micro_msg *hdrs = NULL;
-    int rc = make_headers(e, &hdrs);
+    int rc = make_headers(e, token, &hdrs);
     if (rc < 0) {
         micro_msg_free(hdrs);
         return rc;
@@ -399,6 +400,26 @@ post_once(etcd_state *e, const char *ep, const char *path, const char *body,
 static int
 authenticate(etcd_state *e, const char *ep);
 
+/* With auth configured: a token, unless one is held. */
+static int
+ensure_token(etcd_state *e, const char *ep)
+{
+    pthread_mutex_lock(&e->mu);
+    bool need = e->user != NULL && e->token == NULL;
+    pthread_mutex_unlock(&e->mu);
+    return need ? authenticate(e, ep) : 0;
+}
+
+/* etcd no longer knows our token (it restarted, or the token expired). */
+static void
+drop_token(etcd_state *e)
+{
+    pthread_mutex_lock(&e->mu);
+    micro__free(e->token);
+    e->token = NULL;
+    pthread_mutex_unlock(&e->mu);
+}
+
 /*
  * POST req (JSON) to path, trying the endpoints from the last good one.
  * 0 and *out (the parsed answer; free with cJSON_Delete) on a 200 answer
@@ -419,21 +440,18 @@ etcd_post(etcd_state *e, const char *path, const cJSON *req, cJSON **out)
     bool reauth = false;
     size_t start = atomic_load(&e->cur);
     pthread_mutex_lock(&e->mu);
-    bool need_token = e->user != NULL && e->token == NULL;
+    reauth = e->user != NULL && e->token == NULL; /* fresh from here */
     pthread_mutex_unlock(&e->mu);
-    if (need_token) {
-        rc = authenticate(e, e->eps[start % e->n_eps]);
-        if (rc < 0) {
-            cJSON_free(body);
-            return rc;
-        }
-        reauth = true;
+    rc = ensure_token(e, e->eps[start % e->n_eps]);
+    if (rc < 0) {
+        cJSON_free(body);
+        return rc;
     }
     for (size_t i = 0; i < e->n_eps; i++) {
         size_t k = (start + i) % e->n_eps;
         const char *ep = e->eps[k];
         unsigned status = 0;
-        rc = post_once(e, ep, path, body, &status, &ans);
+        rc = post_once(e, ep, path, body, true, &status, &ans);
         if (rc == MICRO_ENOMEM || rc == MICRO_EMSGSIZE) {
             break;
         }
@@ -501,7 +519,8 @@ authenticate(etcd_state *e, const char *ep)
         micro_buf ans = {0};
         unsigned status = 0;
         rc = body != NULL
-            ? post_once(e, ep, "/v3/auth/authenticate", body, &status, &ans)
+            ? post_once(e, ep, "/v3/auth/authenticate", body, false, &status,
+                  &ans)
             : MICRO_ENOMEM;
         cJSON *j = NULL;
         if (rc == 0) {
@@ -1224,6 +1243,9 @@ watch_line(etcd_state *e, const char *p, size_t n, int64_t *rev, bool *live)
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
         MICRO_LOGF(MICRO_LOG_DEBUG, COMP, "watch ended by etcd: %s",
             cJSON_IsString(m) ? m->valuestring : "no result");
+        if (jint(err, "grpc_code") == GRPC_UNAUTHENTICATED) {
+            drop_token(e);
+        }
         cJSON_Delete(j);
         return W_END;
     }
@@ -1240,8 +1262,15 @@ watch_line(etcd_state *e, const char *p, size_t n, int64_t *rev, bool *live)
         } else {
             const cJSON *why =
                 cJSON_GetObjectItemCaseSensitive(res, "cancel_reason");
-            MICRO_LOGF(MICRO_LOG_WARN, COMP, "watch canceled by etcd: %s",
-                cJSON_IsString(why) ? why->valuestring : "no reason given");
+            const char *reason =
+                cJSON_IsString(why) ? why->valuestring : "no reason given";
+            bool auth = e->user != NULL && strstr(reason, "auth") != NULL;
+            /* A token etcd forgot: a new one, and the watch goes on. */
+            MICRO_LOGF(auth ? MICRO_LOG_INFO : MICRO_LOG_WARN, COMP,
+                "watch canceled by etcd: %s", reason);
+            if (auth) {
+                drop_token(e);
+            }
             v = W_END;
         }
         cJSON_Delete(j);
@@ -1328,7 +1357,8 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
     }
     cJSON_Delete(req);
     micro_msg *hdrs = NULL;
-    if (body == NULL || make_headers(e, &hdrs) < 0) {
+    if (body == NULL || ensure_token(e, ep) < 0 ||
+        make_headers(e, true, &hdrs) < 0) {
         cJSON_free(body);
         micro_msg_free(hdrs);
         return W_END;
