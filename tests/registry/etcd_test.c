@@ -12,8 +12,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -703,6 +708,169 @@ test_garbage_and_huge(void **state)
     micro_registry_free(r);
 }
 
+/* A TCP proxy to member 0 that, when told, forwards only the first half of
+ * the next piece the server sends and then cuts both connections: a watch
+ * response cut in the middle of a chunk. */
+typedef struct proxy {
+    int lfd;
+    int port;
+    atomic_bool cut;
+    atomic_bool stop;
+    atomic_int cuts;
+    pthread_t th;
+} proxy;
+
+typedef struct pump {
+    proxy *px;
+    int a, b; /* client, server */
+} pump;
+
+static void *
+pump_main(void *arg)
+{
+    pump *p = arg;
+    char buf[65536];
+    struct pollfd fds[2] = {{p->a, POLLIN, 0}, {p->b, POLLIN, 0}};
+    while (!atomic_load(&p->px->stop)) {
+        if (poll(fds, 2, 100) <= 0) {
+            continue;
+        }
+        int from = (fds[0].revents != 0) ? 0 : 1;
+        ssize_t n = read(fds[from].fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        int to = from == 0 ? p->b : p->a;
+        bool cut = false;
+        if (from == 1 && n > 1) {
+            bool want = true;
+            cut = atomic_compare_exchange_strong(&p->px->cut, &want, false);
+        }
+        if (cut) {
+            n /= 2;
+        }
+        if (write(to, buf, (size_t) n) != n) {
+            break;
+        }
+        if (cut) {
+            atomic_fetch_add(&p->px->cuts, 1);
+            break;
+        }
+    }
+    close(p->a);
+    close(p->b);
+    free(p);
+    return NULL;
+}
+
+static void *
+proxy_main(void *arg)
+{
+    proxy *px = arg;
+    while (!atomic_load(&px->stop)) {
+        struct pollfd pf = {px->lfd, POLLIN, 0};
+        if (poll(&pf, 1, 100) <= 0) {
+            continue;
+        }
+        int c = accept(px->lfd, NULL, NULL);
+        if (c < 0) {
+            continue;
+        }
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+            .sin_port = htons((uint16_t) mem[0].cport),
+            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (s < 0 || connect(s, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+            close(c);
+            if (s >= 0) {
+                close(s);
+            }
+            continue;
+        }
+        pump *p = malloc(sizeof(*p));
+        pthread_t th;
+        if (p == NULL) {
+            close(c);
+            close(s);
+            continue;
+        }
+        *p = (pump){px, c, s};
+        if (pthread_create(&th, NULL, pump_main, p) != 0) {
+            close(c);
+            close(s);
+            free(p);
+            continue;
+        }
+        pthread_detach(th);
+    }
+    return NULL;
+}
+
+static void
+proxy_start(proxy *px)
+{
+    atomic_init(&px->cut, false);
+    atomic_init(&px->stop, false);
+    atomic_init(&px->cuts, 0);
+    px->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(px->lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    assert_int_equal(bind(px->lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    assert_int_equal(listen(px->lfd, 16), 0);
+    assert_int_equal(getsockname(px->lfd, (struct sockaddr *) &sa, &len), 0);
+    px->port = ntohs(sa.sin_port);
+    assert_int_equal(pthread_create(&px->th, NULL, proxy_main, px), 0);
+}
+
+static void
+proxy_stop(proxy *px)
+{
+    atomic_store(&px->stop, true);
+    pthread_join(px->th, NULL);
+    close(px->lfd);
+    sleep_ms(200); /* the pumps see stop within a poll */
+}
+
+/* A watch response cut in the middle of a chunk: the watch resumes from
+ * the last revision it completed, so the cut event arrives once, whole. */
+static void
+test_watch_cut_mid_chunk(void **state)
+{
+    (void) state;
+    proxy px;
+    proxy_start(&px);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", px.port);
+    uint64_t tok = 0;
+    micro_registry *w = rec_watch(addr, &tok);
+    micro_registry *r = reg_new(endpoints);
+    micro_registry_service a, b;
+    svc_make(&a, "cut-a", "1", 1, "a-");
+    svc_make(&b, "cut-b", "1", 1, "b-");
+    assert_int_equal(micro_registry_register(r, &a, 0), 0);
+    assert_int_equal(
+        wait_event(&rec, MICRO_REGISTRY_CREATE, "cut-a", "a-0", SLACK_MS), 1);
+    atomic_store(&px.cut, true);
+    assert_int_equal(micro_registry_register(r, &b, 0), 0);
+    assert_int_equal(
+        wait_event(&rec, MICRO_REGISTRY_CREATE, "cut-b", "b-0", SLACK_MS), 1);
+    assert_int_equal(atomic_load(&px.cuts), 1);
+    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "cut-a"), 1);
+    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "cut-b"), 1);
+    /* And it goes on. */
+    assert_int_equal(micro_registry_deregister(r, &a), 0);
+    assert_int_equal(
+        wait_event(&rec, MICRO_REGISTRY_DELETE, "cut-a", "a-0", SLACK_MS), 1);
+    assert_int_equal(micro_registry_deregister(r, &b), 0);
+    rec_unwatch(w, tok);
+    proxy_stop(&px);
+    micro_registry_service_clear(&a);
+    micro_registry_service_clear(&b);
+    micro_registry_free(r);
+}
+
 /* An endpoint list whose first entries refuse connections. */
 static void
 test_unreachable(void **state)
@@ -894,8 +1062,21 @@ test_compaction(void **state)
     wait_healthy();
 }
 
-/* Lookups go on while a member dies; the whole cluster stops for longer
- * than the TTL and comes back: the registration comes back by itself. */
+/* One call by name to greeter through cli; 0 when it answered. */
+static int
+call_greeter(micro_service *cli)
+{
+    micro_call *call = NULL;
+    const char *body = "{\"name\":\"etcd\"}";
+    int rc = micro_client_call(micro_service_client(cli), "greeter",
+        "Greeter.Hello", body, strlen(body), NULL, &call);
+    micro_call_free(call);
+    return rc;
+}
+
+/* Lookups and calls by name go on while a member dies; the whole cluster
+ * stops for longer than the TTL (calls go on from the client's cache) and
+ * comes back: the registrations come back by themselves. */
 static void
 test_member_loss_and_outage(void **state)
 {
@@ -905,7 +1086,24 @@ test_member_loss_and_outage(void **state)
     micro_registry_service s;
     svc_make(&s, "sturdy", "1", 1, "s-");
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
-    int failed = 0;
+    /* A real service on etcd (greeter-server), and a client finding it by
+     * name through etcd. */
+    char reg_flag[300], gaddr[64];
+    snprintf(reg_flag, sizeof(reg_flag), "--registry_address=%s", endpoints);
+    const char *const extra[] = {"--registry=etcd", reg_flag,
+        "--register_ttl=2s", "--register_interval=1s", NULL};
+    t_proc greeter;
+    assert_int_equal(t_start_greeter(&greeter, gaddr, sizeof(gaddr), extra),
+        0);
+    char *cargv[] = {"client", "--registry=etcd", reg_flag, NULL};
+    int cargc = 3;
+    micro_service *cli = NULL;
+    assert_int_equal(micro_service_new(&cli, "etcd.client", &cargc, cargv),
+        0);
+    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    assert_int_equal(call_greeter(cli), 0);
+
+    int failed = 0, failed_calls = 0;
     int64_t t0 = t_now_ms();
     for (int i = 0; i < 200; i++) {
         if (i == 50) {
@@ -916,36 +1114,56 @@ test_member_loss_and_outage(void **state)
             failed++;
             print_message("lookup %d failed: %s\n", i, micro_strerror(rc));
         }
+        failed_calls += call_greeter(cli) != 0;
     }
-    print_message("200 lookups with a member killed at the 50th: %lld ms, "
-                  "%d failed\n",
-        (long long) (t_now_ms() - t0), failed);
+    print_message("200 lookups and calls with a member killed at the 50th: "
+                  "%lld ms, %d lookups and %d calls failed\n",
+        (long long) (t_now_ms() - t0), failed, failed_calls);
     assert_int_equal(failed, 0);
+    assert_int_equal(failed_calls, 0);
     /* Still registered after several TTLs on the two members left. */
     sleep_ms(2 * TTL_MS);
     assert_int_equal(count_nodes(look, "sturdy", NULL), 1);
+    assert_int_equal(count_nodes(look, "greeter", NULL), 1);
 
-    /* The whole cluster down for longer than the TTL. */
+    /* The whole cluster down for longer than the TTL: lookups fail
+     * clearly, calls go on from the client's cache. */
     for (size_t i = 1; i < 3; i++) {
         member_stop(&mem[i], SIGKILL);
     }
     int rc = 0;
     assert_int_equal(count_nodes(look, "sturdy", &rc), 0);
     assert_int_equal(rc, MICRO_ECONNREFUSED);
-    sleep_ms(2 * TTL_MS);
+    int64_t until = t_now_ms() + 2 * TTL_MS;
+    int calls = 0;
+    while (t_now_ms() < until) {
+        failed_calls += call_greeter(cli) != 0;
+        calls++;
+        sleep_ms(50);
+    }
+    print_message("%d calls by name while etcd was down: %d failed\n", calls,
+        failed_calls);
+    assert_int_equal(failed_calls, 0);
     for (size_t i = 0; i < 3; i++) {
         member_start(&mem[i]);
     }
     wait_healthy();
     t0 = t_now_ms();
     assert_true(wait_nodes(look, "sturdy", 1, SLACK_MS));
-    print_message("registration back %lld ms after the cluster was\n",
+    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    print_message("registrations back %lld ms after the cluster was\n",
         (long long) (t_now_ms() - t0));
     /* And kept alive from then on. */
     sleep_ms(3 * TTL_MS);
     assert_int_equal(count_nodes(look, "sturdy", NULL), 1);
+    assert_int_equal(count_nodes(look, "greeter", NULL), 1);
+    assert_int_equal(call_greeter(cli), 0);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     assert_int_equal(count_nodes(look, "sturdy", NULL), 0);
+    /* A stopped service deregisters. */
+    assert_int_equal(t_proc_stop(&greeter, SIGTERM, 10000), 0);
+    assert_int_equal(count_nodes(look, "greeter", NULL), 0);
+    micro_service_free(cli);
     micro_registry_service_clear(&s);
     micro_registry_free(look);
     micro_registry_free(r);
@@ -988,6 +1206,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_lost_lease),
         cmocka_unit_test(test_garbage_and_huge),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_watch_cut_mid_chunk),
         cmocka_unit_test(test_error_answer),
         cmocka_unit_test(test_auth),
     };
