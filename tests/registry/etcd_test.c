@@ -41,7 +41,7 @@
 static const char *etcd_bin;
 
 typedef struct member {
-    char name[8];
+    char name[24];
     int cport, pport;
     char dir[128];
     char log[140];
