@@ -1391,7 +1391,9 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
     for (;;) {
         char *nl = NULL;
         while (!e->wstop) {
-            nl = memchr(e->wbuf.data + used, '\n', e->wbuf.len - used);
+            nl = e->wbuf.len > used
+                ? memchr(e->wbuf.data + used, '\n', e->wbuf.len - used)
+                : NULL;
             if (nl != NULL || e->wdone) {
                 break;
             }
