@@ -400,14 +400,25 @@ post_once(etcd_state *e, const char *ep, const char *path, const char *body,
 static int
 authenticate(etcd_state *e, const char *ep);
 
-/* With auth configured: a token, unless one is held. */
+/* With auth configured: a token, unless one is held; from the first
+ * endpoint that answers, starting at the last good one. */
 static int
-ensure_token(etcd_state *e, const char *ep)
+ensure_token(etcd_state *e)
 {
     pthread_mutex_lock(&e->mu);
     bool need = e->user != NULL && e->token == NULL;
     pthread_mutex_unlock(&e->mu);
-    return need ? authenticate(e, ep) : 0;
+    int rc = 0;
+    size_t start = atomic_load(&e->cur);
+    for (size_t i = 0; need && i < e->n_eps; i++) {
+        const char *ep = e->eps[(start + i) % e->n_eps];
+        rc = authenticate(e, ep);
+        if (rc == 0 || rc == MICRO_EREMOTE || rc == MICRO_ENOMEM) {
+            break;
+        }
+        note_fail(e, ep, "/v3/auth/authenticate", rc);
+    }
+    return rc;
 }
 
 /* etcd no longer knows our token (it restarted, or the token expired). */
@@ -442,7 +453,7 @@ etcd_post(etcd_state *e, const char *path, const cJSON *req, cJSON **out)
     pthread_mutex_lock(&e->mu);
     reauth = e->user != NULL && e->token == NULL; /* fresh from here */
     pthread_mutex_unlock(&e->mu);
-    rc = ensure_token(e, e->eps[start % e->n_eps]);
+    rc = ensure_token(e);
     if (rc < 0) {
         cJSON_free(body);
         return rc;
@@ -1357,7 +1368,7 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
     }
     cJSON_Delete(req);
     micro_msg *hdrs = NULL;
-    if (body == NULL || ensure_token(e, ep) < 0 ||
+    if (body == NULL || ensure_token(e) < 0 ||
         make_headers(e, true, &hdrs) < 0) {
         cJSON_free(body);
         micro_msg_free(hdrs);
