@@ -31,8 +31,11 @@
  * connection). It lists the prefix first and keeps a snapshot (key ->
  * record), so that it can resume from the last revision + 1 after a
  * disconnect and, when that revision was compacted away, list again and
- * raise the differences as events. Go's watcher reports only the first
- * event of each watch response; every event is reported here. Callbacks
+ * raise the differences as events. A watch that stays silent for 12
+ * request timeouts (a frozen member sends nothing and closes nothing) is
+ * made again, on the next endpoint if it never started. Go's watcher
+ * reports only the first event of each watch response; every event is
+ * reported here. Callbacks
  * run on the watch thread, never on the HTTP loop, so they may call back
  * into the registry.
  *
@@ -90,6 +93,7 @@ typedef struct etcd_state {
     size_t n_eps;
     atomic_size_t cur; /* the endpoint that answered last */
     int64_t timeout_ms;
+    int64_t watch_idle_ms; /* a watch silent this long is made again */
     char *user;
     char *pass;
     char *token;
@@ -123,6 +127,7 @@ typedef struct etcd_state {
     micro_buf wbuf;
     bool wdone;
     bool wstop;
+    int64_t wlast; /* when the watch call last received bytes */
     uint64_t wgen;
     uint64_t cancel_gen;
     micro__aio waio;
@@ -1235,6 +1240,7 @@ typedef enum {
     W_GOING,   /* the response goes on */
     W_END,     /* end this watch; resume from *rev */
     W_COMPACT, /* the revision is gone: list again */
+    W_IDLE,    /* silent for too long: resume on the next endpoint */
 } w_verdict;
 
 /* One line of the watch stream (a WatchResponse, or an in-band error). */
@@ -1317,6 +1323,7 @@ watch_body(void *arg, micro__http_call *call, const char *p, size_t n)
     etcd_state *e = arg;
     pthread_mutex_lock(&e->wmu);
     int rc = micro_buf_append(&e->wbuf, p, n);
+    e->wlast = micro__now_ms();
     pthread_cond_signal(&e->wcv);
     pthread_mutex_unlock(&e->wmu);
     return rc;
@@ -1377,6 +1384,7 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
     pthread_mutex_lock(&e->wmu);
     e->wbuf.len = 0;
     e->wdone = false;
+    e->wlast = micro__now_ms();
     e->wgen++;
     memset(&e->wcall, 0, sizeof(e->wcall));
     e->wcall.client = e->http;
@@ -1401,6 +1409,7 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
     size_t used = 0; /* bytes of wbuf processed */
     for (;;) {
         char *nl = NULL;
+        bool idle = false;
         while (!e->wstop) {
             nl = e->wbuf.len > used
                 ? memchr(e->wbuf.data + used, '\n', e->wbuf.len - used)
@@ -1408,7 +1417,22 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
             if (nl != NULL || e->wdone) {
                 break;
             }
-            pthread_cond_wait(&e->wcv, &e->wmu);
+            /* A member that is frozen (or a path that silently dropped
+             * the connection) sends nothing and closes nothing: a watch
+             * silent for watch_idle_ms is made again, which costs one
+             * request when all is well. */
+            if (micro__now_ms() - e->wlast >= e->watch_idle_ms) {
+                idle = true;
+                break;
+            }
+            timed_wait(&e->wcv, &e->wmu, 1000);
+        }
+        if (idle) {
+            MICRO_LOGF(MICRO_LOG_DEBUG, COMP,
+                "watch on %s silent for %lld ms: watching again", ep,
+                (long long) e->watch_idle_ms);
+            v = W_IDLE;
+            break;
         }
         if (e->wstop || (nl == NULL && e->wdone)) {
             break;
@@ -1505,15 +1529,19 @@ watch_main(void *arg)
             need_list = true;
             continue;
         }
-        if (live) {
-            backoff = BACKOFF_MIN_MS;
-        } else {
-            /* This endpoint did not take the watch: the next one. */
+        if (v == W_IDLE || !live) {
+            /* This endpoint did not take the watch, or went silent (it
+             * may be frozen): the next one. */
             size_t want = k;
             atomic_compare_exchange_strong(&e->cur, &want, (k + 1) % e->n_eps);
-            backoff = backoff * 2 < BACKOFF_MAX_MS ? backoff * 2
-                                                   : BACKOFF_MAX_MS;
         }
+        if (v == W_IDLE) {
+            backoff = BACKOFF_MIN_MS;
+            continue; /* at once */
+        }
+        backoff = live ? BACKOFF_MIN_MS
+            : backoff * 2 < BACKOFF_MAX_MS ? backoff * 2
+                                           : BACKOFF_MAX_MS;
         wait_ms(e, backoff);
     }
     snap_clear(e);
@@ -1691,6 +1719,7 @@ etcd_init(void *st, const micro_options *opts)
     if (e->timeout_ms <= 0) {
         e->timeout_ms = 5000;
     }
+    e->watch_idle_ms = 12 * e->timeout_ms;
     const char *user = opt_or_env(opts, "registry_username", "ETCD_USERNAME");
     const char *pass = opt_or_env(opts, "registry_password", "ETCD_PASSWORD");
     int rc = parse_endpoints(e, micro_options_get_str(opts,

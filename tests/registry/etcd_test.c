@@ -1093,6 +1093,51 @@ call_greeter(micro_service *cli)
     return rc;
 }
 
+/* The watch's member freezes (SIGSTOP: it neither answers nor closes):
+ * the silent watch is made again, on another member, within 12 request
+ * timeouts, and reports what changed meanwhile. */
+static void
+test_frozen_member(void **state)
+{
+    (void) state;
+    micro_options *o = NULL; /* member 0 first */
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(
+        micro_options_set_str(o, "registry_address", endpoints), 0);
+    assert_int_equal(micro_options_set_ms(o, "registry_timeout", 500), 0);
+    micro_registry *w = NULL;
+    assert_int_equal(micro_registry_new_by_name(&w, "etcd", o), 0);
+    micro_options_free(o);
+    pthread_mutex_lock(&rec.mu);
+    rec.n = 0;
+    pthread_mutex_unlock(&rec.mu);
+    uint64_t tok = 0;
+    assert_int_equal(micro_registry_watch(w, on_event, &rec, &tok), 0);
+    char rest[128];
+    snprintf(rest, sizeof(rest), "127.0.0.1:%d,127.0.0.1:%d", mem[1].cport,
+        mem[2].cport);
+    micro_registry *r = reg_new(rest);
+    micro_registry_service s;
+    svc_make(&s, "thawed", "1", 1, "t-");
+    kill(mem[0].p.pid, SIGSTOP);
+    int64_t t0 = t_now_ms();
+    assert_int_equal(micro_registry_register(r, &s, 0), 0);
+    assert_int_equal(
+        wait_event(&rec, MICRO_REGISTRY_CREATE, "thawed", "t-0", 2 * SLACK_MS),
+        1);
+    print_message("event seen %lld ms after the watch's member froze "
+                  "(watch idle bound 6000 ms)\n",
+        (long long) (t_now_ms() - t0));
+    kill(mem[0].p.pid, SIGCONT);
+    assert_int_equal(micro_registry_deregister(r, &s), 0);
+    assert_int_equal(
+        wait_event(&rec, MICRO_REGISTRY_DELETE, "thawed", "t-0", SLACK_MS), 1);
+    rec_unwatch(w, tok);
+    micro_registry_service_clear(&s);
+    micro_registry_free(r);
+    wait_healthy();
+}
+
 /* Lookups and calls by name go on while a member dies; the whole cluster
  * stops for longer than the TTL (calls go on from the client's cache) and
  * comes back: the registrations come back by themselves. */
@@ -1231,6 +1276,7 @@ main(int argc, char **argv)
     };
     const struct CMUnitTest three[] = {
         cmocka_unit_test(test_compaction),
+        cmocka_unit_test(test_frozen_member),
         cmocka_unit_test(test_member_loss_and_outage),
     };
     int failed = cmocka_run_group_tests_name("etcd single", single,
