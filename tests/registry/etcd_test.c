@@ -263,9 +263,10 @@ cluster_stop(void)
 /* ------------------------------------------------------------------ */
 /* Registry helpers.                                                    */
 
-/* A registry on addr; user NULL: no auth. */
+/* A registry on addr with a request timeout; user NULL: no auth. */
 static micro_registry *
-reg_new_auth(const char *addr, const char *user, const char *pass)
+reg_new_full(const char *addr, const char *user, const char *pass,
+    int64_t timeout_ms)
 {
     micro_options *o = NULL;
     assert_int_equal(micro_options_new(&o), 0);
@@ -276,11 +277,18 @@ reg_new_auth(const char *addr, const char *user, const char *pass)
         assert_int_equal(
             micro_options_set_str(o, "registry_password", pass), 0);
     }
-    assert_int_equal(micro_options_set_ms(o, "registry_timeout", 3000), 0);
+    assert_int_equal(
+        micro_options_set_ms(o, "registry_timeout", timeout_ms), 0);
     micro_registry *r = NULL;
     assert_int_equal(micro_registry_new_by_name(&r, "etcd", o), 0);
     micro_options_free(o);
     return r;
+}
+
+static micro_registry *
+reg_new_auth(const char *addr, const char *user, const char *pass)
+{
+    return reg_new_full(addr, user, pass, 3000);
 }
 
 static micro_registry *
@@ -402,16 +410,21 @@ wait_event(recorder *rc, micro_registry_action a, const char *name,
 
 static recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-/* A registry on addr watching into rec (emptied first). */
+/* Registry w watching into rec (emptied first); returns w. */
 static micro_registry *
-rec_watch(const char *addr, uint64_t *tok)
+rec_watch_on(micro_registry *w, uint64_t *tok)
 {
-    micro_registry *w = reg_new(addr);
     pthread_mutex_lock(&rec.mu);
     rec.n = 0;
     pthread_mutex_unlock(&rec.mu);
     assert_int_equal(micro_registry_watch(w, on_event, &rec, tok), 0);
     return w;
+}
+
+static micro_registry *
+rec_watch(const char *addr, uint64_t *tok)
+{
+    return rec_watch_on(reg_new(addr), tok);
 }
 
 static void
@@ -973,11 +986,8 @@ test_auth(void **state)
     micro_registry_service s;
     svc_make(&s, "guarded", "1", 1, "g-");
     uint64_t tok = 0;
-    micro_registry *w = reg_new_auth(endpoints, "root", "s3cret");
-    pthread_mutex_lock(&rec.mu);
-    rec.n = 0;
-    pthread_mutex_unlock(&rec.mu);
-    assert_int_equal(micro_registry_watch(w, on_event, &rec, &tok), 0);
+    micro_registry *w =
+        rec_watch_on(reg_new_auth(endpoints, "root", "s3cret"), &tok);
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
     assert_int_equal(count_nodes(r, "guarded", NULL), 1);
     assert_int_equal(
@@ -1100,19 +1110,9 @@ static void
 test_frozen_member(void **state)
 {
     (void) state;
-    micro_options *o = NULL; /* member 0 first */
-    assert_int_equal(micro_options_new(&o), 0);
-    assert_int_equal(
-        micro_options_set_str(o, "registry_address", endpoints), 0);
-    assert_int_equal(micro_options_set_ms(o, "registry_timeout", 500), 0);
-    micro_registry *w = NULL;
-    assert_int_equal(micro_registry_new_by_name(&w, "etcd", o), 0);
-    micro_options_free(o);
-    pthread_mutex_lock(&rec.mu);
-    rec.n = 0;
-    pthread_mutex_unlock(&rec.mu);
-    uint64_t tok = 0;
-    assert_int_equal(micro_registry_watch(w, on_event, &rec, &tok), 0);
+    uint64_t tok = 0; /* member 0 first */
+    micro_registry *w =
+        rec_watch_on(reg_new_full(endpoints, NULL, NULL, 500), &tok);
     char rest[128];
     snprintf(rest, sizeof(rest), "127.0.0.1:%d,127.0.0.1:%d", mem[1].cport,
         mem[2].cport);
