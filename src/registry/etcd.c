@@ -796,6 +796,13 @@ static int
 etcd_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
 {
     etcd_state *e = st;
+    if (svc->n_nodes == 0) {
+        /* Records are per node: nothing to store (Go: "Require at least
+         * one node"). */
+        MICRO_LOGF(MICRO_LOG_WARN, COMP, "register %s: no node to register",
+            svc->name);
+        return MICRO_EINVAL;
+    }
     int64_t ttl_s = ttl_ms > 0 ? (ttl_ms + 999) / 1000 : 0;
     int first_rc = 0;
     pthread_mutex_lock(&e->op_mu);
@@ -863,6 +870,11 @@ static int
 etcd_deregister(void *st, const micro_registry_service *svc)
 {
     etcd_state *e = st;
+    if (svc->n_nodes == 0) {
+        MICRO_LOGF(MICRO_LOG_WARN, COMP,
+            "deregister %s: no node to deregister", svc->name);
+        return MICRO_EINVAL;
+    }
     int first_rc = 0;
     pthread_mutex_lock(&e->op_mu);
     for (size_t i = 0; i < svc->n_nodes; i++) {

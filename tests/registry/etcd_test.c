@@ -522,6 +522,12 @@ test_crud(void **state)
     assert_int_equal(n, 2);
     micro_registry_services_free(out, n);
 
+    /* Records are per node: a record without one is refused, as Go's
+     * plugin does. */
+    micro_registry_service none = {.name = "nodeless", .version = "1"};
+    assert_int_equal(micro_registry_register(r, &none, 10000), MICRO_EINVAL);
+    assert_int_equal(micro_registry_deregister(r, &none), MICRO_EINVAL);
+
     micro_registry_service s3;
     svc_make(&s3, "other", "1", 1, "o-");
     assert_int_equal(micro_registry_register(r, &s3, 0), 0);
