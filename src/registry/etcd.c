@@ -747,36 +747,48 @@ keeper_wake(etcd_state *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* How often the keeper runs (op_mu held): at a third of the shortest
+ * TTL, and within a second while a store failed. */
+static int64_t
+keeper_every(const etcd_state *e)
+{
+    int64_t every = 60000;
+    for (size_t i = 0; i < e->n_ents; i++) {
+        const etcd_ent *t = &e->ents[i];
+        if (!t->stored) {
+            every = every < 1000 ? every : 1000;
+        } else if (t->ttl_s > 0 && t->ttl_s * 1000 / 3 < every) {
+            every = t->ttl_s * 1000 / 3;
+        }
+    }
+    return every < 300 ? 300 : every;
+}
+
 static void *
 keeper_main(void *arg)
 {
     etcd_state *e = arg;
-    pthread_mutex_lock(&e->op_mu);
+    int64_t last = micro__now_ms();
     for (;;) {
-        /* Renew at a third of the shortest TTL; retry failed stores
-         * within a second. */
-        int64_t wait_ms = 60000;
-        for (size_t i = 0; i < e->n_ents; i++) {
-            const etcd_ent *t = &e->ents[i];
-            if (!t->stored) {
-                wait_ms = wait_ms < 1000 ? wait_ms : 1000;
-            } else if (t->ttl_s > 0 && t->ttl_s * 1000 / 3 < wait_ms) {
-                wait_ms = t->ttl_s * 1000 / 3;
-            }
-        }
-        if (wait_ms < 300) {
-            wait_ms = 300;
-        }
+        pthread_mutex_lock(&e->op_mu);
+        int64_t due = last + keeper_every(e);
         pthread_mutex_unlock(&e->op_mu);
+        /* A register wakes us to look at the interval again, not to
+         * renew everything early. */
         pthread_mutex_lock(&e->mu);
-        if (!e->stop) {
-            timed_wait(&e->kcv, &e->mu, wait_ms);
+        int64_t now = micro__now_ms();
+        if (!e->stop && now < due) {
+            timed_wait(&e->kcv, &e->mu, due - now);
         }
         bool stop = e->stop;
         pthread_mutex_unlock(&e->mu);
         if (stop) {
             return NULL;
         }
+        if (micro__now_ms() < due) {
+            continue;
+        }
+        last = micro__now_ms();
         pthread_mutex_lock(&e->op_mu);
         for (size_t i = 0; i < e->n_ents; i++) {
             pthread_mutex_lock(&e->mu);
@@ -789,6 +801,7 @@ keeper_main(void *arg)
                 (void) keep(e, &e->ents[i], false);
             }
         }
+        pthread_mutex_unlock(&e->op_mu);
     }
 }
 

@@ -753,6 +753,7 @@ typedef struct proxy {
     atomic_bool cut;
     atomic_bool stop;
     atomic_int cuts;
+    atomic_int pumps; /* pump threads still running */
     pthread_t th;
 } proxy;
 
@@ -795,7 +796,9 @@ pump_main(void *arg)
     }
     close(p->a);
     close(p->b);
+    proxy *px = p->px;
     free(p);
+    atomic_fetch_sub(&px->pumps, 1);
     return NULL;
 }
 
@@ -831,7 +834,9 @@ proxy_main(void *arg)
             continue;
         }
         *p = (pump){px, c, s};
+        atomic_fetch_add(&px->pumps, 1);
         if (pthread_create(&th, NULL, pump_main, p) != 0) {
+            atomic_fetch_sub(&px->pumps, 1);
             close(c);
             close(s);
             free(p);
@@ -848,6 +853,7 @@ proxy_start(proxy *px)
     atomic_init(&px->cut, false);
     atomic_init(&px->stop, false);
     atomic_init(&px->cuts, 0);
+    atomic_init(&px->pumps, 0);
     px->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(px->lfd >= 0);
     struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -866,7 +872,12 @@ proxy_stop(proxy *px)
     atomic_store(&px->stop, true);
     pthread_join(px->th, NULL);
     close(px->lfd);
-    sleep_ms(200); /* the pumps see stop within a poll */
+    /* The pumps see stop within a poll (100 ms). */
+    int64_t deadline = t_now_ms() + SLACK_MS;
+    while (atomic_load(&px->pumps) > 0 && t_now_ms() < deadline) {
+        sleep_ms(20);
+    }
+    assert_int_equal(atomic_load(&px->pumps), 0);
 }
 
 /* A watch response cut in the middle of a chunk: the watch resumes from
