@@ -345,6 +345,9 @@ int
 micro__base64_encode(const void *src, size_t n, micro_buf *out)
 {
     const uint8_t *p = src;
+    if (n == 0) {
+        return 0; /* (an empty buffer may have no storage) */
+    }
     int rc = micro_buf_reserve(out, (n + 2) / 3 * 4);
     if (rc != 0) {
         return rc;
@@ -400,6 +403,9 @@ micro__base64_decode(const char *s, size_t n, micro_buf *out)
 {
     if (n % 4 != 0) {
         return MICRO_ECODEC;
+    }
+    if (n == 0) {
+        return 0; /* (an empty buffer may have no storage) */
     }
     int rc = micro_buf_reserve(out, n / 4 * 3);
     if (rc != 0) {

@@ -210,7 +210,8 @@ jint(const cJSON *obj, const char *name)
         return errno == 0 && end != f->valuestring && *end == '\0' ? v : 0;
     }
     if (cJSON_IsNumber(f)) {
-        return (int64_t) f->valuedouble;
+        double d = f->valuedouble;
+        return d >= -9.2e18 && d <= 9.2e18 ? (int64_t) d : 0;
     }
     return 0;
 }
@@ -757,7 +758,8 @@ keeper_every(const etcd_state *e)
         const etcd_ent *t = &e->ents[i];
         if (!t->stored) {
             every = every < 1000 ? every : 1000;
-        } else if (t->ttl_s > 0 && t->ttl_s * 1000 / 3 < every) {
+        } else if (t->ttl_s > 0 && t->ttl_s < every * 3 / 1000 &&
+            t->ttl_s * 1000 / 3 < every) {
             every = t->ttl_s * 1000 / 3;
         }
     }
@@ -816,7 +818,7 @@ etcd_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
             svc->name);
         return MICRO_EINVAL;
     }
-    int64_t ttl_s = ttl_ms > 0 ? (ttl_ms + 999) / 1000 : 0;
+    int64_t ttl_s = ttl_ms > 0 ? ttl_ms / 1000 + (ttl_ms % 1000 != 0) : 0;
     int first_rc = 0;
     pthread_mutex_lock(&e->op_mu);
     for (size_t i = 0; i < svc->n_nodes; i++) {
@@ -972,8 +974,11 @@ merge_add(merge *m, micro_registry_service *s, bool by_name)
         d->nodes = nodes;
         m->cap[i] = cap;
     }
-    memcpy(&d->nodes[d->n_nodes], s->nodes, s->n_nodes * sizeof(*s->nodes));
-    d->n_nodes += s->n_nodes;
+    if (s->n_nodes > 0) {
+        memcpy(&d->nodes[d->n_nodes], s->nodes,
+            s->n_nodes * sizeof(*s->nodes));
+        d->n_nodes += s->n_nodes;
+    }
     micro__free(s->nodes);
     s->nodes = NULL;
     s->n_nodes = 0;
@@ -981,15 +986,13 @@ merge_add(merge *m, micro_registry_service *s, bool by_name)
     return 0;
 }
 
+/* The records of a range answer (borrowed), merged: by version (get)
+ * or by name (list). */
 static int
-read_merged(etcd_state *e, const char *prefix, bool by_name,
+merge_answer(etcd_state *e, const cJSON *ans, bool by_name,
     micro_registry_service **out, size_t *n)
 {
-    cJSON *ans = NULL;
-    int rc = range_prefix(e, prefix, &ans);
-    if (rc < 0) {
-        return rc;
-    }
+    int rc = 0;
     merge m = {0};
     micro_buf key = {0};
     const cJSON *kv = NULL;
@@ -1006,7 +1009,6 @@ read_merged(etcd_state *e, const char *prefix, bool by_name,
         }
     }
     micro_buf_clear(&key);
-    cJSON_Delete(ans);
     micro__free(m.cap);
     if (rc < 0) {
         micro_registry_services_free(m.res, m.n);
@@ -1015,6 +1017,19 @@ read_merged(etcd_state *e, const char *prefix, bool by_name,
     *out = m.res;
     *n = m.n;
     return 0;
+}
+
+static int
+read_merged(etcd_state *e, const char *prefix, bool by_name,
+    micro_registry_service **out, size_t *n)
+{
+    cJSON *ans = NULL;
+    int rc = range_prefix(e, prefix, &ans);
+    if (rc == 0) {
+        rc = merge_answer(e, ans, by_name, out, n);
+    }
+    cJSON_Delete(ans);
+    return rc;
 }
 
 static int
@@ -1104,9 +1119,12 @@ push(micro__evlist *l, micro_registry_action a, const micro_registry_service *s)
 static void
 push_bare_delete(micro__evlist *l, const char *key)
 {
+    if (strncmp(key, PREFIX, strlen(PREFIX)) != 0) {
+        return;
+    }
     const char *rest = key + strlen(PREFIX);
     const char *slash = strchr(rest, '/');
-    if (strncmp(key, PREFIX, strlen(PREFIX)) != 0 || slash == NULL) {
+    if (slash == NULL) {
         return;
     }
     char *name = micro__strndup(rest, (size_t) (slash - rest));
@@ -1118,21 +1136,21 @@ push_bare_delete(micro__evlist *l, const char *key)
     micro__free(name);
 }
 
-/* List the prefix, raise what changed since the snapshot (unless
- * initial), replace the snapshot; *rev: the revision to watch from. */
 static int
-relist(etcd_state *e, bool initial, int64_t *rev)
+snap_cmp(const void *a, const void *b)
 {
-    cJSON *ans = NULL;
-    int rc = range_prefix(e, PREFIX, &ans);
-    if (rc < 0) {
-        return rc;
-    }
+    return strcmp(((const snap_ent *) a)->key, ((const snap_ent *) b)->key);
+}
+
+/* A range answer (borrowed) becomes the snapshot; what changed since the
+ * old one is raised (unless initial); *rev: the revision to watch from. */
+static int
+relist_answer(etcd_state *e, bool initial, const cJSON *ans, int64_t *rev)
+{
     const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(ans, "kvs");
     size_t cap = (size_t) cJSON_GetArraySize(kvs);
     snap_ent *fresh = cap > 0 ? micro__calloc(cap, sizeof(*fresh)) : NULL;
     if (cap > 0 && fresh == NULL) {
-        cJSON_Delete(ans);
         return MICRO_ENOMEM;
     }
     size_t nf = 0;
@@ -1154,11 +1172,28 @@ relist(etcd_state *e, bool initial, int64_t *rev)
         nf++;
     }
     micro_buf_clear(&key);
-    *rev = jint(cJSON_GetObjectItemCaseSensitive(ans, "header"), "revision") +
-        1;
-    cJSON_Delete(ans);
+    int64_t at = jint(cJSON_GetObjectItemCaseSensitive(ans, "header"),
+        "revision");
+    *rev = at < INT64_MAX ? at + 1 : at;
+    /* etcd answers a range in key order, once per key; an answer that is
+     * not is put in order (one of two equal keys is kept), since the
+     * snapshot is searched by key. */
+    if (nf > 1) {
+        qsort(fresh, nf, sizeof(*fresh), snap_cmp);
+    }
+    size_t u = 0;
+    for (size_t k = 0; k < nf; k++) {
+        if (u > 0 && strcmp(fresh[u - 1].key, fresh[k].key) == 0) {
+            micro__free(fresh[u - 1].key);
+            micro_registry_service_clear(&fresh[u - 1].svc);
+            fresh[u - 1] = fresh[k];
+        } else {
+            fresh[u++] = fresh[k];
+        }
+    }
+    nf = u;
 
-    /* Both are sorted by key (etcd returns a range in key order). */
+    /* Both are sorted by key. */
     micro__evlist ev = {0};
     size_t i = 0, j = 0;
     while (!initial && (i < e->n_snap || j < nf)) {
@@ -1184,6 +1219,19 @@ relist(etcd_state *e, bool initial, int64_t *rev)
     e->n_snap = nf;
     dispatch(e, &ev);
     return 0;
+}
+
+/* List the prefix into the snapshot (relist_answer). */
+static int
+relist(etcd_state *e, bool initial, int64_t *rev)
+{
+    cJSON *ans = NULL;
+    int rc = range_prefix(e, PREFIX, &ans);
+    if (rc == 0) {
+        rc = relist_answer(e, initial, ans, rev);
+    }
+    cJSON_Delete(ans);
+    return rc;
 }
 
 /* One event of a watch response into the snapshot and l. */
@@ -1333,7 +1381,7 @@ watch_line(etcd_state *e, const char *p, size_t n, int64_t *rev, bool *live)
         last = jint(cJSON_GetObjectItemCaseSensitive(res, "header"),
             "revision");
     }
-    if (last + 1 > *rev) {
+    if (last < INT64_MAX && last + 1 > *rev) {
         *rev = last + 1;
     }
     cJSON_Delete(j);
@@ -1778,6 +1826,70 @@ etcd_init(void *st, const micro_options *opts)
     MICRO_LOGF(MICRO_LOG_DEBUG, COMP,
         "%zu endpoints, first %s, timeout %lld ms", e->n_eps, e->eps[0], (long long) e->timeout_ms);
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* For fuzz/fuzz_etcd.c (registry_internal.h).                         */
+
+static void
+fuzz_event(void *arg, micro_registry_action a, const micro_registry_service *s)
+{
+    size_t *seen = arg;
+    *seen += (size_t) a + s->n_nodes + strlen(s->name);
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        *seen += strlen(s->nodes[i].id ? s->nodes[i].id : "");
+    }
+}
+
+int
+micro__etcd_fuzz(const uint8_t *data, size_t size)
+{
+    etcd_state *e = micro__calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return MICRO_ENOMEM;
+    }
+    if (pthread_mutex_init(&e->mu, NULL) != 0) {
+        micro__free(e);
+        return MICRO_ENOMEM;
+    }
+    size_t seen = 0;
+    uint64_t tok = 0;
+    int rc = micro__watchers_init(&e->watch, &e->mu, COMP);
+    if (rc == 0) {
+        rc = micro__watchers_add(&e->watch, fuzz_event, &seen, &tok);
+        /* Each line as a line of a watch stream. */
+        const char *p = (const char *) data, *end = p + size;
+        int64_t rev = 0;
+        bool live = false;
+        while (rc == 0 && p < end) {
+            const char *nl = memchr(p, '\n', (size_t) (end - p));
+            size_t len = nl != NULL ? (size_t) (nl - p) : (size_t) (end - p);
+            if (len > 0) {
+                (void) watch_line(e, p, len, &rev, &live);
+            }
+            p += len + 1;
+        }
+        /* The whole input as a range answer: merged both ways, and made
+         * the snapshot (with the differences as events). */
+        cJSON *j = micro__json_parse((const char *) data, size, NULL, &rc);
+        for (int by_name = 0; j != NULL && by_name < 2; by_name++) {
+            micro_registry_service *out = NULL;
+            size_t n = 0;
+            if (merge_answer(e, j, by_name, &out, &n) == 0) {
+                micro_registry_services_free(out, n);
+            }
+        }
+        if (j != NULL) {
+            (void) relist_answer(e, false, j, &rev);
+        }
+        cJSON_Delete(j);
+        rc = 0;
+        snap_clear(e);
+        micro__watchers_fini(&e->watch);
+    }
+    pthread_mutex_destroy(&e->mu);
+    micro__free(e);
+    return rc;
 }
 
 static const micro_option_desc etcd_options[] = {

@@ -96,4 +96,10 @@ void micro__evlist_push(micro__evlist *l, const char *comp,
 /* Frees every event of l and l's array; l is left empty. */
 void micro__evlist_clear(micro__evlist *l);
 
+/* For fuzz/fuzz_etcd.c (etcd.c): an etcd registry without endpoints takes
+ * data as the lines of a watch stream, then as a range answer (merged for
+ * get and list, and made the watch snapshot), raising events to a counting
+ * watcher. 0, or MICRO_ENOMEM. */
+int micro__etcd_fuzz(const uint8_t *data, size_t size);
+
 #endif
