@@ -12,6 +12,7 @@
  *                 SERVICE ENDPOINT   (JSON lines in, JSON lines out)
  *   cmicro publish [--content_type CT] [--metadata K=V]... TOPIC [JSON]
  *   cmicro subscribe [--queue Q] [--count N] TOPIC
+ *   cmicro watch [--count N] [SERVICE]
  *
  * With --descriptor_set (a binary FileDescriptorSet: protoc
  * --include_imports --descriptor_set_out=FILE x.proto) call sends the JSON
@@ -63,6 +64,10 @@ usage(void)
         "[JSON]\n"
         "  cmicro subscribe [--queue Q] [--count N] TOPIC   (one JSON line "
         "per event)\n"
+        "  cmicro watch [--count N] [SERVICE]   (registry changes, one JSON "
+        "line each:\n"
+        "                {\"action\":\"create|update|delete\","
+        "\"service\":{...}})\n"
         "  cmicro --help   (all Go Micro flags)\n");
 }
 
@@ -405,6 +410,8 @@ main(int argc, char **argv)
             a.content_type, a.md, a.n_md);
     } else if (strcmp(a.pos[0], "subscribe") == 0 && a.n_pos == 2) {
         status = cli_subscribe(svc, a.pos[1], a.queue, a.count);
+    } else if (strcmp(a.pos[0], "watch") == 0 && a.n_pos <= 2) {
+        status = cli_watch(svc, a.n_pos == 2 ? a.pos[1] : NULL, a.count);
     } else if (strcmp(a.pos[0], "stream") == 0 && a.n_pos == 3) {
         micro_call_opts o;
         call_opts(&a, &o);

@@ -9,6 +9,7 @@ PKGS=(
   libuv1-dev libcjson-dev libhttp-parser-dev libcmocka-dev
   zlib1g-dev               # the mDNS registry: TXT payload (zlib)
   libnats-dev nats-server  # the NATS broker (cnats) and its tests
+  etcd-server etcd-client  # the etcd registry's tests (etcd 3.4, v3 JSON gateway)
   # protobuf (issue 5): the protobuf-c runtime and protoc-gen-c, protoc,
   # and the .proto files protoc-gen-cmicro and the well-known types are
   # generated from (descriptor.proto, compiler/plugin.proto).

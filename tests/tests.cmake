@@ -19,6 +19,7 @@ set(MICRO_TEST_SPECIAL
   "broker/nats:server|concurrency:180"
   "server/subscriber:unit|concurrency:60"
   "registry/watch:unit|concurrency:60"
+  "registry/etcd:server|etcd|concurrency:300"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})

@@ -168,11 +168,28 @@ MICRO_API extern const micro_registry_ops micro_registry_memory_ops;
  */
 MICRO_API extern const micro_registry_ops micro_registry_mdns_ops;
 
+/**
+ * The etcd registry, record-compatible with Go Micro v4's etcd plugin:
+ * keys /micro/registry/<service>/<node id>, each holding Go Micro's JSON
+ * registry.Service with that one node, on a lease of the registration's
+ * TTL kept alive at a third of it (a lost lease is replaced and the record
+ * put again, so registrations come back with etcd). Talks to etcd 3.4+'s
+ * v3 JSON gateway over HTTP/1.1. Options: "registry_address" (endpoints,
+ * comma-separated, host:port or http://host:port; default
+ * 127.0.0.1:2379; the next one is tried on a connection error),
+ * "registry_timeout" (per request, 5 s), "registry_username" /
+ * "registry_password" (or ETCD_USERNAME / ETCD_PASSWORD). Watch callbacks
+ * run on a thread of the registry's; every event of a watch response is
+ * reported, and a watch resumes after a disconnect (listing again after a
+ * compaction).
+ */
+MICRO_API extern const micro_registry_ops micro_registry_etcd_ops;
+
 /** Create a registry from an ops table. opts may be NULL. */
 MICRO_API int micro_registry_new(micro_registry **out,
     const micro_registry_ops *ops, const micro_options *opts);
-/** Create by name ("memory", "mdns"; "etcd", "consul" give
- *  MICRO_ENOTBUILT until their implementations land). */
+/** Create by name ("memory", "mdns", "etcd"; "consul" gives
+ *  MICRO_ENOTBUILT until its implementation lands). */
 MICRO_API int micro_registry_new_by_name(
     micro_registry **out, const char *name, const micro_options *opts);
 MICRO_API void micro_registry_free(micro_registry *r);

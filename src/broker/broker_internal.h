@@ -4,11 +4,6 @@
 
 #include "core/internal.h"
 
-/* Standard base64 with padding (Go's []byte in JSON). Appends to out.
- * decode: MICRO_ECODEC when s is not strict base64. */
-int micro__base64_encode(const void *src, size_t n, micro_buf *out);
-int micro__base64_decode(const char *s, size_t n, micro_buf *out);
-
 /* Go Micro's JSON envelope into a message, as Go's json.Unmarshal reads
  * it (field names case-insensitive, the last duplicate key wins), linear
  * and bounded: more than 1024 header keys is refused (MICRO_ECODEC). *why (may be

@@ -1365,25 +1365,17 @@ read_double(dec *d, bool is_float, double *out)
     return 0;
 }
 
+/* Either alphabet: standard or URL-safe. */
 static int
 b64val(char c)
 {
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+' || c == '-') {
+    if (c == '-') {
         return 62;
     }
-    if (c == '/' || c == '_') {
+    if (c == '_') {
         return 63;
     }
-    return -1;
+    return micro__base64_val((unsigned char) c);
 }
 
 /* Standard or URL-safe base64, padded or not, into a new allocation. */

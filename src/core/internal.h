@@ -42,6 +42,13 @@ struct cJSON;
 struct cJSON *micro__json_parse(
     const char *text, size_t len, const char **end, int *rc);
 
+/* Standard base64 with padding (Go's []byte in JSON). Appends to out.
+ * decode: MICRO_ECODEC when s is not strict base64 (util.c). */
+int micro__base64_encode(const void *src, size_t n, micro_buf *out);
+int micro__base64_decode(const char *s, size_t n, micro_buf *out);
+/* The value of one character of the standard alphabet, or -1. */
+int micro__base64_val(int c);
+
 /* Monotonic clock in milliseconds / nanoseconds. */
 int64_t micro__now_ms(void);
 int64_t micro__now_ns(void);

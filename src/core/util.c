@@ -333,3 +333,107 @@ micro_version(void)
 {
     return MICRO_VERSION_STRING;
 }
+
+/* ------------------------------------------------------------------ */
+/* Base64 (standard alphabet, padded): Go's []byte in JSON, the broker
+ * envelope and etcd's JSON gateway. */
+
+static const char b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int
+micro__base64_encode(const void *src, size_t n, micro_buf *out)
+{
+    const uint8_t *p = src;
+    if (n == 0) {
+        return 0; /* (an empty buffer may have no storage) */
+    }
+    int rc = micro_buf_reserve(out, (n + 2) / 3 * 4);
+    if (rc != 0) {
+        return rc;
+    }
+    char *d = (char *) out->data + out->len;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t) p[i] << 16 | (uint32_t) p[i + 1] << 8 |
+            p[i + 2];
+        *d++ = b64[v >> 18];
+        *d++ = b64[(v >> 12) & 63];
+        *d++ = b64[(v >> 6) & 63];
+        *d++ = b64[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t) p[i] << 16;
+        if (i + 1 < n) {
+            v |= (uint32_t) p[i + 1] << 8;
+        }
+        *d++ = b64[v >> 18];
+        *d++ = b64[(v >> 12) & 63];
+        *d++ = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        *d++ = '=';
+    }
+    out->len = (size_t) ((uint8_t *) d - out->data);
+    return 0;
+}
+
+int
+micro__base64_val(int c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+') {
+        return 62;
+    }
+    if (c == '/') {
+        return 63;
+    }
+    return -1;
+}
+
+/* Strict standard base64 with padding, as Go's encoding/json wants it. */
+int
+micro__base64_decode(const char *s, size_t n, micro_buf *out)
+{
+    if (n % 4 != 0) {
+        return MICRO_ECODEC;
+    }
+    if (n == 0) {
+        return 0; /* (an empty buffer may have no storage) */
+    }
+    int rc = micro_buf_reserve(out, n / 4 * 3);
+    if (rc != 0) {
+        return rc;
+    }
+    uint8_t *d = out->data + out->len;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            if (s[i + k] == '=' && i + 4 == n && k >= 2) {
+                v[k] = 0;
+                pad++;
+            } else if (pad > 0 ||
+                (v[k] = micro__base64_val((unsigned char) s[i + k])) < 0) {
+                return MICRO_ECODEC;
+            }
+        }
+        uint32_t x = (uint32_t) v[0] << 18 | (uint32_t) v[1] << 12 |
+            (uint32_t) v[2] << 6 | (uint32_t) v[3];
+        *d++ = (uint8_t) (x >> 16);
+        if (pad < 2) {
+            *d++ = (uint8_t) (x >> 8);
+        }
+        if (pad < 1) {
+            *d++ = (uint8_t) x;
+        }
+    }
+    out->len = (size_t) (d - out->data);
+    return 0;
+}

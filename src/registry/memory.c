@@ -41,11 +41,7 @@ str_eq(const char *a, const char *b)
 static void
 dispatch(mem_state *m, micro__evlist *l)
 {
-    size_t dropped = micro__watchers_dispatch(&m->watch, l);
-    if (dropped > 0) {
-        MICRO_LOGF(MICRO_LOG_WARN, COMP, "%zu watch events dropped: %s",
-            dropped, micro_strerror(MICRO_ENOMEM));
-    }
+    micro__watchers_deliver(&m->watch, l);
 }
 
 static void

@@ -84,6 +84,8 @@ void micro__watchers_remove(micro__watchers *ws, uint64_t token);
  * because the watcher snapshot could not be allocated (the caller logs
  * them, or not, as it always has). */
 size_t micro__watchers_dispatch(micro__watchers *ws, micro__evlist *l);
+/* micro__watchers_dispatch, logging the events dropped under ws->comp. */
+void micro__watchers_deliver(micro__watchers *ws, micro__evlist *l);
 
 /* Queue an event carrying hdr's header and the n nodes at nodes; a NULL
  * l does nothing. Events are best effort: out of memory drops one and
@@ -93,5 +95,11 @@ void micro__evlist_push(micro__evlist *l, const char *comp,
     const micro_node *nodes, size_t n);
 /* Frees every event of l and l's array; l is left empty. */
 void micro__evlist_clear(micro__evlist *l);
+
+/* For fuzz/fuzz_etcd.c (etcd.c): an etcd registry without endpoints takes
+ * data as the lines of a watch stream, then as a range answer (merged for
+ * get and list, and made the watch snapshot), raising events to a counting
+ * watcher. 0, or MICRO_ENOMEM. */
+int micro__etcd_fuzz(const uint8_t *data, size_t size);
 
 #endif

@@ -173,6 +173,16 @@ micro__watchers_dispatch(micro__watchers *ws, micro__evlist *l)
 }
 
 void
+micro__watchers_deliver(micro__watchers *ws, micro__evlist *l)
+{
+    size_t dropped = micro__watchers_dispatch(ws, l);
+    if (dropped > 0) {
+        MICRO_LOGF(MICRO_LOG_WARN, ws->comp, "%zu watch events dropped: %s",
+            dropped, micro_strerror(MICRO_ENOMEM));
+    }
+}
+
+void
 micro__evlist_push(micro__evlist *l, const char *comp,
     micro_registry_action action, const micro_registry_service *hdr,
     const micro_node *nodes, size_t n)

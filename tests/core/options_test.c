@@ -449,10 +449,15 @@ test_options_per_plugin(void **state)
 #endif
     /* Plugins not built declare their Go Micro flags in their rows. */
     bool built = true;
-    const micro_option_desc *etcd = row_options("registry", "etcd", &built);
+    const micro_option_desc *consul =
+        row_options("registry", "consul", &built);
     assert_false(built);
-    assert_string_equal(desc_in(etcd, "registry_address")->def,
-        "127.0.0.1:2379");
+    assert_string_equal(desc_in(consul, "registry_address")->def,
+        "127.0.0.1:8500");
+    /* A built plugin's come from its ops table. */
+    assert_ptr_equal(row_options("registry", "etcd", &built),
+        micro_registry_etcd_ops.options);
+    assert_true(built);
     assert_non_null(desc_in(row_options("transport", "nats", NULL),
         "transport_address"));
 
@@ -559,8 +564,8 @@ test_errors_name_the_plugin(void **state)
     capture_logs();
     assert_int_equal(micro_options_set_str(o, "registry_timeout", "soon"),
         MICRO_EBADTYPE);
-    assert_non_null(strstr(logged, "registry mdns: option registry_timeout "
-                                   "wants a duration"));
+    assert_non_null(strstr(logged, "registry mdns, etcd: option "
+                                   "registry_timeout wants a duration"));
     logged[0] = '\0';
     assert_int_equal(micro_options_set_int(o, "broker.address", 1),
         MICRO_EBADTYPE);
@@ -680,14 +685,14 @@ test_service_chosen_plugins(void **state)
     micro_service_free(svc);
 
     logged[0] = '\0';
-    char *b[] = {"prog", "--registry=etcd", "--registry_address=e:2379",
+    char *b[] = {"prog", "--registry=consul", "--registry_address=e:8500",
         "--broker=memory", NULL};
     argc = 4;
     assert_int_equal(micro_service_new(&svc, "opt.test", &argc, b), 0);
     assert_null(micro_service_registry(svc));
     assert_null(strstr(logged, "does not read"));
-    assert_non_null(strstr(logged, "registry etcd: the etcd registry (not "
-                                   "built in this version)"));
+    assert_non_null(strstr(logged, "registry consul: the Consul registry "
+                                   "(not built in this version)"));
     micro_service_free(svc);
     micro_log_set_logger(micro_log_null, NULL);
 }
@@ -711,7 +716,8 @@ test_help_grouped(void **state)
     /* Groups, in order. */
     static const char *const groups[] = {"\nservice:\n", "\nserver:\n",
         "\nclient:\n", "\nregistry memory: no options\n",
-        "\nregistry mdns:\n", "\nregistry etcd (not built):\n",
+        "\nregistry mdns:\n", "\nregistry etcd:\n",
+        "\nregistry consul (not built):\n",
         "\nbroker http:\n", "\nbroker nats", "\ntransport http:\n",
         "\nselector random:\n", "\nselector p2c:\n", "\nserver mucp:\n",
         "\nclient mucp:\n"};
@@ -735,7 +741,7 @@ test_help_grouped(void **state)
                             "100"}},
         {"\nregistry mdns:\n", {"--registry_timeout", "MICRO_REGISTRY_IPV6",
                                    "100ms"}},
-        {"\nregistry etcd (not built):\n", {"--registry_address",
+        {"\nregistry etcd:\n", {"--registry_address",
                                                "MICRO_REGISTRY_ADDRESS",
                                                "127.0.0.1:2379"}},
         {"\nbroker http:\n", {"--broker_address", "MICRO_BROKER_ADDRESS",
@@ -778,8 +784,8 @@ test_help_grouped(void **state)
     assert_null(strstr(grp, "--client_retry_on"));
     assert_null(strstr(grp, "--registry_timeout"));
     /* The plugin choices list the names. */
-    assert_non_null(strstr(buf, "registry for discovery: memory, mdns (not "
-                                "built: etcd, consul)"));
+    assert_non_null(strstr(buf, "registry for discovery: memory, mdns, etcd "
+                                "(not built: consul)"));
     free(buf);
 }
 

@@ -85,7 +85,14 @@ func TestMDNSInNetns(t *testing.T) {
 // its output, one JSON record a line.
 func cmicroServices(t *testing.T, name string) ([]*registry.Service, result) {
 	t.Helper()
-	r := run(t, 20*time.Second, cMicro, "get", "service", name, "--registry=mdns")
+	return cmicroServicesIn(t, name, "--registry=mdns")
+}
+
+// cmicroServicesIn runs `cmicro get service NAME` with the registry flags
+// reg and decodes its lines.
+func cmicroServicesIn(t *testing.T, name string, reg ...string) ([]*registry.Service, result) {
+	t.Helper()
+	r := run(t, 20*time.Second, cMicro, append([]string{"get", "service", name}, reg...)...)
 	var svcs []*registry.Service
 	if r.code != 0 {
 		return nil, r
@@ -132,6 +139,12 @@ func hasAddr(svcs []*registry.Service, addr string) bool {
 // endpoints of whichever answer came first, in Go as in cmicro).
 func checkRecord(t *testing.T, who string, svcs []*registry.Service, addr, reqType string) {
 	t.Helper()
+	checkRecordIn(t, "mdns", who, svcs, addr, reqType)
+}
+
+// checkRecordIn is checkRecord for a node registered in registry reg.
+func checkRecordIn(t *testing.T, reg, who string, svcs []*registry.Service, addr, reqType string) {
+	t.Helper()
 	for _, s := range svcs {
 		for _, n := range s.Nodes {
 			if n.Address != addr {
@@ -140,8 +153,8 @@ func checkRecord(t *testing.T, who string, svcs []*registry.Service, addr, reqTy
 			if s.Version != "latest" {
 				t.Errorf("%s: version %q, want latest", who, s.Version)
 			}
-			if n.Metadata["registry"] != "mdns" || n.Metadata["protocol"] != "mucp" || n.Metadata["transport"] != "http" {
-				t.Errorf("%s: node metadata %v lacks registry=mdns protocol=mucp transport=http", who, n.Metadata)
+			if n.Metadata["registry"] != reg || n.Metadata["protocol"] != "mucp" || n.Metadata["transport"] != "http" {
+				t.Errorf("%s: node metadata %v lacks registry=%s protocol=mucp transport=http", who, n.Metadata, reg)
 			}
 			if !strings.HasPrefix(n.Id, "greeter-") {
 				t.Errorf("%s: node id %q, want greeter-<uuid>", who, n.Id)
@@ -232,20 +245,27 @@ func testGoFindsCGreeter(t *testing.T) {
 		t.Fatalf("Go registry.GetService(greeter) never showed the C node %s (got %v)", s.addr, nodeAddrs(svcs))
 	}
 	checkRecord(t, "Go GetService (C greeter)", svcs, s.addr, "Request")
+	goListsAndCalls(t, reg)
+}
+
+// goListsAndCalls: reg lists greeter, and a Go client on reg calls it by
+// name.
+func goListsAndCalls(t *testing.T, reg registry.Registry) {
+	t.Helper()
 	list, err := reg.ListServices()
 	var names []string
 	for _, x := range list {
 		names = append(names, x.Name)
 	}
 	if err != nil || !contains(names, "greeter") {
-		t.Errorf("Go ListServices = %v (%v), want greeter", names, err)
+		t.Errorf("Go %s ListServices = %v (%v), want greeter", reg, names, err)
 	}
 	c := client.NewClient(client.Registry(reg))
 	rsp := map[string]interface{}{}
 	err = c.Call(context.Background(), c.NewRequest("greeter", "Greeter.Hello", map[string]interface{}{"name": "John"}),
 		&rsp, client.WithRequestTimeout(10*time.Second))
 	if err != nil || rsp["msg"] != "Hello John" {
-		t.Fatalf("Go client call by name greeter Greeter.Hello: rsp=%v err=%v", rsp, err)
+		t.Fatalf("Go client call by name greeter Greeter.Hello (%s): rsp=%v err=%v", reg, rsp, err)
 	}
 }
 
@@ -279,12 +299,23 @@ func testBothListed(t *testing.T) {
 }
 
 func testGoWatchesCGreeter(t *testing.T) {
-	reg := registry.NewRegistry()
+	results := goWatch(t, registry.NewRegistry())
+	time.Sleep(300 * time.Millisecond) // let the Go listener join the group
+	s := startServerArgs(t, cServer, "--registry=mdns")
+	waitResult(t, results, "create", s.addr, 5*time.Second) // from the C registry's announcement
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waitResult(t, results, "delete", s.addr, 5*time.Second) // from its goodbye (TTL 0) at deregistration
+}
+
+// goWatch starts a Go watcher of greeter on reg, stopped at the end of the
+// test; the channel closes when the watcher stops.
+func goWatch(t *testing.T, reg registry.Registry) <-chan *registry.Result {
+	t.Helper()
 	w, err := reg.Watch(registry.WatchService("greeter"))
 	if err != nil {
-		t.Fatalf("Go Watch: %v", err)
+		t.Fatalf("Go Watch (%s): %v", reg, err)
 	}
-	defer w.Stop()
+	t.Cleanup(w.Stop)
 	results := make(chan *registry.Result, 64)
 	go func() {
 		for {
@@ -296,26 +327,25 @@ func testGoWatchesCGreeter(t *testing.T) {
 			results <- r
 		}
 	}()
-	time.Sleep(300 * time.Millisecond) // let the Go listener join the group
-	s := startServerArgs(t, cServer, "--registry=mdns")
-	wait := func(action string) {
-		t.Helper()
-		timeout := time.After(5 * time.Second)
-		for {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					t.Fatalf("Go watcher stopped before %s", action)
-				}
-				if r.Action == action && len(r.Service.Nodes) == 1 && r.Service.Nodes[0].Address == s.addr {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("Go watcher saw no %s for the C node %s within 5 s", action, s.addr)
+	return results
+}
+
+// waitResult waits up to d for a Go watch result action on the one node at
+// addr.
+func waitResult(t *testing.T, results <-chan *registry.Result, action, addr string, d time.Duration) {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case r, ok := <-results:
+			if !ok {
+				t.Fatalf("Go watcher stopped before %s", action)
 			}
+			if r.Action == action && len(r.Service.Nodes) == 1 && r.Service.Nodes[0].Address == addr {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("Go watcher saw no %s for the node %s within %v", action, addr, d)
 		}
 	}
-	wait("create") // from the C registry's announcement
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	wait("delete") // from its goodbye (TTL 0) at deregistration
 }

@@ -4,6 +4,7 @@
 // stream), StreamFail and SumNil (see stream.go).
 //
 //	goserver --server_address=127.0.0.1:PORT --registry=memory
+//	goserver --server_address=127.0.0.1:PORT --registry=etcd --registry_address=HOST:PORT
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"os"
 
+	etcd "github.com/go-micro/plugins/v4/registry/etcd"
 	"go-micro.dev/v4"
 	"go-micro.dev/v4/errors"
 	"go-micro.dev/v4/metadata"
@@ -24,6 +26,7 @@ func init() {
 	// unless the implementation is registered by name.
 	cmd.DefaultRegistries["memory"] = registry.NewMemoryRegistry
 	cmd.DefaultRegistries["mdns"] = registry.NewRegistry
+	cmd.DefaultRegistries["etcd"] = etcd.NewRegistry
 }
 
 type HelloRequest struct {

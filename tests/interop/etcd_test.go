@@ -1,0 +1,198 @@
+// Discovery by name through a real etcd (Debian's etcd-server, started here
+// on free loopback ports in a temporary directory): Go Micro v4 with its
+// etcd plugin (github.com/go-micro/plugins/v4/registry/etcd) on one side,
+// cmicro's --registry=etcd on the other. Each finds, lists and calls the
+// other by name, and each side's watcher sees the other's register and
+// deregister.
+package interop
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	etcd "github.com/go-micro/plugins/v4/registry/etcd"
+	"go-micro.dev/v4/registry"
+)
+
+// startEtcd runs one etcd member and returns its client address.
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd is not installed (scripts/install-deps.sh installs etcd-server)")
+	}
+	dir := t.TempDir()
+	caddr, paddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "--name", "interop", "--data-dir", dir+"/data",
+		"--listen-client-urls", "http://"+caddr, "--advertise-client-urls", "http://"+caddr,
+		"--listen-peer-urls", "http://"+paddr, "--initial-advertise-peer-urls", "http://"+paddr,
+		"--initial-cluster", "interop=http://"+paddr,
+		"--heartbeat-interval", "10", "--election-timeout", "100",
+		"--log-level", "error", "--logger", "zap", "--log-outputs", dir+"/etcd.log")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start etcd: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	if !waitFor(30*time.Second, func() bool {
+		rsp, err := http.Get("http://" + caddr + "/health")
+		if err != nil {
+			return false
+		}
+		defer rsp.Body.Close()
+		var h struct{ Health string }
+		return json.NewDecoder(rsp.Body).Decode(&h) == nil && h.Health == "true"
+	}) {
+		t.Fatalf("etcd on %s not healthy within 30 s", caddr)
+	}
+	return caddr
+}
+
+// cmicroEtcd runs the cmicro CLI with --registry=etcd on addr.
+func cmicroEtcd(t *testing.T, addr string, args ...string) result {
+	t.Helper()
+	return run(t, 20*time.Second, cMicro, append(args[:1:1],
+		append([]string{"--registry=etcd", "--registry_address=" + addr}, args[1:]...)...)...)
+}
+
+func cmicroEtcdServices(t *testing.T, addr, name string) []*registry.Service {
+	t.Helper()
+	svcs, _ := cmicroServicesIn(t, name, "--registry=etcd", "--registry_address="+addr)
+	return svcs
+}
+
+func TestEtcdInterop(t *testing.T) {
+	need(t)
+	if goOnly {
+		t.Skip("INTEROP_GO_ONLY: the etcd tests need the C binaries")
+	}
+	addr := startEtcd(t)
+	t.Run("CmicroFindsAndCallsGoGreeter", func(t *testing.T) { testEtcdCmicroFindsGo(t, addr) })
+	t.Run("GoFindsAndCallsCGreeter", func(t *testing.T) { testEtcdGoFindsC(t, addr) })
+	t.Run("GoWatchesCGreeter", func(t *testing.T) { testEtcdGoWatchesC(t, addr) })
+	t.Run("CmicroWatchesGoGreeter", func(t *testing.T) { testEtcdCmicroWatchesGo(t, addr) })
+}
+
+func testEtcdCmicroFindsGo(t *testing.T, addr string) {
+	g := startServerArgs(t, goServer, "--registry=etcd", "--registry_address="+addr)
+	var svcs []*registry.Service
+	if !waitFor(10*time.Second, func() bool {
+		svcs = cmicroEtcdServices(t, addr, "greeter")
+		return hasAddr(svcs, g.addr)
+	}) {
+		t.Fatalf("cmicro get service greeter --registry=etcd never showed the Go node %s (got %v)",
+			g.addr, nodeAddrs(svcs))
+	}
+	checkRecordIn(t, "etcd", "cmicro get service (Go greeter)", svcs, g.addr, "HelloRequest")
+	r := cmicroEtcd(t, addr, "list", "services")
+	if r.code != 0 || !contains(strings.Fields(r.stdout), "greeter") {
+		t.Errorf("cmicro list services --registry=etcd: exit %d, %q, want greeter", r.code, r.stdout)
+	}
+	r = cmicroEtcd(t, addr, "call", "greeter", "Greeter.Hello", `{"name":"John"}`)
+	expectOK(t, "cmicro call --registry=etcd greeter Greeter.Hello", r, map[string]interface{}{"msg": "Hello John"})
+}
+
+func testEtcdGoFindsC(t *testing.T, addr string) {
+	c := startServerArgs(t, cServer, "--registry=etcd", "--registry_address="+addr)
+	reg := etcd.NewRegistry(registry.Addrs(addr))
+	var svcs []*registry.Service
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = reg.GetService("greeter")
+		return hasAddr(svcs, c.addr)
+	}) {
+		t.Fatalf("Go etcd GetService(greeter) never showed the C node %s (got %v)", c.addr, nodeAddrs(svcs))
+	}
+	checkRecordIn(t, "etcd", "Go GetService (C greeter)", svcs, c.addr, "Request")
+	goListsAndCalls(t, reg)
+	// Deregistration on SIGTERM removes the record.
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = reg.GetService("greeter")
+		return !hasAddr(svcs, c.addr)
+	}) {
+		t.Fatalf("the C node %s is still in etcd after SIGTERM", c.addr)
+	}
+}
+
+func testEtcdGoWatchesC(t *testing.T, addr string) {
+	results := goWatch(t, etcd.NewRegistry(registry.Addrs(addr)))
+	s := startServerArgs(t, cServer, "--registry=etcd", "--registry_address="+addr)
+	waitResult(t, results, "create", s.addr, 10*time.Second)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waitResult(t, results, "delete", s.addr, 10*time.Second)
+}
+
+// `cmicro watch --registry=etcd greeter` prints one JSON line per event:
+// {"action":"create","service":{...}}.
+func testEtcdCmicroWatchesGo(t *testing.T, addr string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, cMicro, "watch", "--registry=etcd", "--registry_address="+addr, "greeter")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuf{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start cmicro watch: %v", err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// The watch is set up once it says so on stderr.
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(stderr.String(), "watching") }) {
+		t.Fatalf("cmicro watch did not start: %s", stderr.String())
+	}
+	g := startServerArgs(t, goServer, "--registry=etcd", "--registry_address="+addr)
+	wait := func(action string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("cmicro watch ended before %s: %s", action, stderr.String())
+				}
+				var ev struct {
+					Action  string
+					Service registry.Service
+				}
+				if err := json.Unmarshal([]byte(l), &ev); err != nil {
+					t.Fatalf("cmicro watch printed %q: %v", l, err)
+				}
+				if ev.Action == action && len(ev.Service.Nodes) == 1 && ev.Service.Nodes[0].Address == g.addr {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("cmicro watch saw no %s for the Go node %s within 10 s (stderr %s)",
+					action, g.addr, stderr.String())
+			}
+		}
+	}
+	wait("create")
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	wait("delete")
+}
