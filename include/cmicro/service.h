@@ -67,6 +67,14 @@ MICRO_API int micro_service_add_hook(
  * Start (creates the components from the options on first call), serve
  * until a signal or micro_service_stop, then shut down. Blocks. Thread:
  * the thread that created the service.
+ *
+ * Lifecycle, as Go Micro v4's: before-start hooks, server start, broker
+ * connect, register (3 tries), subscribers, after-start hooks; then the
+ * node is registered again every register_interval. A registry out of
+ * reach at start does not stop the service: it is logged, the service
+ * serves by address, and the node (then its subscribers) appears at the
+ * first re-registration that succeeds. On stop: before-stop hooks,
+ * subscribers, deregister (if registered), drain, after-stop hooks.
  */
 MICRO_API int micro_service_run(micro_service *s);
 /** Ask run to return. Thread: any, async-signal-unsafe. */

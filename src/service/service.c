@@ -342,6 +342,17 @@ do_register(micro_service *s)
     return rc;
 }
 
+static int
+start_subscribers(micro_service *s)
+{
+    int rc = micro_server_start_subscribers(s->srv);
+    if (rc != 0) {
+        micro_log(MICRO_LOG_ERR, "service", "subscribe: %s",
+            micro_strerror(rc));
+    }
+    return rc;
+}
+
 /* Wait until stop or the deadline; true when stop was asked. */
 static bool
 wait_stop(micro_service *s, int64_t until_ms)
@@ -398,24 +409,29 @@ micro_service_run(micro_service *s)
         return rc;
     }
     rc = micro_server_record(s->srv, &s->record);
-    /* Register: up to 3 tries, 100 ms then 600 ms apart (Go Micro). */
+    /* Register: up to 3 tries, 100 ms then 600 ms apart. A registry still
+     * out of reach does not stop the service: Go Micro v4 logs and serves
+     * (server/rpc_server.go Start), and the re-registration below retries
+     * every register_interval, so the node appears when the registry
+     * comes back. */
     static const int64_t gaps[] = {100, 600};
-    for (int i = 0; rc == 0; i++) {
-        rc = do_register(s);
-        if (rc == 0 || i == 2) {
+    bool registered = false;
+    for (int i = 0; rc == 0 && !registered; i++) {
+        registered = do_register(s) == 0;
+        if (registered || i == 2) {
             break;
         }
         struct timespec ts = {0, (long) gaps[i] * 1000000L};
         nanosleep(&ts, NULL);
-        rc = 0;
     }
-    if (rc == 0) {
+    if (rc == 0 && !registered) {
+        micro_log(MICRO_LOG_ERR, "service",
+            "%s is not registered; serving anyway, registering again "
+            "every register_interval", s->record.name);
+    }
+    if (rc == 0 && registered) {
         /* Subscriptions follow the first registration (Go Micro v4). */
-        rc = micro_server_start_subscribers(s->srv);
-        if (rc != 0) {
-            micro_log(MICRO_LOG_ERR, "service", "subscribe: %s",
-                micro_strerror(rc));
-        }
+        rc = start_subscribers(s);
     }
     if (rc == 0) {
         micro__loop_call(s->loop, open_signals, s);
@@ -430,12 +446,18 @@ micro_service_run(micro_service *s)
             if (wait_stop(s, until)) {
                 break;
             }
-            do_register(s); /* refresh the TTL; failures are logged */
+            /* Refresh the TTL; failures are logged. */
+            if (do_register(s) == 0 && !registered) {
+                registered = true;
+                micro_log(MICRO_LOG_NOTICE, "service", "%s registered",
+                    s->record.name);
+                (void) start_subscribers(s);
+            }
         }
     }
     int stop_rc = run_hooks(s, MICRO_HOOK_BEFORE_STOP);
     micro_server_stop_subscribers(s->srv);
-    if (s->record.name != NULL) {
+    if (s->record.name != NULL && registered) {
         micro_registry_service dereg = {0};
         micro_node node = {0};
         if (s->record.n_nodes > 0) {

@@ -6,11 +6,14 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/internal.h"
+#include "support/support.h"
 
 static void
 sleep_ms(long ms)
@@ -146,6 +149,63 @@ test_lifecycle(void **state)
     micro_service_free(s);
 }
 
+static int
+mark_started(micro_service *s, void *arg)
+{
+    (void) s;
+    atomic_store((atomic_int *) arg, 1);
+    return 0;
+}
+
+/* A registry out of reach at start does not stop the service (Go Micro
+ * v4 logs and serves): it answers by address, keeps trying to register
+ * every register_interval, and stops cleanly. The registry is etcd on a
+ * port nobody listens on: every request is refused at once. */
+static void
+test_serves_without_registry(void **state)
+{
+    (void) state;
+    char reg_addr[64], a0[] = "prog", a1[] = "--server_address=127.0.0.1:0",
+                       a2[] = "--registry=etcd", a4[] = "--register_interval",
+                       a5[] = "100ms", a6[] = "--registry_timeout",
+                       a7[] = "500ms";
+    snprintf(reg_addr, sizeof(reg_addr), "--registry_address=127.0.0.1:%d",
+        t_free_port());
+    char *argv[] = {a0, a1, a2, reg_addr, a4, a5, a6, a7, NULL};
+    int argc = 8;
+    micro_service *s = NULL;
+    assert_int_equal(micro_service_new(&s, "svc.noreg", &argc, argv), 0);
+    atomic_int started = 0;
+    micro_service_add_hook(s, MICRO_HOOK_AFTER_START, mark_started,
+        &started);
+    assert_int_equal(micro_service_handle(s, "Echo.Call", echo, NULL), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, runner, s);
+    /* Serving: the after-start hooks ran, and a call by address works. */
+    int64_t t0 = t_now_ms();
+    while (!atomic_load(&started) && t_now_ms() - t0 < 20000) {
+        sleep_ms(20);
+    }
+    assert_true(atomic_load(&started));
+    const char *addr = micro_server_address(micro_service_server(s));
+    micro_call_opts o = MICRO_CALL_OPTS_INIT;
+    o.address = addr;
+    micro_call *call = NULL;
+    assert_int_equal(micro_client_call(micro_service_client(s), "svc.noreg",
+                         "Echo.Call", "{\"b\":2}", 7, &o, &call),
+        0);
+    size_t len = 0;
+    const char *body = micro_call_body(call, &len);
+    assert_true(len >= 7);
+    assert_memory_equal(body, "{\"b\":2}", 7);
+    micro_call_free(call);
+    micro_service_stop(s);
+    void *ret = NULL;
+    pthread_join(th, &ret);
+    assert_int_equal((intptr_t) ret, 0);
+    micro_service_free(s);
+}
+
 static void
 test_before_start_failure_aborts(void **state)
 {
@@ -188,6 +248,7 @@ main(void)
     setenv("MICRO_REGISTRY", "memory", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_serves_without_registry),
         cmocka_unit_test(test_before_start_failure_aborts),
         cmocka_unit_test(test_env_and_unknown_plugin),
     };
