@@ -976,8 +976,10 @@ test_wrappers(void **state)
     fx_wrapper = NULL;
     atomic_store(&wraps, 0);
 
+    /* The refusal may arrive before the send: then the send reports it. */
     micro_stream *s = open_with_token(f, "S.Hold", NULL);
-    send_str(s, "x");
+    int rc = micro_stream_send(s, "x", 1);
+    assert_true(rc == 0 || rc == MICRO_EREMOTE);
     assert_int_equal(recv_rc(s), MICRO_EREMOTE);
     const micro_error *e = micro_stream_error(s);
     assert_int_equal(e->code, 401);
@@ -985,8 +987,11 @@ test_wrappers(void **state)
     assert_string_equal(e->detail, "no token for S.Hold");
     micro_stream_free(s);
 
+    /* Answered by the wrapper: the server's end (EOS) and its close may
+     * come before the send, which then has nowhere to go. */
     s = open_with_token(f, "S.Hold", "skip");
-    send_str(s, "x");
+    rc = micro_stream_send(s, "x", 1);
+    assert_true(rc == 0 || rc == MICRO_ECLOSED);
     assert_int_equal(recv_rc(s), MICRO_EOF);
     micro_stream_free(s);
     /* Neither reached the handler: no on_open, on_end, on_close. */
