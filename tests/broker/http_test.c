@@ -45,15 +45,7 @@ static fixture F;
 static long
 rss_mb(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (f != NULL) {
-        if (fscanf(f, "%ld %ld", &size, &res) != 2) {
-            res = 0;
-        }
-        fclose(f);
-    }
-    return res * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
+    return t_rss_kib() / 1024;
 }
 
 static int

@@ -386,20 +386,6 @@ wait_atomic(atomic_int *v, int want, int ms)
  * flight). */
 #define RSS_BOUND_KIB (T_SANITIZED_RSS ? (4L << 20) : 96L * 1024)
 
-static long
-rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, rss = 0;
-    if (f != NULL) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) {
-            rss = 0;
-        }
-        fclose(f);
-    }
-    return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* --- tests ---------------------------------------------------------------- */
 
 /* Bidirectional: replies in order, then half-close and EOF. */
@@ -635,7 +621,7 @@ test_slow_client_bounded(void **state)
     (void) state;
     fx *f = fx_new(4);
     atomic_store(&flood_sent, 0);
-    long rss0 = rss_kib();
+    long rss0 = t_rss_kib();
     micro_stream *s = open_stream(f, "S.Flood", 0);
     send_str(s, "256");
     micro_stream_close_send(s);
@@ -647,7 +633,7 @@ test_slow_client_bounded(void **state)
         got += (long) b.len;
         micro_buf_clear(&b);
         sleep_ms(1); /* a slow reader */
-        long r = rss_kib();
+        long r = t_rss_kib();
         peak = r > peak ? r : peak;
     }
     /* The server could send at most what we read plus its window, our
@@ -701,7 +687,7 @@ test_slow_server_bounded(void **state)
     (void) state;
     fx *f = fx_new(4);
     atomic_store(&slow_seen, 0);
-    long rss0 = rss_kib();
+    long rss0 = t_rss_kib();
     micro_stream *s = open_stream(f, "S.Slow", 0);
     static char chunk[32 * 1024];
     memset(chunk, 's', sizeof(chunk));
@@ -713,7 +699,7 @@ test_slow_server_bounded(void **state)
     while (t_now_ms() - t0 < 1500) {
         assert_int_equal(micro_stream_send(s, chunk, sizeof(chunk)), 0);
         sent++;
-        long r = rss_kib();
+        long r = t_rss_kib();
         peak = r > peak ? r : peak;
     }
     long seen = atomic_load(&slow_seen);
@@ -759,7 +745,7 @@ test_small_messages_bounded(void **state)
     fx *f = fx_new(4);
     gate_open = false;
     atomic_store(&small_stop, false);
-    long rss0 = rss_kib();
+    long rss0 = t_rss_kib();
     enum { N = 4 };
     small_sender xs[N];
     pthread_t th[N];
@@ -771,7 +757,7 @@ test_small_messages_bounded(void **state)
     }
     long peak = 0;
     for (int i = 0; i < 40; i++) {
-        long r = rss_kib();
+        long r = t_rss_kib();
         peak = r > peak ? r : peak;
         sleep_ms(50);
     }

@@ -265,3 +265,17 @@ t_start_greeter(t_proc *p, char *addr, size_t cap, const char *const extra[])
     }
     return 0;
 }
+
+long
+t_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) {
+            rss = 0;
+        }
+        fclose(f);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}

@@ -38,6 +38,9 @@ int t_wait_port(const char *addr, int ms);
 
 int64_t t_now_ms(void);
 
+/* This process's resident set in KiB (/proc/self/statm), 0 if unknown. */
+long t_rss_kib(void);
+
 /* 1 when this build runs under a sanitizer whose allocator makes resident
  * memory meaningless as a bound (ASan's quarantine keeps freed memory;
  * TSan maps shadow memory): memory-bound tests then check their logical

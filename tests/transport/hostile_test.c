@@ -52,20 +52,6 @@ sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static long
-rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, rss = 0;
-    if (f != NULL) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) {
-            rss = 0;
-        }
-        fclose(f);
-    }
-    return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* Bytes of heap in use (glibc's own count: exact, unlike the resident
  * set, which keeps pages malloc has not returned). */
 static long
@@ -572,10 +558,10 @@ test_pipeline_never_reads(void **state)
     srv_start(o);
     good_call();
     for (int paced = 1; paced >= 0; paced--) {
-        long rss0 = rss_kib(), heap0 = heap_kib();
+        long rss0 = t_rss_kib(), heap0 = heap_kib();
         raw r;
         size_t sent = pipeline_flood(&r, paced);
-        long grew_rss = rss_kib() - rss0, grew_heap = heap_kib() - heap0;
+        long grew_rss = t_rss_kib() - rss0, grew_heap = heap_kib() - heap0;
         print_message("  pipelined %zu KiB of requests (%s), never "
                       "reading: RSS +%ld KiB, heap +%ld KiB\n",
             sent >> 10, paced ? "16 KiB each ms" : "256 KiB at a time",
@@ -619,7 +605,7 @@ flood(const char *what, const char *head, size_t n)
     bg_client bg;
     bg_start(&bg);
     uint64_t over0 = srv_stats().oversized;
-    long rss0 = rss_kib();
+    long rss0 = t_rss_kib();
     int64_t t0 = t_now_ms();
     raw r;
     raw_rsp rsp;
@@ -643,7 +629,7 @@ flood(const char *what, const char *head, size_t n)
     bg_stop(&bg);
     good_call();
     if (!T_SANITIZED_RSS) {
-        assert_true(rss_kib() - rss0 < RSS_SLACK_KIB);
+        assert_true(t_rss_kib() - rss0 < RSS_SLACK_KIB);
     }
 }
 
@@ -966,7 +952,7 @@ client_case(fake *f, int kind, const char *what, int want, int64_t timeout)
 {
     atomic_store(&f->kind, kind);
     for (int async = 0; async < 2; async++) {
-        long rss0 = rss_kib();
+        long rss0 = t_rss_kib();
         int64_t t0 = t_now_ms();
         int rc;
         if (async) {
@@ -979,7 +965,7 @@ client_case(fake *f, int kind, const char *what, int want, int64_t timeout)
         int64_t el = t_now_ms() - t0;
         print_message("  %s (%s): %s after %lld ms; RSS +%ld KiB\n", what,
             async ? "async" : "blocking", micro_err_name(rc), (long long) el,
-            rss_kib() - rss0);
+            t_rss_kib() - rss0);
         assert_int_equal(rc, want);
         /* Within its deadline (plus slack for a busy machine): a timeout
          * ends at the deadline, everything else well before it. */
@@ -988,7 +974,7 @@ client_case(fake *f, int kind, const char *what, int want, int64_t timeout)
             assert_true(el < timeout);
         }
         if (!T_SANITIZED_RSS) {
-            assert_true(rss_kib() - rss0 < RSS_SLACK_KIB);
+            assert_true(t_rss_kib() - rss0 < RSS_SLACK_KIB);
         }
     }
 }
@@ -1158,7 +1144,7 @@ test_partial_body_budget(void **state)
     srv_start(o);
     good_call();
     enum { NC = 24, SENT = 3 << 20 };
-    long rss0 = rss_kib(), heap0 = heap_kib();
+    long rss0 = t_rss_kib(), heap0 = heap_kib();
     char *junk = malloc(SENT);
     assert_non_null(junk);
     memset(junk, ' ', SENT);
@@ -1188,7 +1174,7 @@ test_partial_body_budget(void **state)
             }
         }
     }
-    long grew = rss_kib() - rss0, grew_heap = heap_kib() - heap0;
+    long grew = t_rss_kib() - rss0, grew_heap = heap_kib() - heap0;
     micro_transport_stats st = srv_stats();
     print_message("  %d x 3 MiB partial bodies, budget 16 MiB: %d refused "
                   "(busy %llu); RSS +%ld KiB, heap +%ld KiB\n",
