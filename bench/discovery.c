@@ -16,8 +16,33 @@
  *    Selector overhead per call: ns per micro_selector_select on a warm
  *    cache of 3 nodes (memory registry), per strategy, single thread; and
  *    per select + begin + end (what the client does per attempt).
+ *
+ *  bench_discovery side REGISTRY [RUNS] [CALLS]
+ *    One registry (memory, mdns, etcd, consul) measured the same way as
+ *    the others (bench/discovery.sh runs all four side by side; etcd and
+ *    Consul come from MICRO_REGISTRY_ADDRESS). A greeter service runs in
+ *    this process on REGISTRY (mdns: in a private network namespace
+ *    holding only lo). Then:
+ *      - cold, in process: RUNS times, a fresh client stack (registry
+ *        client, selector, transport, client: micro_service_new) to the
+ *        first reply by name; for memory, a fresh selector and client on
+ *        the server's registry (a memory registry is one process's);
+ *      - cold, new process: RUNS times, fork + exec of `first-call`, from
+ *        its main() to the first reply (not for memory);
+ *      - steady, warm cache: CALLS calls by name, one at a time, against
+ *        CALLS calls to the same node by address, and the selector's
+ *        select on that warm cache.
+ *    Prints one line "row REGISTRY ..." for bench/discovery.sh.
+ *
+ *  bench_discovery churn REGISTRY SECONDS THREADS
+ *    Registration churn: THREADS threads share one registry client and
+ *    each registers a node of service "churn" (TTL 30 s) and deregisters
+ *    it, over and over, for SECONDS. Prints "churn REGISTRY pairs/s
+ *    errors". bench/go/churn does the same with Go Micro's plugins.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -239,6 +264,356 @@ selector_bench(long calls)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* side: one registry measured like the others.                         */
+
+static int
+hello(micro_request *req, micro_response *rsp, void *arg)
+{
+    (void) req;
+    (void) arg;
+    static const char out[] = "{\"msg\":\"Hello cold\"}";
+    return micro_response_set_body(rsp, out, sizeof(out) - 1);
+}
+
+typedef struct side_srv {
+    const char *registry;
+    micro_service *svc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state; /* 0 starting, 1 serving, 2 failed */
+} side_srv;
+
+static int
+srv_started(micro_service *s, void *arg)
+{
+    (void) s;
+    side_srv *v = arg;
+    pthread_mutex_lock(&v->mu);
+    v->state = 1;
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    return 0;
+}
+
+static void *
+srv_main(void *arg)
+{
+    side_srv *v = arg;
+    char reg[64];
+    snprintf(reg, sizeof(reg), "--registry=%s", v->registry);
+    char *argv[] = { "greeter", reg, "--server_address=127.0.0.1:0", NULL };
+    int argc = 3;
+    int rc = micro_service_new(&v->svc, "greeter", &argc, argv);
+    if (rc == 0) {
+        rc = micro_service_handle(v->svc, "Greeter.Hello", hello, NULL);
+    }
+    if (rc == 0) {
+        rc = micro_service_add_hook(v->svc, MICRO_HOOK_AFTER_START,
+            srv_started, v);
+    }
+    if (rc == 0) {
+        rc = micro_service_run(v->svc);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "side: greeter: %s\n", micro_strerror(rc));
+    }
+    pthread_mutex_lock(&v->mu);
+    if (v->state == 0) {
+        v->state = 2;
+    }
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
+static void
+report(const char *what, int64_t *v, int n, double scale, const char *unit)
+{
+    qsort(v, (size_t) n, sizeof(int64_t), cmp_i64);
+    printf("  %-44s min %8.2f  median %8.2f  max %8.2f %s (%d runs)\n", what,
+        (double) v[0] / scale, (double) v[n / 2] / scale,
+        (double) v[n - 1] / scale, unit, n);
+}
+
+static const char hello_body[] = "{\"name\":\"cold\"}";
+
+/* A fresh client stack (as a new process builds it) to the first reply by
+ * name; memory: a fresh selector and client on the server's registry. */
+static int
+cold_once(const char *registry, micro_service *srv, int64_t *ns)
+{
+    int64_t t0 = now_ns();
+    int rc;
+    micro_call *c = NULL;
+    if (strcmp(registry, "memory") == 0) {
+        micro_loop *loop = NULL;
+        micro_transport *t = NULL;
+        micro_selector *sel = NULL;
+        micro_client *cli = NULL;
+        rc = micro_loop_new(&loop);
+        if (rc == 0) {
+            rc = micro_transport_new(&t, &micro_transport_http_ops, loop,
+                NULL);
+        }
+        if (rc == 0) {
+            rc = micro_selector_new_by_name(&sel, "random",
+                micro_service_registry(srv), NULL);
+        }
+        if (rc == 0) {
+            rc = micro_client_new(&cli, t, sel, NULL);
+        }
+        if (rc == 0) {
+            rc = micro_client_call(cli, "greeter", "Greeter.Hello",
+                hello_body, sizeof(hello_body) - 1, NULL, &c);
+        }
+        *ns = now_ns() - t0;
+        micro_call_free(c);
+        micro_client_free(cli);
+        micro_selector_free(sel);
+        micro_transport_free(t);
+        micro_loop_free(loop);
+        return rc;
+    }
+    char reg[64];
+    snprintf(reg, sizeof(reg), "--registry=%s", registry);
+    char *argv[] = { "client", reg, NULL };
+    int argc = 2;
+    micro_service *svc = NULL;
+    rc = micro_service_new(&svc, "bench.discovery", &argc, argv);
+    if (rc == 0) {
+        rc = micro_client_call(micro_service_client(svc), "greeter",
+            "Greeter.Hello", hello_body, sizeof(hello_body) - 1, NULL, &c);
+    }
+    *ns = now_ns() - t0;
+    micro_call_free(c);
+    micro_service_free(svc);
+    return rc;
+}
+
+static int
+side(const char *self, const char *registry, int runs, long calls)
+{
+    micro_log_set_level(MICRO_LOG_ERR);
+    if (strcmp(registry, "mdns") == 0
+        && (unshare(CLONE_NEWNET) != 0 || t_lo_up() != 0)) {
+        fprintf(stderr, "side: cannot enter a private network namespace "
+                        "(%s); run as root\n", strerror(errno));
+        return 77;
+    }
+    side_srv v = { .registry = registry };
+    pthread_mutex_init(&v.mu, NULL);
+    pthread_cond_init(&v.cv, NULL);
+    pthread_t th;
+    if (pthread_create(&th, NULL, srv_main, &v) != 0) {
+        return 1;
+    }
+    pthread_mutex_lock(&v.mu);
+    while (v.state == 0) {
+        pthread_cond_wait(&v.cv, &v.mu);
+    }
+    int state = v.state;
+    pthread_mutex_unlock(&v.mu);
+    if (state != 1) {
+        pthread_join(th, NULL);
+        micro_service_free(v.svc);
+        return 1;
+    }
+    /* Wait until the registry shows the node (a warm-up call by name). */
+    int64_t w, deadline = now_ns() + 30 * 1000000000LL;
+    int rc;
+    while ((rc = cold_once(registry, v.svc, &w)) != 0 && now_ns() < deadline) {
+        struct timespec ts = { 0, 100000000 };
+        nanosleep(&ts, NULL);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "side %s: greeter not found: %s\n", registry,
+            micro_strerror(rc));
+        micro_service_stop(v.svc);
+        pthread_join(th, NULL);
+        micro_service_free(v.svc);
+        return 1;
+    }
+
+    int64_t *in = calloc((size_t) runs, sizeof(int64_t));
+    int64_t *proc = calloc((size_t) runs, sizeof(int64_t));
+    int n_in = 0, n_proc = 0, failed = 0;
+    for (int i = 0; i < runs; i++) {
+        if (cold_once(registry, v.svc, &in[n_in]) == 0) {
+            n_in++;
+        } else {
+            failed++;
+        }
+    }
+    if (strcmp(registry, "memory") != 0) {
+        setenv("MICRO_REGISTRY", registry, 1);
+        char *argv[] = { (char *) self, "first-call", NULL };
+        for (int i = 0; i < runs; i++) {
+            char out[64];
+            if (run_self(self, argv, out, sizeof(out)) == 0) {
+                proc[n_proc++] = strtoll(out, NULL, 10);
+            } else {
+                failed++;
+            }
+        }
+    }
+
+    /* Steady: the server's own client has a warm cache by now. */
+    micro_client *cli = micro_service_client(v.svc);
+    micro_call *c = NULL;
+    char addr[128] = "";
+    rc = micro_client_call(cli, "greeter", "Greeter.Hello", hello_body,
+        sizeof(hello_body) - 1, NULL, &c);
+    if (rc == 0 && micro_call_address(c) != NULL) {
+        snprintf(addr, sizeof(addr), "%s", micro_call_address(c));
+    }
+    micro_call_free(c);
+    int64_t by_name[3], by_addr[3];
+    micro_call_opts o = MICRO_CALL_OPTS_INIT;
+    o.address = addr;
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        int64_t t0 = now_ns();
+        for (long i = 0; i < calls && rc == 0; i++) {
+            c = NULL;
+            rc = micro_client_call(cli, "greeter", "Greeter.Hello",
+                hello_body, sizeof(hello_body) - 1, NULL, &c);
+            micro_call_free(c);
+        }
+        int64_t t1 = now_ns();
+        for (long i = 0; i < calls && rc == 0; i++) {
+            c = NULL;
+            rc = micro_client_call(cli, "greeter", "Greeter.Hello",
+                hello_body, sizeof(hello_body) - 1, &o, &c);
+            micro_call_free(c);
+        }
+        by_name[k] = (t1 - t0) / calls;
+        by_addr[k] = (now_ns() - t1) / calls;
+    }
+    if (rc != 0) {
+        failed++;
+    }
+    micro_selector *sel = NULL;
+    int64_t select_ns = -1;
+    if (micro_selector_new_by_name(&sel, "random",
+            micro_service_registry(v.svc), NULL) == 0) {
+        micro_node nd;
+        if (micro_selector_select(sel, "greeter", NULL, &nd) == 0) {
+            micro_node_clear(&nd);
+            long k = 200000;
+            int64_t t0 = now_ns();
+            for (long i = 0; i < k; i++) {
+                micro_selector_select(sel, "greeter", NULL, &nd);
+                micro_node_clear(&nd);
+            }
+            select_ns = (now_ns() - t0) / k;
+        }
+        micro_selector_free(sel);
+    }
+    micro_service_stop(v.svc);
+    pthread_join(th, NULL);
+    micro_service_free(v.svc);
+
+    printf("discovery on %s\n", registry);
+    if (n_in > 0) {
+        report("cold, in process (client stack -> reply)", in, n_in, 1e6,
+            "ms");
+    }
+    if (n_proc > 0) {
+        report("cold, new process (main() -> reply)", proc, n_proc, 1e6,
+            "ms");
+    }
+    if (rc == 0) {
+        qsort(by_name, 3, sizeof(int64_t), cmp_i64);
+        qsort(by_addr, 3, sizeof(int64_t), cmp_i64);
+        printf("  steady, warm cache, 1 in flight: by name %.1f us, "
+               "by address %.1f us (median of 3 x %ld calls)\n",
+            (double) by_name[1] / 1e3, (double) by_addr[1] / 1e3, calls);
+    }
+    printf("  selector select on the warm cache: %lld ns\n",
+        (long long) select_ns);
+    printf("row %s cold_in_ms=%.2f cold_proc_ms=%.2f by_name_us=%.1f "
+           "by_addr_us=%.1f select_ns=%lld failed=%d\n",
+        registry, n_in ? (double) in[n_in / 2] / 1e6 : -1.0,
+        n_proc ? (double) proc[n_proc / 2] / 1e6 : -1.0,
+        rc == 0 ? (double) by_name[1] / 1e3 : -1.0,
+        rc == 0 ? (double) by_addr[1] / 1e3 : -1.0, (long long) select_ns,
+        failed);
+    free(in);
+    free(proc);
+    return failed == 0 ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* churn: register + deregister pairs per second.                       */
+
+typedef struct churn_arg {
+    micro_registry *r;
+    int id;
+    int64_t until;
+    atomic_long *pairs, *errors;
+} churn_arg;
+
+static void *
+churn_main(void *p)
+{
+    churn_arg *a = p;
+    char id[64];
+    micro_node n;
+    memset(&n, 0, sizeof(n));
+    n.address = "127.0.0.1:9";
+    micro_registry_service s;
+    memset(&s, 0, sizeof(s));
+    s.name = "churn";
+    s.version = "latest";
+    s.nodes = &n;
+    s.n_nodes = 1;
+    for (long i = 0; now_ns() < a->until; i++) {
+        snprintf(id, sizeof(id), "churn-%d-%ld", a->id, i);
+        n.id = id;
+        if (micro_registry_register(a->r, &s, 30000) != 0
+            || micro_registry_deregister(a->r, &s) != 0) {
+            atomic_fetch_add(a->errors, 1);
+        } else {
+            atomic_fetch_add(a->pairs, 1);
+        }
+    }
+    return NULL;
+}
+
+static int
+churn(const char *registry, int seconds, int threads)
+{
+    micro_log_set_level(MICRO_LOG_ERR);
+    micro_options *o = NULL;
+    micro_registry *r = NULL;
+    if (micro_options_new(&o) != 0 || micro_options_load_env(o) != 0
+        || micro_registry_new_by_name(&r, registry, o) != 0) {
+        fprintf(stderr, "churn: cannot create the %s registry\n", registry);
+        micro_options_free(o);
+        return 1;
+    }
+    atomic_long pairs = 0, errors = 0;
+    pthread_t *th = calloc((size_t) threads, sizeof(pthread_t));
+    churn_arg *args = calloc((size_t) threads, sizeof(churn_arg));
+    int64_t t0 = now_ns();
+    for (int i = 0; i < threads; i++) {
+        args[i] = (churn_arg){ r, i, t0 + (int64_t) seconds * 1000000000,
+            &pairs, &errors };
+        pthread_create(&th[i], NULL, churn_main, &args[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+    }
+    double secs = (double) (now_ns() - t0) / 1e9;
+    printf("churn %s %.0f %ld\n", registry, (double) pairs / secs,
+        (long) errors);
+    free(th);
+    free(args);
+    micro_registry_free(r);
+    micro_options_free(o);
+    return errors == 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -258,6 +633,22 @@ main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "selector") == 0) {
         return selector_bench(argc > 2 ? strtol(argv[2], NULL, 10) : 1000000);
     }
-    fprintf(stderr, "usage: %s cold [RUNS] | selector [CALLS]\n", argv[0]);
+    if (argc >= 3 && strcmp(argv[1], "side") == 0) {
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0) {
+            return 1;
+        }
+        self[n] = '\0';
+        return side(self, argv[2], argc > 3 ? (int) strtol(argv[3], NULL, 10) : 10,
+            argc > 4 ? strtol(argv[4], NULL, 10) : 2000);
+    }
+    if (argc >= 3 && strcmp(argv[1], "churn") == 0) {
+        return churn(argv[2], argc > 3 ? (int) strtol(argv[3], NULL, 10) : 5,
+            argc > 4 ? (int) strtol(argv[4], NULL, 10) : 8);
+    }
+    fprintf(stderr, "usage: %s cold [RUNS] | selector [CALLS] | "
+                    "side REGISTRY [RUNS] [CALLS] | "
+                    "churn REGISTRY [SECONDS] [THREADS]\n", argv[0]);
     return 2;
 }

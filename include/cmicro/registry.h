@@ -172,8 +172,9 @@ MICRO_API extern const micro_registry_ops micro_registry_mdns_ops;
  * The etcd registry, record-compatible with Go Micro v4's etcd plugin:
  * keys /micro/registry/<service>/<node id>, each holding Go Micro's JSON
  * registry.Service with that one node, on a lease of the registration's
- * TTL kept alive at a third of it (a lost lease is replaced and the record
- * put again, so registrations come back with etcd). Talks to etcd 3.4+'s
+ * TTL (one per TTL, shared by the registry's nodes) kept alive at a third
+ * of it (a lost lease is replaced and its records put again, so
+ * registrations come back with etcd). Talks to etcd 3.4+'s
  * v3 JSON gateway over HTTP/1.1. Options: "registry_address" (endpoints,
  * comma-separated, host:port or http://host:port; default
  * 127.0.0.1:2379; the next one is tried on a connection error),

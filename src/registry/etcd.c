@@ -76,7 +76,17 @@ typedef struct etcd_ent {
     int64_t ttl_s;  /* 0: no lease */
     int64_t lease;  /* 0: none yet (or lost) */
     bool stored;    /* the last put succeeded */
+    /* A register, deregister or keeper repair is at work on this node
+     * (with op_mu released): only that one touches the fields above. */
+    bool busy;
 } etcd_ent;
+
+/* A lease of ours, for every node registered with its TTL. */
+typedef struct etcd_lease {
+    int64_t ttl_s;
+    int64_t id;
+    int64_t used; /* when a node last took it (ms) */
+} etcd_lease;
 
 /* The watch snapshot: key -> the record under it, sorted by key. */
 typedef struct snap_ent {
@@ -104,12 +114,24 @@ typedef struct etcd_state {
     uint64_t n_bad; /* values skipped */
     int64_t last_bad_log;
 
-    /* registrations; op_mu serialises register, deregister and the
-     * keeper's repairs, so that a repair never resurrects a key that a
-     * deregister removed. */
+    /* registrations, guarded by op_mu, which is never held across a
+     * request: register, deregister and the keeper's repairs claim one
+     * node at a time (etcd_ent.busy; ecv wakes those waiting for it), so
+     * that operations on different nodes run concurrently (etcd batches
+     * concurrent writes into one commit), while those on one node run in
+     * order: a repair never resurrects a key that a deregister removed. */
     pthread_mutex_t op_mu;
-    etcd_ent *ents;
+    pthread_cond_t ecv;
+    etcd_ent **ents;
     size_t n_ents;
+    /* One lease per TTL, shared by every node registered with that TTL
+     * (etcd's session pattern): a register is one put, a deregister one
+     * delete, and the keeper renews one lease per TTL however many nodes
+     * it holds. Guarded by op_mu; granting: a grant is under way (others
+     * wait on ecv for it rather than grant their own). */
+    etcd_lease *leases;
+    size_t n_leases;
+    bool granting;
     pthread_t keeper;
     bool keeper_on;
     pthread_cond_t kcv;
@@ -633,13 +655,6 @@ lease_keepalive(etcd_state *e, int64_t lease)
 }
 
 static int
-lease_revoke(etcd_state *e, int64_t lease)
-{
-    int rc = post_fields(e, "/v3/lease/revoke", NULL, NULL, "ID", lease, NULL);
-    return rc == MICRO_ENOENT ? 0 : rc;
-}
-
-static int
 kv_put(etcd_state *e, const char *key, const char *value, int64_t lease)
 {
     return post_fields(e, "/v3/kv/put", key, value,
@@ -655,73 +670,174 @@ kv_delete(etcd_state *e, const char *key)
 /* ------------------------------------------------------------------ */
 /* Registrations and their leases.                                      */
 
-/* Give key a (new) lease if it has a TTL, and put its value. */
-static int
-store(etcd_state *e, const char *key, const char *value, int64_t ttl_s,
-    int64_t *lease)
+/* op_mu held: the lease for ttl_s, or NULL. */
+static etcd_lease *
+lease_find_ttl(etcd_state *e, int64_t ttl_s)
 {
-    *lease = 0;
-    int rc = 0;
-    if (ttl_s > 0) {
-        rc = lease_grant(e, ttl_s, lease);
-    }
-    if (rc == 0) {
-        rc = kv_put(e, key, value, *lease);
-        if (rc < 0 && *lease != 0) {
-            (void) lease_revoke(e, *lease);
-            *lease = 0;
-        }
-    }
-    return rc;
-}
-
-static etcd_ent *
-ent_find(etcd_state *e, const char *key)
-{
-    for (size_t i = 0; i < e->n_ents; i++) {
-        if (strcmp(e->ents[i].key, key) == 0) {
-            return &e->ents[i];
+    for (size_t i = 0; i < e->n_leases; i++) {
+        if (e->leases[i].ttl_s == ttl_s) {
+            return &e->leases[i];
         }
     }
     return NULL;
 }
 
-static void
-ent_clear(etcd_ent *t)
+/* op_mu held: is id a lease we hold? */
+static bool
+lease_held(const etcd_state *e, int64_t id)
 {
-    micro__free(t->key);
-    micro__free(t->value);
-    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i < e->n_leases; i++) {
+        if (e->leases[i].id == id) {
+            return true;
+        }
+    }
+    return false;
 }
 
-/* Keep one node alive (op_mu held): renew its lease, or give it a new
- * one and put it again when the lease is gone or the value changed. */
+/* op_mu held: forget lease id (gone in etcd, or no longer used). */
+static void
+lease_forget(etcd_state *e, int64_t id)
+{
+    for (size_t i = 0; i < e->n_leases; i++) {
+        if (e->leases[i].id == id) {
+            e->leases[i] = e->leases[--e->n_leases];
+            return;
+        }
+    }
+}
+
+/* The shared lease for ttl_s: the one held, or a new grant (one at a
+ * time: the others wait for it). op_mu not held. */
+static int
+lease_for(etcd_state *e, int64_t ttl_s, int64_t *id)
+{
+    pthread_mutex_lock(&e->op_mu);
+    for (;;) {
+        etcd_lease *l = lease_find_ttl(e, ttl_s);
+        if (l != NULL) {
+            l->used = micro__now_ms();
+            *id = l->id;
+            pthread_mutex_unlock(&e->op_mu);
+            return 0;
+        }
+        if (!e->granting) {
+            break;
+        }
+        pthread_cond_wait(&e->ecv, &e->op_mu);
+    }
+    e->granting = true;
+    pthread_mutex_unlock(&e->op_mu);
+    int rc = lease_grant(e, ttl_s, id);
+    pthread_mutex_lock(&e->op_mu);
+    e->granting = false;
+    if (rc == 0) {
+        etcd_lease *ls = micro__realloc(e->leases,
+            (e->n_leases + 1) * sizeof(*ls));
+        if (ls == NULL) {
+            rc = MICRO_ENOMEM; /* etcd lets the grant expire */
+        } else {
+            e->leases = ls;
+            e->leases[e->n_leases++] =
+                (etcd_lease){ttl_s, *id, micro__now_ms()};
+        }
+    }
+    pthread_cond_broadcast(&e->ecv);
+    pthread_mutex_unlock(&e->op_mu);
+    return rc;
+}
+
+/* op_mu held. */
+static size_t
+ent_index(etcd_state *e, const char *key)
+{
+    for (size_t i = 0; i < e->n_ents; i++) {
+        if (strcmp(e->ents[i]->key, key) == 0) {
+            return i;
+        }
+    }
+    return SIZE_MAX;
+}
+
+/* op_mu held: the node under key, claimed once no one else works on it
+ * (waiting on ecv meanwhile); NULL when there is none. */
+static etcd_ent *
+ent_claim(etcd_state *e, const char *key)
+{
+    for (;;) {
+        size_t i = ent_index(e, key);
+        if (i == SIZE_MAX) {
+            return NULL;
+        }
+        if (!e->ents[i]->busy) {
+            e->ents[i]->busy = true;
+            return e->ents[i];
+        }
+        pthread_cond_wait(&e->ecv, &e->op_mu);
+    }
+}
+
+/* op_mu held. */
+static void
+ent_release(etcd_state *e, etcd_ent *t)
+{
+    t->busy = false;
+    pthread_cond_broadcast(&e->ecv);
+}
+
+static void
+ent_free(etcd_ent *t)
+{
+    if (t != NULL) {
+        micro__free(t->key);
+        micro__free(t->value);
+        micro__free(t);
+    }
+}
+
+/* Store one node (claimed, op_mu not held): put it when it is new, has
+ * changed, or lost its lease (revoked or expired: the put is refused and
+ * the lease forgotten, and a new one is taken once). A node without a TTL
+ * has no lease. */
 static int
 keep(etcd_state *e, etcd_ent *t, bool changed)
 {
-    int rc = 0;
-    if (t->stored && t->lease != 0) {
-        rc = lease_keepalive(e, t->lease);
-        if (rc == 0 && !changed) {
+    if (t->ttl_s == 0) {
+        if (t->stored && t->lease == 0 && !changed) {
             return 0;
         }
+        int rc = kv_put(e, t->key, t->value, 0);
+        t->stored = rc == 0;
+        t->lease = 0;
+        return rc;
+    }
+    int rc = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int64_t id = 0;
+        rc = lease_for(e, t->ttl_s, &id);
+        if (rc < 0) {
+            break;
+        }
+        if (t->stored && t->lease == id && !changed) {
+            return 0;
+        }
+        rc = kv_put(e, t->key, t->value, id);
         if (rc == 0) {
-            rc = kv_put(e, t->key, t->value, t->lease);
-            t->stored = rc == 0;
-            return rc;
+            t->stored = true;
+            t->lease = id;
+            return 0;
         }
         if (rc != MICRO_ENOENT) {
-            return rc; /* unreachable: try again later */
+            break;
         }
         MICRO_LOGF(MICRO_LOG_INFO, COMP,
-            "lease of %s is gone; registering it again", t->key);
-    } else if (t->stored && t->ttl_s == 0 && !changed) {
-        return 0;
+            "lease %llx is gone; taking a new one for %s",
+            (unsigned long long) id, t->key);
+        pthread_mutex_lock(&e->op_mu);
+        lease_forget(e, id);
+        pthread_mutex_unlock(&e->op_mu);
     }
-    int64_t lease = 0;
-    rc = store(e, t->key, t->value, t->ttl_s, &lease);
-    t->stored = rc == 0;
-    t->lease = lease;
+    t->stored = false; /* the keeper retries within a second */
+    t->lease = 0;
     return rc;
 }
 
@@ -749,21 +865,56 @@ keeper_wake(etcd_state *e)
 }
 
 /* How often the keeper runs (op_mu held): at a third of the shortest
- * TTL, and within a second while a store failed. */
+ * TTL, and within a second while a store failed. Nodes being worked on
+ * are not looked at (their work ends with a store or a wake). */
 static int64_t
 keeper_every(const etcd_state *e)
 {
     int64_t every = 60000;
     for (size_t i = 0; i < e->n_ents; i++) {
-        const etcd_ent *t = &e->ents[i];
+        const etcd_ent *t = e->ents[i];
+        if (t->busy) {
+            continue;
+        }
         if (!t->stored) {
             every = every < 1000 ? every : 1000;
-        } else if (t->ttl_s > 0 && t->ttl_s < every * 3 / 1000 &&
-            t->ttl_s * 1000 / 3 < every) {
+        } else if (t->ttl_s > 0 && t->ttl_s * 1000 / 3 < every) {
             every = t->ttl_s * 1000 / 3;
         }
     }
     return every < 300 ? 300 : every;
+}
+
+/* Renew every lease a node holds; forget those etcd no longer knows (their
+ * nodes are put again with a new one) and those no node has taken for a
+ * TTL (etcd lets them expire). */
+static void
+keeper_leases(etcd_state *e)
+{
+    pthread_mutex_lock(&e->op_mu);
+    for (size_t i = 0; i < e->n_leases;) {
+        etcd_lease l = e->leases[i];
+        bool used = micro__now_ms() - l.used < l.ttl_s * 1000;
+        for (size_t k = 0; k < e->n_ents && !used; k++) {
+            used = e->ents[k]->busy || e->ents[k]->lease == l.id;
+        }
+        if (!used) {
+            e->leases[i] = e->leases[--e->n_leases];
+            continue;
+        }
+        pthread_mutex_unlock(&e->op_mu);
+        int rc = lease_keepalive(e, l.id);
+        pthread_mutex_lock(&e->op_mu);
+        if (rc == MICRO_ENOENT) {
+            MICRO_LOGF(MICRO_LOG_INFO, COMP,
+                "lease %llx (TTL %llds) is gone; registering its nodes "
+                "again", (unsigned long long) l.id, (long long) l.ttl_s);
+            lease_forget(e, l.id);
+            continue; /* the list moved: look at i again */
+        }
+        i++;
+    }
+    pthread_mutex_unlock(&e->op_mu);
 }
 
 static void *
@@ -791,6 +942,12 @@ keeper_main(void *arg)
             continue;
         }
         last = micro__now_ms();
+        keeper_leases(e);
+        /* Then the nodes that need a put (new lease, or a failed store),
+         * one at a time, released between them (the list may change
+         * meanwhile: a node moved by a deregister may be skipped or seen
+         * twice in this pass, which costs one put at most). Nodes a
+         * register or deregister is working on are theirs. */
         pthread_mutex_lock(&e->op_mu);
         for (size_t i = 0; i < e->n_ents; i++) {
             pthread_mutex_lock(&e->mu);
@@ -799,9 +956,16 @@ keeper_main(void *arg)
             if (stop) {
                 break;
             }
-            if (e->ents[i].ttl_s > 0 || !e->ents[i].stored) {
-                (void) keep(e, &e->ents[i], false);
+            etcd_ent *t = e->ents[i];
+            if (t->busy || (t->stored &&
+                               (t->ttl_s == 0 || lease_held(e, t->lease)))) {
+                continue;
             }
+            t->busy = true;
+            pthread_mutex_unlock(&e->op_mu);
+            (void) keep(e, t, false);
+            pthread_mutex_lock(&e->op_mu);
+            ent_release(e, t);
         }
         pthread_mutex_unlock(&e->op_mu);
     }
@@ -820,7 +984,6 @@ etcd_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
     }
     int64_t ttl_s = ttl_ms > 0 ? ttl_ms / 1000 + (ttl_ms % 1000 != 0) : 0;
     int first_rc = 0;
-    pthread_mutex_lock(&e->op_mu);
     for (size_t i = 0; i < svc->n_nodes; i++) {
         /* The record of this one node, borrowing svc's parts. */
         micro_registry_service one = *svc;
@@ -832,27 +995,32 @@ etcd_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
         if (rc == 0) {
             rc = make_key(&key, svc->name, svc->nodes[i].id);
         }
-        etcd_ent *t = rc == 0 ? ent_find(e, (const char *) key.data) : NULL;
+        etcd_ent *t = NULL;
+        pthread_mutex_lock(&e->op_mu);
+        if (rc == 0) {
+            t = ent_claim(e, (const char *) key.data);
+        }
         if (rc == 0 && t == NULL) {
-            etcd_ent *ents =
+            etcd_ent **ents =
                 micro__realloc(e->ents, (e->n_ents + 1) * sizeof(*ents));
-            if (ents == NULL) {
+            t = ents != NULL ? micro__calloc(1, sizeof(*t)) : NULL;
+            if (ents != NULL) {
+                e->ents = ents;
+            }
+            if (t == NULL) {
                 rc = MICRO_ENOMEM;
             } else {
-                e->ents = ents;
-                t = &e->ents[e->n_ents++];
-                memset(t, 0, sizeof(*t));
+                e->ents[e->n_ents++] = t;
                 t->key = (char *) key.data;
+                t->busy = true;
                 memset(&key, 0, sizeof(key));
             }
         }
+        pthread_mutex_unlock(&e->op_mu);
         if (rc == 0) {
+            /* A new TTL is another (shared) lease: put again under it. */
             bool changed = t->value == NULL || strcmp(t->value, value) != 0 ||
                 t->ttl_s != ttl_s;
-            if (t->ttl_s != ttl_s && t->lease != 0) {
-                (void) lease_revoke(e, t->lease);
-                t->lease = 0;
-            }
             micro__free(t->value);
             t->value = value;
             value = NULL;
@@ -860,6 +1028,9 @@ etcd_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
             rc = keep(e, t, changed);
             /* A failed store stays listed: the keeper retries it, so the
              * registration comes back with etcd. */
+            pthread_mutex_lock(&e->op_mu);
+            ent_release(e, t);
+            pthread_mutex_unlock(&e->op_mu);
         }
         micro__free(value);
         micro_buf_clear(&key);
@@ -867,6 +1038,7 @@ etcd_register(void *st, const micro_registry_service *svc, int64_t ttl_ms)
             first_rc = rc;
         }
     }
+    pthread_mutex_lock(&e->op_mu);
     bool start = !e->keeper_on && e->n_ents > 0;
     if (start) {
         e->keeper_on =
@@ -891,29 +1063,32 @@ etcd_deregister(void *st, const micro_registry_service *svc)
         return MICRO_EINVAL;
     }
     int first_rc = 0;
-    pthread_mutex_lock(&e->op_mu);
     for (size_t i = 0; i < svc->n_nodes; i++) {
         micro_buf key = {0};
         int rc = make_key(&key, svc->name, svc->nodes[i].id);
-        int64_t lease = 0;
+        etcd_ent *t = NULL;
         if (rc == 0) {
-            etcd_ent *t = ent_find(e, (const char *) key.data);
-            if (t != NULL) {
-                lease = t->lease;
-                ent_clear(t);
-                *t = e->ents[--e->n_ents];
-            }
+            /* Claimed (and left listed) until the key is gone, so that
+             * neither the keeper nor a register of the same node runs
+             * in between. The shared lease stays for the other nodes. */
+            pthread_mutex_lock(&e->op_mu);
+            t = ent_claim(e, (const char *) key.data);
+            pthread_mutex_unlock(&e->op_mu);
             rc = kv_delete(e, (const char *) key.data);
         }
-        if (rc == 0 && lease != 0) {
-            rc = lease_revoke(e, lease);
+        if (t != NULL) {
+            pthread_mutex_lock(&e->op_mu);
+            size_t k = ent_index(e, t->key);
+            e->ents[k] = e->ents[--e->n_ents];
+            pthread_cond_broadcast(&e->ecv);
+            pthread_mutex_unlock(&e->op_mu);
+            ent_free(t);
         }
         micro_buf_clear(&key);
         if (rc < 0 && first_rc == 0) {
             first_rc = rc;
         }
     }
-    pthread_mutex_unlock(&e->op_mu);
     return first_rc;
 }
 
@@ -1738,9 +1913,10 @@ etcd_fini(void *st)
     micro__http_client_free(e->http);
     micro_loop_free(e->loop);
     for (size_t i = 0; i < e->n_ents; i++) {
-        ent_clear(&e->ents[i]);
+        ent_free(e->ents[i]);
     }
     micro__free(e->ents);
+    micro__free(e->leases);
     for (size_t i = 0; i < e->n_eps; i++) {
         micro__free(e->eps[i]);
     }
@@ -1754,6 +1930,7 @@ etcd_fini(void *st)
     pthread_cond_destroy(&e->w_ready);
     pthread_cond_destroy(&e->wcv);
     pthread_mutex_destroy(&e->wmu);
+    pthread_cond_destroy(&e->ecv);
     pthread_mutex_destroy(&e->op_mu);
     pthread_mutex_destroy(&e->mu);
 }
@@ -1778,6 +1955,7 @@ etcd_init(void *st, const micro_options *opts)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     bool ok = pthread_mutex_init(&e->mu, NULL) == 0;
     ok = ok && pthread_mutex_init(&e->op_mu, NULL) == 0;
+    ok = ok && pthread_cond_init(&e->ecv, NULL) == 0;
     ok = ok && pthread_mutex_init(&e->wmu, NULL) == 0;
     ok = ok && pthread_cond_init(&e->kcv, &ca) == 0;
     ok = ok && pthread_cond_init(&e->w_ready, NULL) == 0;

@@ -551,8 +551,8 @@ test_crud(void **state)
     assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
     assert_int_equal(n, 0);
 
-    /* Churn: register (lease grant + put) and deregister (delete +
-     * revoke), measured, every one of them succeeding. */
+    /* Churn: register (a put on the shared lease) and deregister (a
+     * delete), measured, every one of them succeeding. */
     micro_registry_service c;
     svc_make(&c, "churn", "1", 1, "c-");
     int64_t t0 = t_now_ms();
@@ -684,6 +684,93 @@ test_lost_lease(void **state)
     assert_int_equal(count_nodes(r, "phoenix", NULL), 0);
     assert_true(wait_nodes(r, "phoenix", 1, TTL_MS + SLACK_MS));
     assert_int_equal(micro_registry_deregister(r, &s), 0);
+    micro_registry_service_clear(&s);
+    micro_registry_free(r);
+}
+
+/* Registers and deregisters from many threads at once on one registry:
+ * different nodes proceed together, one node's operations stay in order,
+ * every call succeeds and nothing is left behind. Nodes with one TTL share
+ * one lease, and losing it brings all of them back under a new one. */
+typedef struct churner {
+    micro_registry *r;
+    int id;
+    int failed;
+} churner;
+
+static void *
+churn_thread(void *arg)
+{
+    churner *c = arg;
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "t%d-", c->id);
+    micro_registry_service s;
+    svc_make(&s, "churned", "1", 1, prefix);
+    for (int i = 0; i < 25; i++) {
+        /* Even threads share node "same-0": its register and deregister
+         * race with theirs, serialised per node. */
+        if (c->id % 2 == 0) {
+            free(s.nodes[0].id);
+            s.nodes[0].id = strdup(i % 2 == 0 ? "same-0" : prefix);
+        }
+        if (micro_registry_register(c->r, &s, 10000) != 0) {
+            c->failed++;
+        }
+        if (micro_registry_deregister(c->r, &s) != 0) {
+            c->failed++;
+        }
+    }
+    micro_registry_service_clear(&s);
+    return NULL;
+}
+
+static void
+test_concurrent_and_shared_lease(void **state)
+{
+    (void) state;
+    micro_registry *r = reg_new(endpoints);
+    churner cs[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        cs[i] = (churner){r, i, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, churn_thread, &cs[i]),
+            0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(cs[i].failed, 0);
+    }
+    int rc = 0;
+    assert_int_equal(count_nodes(r, "churned", &rc), 0);
+    assert_int_equal(rc, MICRO_ENOSERVICE);
+
+    /* Two nodes with one TTL: one lease. */
+    micro_registry_service s;
+    svc_make(&s, "shared", "1", 2, "s-");
+    assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
+    char lease[2][32];
+    for (int i = 0; i < 2; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "/micro/registry/shared/s-%d", i);
+        cJSON *j = raw_get(&mem[0], key);
+        const cJSON *kv =
+            cJSON_GetArrayItem(cJSON_GetObjectItem(j, "kvs"), 0);
+        assert_non_null(kv);
+        const cJSON *l = cJSON_GetObjectItem(kv, "lease");
+        assert_true(cJSON_IsString(l));
+        snprintf(lease[i], sizeof(lease[i]), "%s", l->valuestring);
+        cJSON_Delete(j);
+    }
+    assert_string_equal(lease[0], lease[1]);
+    /* Revoked behind the registry's back: both keys go, and the keeper
+     * puts both again under a new lease. */
+    char body[128];
+    snprintf(body, sizeof(body), "{\"ID\":\"%s\"}", lease[0]);
+    cJSON_Delete(raw_post(&mem[0], "/v3/lease/revoke", body));
+    assert_int_equal(count_nodes(r, "shared", NULL), 0);
+    assert_true(wait_nodes(r, "shared", 2, TTL_MS + SLACK_MS));
+    assert_int_equal(micro_registry_deregister(r, &s), 0);
+    assert_int_equal(count_nodes(r, "shared", NULL), 0);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
 }
@@ -1287,6 +1374,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_watch),
         cmocka_unit_test(test_ttl_after_kill),
         cmocka_unit_test(test_lost_lease),
+        cmocka_unit_test(test_concurrent_and_shared_lease),
         cmocka_unit_test(test_garbage_and_huge),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_watch_cut_mid_chunk),
