@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmarks (ctest label "bench"): runs bench_echo,
 # bench_greeter (also with a 1 KB name, with --async, and in protobuf against
-# greeter-proto-server) and, when built, the gRPC C++ pair and the gRPC C++
-# streaming client
+# greeter-proto-server), bench_discovery on the memory registry and, when
+# built, the gRPC C++ pair and the gRPC C++ streaming client
 # for 1 second each against fresh servers and fails if one makes no calls
 # or reports an error.
 #   bench/smoke.sh BUILD_DIR        the C and C++ programs
@@ -103,7 +103,7 @@ if [ "$MODE" = go ]; then
         exit 77
     fi
     HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-    (cd "$HERE/go" && go build -o "$TMP/" ./server ./client ./streamclient) ||
+    (cd "$HERE/go" && go build -o "$TMP/" ./server ./client ./streamclient ./churn) ||
         exit 1
     start goserver "$TMP/server" --server_address=127.0.0.1:0 \
         --registry=memory || exit 1
@@ -152,6 +152,19 @@ if [ -x "$PROTO_SERVER" ]; then
 else
     echo "smoke: $PROTO_SERVER is not built" >&2
     fail=1
+fi
+
+# bench/discovery.c on the memory registry (the others need servers:
+# bench/discovery.sh): every mode answers and reports no failure.
+DISCOVERY=$BUILD/bench/bench_discovery
+if [ -x "$DISCOVERY" ]; then
+    out=$(MICRO_REGISTRY= "$DISCOVERY" side memory 2 50) || fail=1
+    echo "$out" | grep -q '^row memory .*failed=0$' ||
+        { echo "smoke: bench_discovery side: $out" >&2; fail=1; }
+    out=$("$DISCOVERY" churn memory 1 2) || fail=1
+    echo "$out" | awk '$1 == "churn" && $3 > 0 && $4 == 0 {ok = 1}
+        END {exit !ok}' ||
+        { echo "smoke: bench_discovery churn: $out" >&2; fail=1; }
 fi
 
 if [ -x "$GRPC_SERVER" ] && [ -x "$GRPC_CLIENT" ]; then

@@ -47,4 +47,5 @@ if ! command -v go >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
 fi
 (cd tests/interop && go mod download)
+(cd bench/go && go mod download)   # the Go Micro contenders and bench/go/churn
 echo "install-deps: ok"
