@@ -6,6 +6,7 @@ set(MICRO_TEST_SPECIAL
   "server/process:process:180"
   "transport/badinput:unit:120"
   "transport/hostile:unit|concurrency:300"
+  "io/tls:unit|concurrency:180"
   "server/shutdown:unit|concurrency:180"
   "core/loop:unit|concurrency:60"
   "transport/http_async:unit|concurrency:60"

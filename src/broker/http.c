@@ -901,8 +901,14 @@ hb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     h->b = b;
     h->reg = reg;
     h->loop = loop;
-    h->secure = micro__tls_conf_load(&h->tls_conf, opts, "broker");
-    h->tls_conf.component = HB_COMPONENT;
+    micro__tls_conf tc;
+    h->secure = micro__tls_conf_load(&tc, opts, "broker");
+    tc.component = HB_COMPONENT;
+    tc.alpn = NULL;
+    /* Contexts are made at connect, after opts is gone: an owned copy. */
+    if (micro__tls_conf_copy(&h->tls_conf, &tc) != 0) {
+        return MICRO_ENOMEM;
+    }
     const char *a = micro_options_get_str(opts, "broker_address");
     h->listen = micro__strdup(a != NULL && a[0] != '\0' ? a : "127.0.0.1:0");
     int rc = h->listen != NULL ? micro_msg_new(&h->post_hdrs) : MICRO_ENOMEM;
@@ -913,6 +919,7 @@ hb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     if (rc != 0) {
         micro__free(h->listen);
         micro_msg_free(h->post_hdrs);
+        micro__tls_conf_clear(&h->tls_conf);
         return MICRO_ENOMEM;
     }
     int64_t v = micro_options_get_int(opts, "transport_max_message_size");
@@ -1121,6 +1128,7 @@ hb_fini(void *st)
     micro__http_client_free(h->client);
     micro__tls_ctx_free(h->tls_client);
     micro__tls_ctx_free(h->tls_server);
+    micro__tls_conf_clear(&h->tls_conf);
     if (h->own_loop) {
         micro_loop_free(h->loop);
     }

@@ -427,6 +427,37 @@ micro__tls_conf_load(micro__tls_conf *conf, const micro_options *o,
     return on || conf->cert_file != NULL;
 }
 
+int
+micro__tls_conf_copy(micro__tls_conf *dst, const micro__tls_conf *src)
+{
+    *dst = *src;
+    int rc = 0;
+    dst->cert_file = dup_or_null(src->cert_file, &rc);
+    dst->key_file = dup_or_null(src->key_file, &rc);
+    dst->ca_file = dup_or_null(src->ca_file, &rc);
+    dst->server_name = dup_or_null(src->server_name, &rc);
+    dst->alpn = dup_or_null(src->alpn, &rc);
+    dst->self_signed_host = dup_or_null(src->self_signed_host, &rc);
+    dst->component = dup_or_null(src->component, &rc);
+    if (rc != 0) {
+        micro__tls_conf_clear(dst);
+    }
+    return rc;
+}
+
+void
+micro__tls_conf_clear(micro__tls_conf *c)
+{
+    micro__free((char *) c->cert_file);
+    micro__free((char *) c->key_file);
+    micro__free((char *) c->ca_file);
+    micro__free((char *) c->server_name);
+    micro__free((char *) c->alpn);
+    micro__free((char *) c->self_signed_host);
+    micro__free((char *) c->component);
+    memset(c, 0, sizeof(*c));
+}
+
 /* ------------------------------------------------------------------ */
 /* The stream.                                                          */
 
@@ -503,9 +534,22 @@ is_verify_failure(const tls_stream *s, unsigned long lib_err)
     if (SSL_get_verify_result(s->ssl) != X509_V_OK) {
         return true;
     }
-    int r = ERR_GET_REASON(lib_err);
-    return r == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE ||
-        r == SSL_R_CERTIFICATE_VERIFY_FAILED;
+    /* Our own checks, and the peer's alerts about our certificate (a TLS
+     * 1.3 client hears of a refused certificate only this way). */
+    switch (ERR_GET_REASON(lib_err)) {
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* The code and reason of a failed SSL call (the error queue emptied). */

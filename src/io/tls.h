@@ -74,6 +74,11 @@ void micro__tls_ctx_stats(const micro__tls_ctx *c, micro__tls_stats *out);
 bool micro__tls_conf_load(micro__tls_conf *conf, const micro_options *opts,
     const char *kind);
 
+/* Deep copy (the strings owned by dst; free with _clear). MICRO_ENOMEM
+ * (dst then empty). */
+int micro__tls_conf_copy(micro__tls_conf *dst, const micro__tls_conf *src);
+void micro__tls_conf_clear(micro__tls_conf *c);
+
 /* The negotiated ALPN protocol of a TLS stream ("" when none), NULL when
  * s is not TLS. */
 const char *micro__tls_alpn(const micro__bs *s);

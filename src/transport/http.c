@@ -587,14 +587,21 @@ http_init(void *st_, micro_loop *loop, const micro_options *opts)
     http_state *st = st_;
     st->loop = loop;
     micro__http_cfg_load(&st->cfg, opts);
-    st->secure = micro__tls_conf_load(&st->tls_conf, opts, "transport");
+    micro__tls_conf tc;
+    st->secure = micro__tls_conf_load(&tc, opts, "transport");
     if (st->secure) {
-        st->tls_conf.component = HT_COMPONENT;
-        if (st->tls_conf.alpn == NULL) {
-            st->tls_conf.alpn = "http/1.1"; /* as Go's net/http forces */
+        /* opts is gone after init: the server's context, made at listen,
+         * reads an owned copy. */
+        tc.component = HT_COMPONENT;
+        if (tc.alpn == NULL) {
+            tc.alpn = "http/1.1"; /* as Go's net/http forces */
         }
-        int rc = micro__tls_ctx_new(&st->tls_client, false, &st->tls_conf);
+        int rc = micro__tls_conf_copy(&st->tls_conf, &tc);
+        if (rc == 0) {
+            rc = micro__tls_ctx_new(&st->tls_client, false, &tc);
+        }
         if (rc != 0) {
+            micro__tls_conf_clear(&st->tls_conf);
             return rc;
         }
     }
@@ -602,6 +609,7 @@ http_init(void *st_, micro_loop *loop, const micro_options *opts)
     if (rc != 0) {
         micro__tls_ctx_free(st->tls_client);
         st->tls_client = NULL;
+        micro__tls_conf_clear(&st->tls_conf);
     }
     return rc;
 }
@@ -696,6 +704,7 @@ http_fini(void *st_)
     micro__http_pool_free(st->pool);
     micro__tls_ctx_free(st->tls_server);
     micro__tls_ctx_free(st->tls_client);
+    micro__tls_conf_clear(&st->tls_conf);
 }
 
 /* The options this transport reads (its --help group); the HTTP broker
