@@ -15,6 +15,7 @@ set(MICRO_TEST_SPECIAL
   "service/service:unit|concurrency:60"
   "broker/broker:unit|concurrency:120"
   "broker/http:unit|concurrency:180"
+  "broker/http_tls:unit|concurrency:180"
   "http/client:unit|concurrency:60"
   "http/server:unit|concurrency:60"
   "broker/nats:server|concurrency:180"
