@@ -22,6 +22,7 @@ set(MICRO_TEST_SPECIAL
   "server/subscriber:unit|concurrency:60"
   "registry/watch:unit|concurrency:60"
   "registry/etcd:server|etcd|concurrency:300"
+  "registry/etcd_tls:server|etcd:300"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})
