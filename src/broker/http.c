@@ -121,7 +121,7 @@ typedef struct httpb {
      * for secure=true subscriber nodes. */
     bool secure;
     micro__tls_conf tls_conf;
-    micro__tls_ctx *tls_server, *tls_client;
+    micro__tls_ctx *tls_server;
     micro_msg *post_hdrs; /* Content-Type: application/json (read-only) */
     pthread_mutex_t cache_mu; /* never held across a registry call */
     micro_registry_service *cache;
@@ -876,10 +876,7 @@ ensure_client(httpb *h)
         c.verify = h->tls_conf.verify && h->tls_conf.ca_file != NULL;
         c.client_auth = false;
         c.component = HB_COMPONENT;
-        if (h->tls_client == NULL) {
-            rc = micro__tls_ctx_new(&h->tls_client, false, &c);
-        }
-        cfg.tls = h->tls_client;
+        cfg.tls_conf = &c; /* made on the first secure node */
         if (rc == 0) {
             rc = micro__http_client_new(&h->client, h->loop, &cfg);
         }
@@ -1126,7 +1123,6 @@ hb_fini(void *st)
         micro_registry_unwatch(h->reg, h->watch_token);
     }
     micro__http_client_free(h->client);
-    micro__tls_ctx_free(h->tls_client);
     micro__tls_ctx_free(h->tls_server);
     micro__tls_conf_clear(&h->tls_conf);
     if (h->own_loop) {

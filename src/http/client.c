@@ -29,6 +29,8 @@ struct micro__http_client {
     atomic_bool dead;          /* the loop closed under us */
     atomic_int gone;           /* loop close + free: the second frees */
     micro__tls_ctx *tls;       /* cfg.tls, or made on first https use */
+    micro__tls_conf tls_conf;  /* a copy of cfg.tls_conf */
+    bool have_tls_conf;
 };
 
 /* A dial in progress, apart from the call so that an abandoned one can
@@ -499,7 +501,8 @@ start_dial(micro__http_call *call)
     if (call->use_tls) {
         if (cl->tls == NULL) {
             micro__tls_conf conf = {.verify = true, .component = HC_COMPONENT};
-            int rc = micro__tls_ctx_new(&cl->tls, false, &conf);
+            int rc = micro__tls_ctx_new(&cl->tls, false,
+                cl->have_tls_conf ? &cl->tls_conf : &conf);
             if (rc != 0) {
                 micro__free(d);
                 finish(call, rc);
@@ -765,6 +768,7 @@ static void
 client_destroy(micro__http_client *cl)
 {
     micro__tls_ctx_free(cl->tls);
+    micro__tls_conf_clear(&cl->tls_conf);
     micro__free(cl);
 }
 
@@ -806,10 +810,19 @@ micro__http_client_new(micro__http_client **out, micro_loop *loop,
     if (cl->cfg.dial_timeout_ms <= 0) {
         cl->cfg.dial_timeout_ms = 5000;
     }
+    cl->cfg.tls_conf = NULL;
+    if (cfg->tls_conf != NULL) {
+        if (micro__tls_conf_copy(&cl->tls_conf, cfg->tls_conf) != 0) {
+            micro__free(cl);
+            return MICRO_ENOMEM;
+        }
+        cl->have_tls_conf = true;
+    }
     cl->ext.key = cl;
     cl->ext.on_close = on_loop_close;
     int rc = micro__loop_call(loop, do_add, cl);
     if (rc != 0) {
+        micro__tls_conf_clear(&cl->tls_conf);
         micro__free(cl);
         return rc;
     }

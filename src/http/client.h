@@ -48,9 +48,12 @@ typedef struct micro__http_client_cfg {
     int64_t pool_ttl_ms;     /* a connection's life since dial; 0: 1 min */
     int64_t dial_timeout_ms; /* 0: 5 s (the call's deadline also bounds) */
     /* A client TLS context for https:// urls and calls with tls set
-     * (referenced by the client); NULL: one verifying with the system's
-     * CAs is made on first use. */
+     * (referenced by the client); NULL: one is made on first use from
+     * tls_conf (copied), or, without it, one verifying with the system's
+     * CAs. Made lazily, so that a process that never speaks TLS never
+     * initialises OpenSSL. */
     struct micro__tls_ctx *tls;
+    const struct micro__tls_conf *tls_conf;
 } micro__http_client_cfg;
 
 /* Defaults, then the options that are set: client_pool_size,

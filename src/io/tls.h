@@ -113,7 +113,7 @@ typedef struct micro__io_dial {
     micro__tcp_dial tcp;
     micro__aio inner;
     micro__aio *outer;
-    struct tls_stream *hs;
+    void *hs; /* the engine's handshake in progress */
     int cancel_rc;
 } micro__io_dial;
 void micro__io_dial_start(micro__aio *a, void *dial /* micro__io_dial */);
