@@ -158,31 +158,18 @@ micro__tls_conf_load(micro__tls_conf *conf, const micro_options *o,
     return on || conf->cert_file != NULL;
 }
 
-static char *
-dup_or_null(const char *s, int *rc)
-{
-    if (s == NULL || s[0] == '\0') {
-        return NULL;
-    }
-    char *d = micro__strdup(s);
-    if (d == NULL) {
-        *rc = MICRO_ENOMEM;
-    }
-    return d;
-}
-
 int
 micro__tls_conf_copy(micro__tls_conf *dst, const micro__tls_conf *src)
 {
     *dst = *src;
     int rc = 0;
-    dst->cert_file = dup_or_null(src->cert_file, &rc);
-    dst->key_file = dup_or_null(src->key_file, &rc);
-    dst->ca_file = dup_or_null(src->ca_file, &rc);
-    dst->server_name = dup_or_null(src->server_name, &rc);
-    dst->alpn = dup_or_null(src->alpn, &rc);
-    dst->self_signed_host = dup_or_null(src->self_signed_host, &rc);
-    dst->component = dup_or_null(src->component, &rc);
+    dst->cert_file = micro__tls_strdup(src->cert_file, &rc);
+    dst->key_file = micro__tls_strdup(src->key_file, &rc);
+    dst->ca_file = micro__tls_strdup(src->ca_file, &rc);
+    dst->server_name = micro__tls_strdup(src->server_name, &rc);
+    dst->alpn = micro__tls_strdup(src->alpn, &rc);
+    dst->self_signed_host = micro__tls_strdup(src->self_signed_host, &rc);
+    dst->component = micro__tls_strdup(src->component, &rc);
     if (rc != 0) {
         micro__tls_conf_clear(dst);
     }

@@ -74,6 +74,21 @@ void micro__tls_ctx_stats(const micro__tls_ctx *c, micro__tls_stats *out);
 bool micro__tls_conf_load(micro__tls_conf *conf, const micro_options *opts,
     const char *kind);
 
+/* A copy of s (NULL for NULL or ""); *rc = MICRO_ENOMEM when it cannot
+ * be made. For the core and the engine alike. */
+static inline char *
+micro__tls_strdup(const char *s, int *rc)
+{
+    if (s == NULL || s[0] == '\0') {
+        return NULL;
+    }
+    char *d = micro__strdup(s);
+    if (d == NULL) {
+        *rc = MICRO_ENOMEM;
+    }
+    return d;
+}
+
 /* Deep copy (the strings owned by dst; free with _clear). MICRO_ENOMEM
  * (dst then empty). */
 int micro__tls_conf_copy(micro__tls_conf *dst, const micro__tls_conf *src);

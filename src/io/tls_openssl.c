@@ -262,19 +262,6 @@ ctx_destroy(micro__tls_ctx *c)
     micro__free(c);
 }
 
-static char *
-dup_or_null(const char *s, int *rc)
-{
-    if (s == NULL || s[0] == '\0') {
-        return NULL;
-    }
-    char *d = micro__strdup(s);
-    if (d == NULL) {
-        *rc = MICRO_ENOMEM;
-    }
-    return d;
-}
-
 static int
 e_ctx_new(micro__tls_ctx **out, bool server, const micro__tls_conf *conf)
 {
@@ -287,11 +274,11 @@ e_ctx_new(micro__tls_ctx **out, bool server, const micro__tls_conf *conf)
     atomic_init(&c->refs, 1);
     c->server = server;
     int rc = 0;
-    c->cert_file = dup_or_null(conf->cert_file, &rc);
-    c->key_file = dup_or_null(conf->key_file, &rc);
-    c->ca_file = dup_or_null(conf->ca_file, &rc);
-    c->server_name = dup_or_null(conf->server_name, &rc);
-    c->component = dup_or_null(conf->component, &rc);
+    c->cert_file = micro__tls_strdup(conf->cert_file, &rc);
+    c->key_file = micro__tls_strdup(conf->key_file, &rc);
+    c->ca_file = micro__tls_strdup(conf->ca_file, &rc);
+    c->server_name = micro__tls_strdup(conf->server_name, &rc);
+    c->component = micro__tls_strdup(conf->component, &rc);
     c->verify = conf->verify;
     c->client_auth = conf->client_auth;
     c->hs_timeout_ms = conf->handshake_timeout_ms > 0

@@ -23,28 +23,11 @@ broker(const char *const *kv)
 {
     micro_options *o = NULL;
     assert_int_equal(micro_options_new(&o), 0);
-    for (size_t i = 0; kv != NULL && kv[i] != NULL; i++) {
-        char flag[512];
-        snprintf(flag, sizeof(flag), "--%s", kv[i]);
-        char *argv[] = {(char *) "t", flag, NULL};
-        int argc = 2;
-        assert_int_equal(micro_options_parse_args(o, &argc, argv, NULL), 0);
-        assert_int_equal(argc, 1);
-    }
+    t_opts_flags(o, kv);
     micro_broker *b = NULL;
     assert_int_equal(micro_broker_new(&b, &micro_broker_http_ops, NULL, reg,
                          o), 0);
     micro_options_free(o);
-    return b;
-}
-
-static char *
-kv(const char *name, const char *value)
-{
-    static char buf[16][400];
-    static int next;
-    char *b = buf[next++ % 16];
-    snprintf(b, 400, "%s=%s", name, value);
     return b;
 }
 
@@ -92,7 +75,7 @@ test_secure_subscriber(void **state)
     }
     assert_true(bt_wait(&c.n, 10, 10000));
     /* A verifying publisher refuses the self-signed certificate. */
-    const char *vkv[] = {kv("broker_tls_ca_file", C.ca), NULL};
+    const char *vkv[] = {t_kv("broker_tls_ca_file", C.ca), NULL};
     micro_broker *vpub = broker(vkv);
     assert_int_not_equal(bt_publish_i(vpub, "tls.a", 99), 0);
     micro_broker_free(vpub);
@@ -106,8 +89,8 @@ test_verified_and_mtls(void **state)
 {
     (void) state;
     const char *skv[] = {"broker_secure=true",
-        kv("broker_tls_cert_file", C.srv), kv("broker_tls_key_file", C.srv_key),
-        kv("broker_tls_ca_file", C.ca), "broker_tls_client_auth=true", NULL};
+        t_kv("broker_tls_cert_file", C.srv), t_kv("broker_tls_key_file", C.srv_key),
+        t_kv("broker_tls_ca_file", C.ca), "broker_tls_client_auth=true", NULL};
     micro_broker *sub_b = broker(skv);
     bt_counter c;
     memset(&c, 0, sizeof(c));
@@ -115,18 +98,18 @@ test_verified_and_mtls(void **state)
     assert_int_equal(micro_broker_subscribe(sub_b, "tls.b", NULL, bt_handler,
                          &c, &sub), 0);
     /* Without a client certificate: refused. */
-    const char *nkv[] = {kv("broker_tls_ca_file", C.ca), NULL};
+    const char *nkv[] = {t_kv("broker_tls_ca_file", C.ca), NULL};
     micro_broker *nopub = broker(nkv);
     assert_int_not_equal(bt_publish_i(nopub, "tls.b", 1), 0);
     /* With one from an unrelated CA: refused. */
-    const char *bkv[] = {kv("broker_tls_ca_file", C.ca),
-        kv("broker_tls_cert_file", C.bad_cli),
-        kv("broker_tls_key_file", C.bad_cli_key), NULL};
+    const char *bkv[] = {t_kv("broker_tls_ca_file", C.ca),
+        t_kv("broker_tls_cert_file", C.bad_cli),
+        t_kv("broker_tls_key_file", C.bad_cli_key), NULL};
     micro_broker *badpub = broker(bkv);
     assert_int_not_equal(bt_publish_i(badpub, "tls.b", 2), 0);
     /* Verified both ways: delivered. */
-    const char *gkv[] = {kv("broker_tls_ca_file", C.ca),
-        kv("broker_tls_cert_file", C.cli), kv("broker_tls_key_file", C.cli_key),
+    const char *gkv[] = {t_kv("broker_tls_ca_file", C.ca),
+        t_kv("broker_tls_cert_file", C.cli), t_kv("broker_tls_key_file", C.cli_key),
         NULL};
     micro_broker *pub = broker(gkv);
     for (long i = 0; i < 20; i++) {

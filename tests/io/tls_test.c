@@ -152,21 +152,6 @@ typedef struct srv {
     char addr[64];
 } srv;
 
-/* kv: "name=value" pairs, NULL-terminated. */
-static void
-opts_apply(micro_options *o, const char *const *kv)
-{
-    /* As flags (--name=value), the path the command line takes. */
-    for (size_t i = 0; kv != NULL && kv[i] != NULL; i++) {
-        char flag[512];
-        snprintf(flag, sizeof(flag), "--%s", kv[i]);
-        char *argv[] = {(char *) "t", flag, NULL};
-        int argc = 2;
-        assert_int_equal(micro_options_parse_args(o, &argc, argv, NULL), 0);
-        assert_int_equal(argc, 1); /* known: consumed */
-    }
-}
-
 static void
 srv_start(srv *v, const char *const *kv)
 {
@@ -176,7 +161,7 @@ srv_start(srv *v, const char *const *kv)
                          "127.0.0.1:0"), 0);
     assert_int_equal(micro_options_set_bool(v->o, "transport_secure", true),
         0);
-    opts_apply(v->o, kv);
+    t_opts_flags(v->o, kv);
     assert_int_equal(micro_loop_new(&v->loop), 0);
     assert_int_equal(micro_transport_new_by_name(&v->tr, "http", v->loop,
                          v->o), 0);
@@ -222,7 +207,7 @@ cli_new(cli *c, const char *const *kv)
     assert_int_equal(micro_options_set_bool(c->o, "transport_secure", true),
         0);
     assert_int_equal(micro_options_set_int(c->o, "client_retries", 0), 0);
-    opts_apply(c->o, kv);
+    t_opts_flags(c->o, kv);
     assert_int_equal(micro_loop_new(&c->loop), 0);
     assert_int_equal(micro_transport_new_by_name(&c->tr, "http", c->loop,
                          c->o), 0);
@@ -278,16 +263,6 @@ good_call(srv *v)
     cli_free(&c);
 }
 
-static char *
-kv(const char *name, const char *value)
-{
-    static char buf[16][400];
-    static int next;
-    char *b = buf[next++ % 16];
-    snprintf(b, 400, "%s=%s", name, value);
-    return b;
-}
-
 /* ------------------------------------------------------------------ */
 /* Tests.                                                               */
 
@@ -296,11 +271,11 @@ test_unary_and_stream(void **state)
 {
     (void) state;
     srv v;
-    const char *skv[] = {kv("transport_tls_cert_file", C.srv),
-        kv("transport_tls_key_file", C.srv_key), NULL};
+    const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
+        t_kv("transport_tls_key_file", C.srv_key), NULL};
     srv_start(&v, skv);
     cli c;
-    const char *ckv[] = {kv("transport_tls_ca_file", C.ca), NULL};
+    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
     cli_new(&c, ckv);
     char out[64];
     for (int i = 0; i < 20; i++) { /* pooled: one handshake, many calls */
@@ -366,14 +341,14 @@ test_client_verification(void **state)
         srv v;
         const char *skv[] = {NULL, NULL, NULL};
         if (cases[i].cert != NULL) {
-            skv[0] = kv("transport_tls_cert_file", cases[i].cert);
-            skv[1] = kv("transport_tls_key_file", cases[i].key);
+            skv[0] = t_kv("transport_tls_cert_file", cases[i].cert);
+            skv[1] = t_kv("transport_tls_key_file", cases[i].key);
         }
         srv_start(&v, skv);
         cli c;
-        const char *ckv[] = {kv("transport_tls_ca_file", C.ca),
+        const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
             cases[i].name_only
-                ? kv("transport_tls_server_name", "other.example")
+                ? t_kv("transport_tls_server_name", "other.example")
                 : NULL,
             NULL};
         cli_new(&c, ckv);
@@ -407,9 +382,9 @@ test_mtls(void **state)
 {
     (void) state;
     srv v;
-    const char *skv[] = {kv("transport_tls_cert_file", C.srv),
-        kv("transport_tls_key_file", C.srv_key),
-        kv("transport_tls_ca_file", C.ca), "transport_tls_client_auth=true",
+    const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
+        t_kv("transport_tls_key_file", C.srv_key),
+        t_kv("transport_tls_ca_file", C.ca), "transport_tls_client_auth=true",
         NULL};
     srv_start(&v, skv);
     struct {
@@ -421,9 +396,9 @@ test_mtls(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cli c;
-        const char *ckv[] = {kv("transport_tls_ca_file", C.ca),
-            bad[i].cert ? kv("transport_tls_cert_file", bad[i].cert) : NULL,
-            bad[i].cert ? kv("transport_tls_key_file", bad[i].key) : NULL,
+        const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
+            bad[i].cert ? t_kv("transport_tls_cert_file", bad[i].cert) : NULL,
+            bad[i].cert ? t_kv("transport_tls_key_file", bad[i].key) : NULL,
             NULL};
         cli_new(&c, ckv);
         log_reset();
@@ -439,9 +414,9 @@ test_mtls(void **state)
         good_call(&v); /* still serving */
     }
     cli c;
-    const char *ckv[] = {kv("transport_tls_ca_file", C.ca),
-        kv("transport_tls_cert_file", C.cli),
-        kv("transport_tls_key_file", C.cli_key), NULL};
+    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
+        t_kv("transport_tls_cert_file", C.cli),
+        t_kv("transport_tls_key_file", C.cli_key), NULL};
     cli_new(&c, ckv);
     char out[64];
     assert_int_equal(call(&c, v.addr, "\"m\"", out, sizeof(out)), 0);
@@ -491,8 +466,8 @@ test_stall_and_garbage(void **state)
 {
     (void) state;
     srv v;
-    const char *skv[] = {kv("transport_tls_cert_file", C.srv),
-        kv("transport_tls_key_file", C.srv_key),
+    const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
+        t_kv("transport_tls_key_file", C.srv_key),
         "transport_tls_handshake_timeout=300ms", NULL};
     srv_start(&v, skv);
     log_reset();
@@ -540,14 +515,14 @@ test_reload(void **state)
     assert_int_equal(t_file_copy(C.srv, live), 0);
     assert_int_equal(t_file_copy(C.srv_key, live_key), 0);
     srv v;
-    const char *skv[] = {kv("transport_tls_cert_file", live),
-        kv("transport_tls_key_file", live_key), NULL};
+    const char *skv[] = {t_kv("transport_tls_cert_file", live),
+        t_kv("transport_tls_key_file", live_key), NULL};
     srv_start(&v, skv);
     cli a; /* trusts the first CA */
-    const char *akv[] = {kv("transport_tls_ca_file", C.ca), NULL};
+    const char *akv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
     cli_new(&a, akv);
     cli b; /* trusts the other CA, which signed the replacement */
-    const char *bkv[] = {kv("transport_tls_ca_file", C.other_ca), NULL};
+    const char *bkv[] = {t_kv("transport_tls_ca_file", C.other_ca), NULL};
     cli_new(&b, bkv);
     assert_int_equal(call(&a, v.addr, "\"1\"", NULL, 0), 0);
     assert_int_equal(call(&b, v.addr, "\"1\"", NULL, 0), MICRO_ECERT);
@@ -654,8 +629,8 @@ test_never_reads(void **state)
 {
     (void) state;
     srv v;
-    const char *skv[] = {kv("transport_tls_cert_file", C.srv),
-        kv("transport_tls_key_file", C.srv_key), "transport_window=262144",
+    const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
+        t_kv("transport_tls_key_file", C.srv_key), "transport_window=262144",
         NULL};
     srv_start(&v, skv);
     int fd = raw_dial(v.addr);

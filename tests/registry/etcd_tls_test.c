@@ -84,28 +84,11 @@ reg_new(const char *const *kv)
     micro_options *o = NULL;
     assert_int_equal(micro_options_new(&o), 0);
     assert_int_equal(micro_options_set_ms(o, "registry_timeout", 3000), 0);
-    for (size_t i = 0; kv[i] != NULL; i++) {
-        char flag[512];
-        snprintf(flag, sizeof(flag), "--%s", kv[i]);
-        char *argv[] = {(char *) "t", flag, NULL};
-        int argc = 2;
-        assert_int_equal(micro_options_parse_args(o, &argc, argv, NULL), 0);
-        assert_int_equal(argc, 1);
-    }
+    t_opts_flags(o, kv);
     micro_registry *r = NULL;
     assert_int_equal(micro_registry_new_by_name(&r, "etcd", o), 0);
     micro_options_free(o);
     return r;
-}
-
-static char *
-kv(const char *name, const char *value)
-{
-    static char buf[16][400];
-    static int next;
-    char *b = buf[next++ % 16];
-    snprintf(b, 400, "%s=%s", name, value);
-    return b;
 }
 
 static void
@@ -173,8 +156,8 @@ test_tls(void **state)
     snprintf(url, sizeof(url), "https://127.0.0.1:%d", cport);
     snprintf(plain, sizeof(plain), "127.0.0.1:%d", cport);
     /* Verified with the CA. */
-    const char *vkv[] = {kv("registry_address", url),
-        kv("registry_tls_ca_file", C.ca), NULL};
+    const char *vkv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.ca), NULL};
     micro_registry *r = reg_new(vkv);
     uint64_t tok = 0;
     atomic_store(&events, 0);
@@ -188,19 +171,19 @@ test_tls(void **state)
     }
     assert_true(atomic_load(&events) > 0); /* the watch runs over TLS */
     /* registry_secure without a CA: Go Micro's Secure, no verification. */
-    const char *skv[] = {kv("registry_address", plain), "registry_secure=true",
+    const char *skv[] = {t_kv("registry_address", plain), "registry_secure=true",
         NULL};
     micro_registry *s = reg_new(skv);
     assert_int_equal(nodes_of(s, "tls.a"), 1);
     micro_registry_free(s);
     /* A CA that did not sign etcd's certificate: refused. */
-    const char *bkv[] = {kv("registry_address", url),
-        kv("registry_tls_ca_file", C.other_ca), NULL};
+    const char *bkv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.other_ca), NULL};
     micro_registry *b = reg_new(bkv);
     assert_int_equal(reg_register(b, "tls.b"), MICRO_ECERT);
     micro_registry_free(b);
     /* Plain HTTP to a TLS etcd gets no answer it can use. */
-    const char *pkv[] = {kv("registry_address", plain), NULL};
+    const char *pkv[] = {t_kv("registry_address", plain), NULL};
     micro_registry *p = reg_new(pkv);
     micro_registry_service sv;
     micro_node nd;
@@ -219,16 +202,16 @@ test_mtls(void **state)
     etcd_start(true);
     char url[80];
     snprintf(url, sizeof(url), "https://127.0.0.1:%d", cport);
-    const char *nkv[] = {kv("registry_address", url),
-        kv("registry_tls_ca_file", C.ca), NULL};
+    const char *nkv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.ca), NULL};
     micro_registry *n = reg_new(nkv);
     int rc = reg_register(n, "tls.m");
     print_message("  without a client certificate: %s\n", micro_strerror(rc));
     assert_int_equal(rc, MICRO_ECERT);
     micro_registry_free(n);
-    const char *ckv[] = {kv("registry_address", url),
-        kv("registry_tls_ca_file", C.ca), kv("registry_tls_cert_file", C.cli),
-        kv("registry_tls_key_file", C.cli_key), NULL};
+    const char *ckv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.ca), t_kv("registry_tls_cert_file", C.cli),
+        t_kv("registry_tls_key_file", C.cli_key), NULL};
     micro_registry *r = reg_new(ckv);
     assert_int_equal(reg_register(r, "tls.m"), 0);
     assert_int_equal(nodes_of(r, "tls.m"), 1);
@@ -239,13 +222,7 @@ test_mtls(void **state)
 int
 main(void)
 {
-    const char *cands[] = {"/usr/bin/etcd", "/usr/local/bin/etcd",
-        "/usr/sbin/etcd"};
-    for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
-        if (access(cands[i], X_OK) == 0) {
-            etcd_bin = cands[i];
-        }
-    }
+    etcd_bin = t_etcd_bin();
     if (etcd_bin == NULL) {
         fprintf(stderr, "SKIP: etcd is not installed "
                         "(scripts/install-deps.sh installs etcd-server)\n");
