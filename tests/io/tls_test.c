@@ -282,6 +282,29 @@ test_unary_and_stream(void **state)
         assert_int_equal(call(&c, v.addr, "\"hi\"", out, sizeof(out)), 0);
         assert_string_equal(out, "\"hi\"");
     }
+    /* A 1 MiB body each way: many records, partial reads, queued
+     * ciphertext drained. */
+    size_t big = (size_t) 1 << 20;
+    char *body = malloc(big + 3);
+    assert_non_null(body);
+    body[0] = '"';
+    for (size_t i = 1; i <= big; i++) {
+        body[i] = (char) ('a' + i % 26);
+    }
+    body[big + 1] = '"';
+    body[big + 2] = '\0';
+    micro_call_opts bo = MICRO_CALL_OPTS_INIT;
+    bo.address = v.addr;
+    bo.timeout_ms = 20000;
+    micro_call *bk = NULL;
+    assert_int_equal(micro_client_call(c.c, "svc", "T.Hello", body, big + 2,
+                         &bo, &bk), 0);
+    size_t bn = 0;
+    const char *bb = micro_call_body(bk, &bn);
+    assert_true(bn >= big + 2);
+    assert_memory_equal(bb, body, big + 2);
+    micro_call_free(bk);
+    free(body);
     /* "localhost" is in the certificate too. */
     char byname[80];
     snprintf(byname, sizeof(byname), "localhost:%s",
@@ -803,6 +826,96 @@ test_alpn(void **state)
     micro_loop_free(loop);
 }
 
+/* A TLS stream's shutdown sends close_notify: a raw OpenSSL client reads
+ * a clean end (SSL_ERROR_ZERO_RETURN), not a truncation. */
+typedef struct cn_fx {
+    micro__io_listener *l;
+    micro_loop *loop;
+    micro__tls_ctx *ctx;
+    micro__bs *s;
+} cn_fx;
+
+static void
+cn_read(void *arg, micro__bs *s, const char *p, size_t n)
+{
+    (void) arg;
+    (void) s;
+    (void) p;
+    (void) n;
+}
+
+static void
+cn_eof(void *arg, micro__bs *s, int rc)
+{
+    (void) arg;
+    (void) s;
+    (void) rc;
+}
+
+static const micro__bs_cbs cn_cbs = {.on_read = cn_read, .on_eof = cn_eof};
+
+static void
+cn_accept(void *arg, micro__bs *s)
+{
+    cn_fx *f = arg;
+    f->s = s;
+    micro__bs_set_cbs(s, &cn_cbs, f);
+    micro__bs_read_start(s);
+    micro_buf b = {0};
+    assert_int_equal(micro_buf_append(&b, "bye", 3), 0);
+    assert_int_equal(micro__bs_write(s, &b), 0);
+    micro__bs_shutdown(s); /* close_notify, then FIN */
+}
+
+static int
+cn_listen(void *arg)
+{
+    cn_fx *f = arg;
+    return micro__io_listen(f->loop, "127.0.0.1:0", f->ctx, cn_accept, f,
+        &f->l);
+}
+
+static int
+cn_close(void *arg)
+{
+    cn_fx *f = arg;
+    if (f->s != NULL) {
+        micro__bs_close(f->s);
+    }
+    micro__io_listener_close(f->l);
+    return 0;
+}
+
+static void
+test_close_notify(void **state)
+{
+    (void) state;
+    cn_fx f;
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(micro_loop_new(&f.loop), 0);
+    micro__tls_conf sc = {.cert_file = C.srv, .key_file = C.srv_key};
+    assert_int_equal(micro__tls_ctx_new(&f.ctx, true, &sc), 0);
+    assert_int_equal(micro__loop_call(f.loop, cn_listen, &f), 0);
+    int fd = raw_dial(micro__io_listener_address(f.l));
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    assert_int_equal(SSL_connect(ssl), 1);
+    char buf[16];
+    int n = SSL_read(ssl, buf, sizeof(buf));
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "bye", 3);
+    n = SSL_read(ssl, buf, sizeof(buf));
+    assert_true(n <= 0);
+    assert_int_equal(SSL_get_error(ssl, n), SSL_ERROR_ZERO_RETURN);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    assert_int_equal(micro__loop_call(f.loop, cn_close, &f), 0);
+    micro__tls_ctx_free(f.ctx);
+    micro_loop_free(f.loop);
+}
+
 static int
 setup(void **state)
 {
@@ -835,6 +948,7 @@ main(void)
         cmocka_unit_test(test_self_signed),
         cmocka_unit_test(test_never_reads),
         cmocka_unit_test(test_alpn),
+        cmocka_unit_test(test_close_notify),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
