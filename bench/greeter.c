@@ -7,7 +7,11 @@
  *
  *   bench_greeter --address 127.0.0.1:PORT [--inflight K] [--duration S]
  *                 [--warmup S] [--content_type application/json]
- *                 [--size BYTES] [--async]
+ *                 [--size BYTES] [--async] [--tls CA_FILE] [--pool N]
+ *
+ * --tls CA_FILE: TLS (transport_secure) verified with CA_FILE. --pool N:
+ * idle connections kept (default max(K, 100)); 0 dials (and with --tls,
+ * handshakes) for every call.
  *
  * --size N sends a name of N 'x' bytes instead of "John" (the 1 KB payload
  * variant is --size 1024); the reply must be {"msg":"Hello <name>"}.
@@ -49,6 +53,8 @@ typedef struct bench_cfg {
     double warmup;
     long size;
     bool async;
+    const char *tls_ca;
+    long pool; /* -1: default */
 } bench_cfg;
 
 typedef struct worker {
@@ -294,7 +300,8 @@ usage(void)
         "usage: bench_greeter --address HOST:PORT [--inflight K]"
         " [--duration S]\n"
         "                     [--warmup S] [--content_type TYPE]"
-        " [--size BYTES] [--async]\n");
+        " [--size BYTES] [--async]\n"
+        "                     [--tls CA_FILE] [--pool N]\n");
     exit(2);
 }
 
@@ -337,6 +344,10 @@ parse_args(int argc, char **argv, bench_cfg *cfg)
             cfg->content_type = v;
         } else if (strcmp(a, "--size") == 0) {
             cfg->size = strtol(v, NULL, 10);
+        } else if (strcmp(a, "--tls") == 0) {
+            cfg->tls_ca = v;
+        } else if (strcmp(a, "--pool") == 0) {
+            cfg->pool = strtol(v, NULL, 10);
         } else {
             usage();
         }
@@ -368,7 +379,8 @@ pb_string_field(char *out, const char *prefix, const char *name)
 int
 main(int argc, char **argv)
 {
-    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 0, false};
+    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 0, false, NULL,
+        -1};
     parse_args(argc, argv, &cfg);
     size_t nlen = cfg.size > 0 ? (size_t) cfg.size : 4;
     greeter_req = malloc(nlen + 16);
@@ -409,7 +421,17 @@ main(int argc, char **argv)
         /* One idle connection per thread (or call slot) must fit in the
          * pool. */
         int64_t pool = cfg.inflight > 100 ? cfg.inflight : 100;
+        if (cfg.pool >= 0) {
+            pool = cfg.pool;
+        }
         rc = micro_options_set_int(opts, "client_pool_size", pool);
+    }
+    if (rc == 0 && cfg.tls_ca != NULL) {
+        rc = micro_options_set_bool(opts, "transport_secure", true);
+        if (rc == 0) {
+            rc = micro_options_set_str(opts, "transport_tls_ca_file",
+                cfg.tls_ca);
+        }
     }
     if (rc == 0) {
         rc = micro_loop_new(&loop);

@@ -68,7 +68,12 @@ usage(void)
         "line each:\n"
         "                {\"action\":\"create|update|delete\","
         "\"service\":{...}})\n"
-        "  cmicro --help   (all Go Micro flags)\n");
+        "  cmicro --help   (all Go Micro flags)\n"
+        "TLS (call, stream, health): --tls [--ca_file F] [--cert_file F "
+        "--key_file F]\n"
+        "  (--transport_secure and --transport_tls_*_file; "
+        "--tls_insecure_skip_verify\n"
+        "  accepts any server certificate)\n");
 }
 
 typedef struct cli_args {
@@ -379,11 +384,81 @@ print_service(const micro_registry_service *s)
     }
 }
 
+/*
+ * The CLI's TLS flags are short names for the transport's options:
+ * --tls is --transport_secure=true, --ca_file/--cert_file/--key_file are
+ * --transport_tls_ca_file/_cert_file/_key_file. Rewritten into a new
+ * argv (its strings in *store, freed by the caller) before the service
+ * parses the flags.
+ */
+static char **
+tls_aliases(int *argc, char **argv, char ***store, int *nstore)
+{
+    static const struct {
+        const char *from, *to;
+    } al[] = {
+        {"--ca_file", "--transport_tls_ca_file"},
+        {"--cert_file", "--transport_tls_cert_file"},
+        {"--key_file", "--transport_tls_key_file"},
+    };
+    char **out = calloc((size_t) *argc + 1, sizeof(*out));
+    *store = calloc((size_t) *argc + 1, sizeof(**store));
+    *nstore = 0;
+    if (out == NULL || *store == NULL) {
+        free(out);
+        free(*store);
+        *store = NULL;
+        return NULL;
+    }
+    int n = 0;
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i];
+        if (i > 0 && strcmp(a, "--tls") == 0) {
+            out[n++] = (char *) "--transport_secure=true";
+            continue;
+        }
+        bool done = false;
+        for (size_t k = 0; k < sizeof(al) / sizeof(al[0]) && i > 0; k++) {
+            size_t fl = strlen(al[k].from);
+            if (strncmp(a, al[k].from, fl) != 0 ||
+                (a[fl] != '=' && a[fl] != '\0')) {
+                continue;
+            }
+            const char *val = a[fl] == '=' ? a + fl + 1
+                : i + 1 < *argc ? argv[++i]
+                                : "";
+            size_t len = strlen(al[k].to) + strlen(val) + 2;
+            char *f = malloc(len);
+            if (f == NULL) {
+                break;
+            }
+            snprintf(f, len, "%s=%s", al[k].to, val);
+            (*store)[(*nstore)++] = f;
+            out[n++] = f;
+            done = true;
+            break;
+        }
+        if (!done) {
+            out[n++] = argv[i];
+        }
+    }
+    out[n] = NULL;
+    *argc = n;
+    return out;
+}
+
 int
 main(int argc, char **argv)
 {
     micro_service *svc = NULL;
     micro_log_set_level(MICRO_LOG_WARN);
+    char **store = NULL;
+    int nstore = 0;
+    argv = tls_aliases(&argc, argv, &store, &nstore);
+    if (argv == NULL) {
+        fprintf(stderr, "cmicro: out of memory\n");
+        return 2;
+    }
     int rc = micro_service_new(&svc, "cmicro.cli", &argc, argv);
     if (rc == MICRO_ECANCELED) {
         usage();
@@ -460,5 +535,10 @@ out:
         free(a.md_store[i]);
     }
     micro_service_free(svc);
+    for (int i = 0; i < nstore; i++) {
+        free(store[i]);
+    }
+    free(store);
+    free(argv);
     return status;
 }

@@ -8,6 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config g++
   libuv1-dev libcjson-dev libhttp-parser-dev libcmocka-dev
   zlib1g-dev               # the mDNS registry: TXT payload (zlib)
+  libssl-dev openssl       # TLS and mTLS (src/io/tls.c); the CLI in tests
   libnats-dev nats-server  # the NATS broker (cnats) and its tests
   etcd-server etcd-client  # the etcd registry's tests (etcd 3.4, v3 JSON gateway)
   # protobuf (issue 5): the protobuf-c runtime and protoc-gen-c, protoc,

@@ -102,7 +102,7 @@ static const row brokers[] = {
         NULL, NULL},
 };
 
-#ifdef MICRO_NATS_MODULE
+#if defined(MICRO_NATS_MODULE) || defined(MICRO_TLS_MODULE)
 /*
  * dlopen a module: first from the directory libcmicro itself was loaded
  * from (a build tree, or the install's libdir), then by the dynamic
@@ -111,8 +111,8 @@ static const row brokers[] = {
  */
 static pthread_mutex_t module_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static const void *
-load_module(const char *file, const char *symbol, const char *kind,
+const void *
+micro__module_load(const char *file, const char *symbol, const char *kind,
     const char *name)
 {
     static void *handles[4];
@@ -179,7 +179,8 @@ lookup(const row *rows, size_t n, const char *kind, const char *name,
         if (strcmp(rows[i].name, name) == 0) {
 #ifdef MICRO_NATS_MODULE
             if (rows[i].ops == NULL && rows[i].module != NULL) {
-                *ops = load_module(rows[i].module, rows[i].symbol, kind, name);
+                *ops = micro__module_load(rows[i].module, rows[i].symbol, kind,
+                    name);
                 return *ops != NULL ? 0 : MICRO_ENOTBUILT;
             }
 #endif

@@ -33,6 +33,11 @@ typedef struct micro__plugin_info {
  * last. Loads nothing: a module's options are declared in its row. */
 bool micro__plugin_at(size_t i, micro__plugin_info *out);
 
+/* dlopen file (beside libcmicro first) once and return its symbol, or
+ * NULL (logged with kind and name). Built when a module is. */
+const void *micro__module_load(const char *file, const char *symbol,
+    const char *kind, const char *name);
+
 /* The options an ops table declares, read only when its abi has the
  * member (so an older table is never read past its end). */
 static inline const micro_option_desc *

@@ -6,6 +6,7 @@ set(MICRO_TEST_SPECIAL
   "server/process:process:180"
   "transport/badinput:unit:120"
   "transport/hostile:unit|concurrency:300"
+  "io/tls:unit|concurrency:180"
   "server/shutdown:unit|concurrency:180"
   "core/loop:unit|concurrency:60"
   "transport/http_async:unit|concurrency:60"
@@ -14,12 +15,14 @@ set(MICRO_TEST_SPECIAL
   "service/service:unit|concurrency:60"
   "broker/broker:unit|concurrency:120"
   "broker/http:unit|concurrency:180"
+  "broker/http_tls:unit|concurrency:180"
   "http/client:unit|concurrency:60"
   "http/server:unit|concurrency:60"
   "broker/nats:server|concurrency:180"
   "server/subscriber:unit|concurrency:60"
   "registry/watch:unit|concurrency:60"
   "registry/etcd:server|etcd|concurrency:300"
+  "registry/etcd_tls:server|etcd:300"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})

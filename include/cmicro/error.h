@@ -42,7 +42,9 @@ extern "C" {
     X(EBADTYPE, -4008, "option of the wrong type")                             \
     X(ECONTENTTYPE, -4009, "unsupported content type")                         \
     X(ENOENDPOINT, -4010, "unknown endpoint")                                  \
-    X(EOF, -4011, "end of stream")
+    X(EOF, -4011, "end of stream")                                             \
+    X(ETLS, -4020, "TLS handshake or record failure")                          \
+    X(ECERT, -4021, "certificate verification failed")
 
 enum {
 #define MICRO_ERR_ENUM(name, val, text) MICRO_##name = (val),

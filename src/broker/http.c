@@ -56,6 +56,7 @@
 #include "core/msg_internal.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "io/tls.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -88,6 +89,7 @@ typedef struct hsub {
 
 typedef struct target {
     char addr[256];
+    bool secure; /* the node's metadata secure=true: https */
     char id[300];
     char version[128];
     bool broadcast;
@@ -115,6 +117,11 @@ typedef struct httpb {
     hsub *subs;
     /* publisher side */
     micro__http_client *client;
+    /* TLS (broker_secure): the listener's context, and the publisher's
+     * for secure=true subscriber nodes. */
+    bool secure;
+    micro__tls_conf tls_conf;
+    micro__tls_ctx *tls_server;
     micro_msg *post_hdrs; /* Content-Type: application/json (read-only) */
     pthread_mutex_t cache_mu; /* never held across a registry call */
     micro_registry_service *cache;
@@ -367,6 +374,15 @@ do_listen(void *arg)
         .max_partial = MAX_PARTIAL,
         .out_high = OUT_HIGH,
     };
+    if (h->secure && h->tls_server == NULL) {
+        micro__tls_conf c = h->tls_conf;
+        c.self_signed_host = host;
+        int rc = micro__tls_ctx_new(&h->tls_server, true, &c);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    cfg.tls = h->tls_server;
     char bind[96];
     snprintf(bind, sizeof(bind), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
         host[0] ? host : "0.0.0.0", port);
@@ -429,7 +445,8 @@ sub_register(httpb *h, const sub_rec *s, bool deregister)
     svc.version = (char *) (s->queue[0] ? s->queue : BROADCAST);
     node.id = (char *) s->id;
     node.address = h->advertise;
-    int rc = micro_metadata_set(&node.metadata, "secure", "false");
+    int rc = micro_metadata_set(&node.metadata, "secure",
+        h->secure ? "true" : "false");
     if (rc == 0) {
         rc = micro_metadata_set(&node.metadata, "broker", "http");
     }
@@ -611,12 +628,8 @@ targets(httpb *h, const char *topic, target **out, size_t *n)
                 continue;
             }
             const char *sec = micro_metadata_get(&nd->metadata, "secure");
-            if (sec != NULL && strcmp(sec, "true") == 0) {
-                MICRO_LOGF(MICRO_LOG_WARN, HB_COMPONENT,
-                    "subscriber %s wants TLS, which is not built; skipped",
-                    nd->id);
-                continue;
-            }
+            /* Go Micro's publisher: https for secure=true nodes. */
+            t[k].secure = sec != NULL && strcmp(sec, "true") == 0;
             snprintf(t[k].addr, sizeof(t[k].addr), "%s", nd->address);
             snprintf(t[k].id, sizeof(t[k].id), "%s", nd->id);
             snprintf(t[k].version, sizeof(t[k].version), "%s",
@@ -731,6 +744,7 @@ group_post(pgroup *g)
     g->call.client = op->h->client;
     g->call.method = "POST";
     g->call.addr = t->addr;
+    g->call.tls = t->secure;
     g->call.target = g->path;
     g->call.headers = op->h->post_hdrs;
     g->call.body = op->env.data;
@@ -854,7 +868,18 @@ ensure_client(httpb *h)
             cfg.pool_size = 8;
         }
         cfg.lim.max_body = 64 << 10; /* answers are short */
-        rc = micro__http_client_new(&h->client, h->loop, &cfg);
+        /* Publishing to secure=true nodes: Go Micro v4 skips verification
+         * unless given a TLSConfig; here, unless given a CA file (and
+         * tls_insecure_skip_verify is off). A client certificate, when
+         * set, is presented (mTLS subscribers). */
+        micro__tls_conf c = h->tls_conf;
+        c.verify = h->tls_conf.verify && h->tls_conf.ca_file != NULL;
+        c.client_auth = false;
+        c.component = HB_COMPONENT;
+        cfg.tls_conf = &c; /* made on the first secure node */
+        if (rc == 0) {
+            rc = micro__http_client_new(&h->client, h->loop, &cfg);
+        }
     }
     pthread_mutex_unlock(&h->mu);
     return rc;
@@ -873,6 +898,14 @@ hb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     h->b = b;
     h->reg = reg;
     h->loop = loop;
+    micro__tls_conf tc;
+    h->secure = micro__tls_conf_load(&tc, opts, "broker");
+    tc.component = HB_COMPONENT;
+    tc.alpn = NULL;
+    /* Contexts are made at connect, after opts is gone: an owned copy. */
+    if (micro__tls_conf_copy(&h->tls_conf, &tc) != 0) {
+        return MICRO_ENOMEM;
+    }
     const char *a = micro_options_get_str(opts, "broker_address");
     h->listen = micro__strdup(a != NULL && a[0] != '\0' ? a : "127.0.0.1:0");
     int rc = h->listen != NULL ? micro_msg_new(&h->post_hdrs) : MICRO_ENOMEM;
@@ -883,6 +916,7 @@ hb_init(void *st, micro_broker *b, micro_loop *loop, micro_registry *reg,
     if (rc != 0) {
         micro__free(h->listen);
         micro_msg_free(h->post_hdrs);
+        micro__tls_conf_clear(&h->tls_conf);
         return MICRO_ENOMEM;
     }
     int64_t v = micro_options_get_int(opts, "transport_max_message_size");
@@ -1089,6 +1123,8 @@ hb_fini(void *st)
         micro_registry_unwatch(h->reg, h->watch_token);
     }
     micro__http_client_free(h->client);
+    micro__tls_ctx_free(h->tls_server);
+    micro__tls_conf_clear(&h->tls_conf);
     if (h->own_loop) {
         micro_loop_free(h->loop);
     }
@@ -1107,6 +1143,19 @@ hb_fini(void *st)
 static const micro_option_desc hb_options[] = {
     {"broker_address", MICRO_OPT_STR, "127.0.0.1:0",
         "address the broker listens on for messages"},
+    {"broker_secure", MICRO_OPT_BOOL, "false",
+        "listen with TLS (self-signed without a certificate) and advertise "
+        "secure=true (Go Micro's broker.Secure)"},
+    {"broker_tls_cert_file", MICRO_OPT_STR, NULL,
+        "PEM certificate of the listener (and the publisher's for mTLS)"},
+    {"broker_tls_key_file", MICRO_OPT_STR, NULL,
+        "PEM private key of broker_tls_cert_file"},
+    {"broker_tls_ca_file", MICRO_OPT_STR, NULL,
+        "PEM CAs: publishing verifies secure subscribers with them (none: "
+        "no verification, as Go Micro v4); with broker_tls_client_auth, "
+        "they verify publishers"},
+    {"broker_tls_client_auth", MICRO_OPT_BOOL, "false",
+        "the listener requires a client certificate (mTLS)"},
     MICRO_OPTION_END,
 };
 

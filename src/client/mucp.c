@@ -143,6 +143,9 @@ should_retry(const mucp_client *c, int rc, const micro_call *call, int sent)
         rc == MICRO_ECANCELED || rc == MICRO_ECLOSED) {
         return false;
     }
+    if (rc == MICRO_ECERT || rc == MICRO_ETLS) {
+        return false; /* a refused certificate stays refused */
+    }
     if (!sent) {
         return (on & MICRO_RETRY_DIAL) != 0;
     }

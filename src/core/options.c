@@ -48,6 +48,9 @@ static const micro_option_desc core_service[] = {
         "interval between re-registrations (bare number: seconds)"},
     {"log_level", MICRO_OPT_STR, "notice",
         "err, warn, notice, info or debug"},
+    {"tls_insecure_skip_verify", MICRO_OPT_BOOL, "false",
+        "TLS clients accept any server certificate (Go Micro's "
+        "WithInsecureSkipVerify)"},
     MICRO_OPTION_END,
 };
 

@@ -3,6 +3,7 @@
 #include "core/msg_internal.h"
 #include "http/conn.h"
 #include "io/stream.h"
+#include "io/tls.h"
 
 #include <stdatomic.h>
 
@@ -27,13 +28,16 @@ struct micro__http_client {
     micro__http_call *pending; /* calls started and not completed */
     atomic_bool dead;          /* the loop closed under us */
     atomic_int gone;           /* loop close + free: the second frees */
+    micro__tls_ctx *tls;       /* cfg.tls, or made on first https use */
+    micro__tls_conf tls_conf;  /* a copy of cfg.tls_conf */
+    bool have_tls_conf;
 };
 
 /* A dial in progress, apart from the call so that an abandoned one can
  * finish (and free itself) after the call completed. */
 typedef struct hc_dial {
     micro__aio aio;
-    micro__tcp_dial d;
+    micro__io_dial d;
     micro__http_call *call; /* NULL once abandoned */
     char addr[];
 } hc_dial;
@@ -111,6 +115,13 @@ conn_drop(micro__hc_conn *hc)
     hc->h1 = NULL;
     micro__free(hc);
     micro__h1_conn_close(h1);
+}
+
+/* Pooled connections are found by address, TLS ones apart. */
+static void
+pool_key(const micro__http_call *call, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s", call->use_tls ? "tls:" : "", call->cur_addr);
 }
 
 static micro__hc_conn *
@@ -427,14 +438,16 @@ on_dialed(micro__aio *a)
     call->dial = NULL;
     micro__http_client *cl = call->client;
     if (rc == 0) {
-        size_t alen = strlen(call->cur_addr);
+        char key[300];
+        pool_key(call, key, sizeof(key));
+        size_t alen = strlen(key);
         micro__hc_conn *hc = micro__calloc(1, sizeof(*hc) + alen + 1);
         if (hc == NULL) {
             micro__bs_close(bs);
             finish(call, MICRO_ENOMEM);
             return;
         }
-        memcpy(hc->addr, call->cur_addr, alen + 1);
+        memcpy(hc->addr, key, alen + 1);
         hc->cl = cl;
         hc->dialed_at = micro__now_ms();
         micro__h1_conn_cfg cfg = {
@@ -482,16 +495,30 @@ start_dial(micro__http_call *call)
     }
     memcpy(d->addr, call->cur_addr, len + 1);
     d->call = call;
+    memset(&d->d, 0, sizeof(d->d));
     d->d.addr = d->addr;
-    call->dial = d;
     micro__http_client *cl = call->client;
+    if (call->use_tls) {
+        if (cl->tls == NULL) {
+            micro__tls_conf conf = {.verify = true, .component = HC_COMPONENT};
+            int rc = micro__tls_ctx_new(&cl->tls, false,
+                cl->have_tls_conf ? &cl->tls_conf : &conf);
+            if (rc != 0) {
+                micro__free(d);
+                finish(call, rc);
+                return;
+            }
+        }
+        d->d.tls = cl->tls;
+    }
+    call->dial = d;
     micro__aio_init(&d->aio, cl->loop, on_dialed, d);
     int64_t deadline = micro__now_ms() + cl->cfg.dial_timeout_ms;
     if (call->aio->deadline != 0 && call->aio->deadline < deadline) {
         deadline = call->aio->deadline;
     }
     micro__aio_set_deadline(&d->aio, deadline);
-    micro__aio_start(&d->aio, micro__tcp_dial_start, &d->d);
+    micro__aio_start(&d->aio, micro__io_dial_start, &d->d);
 }
 
 /* One attempt: a pooled connection to the current address, or a dial. */
@@ -500,7 +527,9 @@ attempt(micro__http_call *call, bool fresh)
 {
     micro__http_client *cl = call->client;
     if (!fresh) {
-        micro__hc_conn *hc = pool_take(cl, call->cur_addr);
+        char key[300];
+        pool_key(call, key, sizeof(key));
+        micro__hc_conn *hc = pool_take(cl, key);
         if (hc != NULL) {
             attach(call, hc, true);
             return;
@@ -520,12 +549,17 @@ plan(micro__http_call *call, const char **target)
     size_t hl = 0;
     *target = call->target != NULL && call->target[0] != '\0' ? call->target
                                                               : "/";
+    call->use_tls = call->tls;
     if (call->url != NULL) {
         const char *u = call->url;
+        call->use_tls = false;
         if (strncasecmp(u, "http://", 7) == 0) {
             u += 7;
+        } else if (strncasecmp(u, "https://", 8) == 0) {
+            u += 8;
+            call->use_tls = true;
         } else if (strstr(u, "://") != NULL) {
-            return MICRO_ENOTSUP; /* https and others: not here */
+            return MICRO_ENOTSUP; /* other schemes */
         }
         const char *slash = strpbrk(u, "/?");
         hl = slash != NULL ? (size_t) (slash - u) : strlen(u);
@@ -562,8 +596,9 @@ plan(micro__http_call *call, const char **target)
         const char *rb = strrchr(call->addrs, ']');
         const char *colon = strrchr(call->addrs, ':');
         if (colon == NULL || (rb != NULL && colon < rb)) {
-            memcpy(call->addrs + hl, ":80", 4);
-            hl += 3;
+            memcpy(call->addrs + hl, call->use_tls ? ":443" : ":80",
+                call->use_tls ? 5 : 4);
+            hl += call->use_tls ? 4 : 3;
         }
     }
     call->addrs_len = hl + 1;
@@ -730,6 +765,14 @@ shut(micro__http_client *cl)
 }
 
 static void
+client_destroy(micro__http_client *cl)
+{
+    micro__tls_ctx_free(cl->tls);
+    micro__tls_conf_clear(&cl->tls_conf);
+    micro__free(cl);
+}
+
+static void
 on_loop_close(micro__loop_ext *x)
 {
     micro__http_client *cl =
@@ -738,7 +781,7 @@ on_loop_close(micro__loop_ext *x)
     shut(cl);
     atomic_store(&cl->dead, true);
     if (atomic_fetch_add(&cl->gone, 1) == 1) {
-        micro__free(cl); /* micro__http_client_free came first */
+        client_destroy(cl); /* micro__http_client_free came first */
     }
 }
 
@@ -767,12 +810,24 @@ micro__http_client_new(micro__http_client **out, micro_loop *loop,
     if (cl->cfg.dial_timeout_ms <= 0) {
         cl->cfg.dial_timeout_ms = 5000;
     }
+    cl->cfg.tls_conf = NULL;
+    if (cfg->tls_conf != NULL) {
+        if (micro__tls_conf_copy(&cl->tls_conf, cfg->tls_conf) != 0) {
+            micro__free(cl);
+            return MICRO_ENOMEM;
+        }
+        cl->have_tls_conf = true;
+    }
     cl->ext.key = cl;
     cl->ext.on_close = on_loop_close;
     int rc = micro__loop_call(loop, do_add, cl);
     if (rc != 0) {
+        micro__tls_conf_clear(&cl->tls_conf);
         micro__free(cl);
         return rc;
+    }
+    if (cfg->tls != NULL) {
+        cl->tls = micro__tls_ctx_ref(cfg->tls);
     }
     *out = cl;
     return 0;
@@ -795,13 +850,13 @@ micro__http_client_free(micro__http_client *cl)
     }
     if (!atomic_load(&cl->dead) && micro__loop_call(cl->loop, do_free, cl) ==
             0) {
-        micro__free(cl);
+        client_destroy(cl);
         return;
     }
     /* The loop is closing or closed: its on_close shuts us down; whichever
      * of the two comes second frees. */
     if (atomic_fetch_add(&cl->gone, 1) == 1) {
-        micro__free(cl);
+        client_destroy(cl);
     }
 }
 

@@ -47,6 +47,13 @@ typedef struct micro__http_client_cfg {
     size_t pool_size;        /* idle connections per address; 0: none */
     int64_t pool_ttl_ms;     /* a connection's life since dial; 0: 1 min */
     int64_t dial_timeout_ms; /* 0: 5 s (the call's deadline also bounds) */
+    /* A client TLS context for https:// urls and calls with tls set
+     * (referenced by the client); NULL: one is made on first use from
+     * tls_conf (copied), or, without it, one verifying with the system's
+     * CAs. Made lazily, so that a process that never speaks TLS never
+     * initialises OpenSSL. */
+    struct micro__tls_ctx *tls;
+    const struct micro__tls_conf *tls_conf;
 } micro__http_client_cfg;
 
 /* Defaults, then the options that are set: client_pool_size,
@@ -84,7 +91,8 @@ struct micro__http_call {
     /* in */
     micro__http_client *client;
     const char *method; /* "GET", "POST", ...; NULL: GET */
-    /* Either url "http://host:port/path?query" (default port 80), or
+    /* Either url "http://host:port/path?query" (default port 80) or
+     * "https://..." (443; TLS with the client's context), or
      * addr "host:port" (a comma-separated list is tried in order when a
      * dial fails) with target "/path?query" (NULL: "/"). */
     const char *url;
@@ -95,6 +103,7 @@ struct micro__http_call {
     size_t body_len;
     bool chunked;    /* the body comes in micro__http_call_write/_end */
     bool replayable; /* see the stale-connection rule */
+    bool tls;        /* addr mode: TLS (a url says it with https) */
     micro__http_head_fn on_head; /* optional */
     micro__http_body_fn on_body; /* NULL: the body is buffered (max_body) */
     void *arg;
@@ -120,6 +129,7 @@ struct micro__http_call {
     char *host;           /* Host field (owned) */
     char *path;           /* target built from a url (owned) */
     bool head_only;
+    bool use_tls;  /* this call runs over TLS */
     bool ended;    /* chunked body ended */
     bool flushed;  /* chunks reached a connection (no retry then) */
     bool got_head;

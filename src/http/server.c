@@ -4,6 +4,7 @@
 #include "core/msg_internal.h"
 #include "http/conn.h"
 #include "io/stream.h"
+#include "io/tls.h"
 
 #include <stdatomic.h>
 
@@ -19,7 +20,7 @@ typedef struct rate_log {
 
 struct micro__http_server {
     micro_loop *loop;
-    micro__tcp_listener *lst;
+    micro__io_listener *lst;
     micro__http_server_cfg cfg;
     const micro__http_server_cbs *cbs;
     void *arg;
@@ -639,20 +640,20 @@ micro__http_server_new(micro__http_server **out, micro_loop *loop,
     if (c->out_high == 0) {
         c->out_high = (size_t) 256 << 10;
     }
-    int rc = micro__tcp_listen(loop, addr, on_accept, s, &s->lst);
+    int rc = micro__io_listen(loop, addr, c->tls, on_accept, s, &s->lst);
     if (rc == 0) {
         rc = micro__timer_start(loop, &s->sweep, micro__now_ms() + SWEEP_MS,
             on_sweep);
     }
     if (rc != 0) {
         if (s->lst != NULL) {
-            micro__tcp_listener_close(s->lst);
+            micro__io_listener_close(s->lst);
         }
         micro__free(s);
         return rc;
     }
     snprintf(s->address, sizeof(s->address), "%s",
-        micro__tcp_listener_address(s->lst));
+        micro__io_listener_address(s->lst));
     *out = s;
     return 0;
 }
@@ -672,7 +673,7 @@ micro__http_server_close(micro__http_server *s)
     s->closed = true;
     micro__timer_stop(s->loop, &s->sweep);
     if (s->lst != NULL) {
-        micro__tcp_listener_close(s->lst);
+        micro__io_listener_close(s->lst);
         s->lst = NULL;
     }
     s->nreqs++; /* keep s while the connections go */

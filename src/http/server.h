@@ -55,6 +55,8 @@ typedef struct micro__http_server_cfg {
     size_t max_conns;         /* 0: 1024 */
     size_t max_partial;       /* 0: 64 MiB */
     size_t out_high;          /* 0: 256 KiB */
+    struct micro__tls_ctx *tls; /* a server TLS context (referenced), or
+                                 * NULL: plain HTTP */
 } micro__http_server_cfg;
 
 /* on_head's answer: stream the body to on_body (the owner holds the

@@ -49,6 +49,7 @@
  */
 #include "core/internal.h"
 #include "http/client.h"
+#include "io/tls.h"
 #include "registry/registry_internal.h"
 
 #include <cjson/cJSON.h>
@@ -99,6 +100,8 @@ typedef struct etcd_state {
     pthread_mutex_t mu; /* everything below not marked otherwise */
     micro_loop *loop;
     micro__http_client *http;
+    bool tls;              /* registry_secure or https:// endpoints */
+    micro__tls_ctx *tls_ctx;
     char **eps;
     size_t n_eps;
     atomic_size_t cur; /* the endpoint that answered last */
@@ -410,6 +413,7 @@ post_once(etcd_state *e, const char *ep, const char *path, const char *body,
     call.client = e->http;
     call.method = "POST";
     call.addr = ep;
+    call.tls = e->tls;
     call.target = path;
     call.headers = hdrs;
     call.body = body;
@@ -1638,6 +1642,7 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
     e->wcall.client = e->http;
     e->wcall.method = "POST";
     e->wcall.addr = ep;
+    e->wcall.tls = e->tls;
     e->wcall.target = "/v3/watch";
     e->wcall.headers = hdrs;
     e->wcall.body = body;
@@ -1850,12 +1855,10 @@ parse_endpoints(etcd_state *e, const char *list)
         const char *s = p;
         p += len;
         if (len > 8 && strncmp(s, "https://", 8) == 0) {
-            MICRO_LOGF(MICRO_LOG_ERR, COMP,
-                "registry_address %.*s: TLS to etcd is not supported in "
-                "this version; use http:// endpoints", (int) len, s);
-            return MICRO_EINVAL;
-        }
-        if (len > 7 && strncmp(s, "http://", 7) == 0) {
+            e->tls = true; /* every endpoint then: one configuration */
+            s += 8;
+            len -= 8;
+        } else if (len > 7 && strncmp(s, "http://", 7) == 0) {
             s += 7;
             len -= 7;
         }
@@ -1911,6 +1914,8 @@ etcd_fini(void *st)
         pthread_join(e->wthread, NULL);
     }
     micro__http_client_free(e->http);
+    micro__tls_ctx_free(e->tls_ctx);
+    e->tls_ctx = NULL;
     micro_loop_free(e->loop);
     for (size_t i = 0; i < e->n_ents; i++) {
         ent_free(e->ents[i]);
@@ -1973,8 +1978,19 @@ etcd_init(void *st, const micro_options *opts)
     e->watch_idle_ms = 12 * e->timeout_ms;
     const char *user = opt_or_env(opts, "registry_username", "ETCD_USERNAME");
     const char *pass = opt_or_env(opts, "registry_password", "ETCD_PASSWORD");
+    micro__tls_conf tc;
+    e->tls = micro__tls_conf_load(&tc, opts, "registry");
     int rc = parse_endpoints(e, micro_options_get_str(opts,
         "registry_address"));
+    if (rc == 0 && e->tls) {
+        /* Go Micro's etcd plugin: Secure without a TLSConfig skips
+         * verification; here a CA file turns it on (and
+         * tls_insecure_skip_verify off again). */
+        tc.verify = tc.verify && tc.ca_file != NULL;
+        tc.alpn = NULL;
+        tc.component = COMP;
+        rc = micro__tls_ctx_new(&e->tls_ctx, false, &tc);
+    }
     if (rc == 0 && user != NULL) {
         e->user = micro__strdup(user);
         e->pass = pass != NULL ? micro__strdup(pass) : NULL;
@@ -1993,6 +2009,7 @@ etcd_init(void *st, const micro_options *opts)
         /* A watch may stay quiet for long: its connection must outlive
          * the pool's usual lifetime. */
         cfg.pool_ttl_ms = 10 * 60 * 1000;
+        cfg.tls = e->tls_ctx;
         rc = micro__http_client_new(&e->http, e->loop, &cfg);
     }
     if (rc < 0) {
@@ -2072,13 +2089,24 @@ micro__etcd_fuzz(const uint8_t *data, size_t size)
 
 static const micro_option_desc etcd_options[] = {
     {"registry_address", MICRO_OPT_STR, "127.0.0.1:2379",
-        "etcd endpoints, comma-separated (host:port or http://host:port)"},
+        "etcd endpoints, comma-separated (host:port, http:// or https://)"},
     {"registry_timeout", MICRO_OPT_MS, "5s",
         "how long one etcd request may take"},
     {"registry_username", MICRO_OPT_STR, NULL,
         "etcd user (or ETCD_USERNAME); enables auth"},
     {"registry_password", MICRO_OPT_STR, NULL,
         "etcd password (or ETCD_PASSWORD)"},
+    {"registry_secure", MICRO_OPT_BOOL, "false",
+        "TLS to etcd (also when an endpoint is https://); verified only "
+        "with registry_tls_ca_file, as Go Micro's Secure"},
+    {"registry_tls_cert_file", MICRO_OPT_STR, NULL,
+        "PEM client certificate for etcd's --client-cert-auth"},
+    {"registry_tls_key_file", MICRO_OPT_STR, NULL,
+        "PEM private key of registry_tls_cert_file"},
+    {"registry_tls_ca_file", MICRO_OPT_STR, NULL,
+        "PEM CAs that verify etcd's certificate"},
+    {"registry_tls_server_name", MICRO_OPT_STR, NULL,
+        "the name etcd's certificate must carry (default: the host)"},
     MICRO_OPTION_END,
 };
 

@@ -20,9 +20,11 @@
 #include "core/msg_internal.h"
 #include "http/conn.h"
 #include "io/stream.h"
+#include "io/tls.h"
 
 #include <stdatomic.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #define HT_COMPONENT "transport.http"
 
@@ -33,8 +35,13 @@ typedef struct http_state {
     micro_loop *loop;
     micro_transport *t;
     micro__http_cfg cfg;
-    micro__tcp_listener *listener;
+    micro__io_listener *listener;
     char address[80];
+    /* TLS (transport_secure): the configuration, and the contexts made
+     * from it (the server's at listen, for its self-signed host). */
+    bool secure;
+    micro__tls_conf tls_conf;
+    micro__tls_ctx *tls_server, *tls_client;
     hsock *conns;   /* accepted sockets (loop thread) */
     size_t nconns;
     size_t partial; /* bytes of partially received bodies (loop thread) */
@@ -63,7 +70,7 @@ struct hsock {
  * finish (and free itself) after the socket is gone. */
 struct hdial {
     micro__aio aio;
-    micro__tcp_dial d;
+    micro__io_dial d;
     hsock *hs; /* NULL once abandoned */
     char addr[];
 };
@@ -449,11 +456,13 @@ http_dial(void *st_, micro_socket *s, const char *addr, int64_t timeout_ms)
     }
     memcpy(d->addr, addr, len + 1);
     d->hs = hs;
+    memset(&d->d, 0, sizeof(d->d));
     d->d.addr = d->addr;
+    d->d.tls = st->tls_client;
     hs->dial = d;
     micro__aio_init(&d->aio, micro_socket_loop(s), on_dialed, d);
     micro__aio_set_timeout(&d->aio, timeout_ms);
-    micro__aio_start(&d->aio, micro__tcp_dial_start, &d->d);
+    micro__aio_start(&d->aio, micro__io_dial_start, &d->d);
     return 0;
 }
 
@@ -578,7 +587,31 @@ http_init(void *st_, micro_loop *loop, const micro_options *opts)
     http_state *st = st_;
     st->loop = loop;
     micro__http_cfg_load(&st->cfg, opts);
-    return micro__http_pool_new(&st->pool, &st->cfg);
+    micro__tls_conf tc;
+    st->secure = micro__tls_conf_load(&tc, opts, "transport");
+    if (st->secure) {
+        /* opts is gone after init: the server's context, made at listen,
+         * reads an owned copy. */
+        tc.component = HT_COMPONENT;
+        if (tc.alpn == NULL) {
+            tc.alpn = "http/1.1"; /* as Go's net/http forces */
+        }
+        int rc = micro__tls_conf_copy(&st->tls_conf, &tc);
+        if (rc == 0) {
+            rc = micro__tls_ctx_new(&st->tls_client, false, &tc);
+        }
+        if (rc != 0) {
+            micro__tls_conf_clear(&st->tls_conf);
+            return rc;
+        }
+    }
+    int rc = micro__http_pool_new(&st->pool, &st->cfg);
+    if (rc != 0) {
+        micro__tls_ctx_free(st->tls_client);
+        st->tls_client = NULL;
+        micro__tls_conf_clear(&st->tls_conf);
+    }
+    return rc;
 }
 
 static int
@@ -586,12 +619,29 @@ http_listen(void *st_, micro_transport *t, const char *addr)
 {
     http_state *st = st_;
     st->t = t;
-    int rc = micro__tcp_listen(st->loop, addr, on_accept, st, &st->listener);
+    if (st->secure && st->tls_server == NULL) {
+        /* Go Micro's self-signed certificate names the listen host (every
+         * interface address when it is empty). */
+        char host[64] = "";
+        int port = 0;
+        struct sockaddr_storage ss;
+        if (micro__addr_parse(addr, host, sizeof(host), &port, &ss) < 0) {
+            host[0] = '\0';
+        }
+        micro__tls_conf c = st->tls_conf;
+        c.self_signed_host = host;
+        int rc = micro__tls_ctx_new(&st->tls_server, true, &c);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    int rc = micro__io_listen(st->loop, addr, st->tls_server, on_accept, st,
+        &st->listener);
     if (rc != 0) {
         return rc;
     }
     snprintf(st->address, sizeof(st->address), "%s",
-        micro__tcp_listener_address(st->listener));
+        micro__io_listener_address(st->listener));
     return 0;
 }
 
@@ -606,7 +656,7 @@ static void
 http_stop_listen(void *st_)
 {
     http_state *st = st_;
-    micro__tcp_listener_close(st->listener);
+    micro__io_listener_close(st->listener);
     st->listener = NULL;
 }
 
@@ -615,6 +665,11 @@ http_roundtrip(void *st_, const char *addr, const micro_msg *req,
     int64_t timeout_ms, micro_msg **rsp, int *sent)
 {
     http_state *st = st_;
+    if (st->secure) {
+        /* The blocking fast path speaks plain TCP; TLS goes through the
+         * loop (the front end's generic round trip). */
+        return MICRO_ENOTSUP;
+    }
     return micro__http_roundtrip(st->pool, addr, req, timeout_ms, rsp, sent);
 }
 
@@ -647,6 +702,9 @@ http_fini(void *st_)
 {
     http_state *st = st_;
     micro__http_pool_free(st->pool);
+    micro__tls_ctx_free(st->tls_server);
+    micro__tls_ctx_free(st->tls_client);
+    micro__tls_conf_clear(&st->tls_conf);
 }
 
 /* The options this transport reads (its --help group); the HTTP broker
@@ -671,6 +729,26 @@ static const micro_option_desc http_options[] = {
         "unsent bytes per connection above which it is no longer read, and "
         "a stream's window: the memory its queued messages may hold, each "
         "way"},
+    {"transport_secure", MICRO_OPT_BOOL, "false",
+        "TLS on every connection (Go Micro's transport.Secure); without a "
+        "certificate a self-signed one is made"},
+    {"transport_tls_cert_file", MICRO_OPT_STR, NULL,
+        "PEM certificate (chain) of this end: the server's, or the "
+        "client's for mTLS; reloaded when it changes"},
+    {"transport_tls_key_file", MICRO_OPT_STR, NULL,
+        "PEM private key of transport_tls_cert_file"},
+    {"transport_tls_ca_file", MICRO_OPT_STR, NULL,
+        "PEM CAs that verify the peer (default: the system's)"},
+    {"transport_tls_client_auth", MICRO_OPT_BOOL, "false",
+        "server: require a client certificate signed by "
+        "transport_tls_ca_file (mTLS)"},
+    {"transport_tls_server_name", MICRO_OPT_STR, NULL,
+        "client: the name the server's certificate must carry (default: "
+        "the dialled host)"},
+    {"transport_tls_alpn", MICRO_OPT_STR, "http/1.1",
+        "ALPN protocols offered, comma-separated"},
+    {"transport_tls_handshake_timeout", MICRO_OPT_MS, "10s",
+        "a TLS handshake not complete by then is dropped"},
     MICRO_OPTION_END,
 };
 

@@ -936,7 +936,11 @@ micro_transport_roundtrip(micro_transport *t, const char *addr,
         return MICRO_EINVAL;
     }
     if (t->ops->roundtrip != NULL) {
-        return t->ops->roundtrip(t->st, addr, req, timeout_ms, rsp, sent);
+        /* MICRO_ENOTSUP: no fast path for this configuration (TLS). */
+        int rc = t->ops->roundtrip(t->st, addr, req, timeout_ms, rsp, sent);
+        if (rc != MICRO_ENOTSUP) {
+            return rc;
+        }
     }
     if (micro_loop_is_current(t->loop)) {
         return MICRO_EINVAL; /* it would wait for itself */

@@ -27,6 +27,7 @@
 
 #include "cmicro/micro.h"
 #include "support/support.h"
+#include "support/tlscerts.h"
 
 /* A listener on 127.0.0.1 with an ephemeral port. */
 static int
@@ -301,6 +302,51 @@ test_timeout_saturates(void **state)
     close(lfd);
 }
 
+/* cmicro call --tls --ca_file/--cert_file/--key_file against a
+ * greeter-server requiring client certificates (mTLS). */
+static void
+test_tls_flags(void **state)
+{
+    (void) state;
+    t_certs c;
+    t_certs_make(&c);
+    char cert[256], key[256], ca[256];
+    snprintf(cert, sizeof(cert), "--transport_tls_cert_file=%s", c.srv);
+    snprintf(key, sizeof(key), "--transport_tls_key_file=%s", c.srv_key);
+    snprintf(ca, sizeof(ca), "--transport_tls_ca_file=%s", c.ca);
+    const char *extra[] = {"--transport_secure=true", cert, key, ca,
+        "--transport_tls_client_auth=true", NULL};
+    t_proc g;
+    char addr[64];
+    assert_int_equal(t_start_greeter(&g, addr, sizeof(addr), extra), 0);
+    run r;
+    const char *ok[] = {"call", "--tls", "--ca_file", c.ca, "--cert_file",
+        c.cli, "--key_file", c.cli_key, "--address", addr, "greeter",
+        "Greeter.Hello", "{\"name\":\"tls\"}", NULL};
+    cli_start(&r, ok);
+    cli_wait(&r);
+    print_message("  with a client certificate: status %d %s\n", r.status,
+        r.err);
+    assert_int_equal(r.status, 0);
+    const char *nocert[] = {"call", "--tls", "--ca_file", c.ca, "--address",
+        addr, "greeter", "Greeter.Hello", "{}", NULL};
+    cli_start(&r, nocert);
+    cli_wait(&r);
+    print_message("  without: status %d %s\n", r.status, r.err);
+    assert_int_not_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "certificate"));
+    const char *noca[] = {"call", "--tls", "--cert_file", c.cli,
+        "--key_file", c.cli_key, "--address", addr, "greeter",
+        "Greeter.Hello", "{}", NULL};
+    cli_start(&r, noca);
+    cli_wait(&r);
+    print_message("  unknown CA: status %d %s\n", r.status, r.err);
+    assert_int_not_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "certificate"));
+    t_proc_stop(&g, SIGTERM, 10000);
+    t_certs_free(&c);
+}
+
 int
 main(void)
 {
@@ -308,6 +354,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_address_port_range),
         cmocka_unit_test(test_timeout_saturates),
+        cmocka_unit_test(test_tls_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -289,6 +289,26 @@ func TestBrokerHTTPInNetns(t *testing.T) {
 			micro.Registry(registry.NewRegistry()))
 		cPublishUntil(t, g, "interop.http.cg", 5, "--broker=http", "--registry=mdns")
 	})
+	// TLS (Go Micro's broker.Secure): subscribers listen with a
+	// self-signed certificate and advertise secure=true; publishers use
+	// https without verification (Go Micro v4's behaviour, both sides).
+	t.Run("GoPublisherToCSecureSubscriber", func(t *testing.T) {
+		s := startCSub(t, "--broker=http", "--registry=mdns", "--broker_secure=true", "--count=5",
+			"interop.https.gc")
+		svc := micro.NewService(micro.Name("gopubs"), micro.Broker(broker.NewBroker()),
+			micro.Registry(registry.NewRegistry()))
+		if err := svc.Options().Broker.Connect(); err != nil {
+			t.Fatal(err)
+		}
+		defer svc.Options().Broker.Disconnect()
+		goPublish(t, svc, "interop.https.gc", 5)
+		checkCReceived(t, s, "interop.https.gc", 5)
+	})
+	t.Run("CPublisherToGoSecureSubscriber", func(t *testing.T) {
+		g := startGoSub(t, "interop.https.cg", micro.Broker(broker.NewBroker(broker.Secure(true))),
+			micro.Registry(registry.NewRegistry()))
+		cPublishUntil(t, g, "interop.https.cg", 5, "--broker=http", "--registry=mdns")
+	})
 }
 
 // ------------------------------------------------------------- NATS broker

@@ -1345,13 +1345,7 @@ main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
         return child_main(argv[2]);
     }
-    const char *cands[] = {"/usr/bin/etcd", "/usr/local/bin/etcd",
-        "/usr/sbin/etcd"};
-    for (size_t i = 0; i < 3 && etcd_bin == NULL; i++) {
-        if (access(cands[i], X_OK) == 0) {
-            etcd_bin = cands[i];
-        }
-    }
+    etcd_bin = t_etcd_bin();
     if (etcd_bin == NULL) {
         fprintf(stderr, "SKIP: etcd is not installed "
                         "(scripts/install-deps.sh installs etcd-server)\n");

@@ -279,3 +279,42 @@ t_rss_kib(void)
     }
     return rss * (sysconf(_SC_PAGESIZE) / 1024);
 }
+
+const char *
+t_etcd_bin(void)
+{
+    static const char *const cands[] = {"/usr/bin/etcd",
+        "/usr/local/bin/etcd", "/usr/sbin/etcd"};
+    for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
+        if (access(cands[i], X_OK) == 0) {
+            return cands[i];
+        }
+    }
+    return NULL;
+}
+
+void
+t_opts_flags(micro_options *o, const char *const *kv)
+{
+    for (size_t i = 0; kv != NULL && kv[i] != NULL; i++) {
+        char flag[512];
+        snprintf(flag, sizeof(flag), "--%s", kv[i]);
+        char *argv[] = {(char *) "t", flag, NULL};
+        int argc = 2;
+        if (micro_options_parse_args(o, &argc, argv, NULL) != 0 ||
+            argc != 1) {
+            fprintf(stderr, "t_opts_flags: %s not taken\n", flag);
+            abort();
+        }
+    }
+}
+
+char *
+t_kv(const char *name, const char *value)
+{
+    static char buf[16][400];
+    static int next;
+    char *b = buf[next++ % 16];
+    snprintf(b, 400, "%s=%s", name, value);
+    return b;
+}

@@ -38,6 +38,15 @@ int t_wait_port(const char *addr, int ms);
 
 int64_t t_now_ms(void);
 
+/* The etcd binary (Debian's etcd-server), or NULL when not installed. */
+const char *t_etcd_bin(void);
+
+/* Apply "name=value" pairs (NULL-terminated) to o as --name=value flags,
+ * the path the command line takes (asserts each is known). */
+void t_opts_flags(micro_options *o, const char *const *kv);
+/* "name=value" in one of 16 rotating static buffers. */
+char *t_kv(const char *name, const char *value);
+
 /* This process's resident set in KiB (/proc/self/statm), 0 if unknown. */
 long t_rss_kib(void);
 
