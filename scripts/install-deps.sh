@@ -13,7 +13,7 @@ PKGS=(
   # protobuf (issue 5): the protobuf-c runtime and protoc-gen-c, protoc,
   # and the .proto files protoc-gen-cmicro and the well-known types are
   # generated from (descriptor.proto, compiler/plugin.proto).
-  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
+  libprotobuf-c-dev libnghttp2-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libprotoc-dev
   curl wrk             # benchmarks and smoke tests
   # test.sh's clang and fuzz tiers: clang 14, and its runtime, which holds

@@ -76,8 +76,7 @@ static const row clients[] = {
 
 static const row servers[] = {
     {"mucp", &micro_server_mucp_ops, NULL, NULL, NULL, NULL},
-    {"grpc", NULL, "the gRPC server (not built in this version)", NULL,
-        NULL, NULL},
+    {"grpc", &micro_server_grpc_ops, NULL, NULL, NULL, NULL},
 };
 
 static const row brokers[] = {

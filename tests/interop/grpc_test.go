@@ -1,0 +1,275 @@
+// gRPC interop: a stock grpc-go client (google.golang.org/grpc, the
+// version Go Micro's gRPC plugins resolve with go-micro v4.11.0) calls the
+// C services started with --server=grpc: greeter-proto-server for unary
+// Hello and bidirectional Stream with protobuf, greeter-server (JSON
+// handlers) through application/grpc+json for errors, metadata and
+// deadlines. No stubs are generated: the calls go through
+// ClientConn.Invoke / NewStream with the method paths a
+// protoc-gen-go-grpc stub would use.
+package interop
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"cmicro/interop/pb/greeterpb"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// rawJSON is a grpc-go codec named "json" (content type
+// application/grpc+json) that passes JSON bytes through.
+type rawJSON struct{}
+
+func (rawJSON) Marshal(v interface{}) ([]byte, error) {
+	switch m := v.(type) {
+	case *[]byte:
+		return *m, nil
+	case []byte:
+		return m, nil
+	}
+	return json.Marshal(v)
+}
+
+func (rawJSON) Unmarshal(data []byte, v interface{}) error {
+	if b, ok := v.(*[]byte); ok {
+		*b = append((*b)[:0], data...)
+		return nil
+	}
+	return json.Unmarshal(data, v)
+}
+
+func (rawJSON) Name() string { return "json" }
+
+func init() { encoding.RegisterCodec(rawJSON{}) }
+
+func grpcDial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.Dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func startGRPC(t *testing.T, name string) *server {
+	t.Helper()
+	return startServerArgs(t, cProto(t, name), "--registry=memory", "--server=grpc")
+}
+
+var bidi = &grpc.StreamDesc{StreamName: "Stream", ServerStreams: true, ClientStreams: true}
+
+// grpc-go -> greeter-proto-server --server=grpc: unary Hello on every path
+// form Go Micro's server accepts, and the error of a C handler.
+func TestGRPCGoClientUnary(t *testing.T) {
+	srv := startGRPC(t, "greeter-proto-server")
+	cc := grpcDial(t, srv.addr)
+	for _, path := range []string{"/greeter.Greeter/Hello", "/Greeter/Hello", "/a.b.c.Greeter/Hello"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rsp := &greeterpb.Response{}
+		err := cc.Invoke(ctx, path, &greeterpb.Request{Name: "John"}, rsp)
+		cancel()
+		if err != nil || rsp.Msg != "Hello John" {
+			t.Errorf("%s: %v %q", path, err, rsp.Msg)
+		}
+	}
+	// A C handler's error: 400 -> InvalidArgument, the micro error JSON as
+	// the message.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := cc.Invoke(ctx, "/greeter.Greeter/Hello", &greeterpb.Request{}, &greeterpb.Response{})
+	st, _ := status.FromError(err)
+	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `"code":400`) ||
+		!strings.Contains(st.Message(), "name required") {
+		t.Errorf("empty name: %v, want InvalidArgument with the micro error", err)
+	}
+	// The detail: one Any, type.googleapis.com/errors.Error.
+	p := st.Proto()
+	if len(p.Details) != 1 || p.Details[0].TypeUrl != "type.googleapis.com/errors.Error" {
+		t.Errorf("details %v, want one errors.Error", p.Details)
+	}
+	// Unknown method / service and a malformed path: Unimplemented.
+	for _, path := range []string{"/greeter.Greeter/Nope", "/greeter.Nope/Hello", "/Greeter.Hello"} {
+		err := cc.Invoke(ctx, path, &greeterpb.Request{Name: "x"}, &greeterpb.Response{})
+		if status.Code(err) != codes.Unimplemented {
+			t.Errorf("%s: %v, want Unimplemented", path, err)
+		}
+	}
+	// Still serving afterwards.
+	rsp := &greeterpb.Response{}
+	if err := cc.Invoke(ctx, "/greeter.Greeter/Hello", &greeterpb.Request{Name: "Jane"}, rsp); err != nil || rsp.Msg != "Hello Jane" {
+		t.Errorf("after errors: %v %q", err, rsp.Msg)
+	}
+}
+
+// grpc-go bidi Stream: the first message is answered (not discarded),
+// CloseSend reaches the handler, then io.EOF.
+func TestGRPCGoClientBidiStream(t *testing.T) {
+	srv := startGRPC(t, "greeter-proto-server")
+	cc := grpcDial(t, srv.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
+	if err != nil {
+		t.Fatalf("NewStream: %v", err)
+	}
+	names := []string{"a", "b", "c", "d", "e"}
+	for _, n := range names {
+		if err := s.SendMsg(&greeterpb.Request{Name: n}); err != nil {
+			t.Fatalf("send %s: %v", n, err)
+		}
+		rsp := &greeterpb.Response{}
+		if err := s.RecvMsg(rsp); err != nil || rsp.Msg != "Hello "+n {
+			t.Fatalf("recv for %s: %v %q", n, err, rsp.Msg)
+		}
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecvMsg(&greeterpb.Response{}); err != io.EOF {
+		t.Fatalf("after CloseSend: %v, want io.EOF", err)
+	}
+	// Pipelined: send all, close, then read all.
+	s2, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if err := s2.SendMsg(&greeterpb.Request{Name: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2.CloseSend()
+	for i := 0; i < 100; i++ {
+		rsp := &greeterpb.Response{}
+		if err := s2.RecvMsg(rsp); err != nil || rsp.Msg != fmt.Sprintf("Hello %d", i) {
+			t.Fatalf("pipelined %d: %v %q", i, err, rsp.Msg)
+		}
+	}
+	if err := s2.RecvMsg(&greeterpb.Response{}); err != io.EOF {
+		t.Fatalf("pipelined end: %v", err)
+	}
+	// A handler error ends the stream with InvalidArgument.
+	s3, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3.SendMsg(&greeterpb.Request{})
+	err = s3.RecvMsg(&greeterpb.Response{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("stream error: %v, want InvalidArgument", err)
+	}
+	// Many concurrent streams on the one connection.
+	done := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		go func(i int) {
+			st, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
+			if err != nil {
+				done <- err
+				return
+			}
+			for j := 0; j < 10; j++ {
+				n := fmt.Sprintf("%d-%d", i, j)
+				if err := st.SendMsg(&greeterpb.Request{Name: n}); err != nil {
+					done <- err
+					return
+				}
+				rsp := &greeterpb.Response{}
+				if err := st.RecvMsg(rsp); err != nil || rsp.Msg != "Hello "+n {
+					done <- fmt.Errorf("%s: %v %q", n, err, rsp.Msg)
+					return
+				}
+			}
+			st.CloseSend()
+			if err := st.RecvMsg(&greeterpb.Response{}); err != io.EOF {
+				done <- fmt.Errorf("end %d: %v", i, err)
+				return
+			}
+			done <- nil
+		}(i)
+	}
+	for i := 0; i < 50; i++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// grpc-go with application/grpc+json against the JSON greeter-server:
+// error codes of C handlers both ways of Go Micro's mapping, metadata, and
+// deadlines (grpc-timeout and Go Micro's `timeout` metadata).
+func TestGRPCGoClientJSONErrorsMetadataDeadline(t *testing.T) {
+	srv := startServerArgs(t, cProto(t, "greeter-server"), "--registry=memory", "--server=grpc")
+	cc := grpcDial(t, srv.addr)
+	call := func(ctx context.Context, ep, body string) ([]byte, error) {
+		out := []byte{}
+		in := []byte(body)
+		err := cc.Invoke(ctx, "/greeter.Greeter/"+ep, &in, &out, grpc.CallContentSubtype("json"))
+		return out, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := call(ctx, "Hello", `{"name":"John"}`)
+	if err != nil || !strings.Contains(string(out), "Hello John") {
+		t.Fatalf("json Hello: %v %s", err, out)
+	}
+	want := map[int]codes.Code{400: codes.InvalidArgument, 401: codes.Unauthenticated,
+		403: codes.PermissionDenied, 404: codes.NotFound, 408: codes.DeadlineExceeded,
+		409: codes.AlreadyExists, 412: codes.FailedPrecondition, 500: codes.Internal,
+		501: codes.Unimplemented, 503: codes.Unavailable, 418: codes.Unknown}
+	for code, c := range want {
+		_, err := call(ctx, "Fail", fmt.Sprintf(`{"code":%d,"detail":"d%d"}`, code, code))
+		st, _ := status.FromError(err)
+		if st.Code() != c || !strings.Contains(st.Message(), fmt.Sprintf(`"detail":"d%d"`, code)) {
+			t.Errorf("Fail %d: %v, want %v", code, err, c)
+		}
+	}
+	// Metadata both ways: the handler reads x-foo.
+	mctx := metadata.AppendToOutgoingContext(ctx, "x-foo", "bar")
+	out, err = call(mctx, "Meta", `{"key":"X-Foo"}`)
+	if err != nil || !strings.Contains(string(out), `"bar"`) {
+		t.Errorf("Meta: %v %s", err, out)
+	}
+	// Go Micro's `timeout` metadata (ns): headers now, the message after
+	// the deadline: the server answers DeadlineExceeded itself.
+	tctx := metadata.AppendToOutgoingContext(ctx, "timeout", "200000000")
+	s, err := cc.NewStream(tctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true},
+		"/greeter.Greeter/Hello", grpc.CallContentSubtype("json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	in := []byte(`{"name":"late"}`)
+	s.SendMsg(&in)
+	s.CloseSend()
+	var o []byte
+	err = s.RecvMsg(&o)
+	st, _ := status.FromError(err)
+	if st.Code() != codes.DeadlineExceeded || !strings.Contains(st.Message(), "408") {
+		t.Errorf("late request: %v, want the server's DeadlineExceeded", err)
+	}
+	// grpc-timeout shorter than the handler: DeadlineExceeded.
+	dctx, dcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = call(dctx, "Slow", `{"ms":3000}`)
+	dcancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("Slow: %v, want DeadlineExceeded", err)
+	}
+	// An unknown method: Unimplemented "unknown service".
+	_, err = call(ctx, "Nope", `{}`)
+	if st, _ := status.FromError(err); st.Code() != codes.Unimplemented ||
+		!strings.Contains(st.Message(), "unknown service Greeter.Nope") {
+		t.Errorf("Nope: %v", err)
+	}
+}
