@@ -47,4 +47,13 @@ if ! command -v go >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
 fi
 (cd tests/interop && go mod download)
+
+# Python grpcio (PyPI) for the gRPC interop test (tests/interop/py): a venv
+# outside the tree, found by tests/interop/py/run.sh at the same path.
+PYVENV=${CMICRO_PY_VENV:-$HOME/.cache/cmicro/grpcio-venv}
+if ! "$PYVENV/bin/python" -c "import grpc, grpc_tools" 2>/dev/null; then
+  echo "install-deps: grpcio and grpcio-tools into $PYVENV"
+  python3 -m venv "$PYVENV"
+  "$PYVENV/bin/pip" install -q grpcio==1.85.1 grpcio-tools==1.85.1
+fi
 echo "install-deps: ok"

@@ -953,8 +953,21 @@ gloop_on_close(micro__loop_ext *x)
 {
     gloop *gl = (gloop *) x;
     gloop_close_conns(gl);
-    gloop_unlist(gl);
+    if (gl->st != NULL) {
+        gloop_unlist(gl);
+    }
     micro__free(gl);
+}
+
+/* On gl's loop: close its connections and forget it. */
+static int
+gloop_close_on_loop(void *arg)
+{
+    gloop *gl = arg;
+    micro__loop_ext_remove(gl->loop, &gl->ext);
+    gloop_close_conns(gl);
+    micro__free(gl);
+    return 0;
 }
 
 static void cl_start(gsock *gs);
@@ -1629,12 +1642,23 @@ grpc_shutdown(void *st_)
             micro__h2_close(h);
         }
     }
-    gloop *gl = (gloop *) micro__loop_ext_find(st->loop, st);
-    if (gl != NULL) {
-        micro__loop_ext_remove(st->loop, &gl->ext);
-        gloop_close_conns(gl);
-        gloop_unlist(gl);
-        micro__free(gl);
+    /* Client connections, on every loop that dialled. */
+    for (;;) {
+        pthread_mutex_lock(&st->mu);
+        gloop *gl = st->gloops;
+        if (gl != NULL) {
+            st->gloops = gl->next;
+        }
+        pthread_mutex_unlock(&st->mu);
+        if (gl == NULL) {
+            break;
+        }
+        if (gl->loop == st->loop) {
+            (void) gloop_close_on_loop(gl);
+        } else if (micro__loop_call(gl->loop, gloop_close_on_loop, gl) !=
+            0) {
+            gl->st = NULL; /* its loop is closing: its on_close frees it */
+        }
     }
     return 1;
 }
