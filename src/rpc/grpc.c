@@ -1348,6 +1348,22 @@ cl_open(gsock *gs, const micro_msg *m)
 /* ------------------------------------------------------------------ */
 /* Socket ops.                                                          */
 
+/* The body of m as one gRPC message: the codec framed it, except an
+ * empty message, which Go Micro's codecs write as nothing and gRPC as a
+ * frame of length 0. */
+static int
+write_message(gsock *gs, const micro_msg *m)
+{
+    size_t len = 0;
+    const void *b = micro_msg_body(m, &len);
+    micro_buf buf = {0};
+    static const uint8_t empty[5] = {0, 0, 0, 0, 0};
+    if (micro_buf_append(&buf, len > 0 ? b : empty, len > 0 ? len : 5) != 0) {
+        return MICRO_ENOMEM;
+    }
+    return micro__h2_stream_write(gs->h2, &buf);
+}
+
 static int
 grpc_send(micro_socket *s, const micro_msg *m)
 {
@@ -1364,20 +1380,23 @@ grpc_send(micro_socket *s, const micro_msg *m)
             if (rc != 0) {
                 return rc;
             }
+            /* With a gRPC content type rpc/stream.c sends no placeholder:
+             * the first message opens the stream and is a message. */
+            gs->stream = micro__mucp_hdr2(m, "Micro-Stream",
+                             "X-Micro-Stream") != NULL;
         }
-        size_t len = 0;
-        const void *b = micro_msg_body(m, &len);
         const char *err = micro_msg_header(m, "Micro-Error");
         if (err != NULL) {
             gs->ended = true;
             return micro__h2_stream_end(gs->h2, NULL, 0);
         }
-        if (len > 0) {
-            micro_buf buf = {0};
-            if (micro_buf_append(&buf, b, len) != 0) {
-                return MICRO_ENOMEM;
-            }
-            return micro__h2_stream_write(gs->h2, &buf);
+        int rc = write_message(gs, m);
+        if (rc != 0) {
+            return rc;
+        }
+        if (!gs->stream) {
+            gs->ended = true; /* unary: the one message */
+            return micro__h2_stream_end(gs->h2, NULL, 0);
         }
         return 0;
     }
@@ -1421,14 +1440,8 @@ grpc_send(micro_socket *s, const micro_msg *m)
         }
         gs->responded = true;
     }
-    size_t len = 0;
-    const void *b = micro_msg_body(m, &len);
-    if (len > 0) {
-        micro_buf buf = {0};
-        if (micro_buf_append(&buf, b, len) != 0) {
-            return MICRO_ENOMEM;
-        }
-        int rc = micro__h2_stream_write(gs->h2, &buf);
+    if (err == NULL) {
+        int rc = write_message(gs, m);
         if (rc != 0) {
             return rc;
         }

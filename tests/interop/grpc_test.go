@@ -9,11 +9,16 @@
 package interop
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,5 +276,137 @@ func TestGRPCGoClientJSONErrorsMetadataDeadline(t *testing.T) {
 	if st, _ := status.FromError(err); st.Code() != codes.Unimplemented ||
 		!strings.Contains(st.Message(), "unknown service Greeter.Nope") {
 		t.Errorf("Nope: %v", err)
+	}
+}
+
+var (
+	grpcSrvOnce sync.Once
+	grpcSrvBin  string
+	grpcSrvErr  error
+)
+
+// goGRPCServer builds ./grpcserver (a stock grpc-go server) once.
+func goGRPCServer(t *testing.T) string {
+	t.Helper()
+	grpcSrvOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cmicro-grpcserver-")
+		if err != nil {
+			grpcSrvErr = err
+			return
+		}
+		grpcSrvBin = filepath.Join(dir, "grpcserver")
+		cmd := exec.Command(goTool(), "build", "-o", grpcSrvBin, "./grpcserver")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		grpcSrvErr = cmd.Run()
+	})
+	if grpcSrvErr != nil {
+		t.Fatalf("go build ./grpcserver: %v", grpcSrvErr)
+	}
+	return grpcSrvBin
+}
+
+// runIn runs bin with stdin.
+func runIn(t *testing.T, stdin string, bin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %q timed out\nstdout: %s\nstderr: %s", filepath.Base(bin), args, r.stdout, r.stderr)
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	return r
+}
+
+// The C client (--client=grpc) -> a stock grpc-go server: unary with JSON
+// (application/grpc+json) and with protobuf (the generated C stub,
+// application/grpc+proto), errors mapped back to Go Micro codes, and bidi
+// streams.
+func TestGRPCCClientCallsGRPCGoServer(t *testing.T) {
+	need(t)
+	if goOnly {
+		t.Skip("INTEROP_GO_ONLY: no C client")
+	}
+	srv := startServerArgs(t, goGRPCServer(t))
+	r := run(t, 30*time.Second, cMicro, "call", "--client=grpc", "--address="+srv.addr,
+		"greeter", "Greeter.Hello", `{"name":"John"}`)
+	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {
+		t.Errorf("cmicro call: %+v", r)
+	}
+	r = run(t, 30*time.Second, cMicro, "call", "--client=grpc", "--address="+srv.addr,
+		"greeter", "Greeter.Hello", `{"name":"conflict"}`)
+	if r.code != 1 || !strings.Contains(r.stdout, `"code":409`) || !strings.Contains(r.stdout, "already there") {
+		t.Errorf("AlreadyExists -> 409: %+v", r)
+	}
+	cli := cProto(t, "greeter-proto-client")
+	r = run(t, 30*time.Second, cli, "--client=grpc", "--address="+srv.addr, "--name", "Jo")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "Hello Jo" {
+		t.Errorf("greeter-proto-client: %+v", r)
+	}
+	r = run(t, 30*time.Second, cli, "--client=grpc", "--address="+srv.addr, "--name", "")
+	if r.code != 1 || !strings.Contains(r.stderr, `"code":400`) || !strings.Contains(r.stderr, "name required") {
+		t.Errorf("InvalidArgument -> 400: %+v", r)
+	}
+	r = run(t, 30*time.Second, cli, "--client=grpc", "--address="+srv.addr, "--stream", "a", "b", "c")
+	if r.code != 0 || r.stdout != "Hello a\nHello b\nHello c\n" {
+		t.Errorf("proto bidi: %+v", r)
+	}
+	r = runIn(t, "{\"name\":\"x\"}\n{\"name\":\"y\"}\n{\"name\":\"\"}\n", cMicro, "stream", "--client=grpc",
+		"--address="+srv.addr, "greeter", "Greeter.Stream")
+	if r.code != 1 || !strings.Contains(r.stdout, `{"msg":"Hello x"}`) ||
+		!strings.Contains(r.stdout, `{"msg":"Hello y"}`) || !strings.Contains(r.stdout, `"code":400`) {
+		t.Errorf("json bidi ending in an error: %+v", r)
+	}
+}
+
+// The C client -> gRPC C++'s greeter (bench/grpc, Debian's libgrpc++):
+// unary and bidi with protobuf from a descriptor set.
+func TestGRPCCClientCallsGRPCCppServer(t *testing.T) {
+	need(t)
+	if goOnly {
+		t.Skip("INTEROP_GO_ONLY: no C client")
+	}
+	bin := filepath.Join(binDir, "bench", "bench_grpc_server")
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%s not built (MICRO_BENCH_GRPC=OFF: libgrpc++-dev missing)", bin)
+	}
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, addr)
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; !strings.Contains(out.String(), "listening"); i++ {
+		if i > 200 {
+			t.Fatalf("bench_grpc_server did not start: %s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ds := filepath.Join(t.TempDir(), "bench.pb")
+	pc := exec.Command("protoc", "--include_imports", "--descriptor_set_out="+ds,
+		"-I", "../../bench/grpc", "greeter.proto")
+	if b, err := pc.CombinedOutput(); err != nil {
+		t.Fatalf("protoc: %v %s", err, b)
+	}
+	r := run(t, 30*time.Second, cMicro, "call", "--client=grpc", "--descriptor_set", ds,
+		"--address="+addr, "bench", "Greeter.Hello", `{"name":"John"}`)
+	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {
+		t.Errorf("unary: %+v", r)
+	}
+	r = runIn(t, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n", cMicro, "stream", "--client=grpc",
+		"--descriptor_set", ds, "--address="+addr, "bench", "Greeter.Stream")
+	if r.code != 0 || r.stdout != "{\"msg\":\"Hello a\"}\n{\"msg\":\"Hello b\"}\n" {
+		t.Errorf("bidi: %+v", r)
 	}
 }
