@@ -261,20 +261,22 @@ attempt_target(const mucp_client *c, const micro_call_req *req,
     a->addr = req->opts.address;
     a->tr = c->tr;
     const char *proto = micro_metadata_get(&a->node.metadata, "protocol");
-    if (c->grpc_all || (a->addr == NULL && proto != NULL &&
+    bool addressed = a->addr != NULL;
+    if (!addressed) {
+        a->addr = a->node.address;
+    }
+    if (c->grpc_all || (!addressed && proto != NULL &&
                            strcmp(proto, "grpc") == 0 && c->grpc_tr)) {
+        /* Go Micro's gRPC server (or --client=grpc): over gRPC. */
         a->tr = c->grpc_all ? c->tr : c->grpc_tr;
         attempt_grpc(a);
-    } else if (a->addr == NULL) {
-        a->addr = a->node.address;
+    } else if (!addressed && proto == NULL) {
         /* Go Micro's legacy switch: a node that does not say
          * protocol=mucp gets the envelope codecs. */
-        bool legacy = micro_metadata_get(&a->node.metadata, "protocol") ==
-            NULL;
-        if (legacy && p->codec == &micro_codec_json_ops) {
+        if (p->codec == &micro_codec_json_ops) {
             a->use = &micro_codec_jsonrpc_ops;
             a->use_ct = "application/json-rpc";
-        } else if (legacy && p->codec == &micro_codec_proto_ops) {
+        } else if (p->codec == &micro_codec_proto_ops) {
             a->use = &micro_codec_protorpc_ops;
             a->use_ct = "application/proto-rpc";
         }

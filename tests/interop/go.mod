@@ -4,7 +4,9 @@ go 1.22
 
 require (
 	github.com/go-micro/plugins/v4/broker/nats v1.2.0
+	github.com/go-micro/plugins/v4/client/grpc v1.2.1
 	github.com/go-micro/plugins/v4/registry/etcd v1.2.0
+	github.com/go-micro/plugins/v4/server/grpc v1.2.0
 	github.com/golang/protobuf v1.5.2
 	go-micro.dev/v4 v4.11.0
 	google.golang.org/grpc v1.53.0

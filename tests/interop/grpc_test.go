@@ -24,6 +24,7 @@ import (
 
 	"cmicro/interop/pb/greeterpb"
 
+	"go-micro.dev/v4/registry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -408,5 +409,92 @@ func TestGRPCCClientCallsGRPCCppServer(t *testing.T) {
 		"--descriptor_set", ds, "--address="+addr, "bench", "Greeter.Stream")
 	if r.code != 0 || r.stdout != "{\"msg\":\"Hello a\"}\n{\"msg\":\"Hello b\"}\n" {
 		t.Errorf("bidi: %+v", r)
+	}
+}
+
+var (
+	gmgOnce sync.Once
+	gmgBin  string
+	gmgErr  error
+)
+
+// goMicroGRPC builds ./gomicrogrpc (Go Micro v4 with its gRPC plugins).
+func goMicroGRPC(t *testing.T) string {
+	t.Helper()
+	gmgOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cmicro-gomicrogrpc-")
+		if err != nil {
+			gmgErr = err
+			return
+		}
+		gmgBin = filepath.Join(dir, "gomicrogrpc")
+		cmd := exec.Command(goTool(), "build", "-o", gmgBin, "./gomicrogrpc")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		gmgErr = cmd.Run()
+	})
+	if gmgErr != nil {
+		t.Fatalf("go build ./gomicrogrpc: %v", gmgErr)
+	}
+	return gmgBin
+}
+
+// In the mDNS namespace (mdns_test.go): a Go Micro gRPC client (plugin
+// client/grpc v1.2.1) finds greeter-proto-server --server=grpc by name and
+// calls it; a C handler's 400 arrives as 400.
+func testGoMicroGRPCCallsC(t *testing.T) {
+	s := startServerArgs(t, cProto(t, "greeter-proto-server"), "--registry=mdns", "--server=grpc")
+	reg := registry.NewRegistry()
+	var svcs []*registry.Service
+	if !waitFor(5*time.Second, func() bool {
+		svcs = goServices(reg, "greeter")
+		return hasAddr(svcs, s.addr)
+	}) {
+		t.Fatalf("Go GetService(greeter) never showed the C gRPC node %s", s.addr)
+	}
+	for _, sv := range svcs {
+		for _, n := range sv.Nodes {
+			if n.Address == s.addr && (n.Metadata["protocol"] != "grpc" ||
+				n.Metadata["server"] != "grpc" || n.Metadata["transport"] != "grpc") {
+				t.Errorf("C gRPC node metadata %v, want protocol/server/transport=grpc", n.Metadata)
+			}
+		}
+	}
+	bin := goMicroGRPC(t)
+	r := run(t, 30*time.Second, bin, "-mode", "client", "-name", "John")
+	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {
+		t.Errorf("Go Micro gRPC client -> C by name: %+v", r)
+	}
+	r = run(t, 30*time.Second, bin, "-mode", "client", "-name", "")
+	if r.code != 1 || !strings.Contains(r.stdout, `"code":400`) || !strings.Contains(r.stdout, "name required") ||
+		!strings.Contains(r.stdout, `"id":"greeter"`) {
+		t.Errorf("C error through Go Micro's gRPC client: %+v", r)
+	}
+}
+
+// In the mDNS namespace: the C client finds a Go Micro gRPC service (plugin
+// server/grpc v1.2.0) by name; its record says protocol=grpc, so the mucp
+// client calls it over gRPC by itself (no --client flag); errors keep
+// their code.
+func testCCallsGoMicroGRPC(t *testing.T) {
+	s := startServerArgs(t, goMicroGRPC(t), "-mode", "server")
+	var svcs []*registry.Service
+	var last result
+	if !waitFor(5*time.Second, func() bool {
+		svcs, last = cmicroServices(t, "greeter")
+		return hasAddr(svcs, s.addr)
+	}) {
+		t.Fatalf("cmicro never saw the Go Micro gRPC node %s: %s %s", s.addr, last.stdout, last.stderr)
+	}
+	r := run(t, 20*time.Second, cMicro, "call", "--registry=mdns", "greeter", "Greeter.Hello", `{"name":"John"}`)
+	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {
+		t.Errorf("cmicro call by name -> Go Micro gRPC: %+v", r)
+	}
+	r = run(t, 20*time.Second, cMicro, "call", "--registry=mdns", "greeter", "Greeter.Hello", `{"name":""}`)
+	if r.code != 1 || !strings.Contains(r.stdout, `"code":400`) || !strings.Contains(r.stdout, "name required") {
+		t.Errorf("Go Micro error through the C client: %+v", r)
+	}
+	r = runIn(t, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n", cMicro, "stream", "--registry=mdns", "greeter", "Greeter.Stream")
+	if r.code != 0 || r.stdout != "{\"msg\":\"Hello a\"}\n{\"msg\":\"Hello b\"}\n" {
+		t.Errorf("cmicro stream by name -> Go Micro gRPC: %+v", r)
 	}
 }
