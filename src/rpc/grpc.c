@@ -886,6 +886,12 @@ on_accept(void *arg, micro__bs *bs)
     atomic_fetch_add(&st->accepted, 1);
 }
 
+void
+micro__grpc_transport_accept(micro_transport *t, micro__bs *bs)
+{
+    on_accept(micro__transport_state(t), bs);
+}
+
 /* ------------------------------------------------------------------ */
 /* Client side.                                                         */
 

@@ -33,6 +33,15 @@ typedef int (*micro__grpc_classify_fn)(void *arg, const char *endpoint);
 void micro__grpc_transport_set_classify(micro_transport *t,
     micro__grpc_classify_fn fn, void *arg, const char *server_name);
 
+/* Harnesses (fuzz/fuzz_h2.c), loop thread: serve bs as a connection the
+ * listener accepted (the transport must be listening). */
+struct micro__bs;
+void micro__grpc_transport_accept(micro_transport *t, struct micro__bs *bs);
+
+/* The gRPC server's own transport (server/grpc.c), or NULL when s is not a
+ * gRPC server. */
+micro_transport *micro__server_grpc_transport(micro_server *s);
+
 /* The transport's state (transport.c). */
 void *micro__transport_state(micro_transport *t);
 

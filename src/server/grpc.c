@@ -92,6 +92,15 @@ gsrv_fini(void *st)
     g->tr = NULL;
 }
 
+micro_transport *
+micro__server_grpc_transport(micro_server *s)
+{
+    if (s == NULL || s->ops != &micro_server_grpc_ops) {
+        return NULL;
+    }
+    return ((gsrv *) s->impl)->tr;
+}
+
 static const micro_option_desc gsrv_options[] = {
     {"server_workers", MICRO_OPT_INT, "16", "handler worker threads"},
     {"server_inline", MICRO_OPT_BOOL, "false",
