@@ -348,6 +348,17 @@ func TestGRPCCClientCallsGRPCGoServer(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, `"code":409`) || !strings.Contains(r.stdout, "already there") {
 		t.Errorf("AlreadyExists -> 409: %+v", r)
 	}
+	// The CLI's own name for it: --protocol=grpc with --address.
+	r = run(t, 30*time.Second, cMicro, "call", "--protocol=grpc", "--address", srv.addr,
+		"greeter", "Greeter.Hello", `{"name":"Proto"}`)
+	if r.code != 0 || !strings.Contains(r.stdout, `"Hello Proto"`) {
+		t.Errorf("cmicro call --protocol=grpc: %+v", r)
+	}
+	r = runIn(t, "{\"name\":\"p\"}\n", cMicro, "stream", "--protocol", "grpc",
+		"--address="+srv.addr, "greeter", "Greeter.Stream")
+	if r.code != 0 || r.stdout != "{\"msg\":\"Hello p\"}\n" {
+		t.Errorf("cmicro stream --protocol grpc: %+v", r)
+	}
 	cli := cProto(t, "greeter-proto-client")
 	r = run(t, 30*time.Second, cli, "--client=grpc", "--address="+srv.addr, "--name", "Jo")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "Hello Jo" {
