@@ -630,22 +630,20 @@ test_peer_never_reads(void **state)
     fx *f = fx_new();
     cl c;
     cl_open(&c, f, false);
-    enum { MSG = 16384, TOTAL = 64 << 20 };
+    enum { MSG = 16384, COUNT = 4000 }; /* 64 MiB of messages */
+    const size_t TOTAL = (size_t) COUNT * (5 + MSG);
     c.srclen = TOTAL;
     c.src = malloc(TOTAL);
     assert_non_null(c.src);
     for (size_t off = 0; off < TOTAL; off += 5 + MSG) {
-        size_t n = TOTAL - off < 5 + MSG ? TOTAL - off : 5 + MSG;
-        memset(c.src + off, 'x', n);
-        if (n >= 5) {
-            c.src[off] = 0;
-            c.src[off + 1] = 0;
-            c.src[off + 2] = 0;
-            c.src[off + 3] = (uint8_t) (MSG >> 8);
-            c.src[off + 4] = (uint8_t) MSG;
-            c.src[off + 5] = '"';
-            c.src[off + 4 + MSG] = '"';
-        }
+        memset(c.src + off, 'x', 5 + MSG);
+        c.src[off] = 0;
+        c.src[off + 1] = 0;
+        c.src[off + 2] = 0;
+        c.src[off + 3] = (uint8_t) (MSG >> 8);
+        c.src[off + 4] = (uint8_t) MSG;
+        c.src[off + 5] = '"';
+        c.src[off + 4 + MSG] = '"';
     }
     nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"),
         NV(":path", "/pkg.G/Echo"), NV(":authority", "x"),
@@ -667,7 +665,7 @@ test_peer_never_reads(void **state)
         0);
     /* bounded: far less than what we had to send */
     assert_true(c.srcoff < 16u << 20);
-    print_message("peer sent %zu of %d bytes before the server stopped it\n",
+    print_message("peer sent %zu of %zu bytes before the server stopped it\n",
         c.srcoff, TOTAL);
     /* Others are still served meanwhile. */
     still_serving(f);
