@@ -852,6 +852,7 @@ gconn_link(gconn **head, gconn *gc)
     *head = gc;
 }
 
+/* A connection is gone (its streams' sockets were told first). */
 static void
 on_h2_close(void *arg, micro__h2 *c, int rc)
 {
@@ -997,20 +998,9 @@ dial_report(micro__task *t)
     }
 }
 
-static void
-on_client_h2_close(void *arg, micro__h2 *c, int rc)
-{
-    (void) c;
-    (void) rc;
-    gconn *gc = arg;
-    gc->h2 = NULL;
-    gconn_unlink(gc);
-    micro__free(gc);
-}
-
 static const micro__h2_cbs client_cbs = {
     .on_stream = NULL,
-    .on_close = on_client_h2_close,
+    .on_close = on_h2_close, /* as a server connection's */
 };
 
 static void
@@ -1228,7 +1218,8 @@ cl_on_end(void *arg, micro__h2_stream *h)
         if (msg != NULL) {
             size_t k = 0;
             for (size_t i = 0; i < l; i++) {
-                if (gm[i] == '%' && i + 2 < l && isxdigit((unsigned char) gm[i + 1]) &&
+                if (gm[i] == '%' && i + 2 < l &&
+                    isxdigit((unsigned char) gm[i + 1]) &&
                     isxdigit((unsigned char) gm[i + 2])) {
                     char hx[3] = {gm[i + 1], gm[i + 2], 0};
                     msg[k++] = (char) strtol(hx, NULL, 16);

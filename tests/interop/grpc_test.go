@@ -281,29 +281,30 @@ func TestGRPCGoClientJSONErrorsMetadataDeadline(t *testing.T) {
 }
 
 var (
-	grpcSrvOnce sync.Once
-	grpcSrvBin  string
-	grpcSrvErr  error
+	goBuiltMu sync.Mutex
+	goBuilt   = map[string]string{}
 )
 
-// goGRPCServer builds ./grpcserver (a stock grpc-go server) once.
-func goGRPCServer(t *testing.T) string {
+// goBuild builds the package ./pkg of this module once per test binary.
+func goBuild(t *testing.T, pkg string) string {
 	t.Helper()
-	grpcSrvOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cmicro-grpcserver-")
-		if err != nil {
-			grpcSrvErr = err
-			return
-		}
-		grpcSrvBin = filepath.Join(dir, "grpcserver")
-		cmd := exec.Command(goTool(), "build", "-o", grpcSrvBin, "./grpcserver")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		grpcSrvErr = cmd.Run()
-	})
-	if grpcSrvErr != nil {
-		t.Fatalf("go build ./grpcserver: %v", grpcSrvErr)
+	goBuiltMu.Lock()
+	defer goBuiltMu.Unlock()
+	if p, ok := goBuilt[pkg]; ok {
+		return p
 	}
-	return grpcSrvBin
+	dir, err := os.MkdirTemp("", "cmicro-"+pkg+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, pkg)
+	cmd := exec.Command(goTool(), "build", "-o", p, "./"+pkg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go build ./%s: %v", pkg, err)
+	}
+	goBuilt[pkg] = p
+	return p
 }
 
 // runIn runs bin with stdin.
@@ -337,7 +338,7 @@ func TestGRPCCClientCallsGRPCGoServer(t *testing.T) {
 	if goOnly {
 		t.Skip("INTEROP_GO_ONLY: no C client")
 	}
-	srv := startServerArgs(t, goGRPCServer(t))
+	srv := startServerArgs(t, goBuild(t, "grpcserver"))
 	r := run(t, 30*time.Second, cMicro, "call", "--client=grpc", "--address="+srv.addr,
 		"greeter", "Greeter.Hello", `{"name":"John"}`)
 	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {
@@ -423,32 +424,6 @@ func TestGRPCCClientCallsGRPCCppServer(t *testing.T) {
 	}
 }
 
-var (
-	gmgOnce sync.Once
-	gmgBin  string
-	gmgErr  error
-)
-
-// goMicroGRPC builds ./gomicrogrpc (Go Micro v4 with its gRPC plugins).
-func goMicroGRPC(t *testing.T) string {
-	t.Helper()
-	gmgOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cmicro-gomicrogrpc-")
-		if err != nil {
-			gmgErr = err
-			return
-		}
-		gmgBin = filepath.Join(dir, "gomicrogrpc")
-		cmd := exec.Command(goTool(), "build", "-o", gmgBin, "./gomicrogrpc")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		gmgErr = cmd.Run()
-	})
-	if gmgErr != nil {
-		t.Fatalf("go build ./gomicrogrpc: %v", gmgErr)
-	}
-	return gmgBin
-}
-
 // In the mDNS namespace (mdns_test.go): a Go Micro gRPC client (plugin
 // client/grpc v1.2.1) finds greeter-proto-server --server=grpc by name and
 // calls it; a C handler's 400 arrives as 400.
@@ -470,7 +445,7 @@ func testGoMicroGRPCCallsC(t *testing.T) {
 			}
 		}
 	}
-	bin := goMicroGRPC(t)
+	bin := goBuild(t, "gomicrogrpc")
 	r := run(t, 30*time.Second, bin, "-mode", "client", "-name", "John")
 	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {
 		t.Errorf("Go Micro gRPC client -> C by name: %+v", r)
@@ -487,7 +462,7 @@ func testGoMicroGRPCCallsC(t *testing.T) {
 // client calls it over gRPC by itself (no --client flag); errors keep
 // their code.
 func testCCallsGoMicroGRPC(t *testing.T) {
-	s := startServerArgs(t, goMicroGRPC(t), "-mode", "server")
+	s := startServerArgs(t, goBuild(t, "gomicrogrpc"), "-mode", "server")
 	var svcs []*registry.Service
 	var last result
 	if !waitFor(5*time.Second, func() bool {
