@@ -58,12 +58,21 @@ typedef struct fx {
     int port;
 } fx;
 
+static const char *fx_keepalive; /* server_grpc_keepalive_time, or NULL */
+
 static fx *
 fx_new(void)
 {
     fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     assert_int_equal(micro_options_new(&f->opts), 0);
+    if (fx_keepalive != NULL) {
+        assert_int_equal(micro_options_set_str(f->opts,
+                             "server_grpc_keepalive_time", fx_keepalive), 0);
+        assert_int_equal(micro_options_set_str(f->opts,
+                             "server_grpc_keepalive_timeout", fx_keepalive),
+            0);
+    }
     assert_int_equal(micro_options_set_str(f->opts, "server_address",
                          "127.0.0.1:0"), 0);
     assert_int_equal(micro_loop_new(&f->loop), 0);
@@ -141,6 +150,7 @@ typedef struct raw {
     size_t inlen;
     bool closed;
     bool write_failed; /* the server closed on us */
+    bool mute_pings;   /* do not answer PINGs */
 } raw;
 
 static void
@@ -245,7 +255,7 @@ raw_read(raw *r, rframe *fr)
                     !(fr->flags & NGHTTP2_FLAG_ACK)) {
                     frame(r, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, NULL, 0);
                 }
-                if (fr->type == NGHTTP2_PING &&
+                if (fr->type == NGHTTP2_PING && !r->mute_pings &&
                     !(fr->flags & NGHTTP2_FLAG_ACK)) {
                     frame(r, NGHTTP2_PING, NGHTTP2_FLAG_ACK, 0, fr->payload,
                         fr->len);
@@ -673,6 +683,46 @@ test_peer_never_reads(void **state)
     fx_free(f);
 }
 
+/* Keepalive: a silent connection gets a PING; one whose peer answers
+ * stays, one whose peer does not is closed. */
+static void
+test_keepalive(void **state)
+{
+    (void) state;
+    fx_keepalive = "200ms";
+    fx *f = fx_new();
+    fx_keepalive = NULL;
+    rframe *fr = malloc(sizeof(*fr));
+    /* answered: several PINGs in a row, the connection stays */
+    raw r;
+    raw_open(&r, f);
+    int pings = 0;
+    while (pings < 3) {
+        assert_true(raw_read(&r, fr));
+        pings += fr->type == NGHTTP2_PING && !(fr->flags & NGHTTP2_FLAG_ACK);
+    }
+    raw_request(&r, 1, "POST", "/pkg.G/Hello", "application/grpc+json",
+        false);
+    raw_message(&r, 1, 0, 2, "{}", 2, true);
+    char v[16];
+    raw_wait_header(&r, 1, "grpc-status", v, sizeof(v));
+    assert_string_equal(v, "0");
+    raw_close(&r);
+    /* not answered: the server closes (GOAWAY or plain close) */
+    raw_open(&r, f);
+    r.mute_pings = true;
+    bool pinged = false;
+    while (raw_read(&r, fr)) {
+        pinged |= fr->type == NGHTTP2_PING;
+    }
+    assert_true(pinged);
+    assert_true(r.closed);
+    raw_close(&r);
+    free(fr);
+    still_serving(f);
+    fx_free(f);
+}
+
 static void
 expect_status(fx *f, const char *method, const char *path, const char *ct,
     const char *name, const char *want)
@@ -786,6 +836,7 @@ main(void)
         cmocka_unit_test(test_rst_flood),
         cmocka_unit_test(test_10k_streams),
         cmocka_unit_test(test_peer_never_reads),
+        cmocka_unit_test(test_keepalive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
