@@ -455,6 +455,11 @@ func testGoMicroGRPCCallsC(t *testing.T) {
 		!strings.Contains(r.stdout, `"id":"greeter"`) {
 		t.Errorf("C error through Go Micro's gRPC client: %+v", r)
 	}
+	// The bidirectional stream by name: every reply, then io.EOF.
+	r = run(t, 30*time.Second, bin, "-mode", "stream", "-name", "a,b,c")
+	if r.code != 0 || r.stdout != "Hello a\nHello b\nHello c\n" {
+		t.Errorf("Go Micro gRPC stream -> C by name: %+v", r)
+	}
 }
 
 // In the mDNS namespace: the C client finds a Go Micro gRPC service (plugin

@@ -10,6 +10,9 @@
 //	    calls greeter Greeter.Hello by name through the registry with the
 //	    gRPC client; prints the reply as JSON, or the error's
 //	    {"id","code","detail","status"} and exits 1
+//	gomicrogrpc -mode stream -name a,b,c
+//	    Greeter.Stream by name: sends each name, CloseSend, prints every
+//	    reply's msg (one a line) until io.EOF; an error as above
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"cmicro/interop/greetermicro"
@@ -76,6 +80,36 @@ func main() {
 	}
 	os.Args = rest
 	flag.CommandLine = flag.NewFlagSet(os.Args[0], flag.ExitOnError)
+	if mode == "stream" {
+		svc := greetermicro.NewGreeterService("greeter", grpcc.NewClient())
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		st, err := svc.Stream(ctx)
+		fail := func(err error) {
+			b, _ := json.Marshal(errors.FromError(err))
+			fmt.Println(string(b))
+			os.Exit(1)
+		}
+		if err != nil {
+			fail(err)
+		}
+		for _, n := range strings.Split(name, ",") {
+			if err := st.Send(&greeterpb.Request{Name: n}); err != nil {
+				fail(err)
+			}
+		}
+		st.CloseSend()
+		for {
+			rsp, err := st.Recv()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				fail(err)
+			}
+			fmt.Println(rsp.Msg)
+		}
+	}
 	if mode == "client" {
 		c := grpcc.NewClient()
 		req := c.NewRequest("greeter", "Greeter.Hello", &greeterpb.Request{Name: name})
