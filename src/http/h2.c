@@ -392,17 +392,6 @@ cb_stream_close(nghttp2_session *sess, int32_t id, uint32_t err,
     return 0;
 }
 
-static int
-cb_frame_not_send(nghttp2_session *sess, const nghttp2_frame *f,
-    int lib_error, void *user)
-{
-    (void) sess;
-    (void) user;
-    (void) f;
-    (void) lib_error;
-    return 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* I/O.                                                                 */
 
@@ -703,8 +692,6 @@ micro__h2_new(micro__h2 **out, micro__bs *bs, const micro__h2_cfg *cfg,
         cb_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(ncb,
         cb_stream_close);
-    nghttp2_session_callbacks_set_on_frame_not_send_callback(ncb,
-        cb_frame_not_send);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_send_header_block_length(opt, 1u << 20);
     if (!cfg->server) {
