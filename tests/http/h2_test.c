@@ -42,6 +42,28 @@ h_hello(micro_request *req, micro_response *rsp, void *arg)
     return micro_response_set_body(rsp, b, n);
 }
 
+#include <pthread.h>
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_in, gate_open;
+
+/* Waits until the test opens the gate. */
+static int
+h_gate(micro_request *req, micro_response *rsp, void *arg)
+{
+    (void) req;
+    (void) arg;
+    pthread_mutex_lock(&gate_mu);
+    gate_in = 1;
+    pthread_cond_broadcast(&gate_cv);
+    while (!gate_open) {
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    }
+    pthread_mutex_unlock(&gate_mu);
+    return micro_response_set_body(rsp, "\"done\"", 6);
+}
+
 static int
 echo_msg(micro_stream *s, const void *body, size_t len, void *arg)
 {
@@ -83,6 +105,9 @@ fx_new(void)
     micro_handler_desc d = {.size = sizeof(d), .endpoint = "G.Hello",
         .fn = h_hello};
     assert_int_equal(micro_server_handle(f->srv, &d), 0);
+    micro_handler_desc g = {.size = sizeof(g), .endpoint = "G.Gate",
+        .fn = h_gate};
+    assert_int_equal(micro_server_handle(f->srv, &g), 0);
     micro_stream_handler e = {.size = sizeof(e), .endpoint = "G.Echo",
         .on_msg = echo_msg};
     assert_int_equal(micro_server_handle_stream(f->srv, &e), 0);
@@ -723,6 +748,70 @@ test_keepalive(void **state)
     fx_free(f);
 }
 
+static void *
+stop_server(void *arg)
+{
+    fx *f = arg;
+    (void) micro_server_stop(f->srv, 20000);
+    return NULL;
+}
+
+/* Graceful stop: the connection gets GOAWAY (NO_ERROR, the last stream it
+ * took), the call in flight is answered after it, a stream opened after
+ * the GOAWAY is not served, and the connection closes. */
+static void
+test_goaway_on_stop(void **state)
+{
+    (void) state;
+    fx *f = fx_new();
+    gate_in = gate_open = 0;
+    raw r;
+    raw_open(&r, f);
+    raw_request(&r, 1, "POST", "/pkg.G/Gate", "application/grpc+json", false);
+    raw_message(&r, 1, 0, 2, "{}", 2, true);
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_in) {
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    }
+    pthread_mutex_unlock(&gate_mu);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_server, f), 0);
+    rframe *fr = malloc(sizeof(*fr));
+    bool goaway = false;
+    while (!goaway) {
+        assert_true(raw_read(&r, fr));
+        if (fr->type == NGHTTP2_GOAWAY) {
+            goaway = true;
+            uint32_t last = (((uint32_t) fr->payload[0] & 0x7f) << 24) |
+                ((uint32_t) fr->payload[1] << 16) |
+                ((uint32_t) fr->payload[2] << 8) | fr->payload[3];
+            assert_int_equal(last, 1);
+            assert_int_equal(fr->payload[7], NGHTTP2_NO_ERROR);
+        }
+    }
+    /* a new stream after the GOAWAY: above the last id, never served */
+    raw_request(&r, 3, "POST", "/pkg.G/Hello", "application/grpc+json",
+        false);
+    raw_message(&r, 3, 0, 2, "{}", 2, true);
+    pthread_mutex_lock(&gate_mu);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    /* the call in flight completes */
+    char v[16];
+    raw_wait_header(&r, 1, "grpc-status", v, sizeof(v));
+    assert_string_equal(v, "0");
+    bool served3 = false;
+    while (raw_read(&r, fr)) {
+        served3 |= fr->type == NGHTTP2_HEADERS && fr->sid == 3;
+    }
+    assert_false(served3);
+    free(fr);
+    raw_close(&r);
+    pthread_join(t, NULL);
+    fx_free(f);
+}
+
 static void
 expect_status(fx *f, const char *method, const char *path, const char *ct,
     const char *name, const char *want)
@@ -837,6 +926,7 @@ main(void)
         cmocka_unit_test(test_10k_streams),
         cmocka_unit_test(test_peer_never_reads),
         cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_goaway_on_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
