@@ -44,6 +44,10 @@
 #                   per stream, Go Micro's way)
 #   cmicro-stream   greeter-server / bench_stream (bench/stream.c: a sender
 #                   and a receiver thread per stream, the blocking API)
+#   grpc-h2load     gRPC over HTTP/2: h2load against greeter-proto-server
+#                   --server=grpc and bench_grpc_server, the same unary
+#                   request, 64 streams over 1 and 4 connections
+#                   (bench/h2load.sh; its own table)
 #   cmicro-stream-async  greeter-server / bench_stream --async 128 (ONE loop
 #                   thread drives every stream with the asynchronous API,
 #                   128 messages in flight per stream)
@@ -73,7 +77,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 STREAMS=${STREAMS:-"1 64"}
 STREAM_SIZES=${STREAM_SIZES:-"64 1024"}
-CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream cmicro-stream-async cmicro-before cmicro-async-before cmicro-wrk-before"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream cmicro-stream-async grpc-h2load cmicro-before cmicro-async-before cmicro-wrk-before"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -461,6 +465,7 @@ pair() {
     gomicro-stream) echo "gomicro gomicro-stream" ;;
     cmicro-stream) echo "cmicro cmicro-stream" ;;
     cmicro-stream-async) echo "cmicro cmicro-stream-async" ;;
+    grpc-h2load) echo "h2load h2load" ;; # bench/h2load.sh, measured apart
     esac
 }
 
@@ -605,6 +610,12 @@ servers_in_run() {
 }
 
 # --- measure -------------------------------------------------------------
+if has grpc-h2load && command -v h2load >/dev/null; then
+    log "gRPC over HTTP/2 (bench/h2load.sh)"
+    BUILD_DIR=$BUILD RUNS=$RUNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU \
+        "$ROOT/bench/h2load.sh" >"$TMP/h2load.md" ||
+        log "bench/h2load.sh failed; no gRPC table"
+fi
 for r in $(seq 1 "$RUNS"); do
     log "run $r/$RUNS"
     round "$r"
@@ -681,6 +692,12 @@ fi
     done
     [ ${#NOTES[@]} -gt 0 ] && echo
     cat "$TMP/tables.md"
+    if [ -s "$TMP/h2load.md" ]; then
+        echo
+        echo "### gRPC over HTTP/2: h2load, unary, 64 streams (bench/h2load.sh)"
+        echo
+        cat "$TMP/h2load.md"
+    fi
 } >"$TMP/section.md"
 cat "$TMP/section.md"
 

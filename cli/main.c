@@ -40,7 +40,8 @@ usage(void)
 {
     fprintf(stderr,
         "usage:\n"
-        "  cmicro call [--address host:port] [--content_type CT]\n"
+        "  cmicro call [--address host:port] [--protocol grpc|mucp]\n"
+        "              [--content_type CT]\n"
         "              [--metadata K=V]... [--timeout 5s]\n"
         "              [--descriptor_set FILE] SERVICE ENDPOINT [JSON]\n"
         "      --descriptor_set: a protoc --include_imports "
@@ -53,7 +54,8 @@ usage(void)
         "  cmicro list services\n"
         "  cmicro get service NAME\n"
         "  cmicro health [--address host:port] SERVICE\n"
-        "  cmicro stream [--address host:port] [--content_type CT]\n"
+        "  cmicro stream [--address host:port] [--protocol grpc|mucp]\n"
+        "                [--content_type CT]\n"
         "                [--metadata K=V]... [--timeout D] "
         "[--descriptor_set FILE]\n"
         "                SERVICE ENDPOINT   (one JSON request per stdin "
@@ -447,6 +449,41 @@ tls_aliases(int *argc, char **argv, char ***store, int *nstore)
     return out;
 }
 
+/*
+ * --protocol=grpc|mucp (or --protocol grpc): the protocol of the calls,
+ * for nodes given by --address (a node found in the registry says its own,
+ * protocol=grpc, and is called over gRPC whatever this says). It is Go
+ * Micro's --client flag under the name the CLI documents: rewritten to
+ * --client=... before the service reads its flags. -1 on a bad value.
+ */
+static int
+protocol_flag(int *argc, char **argv, char *store, size_t cap)
+{
+    for (int i = 1; i < *argc; i++) {
+        const char *v = NULL;
+        if (strncmp(argv[i], "--protocol=", 11) == 0) {
+            v = argv[i] + 11;
+        } else if (strcmp(argv[i], "--protocol") == 0 && i + 1 < *argc) {
+            v = argv[i + 1];
+            /* drop the separate value */
+            for (int j = i + 1; j + 1 < *argc; j++) {
+                argv[j] = argv[j + 1];
+            }
+            argv[--*argc] = NULL;
+        } else {
+            continue;
+        }
+        if (strcmp(v, "grpc") != 0 && strcmp(v, "mucp") != 0) {
+            fprintf(stderr, "cmicro: bad --protocol %s: want grpc or mucp\n",
+                v);
+            return -1;
+        }
+        snprintf(store, cap, "--client=%s", v);
+        argv[i] = store;
+    }
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -457,6 +494,15 @@ main(int argc, char **argv)
     argv = tls_aliases(&argc, argv, &store, &nstore);
     if (argv == NULL) {
         fprintf(stderr, "cmicro: out of memory\n");
+        return 2;
+    }
+    char protocol[32];
+    if (protocol_flag(&argc, argv, protocol, sizeof(protocol)) != 0) {
+        for (int i = 0; i < nstore; i++) {
+            free(store[i]);
+        }
+        free(store);
+        free(argv);
         return 2;
     }
     int rc = micro_service_new(&svc, "cmicro.cli", &argc, argv);

@@ -14,7 +14,7 @@ PKGS=(
   # protobuf (issue 5): the protobuf-c runtime and protoc-gen-c, protoc,
   # and the .proto files protoc-gen-cmicro and the well-known types are
   # generated from (descriptor.proto, compiler/plugin.proto).
-  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
+  libprotobuf-c-dev libnghttp2-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libprotoc-dev
   curl wrk             # benchmarks and smoke tests
   # test.sh's clang and fuzz tiers: clang 14, and its runtime, which holds
@@ -49,4 +49,13 @@ if ! command -v go >/dev/null; then
 fi
 (cd tests/interop && go mod download)
 (cd bench/go && go mod download)   # the Go Micro contenders and bench/go/churn
+
+# Python grpcio (PyPI) for the gRPC interop test (tests/interop/py): a venv
+# outside the tree, found by tests/interop/py/run.sh at the same path.
+PYVENV=${CMICRO_PY_VENV:-$HOME/.cache/cmicro/grpcio-venv}
+if ! "$PYVENV/bin/python" -c "import grpc, grpc_tools" 2>/dev/null; then
+  echo "install-deps: grpcio and grpcio-tools into $PYVENV"
+  python3 -m venv "$PYVENV"
+  "$PYVENV/bin/pip" install -q grpcio==1.85.1 grpcio-tools==1.85.1
+fi
 echo "install-deps: ok"

@@ -70,14 +70,12 @@ static const row selectors[] = {
 
 static const row clients[] = {
     {"mucp", &micro_client_mucp_ops, NULL, NULL, NULL, NULL},
-    {"grpc", NULL, "the gRPC client (not built in this version)", NULL,
-        NULL, NULL},
+    {"grpc", &micro_client_grpc_ops, NULL, NULL, NULL, NULL},
 };
 
 static const row servers[] = {
     {"mucp", &micro_server_mucp_ops, NULL, NULL, NULL, NULL},
-    {"grpc", NULL, "the gRPC server (not built in this version)", NULL,
-        NULL, NULL},
+    {"grpc", &micro_server_grpc_ops, NULL, NULL, NULL, NULL},
 };
 
 static const row brokers[] = {

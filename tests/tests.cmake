@@ -18,6 +18,8 @@ set(MICRO_TEST_SPECIAL
   "broker/http_tls:unit|concurrency:180"
   "http/client:unit|concurrency:60"
   "http/server:unit|concurrency:60"
+  "http/h2:unit|concurrency:300"
+  "server/grpc:unit|concurrency:120"
   "broker/nats:server|concurrency:180"
   "server/subscriber:unit|concurrency:60"
   "registry/watch:unit|concurrency:60"

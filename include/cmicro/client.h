@@ -169,6 +169,8 @@ typedef struct micro_client_ops {
 } micro_client_ops;
 
 MICRO_API extern const micro_client_ops micro_client_mucp_ops;
+/** Go Micro's gRPC client (h2c; spec §2.3): every call over gRPC. */
+MICRO_API extern const micro_client_ops micro_client_grpc_ops;
 
 /** Create a client from an ops table (micro_client_new uses mucp). */
 MICRO_API int micro_client_new_with_ops(micro_client **out,

@@ -212,6 +212,9 @@ typedef struct micro_server_ops {
 } micro_server_ops;
 
 MICRO_API extern const micro_server_ops micro_server_mucp_ops;
+/** Go Micro's gRPC server (h2c; spec §2.2): paths /<pkg>.<Handler>/<Method>,
+ *  application/grpc(+proto|+json), grpc-status trailers. */
+MICRO_API extern const micro_server_ops micro_server_grpc_ops;
 
 /**
  * One request to route, for implementations. Inputs are borrowed for the

@@ -13,6 +13,10 @@ struct micro_call {
     int attempts;
 };
 
+/* mucp.c: make every call of this client (its state) a gRPC call over its
+ * transport, which is the gRPC one (client/grpc.c). */
+void micro__mucp_client_grpc_all(void *st);
+
 /* Forget the last attempt's outcome (a retry begins). */
 void micro__call_reset(micro_call *c);
 /* Set the error (id and detail copied; out of memory leaves none). */

@@ -19,6 +19,7 @@
 #include "client/client_internal.h"
 #include "core/loop_internal.h"
 #include "core/msg_internal.h"
+#include "rpc/grpc.h"
 #include "rpc/mucp.h"
 #include "selector/selector_internal.h"
 
@@ -31,6 +32,11 @@
 
 typedef struct mucp_client {
     micro_transport *tr;
+    /* gRPC (rpc/grpc.c): used for nodes whose record says protocol=grpc,
+     * or for every call (grpc_all: --client=grpc, where tr is it). */
+    micro_transport *grpc_tr;
+    bool grpc_all;
+    bool own_grpc_tr;
     micro_selector *sel;
     int retries;
     int64_t request_timeout_ms;
@@ -162,6 +168,7 @@ typedef struct call_plan {
 
 typedef struct attempt {
     micro_node node; /* chosen by the selector (empty when addressed) */
+    micro_transport *tr; /* the protocol the node speaks */
     const char *addr;
     const micro_codec_ops *use;
     const char *use_ct;
@@ -234,23 +241,45 @@ select_failed(micro_call *call, const char *service, int rc)
 }
 
 /* The node is chosen: settle the codec, the address and the budget. */
+/* A gRPC attempt: the payload goes framed, as application/grpc+json for
+ * JSON and application/grpc+proto otherwise (Go Micro's gRPC client
+ * default), unless the caller chose a gRPC content type. */
 static void
-attempt_target(const micro_call_req *req, micro_call *call,
-    const call_plan *p, attempt *a)
+attempt_grpc(attempt *a)
+{
+    if (strncasecmp(a->use_ct, "application/grpc", 16) != 0) {
+        bool json = a->use == &micro_codec_json_ops ||
+            a->use == &micro_codec_jsonrpc_ops;
+        a->use_ct = json ? "application/grpc+json" : "application/grpc+proto";
+        a->use = micro_codec_lookup(a->use_ct);
+    }
+}
+
+static void
+attempt_target(const mucp_client *c, const micro_call_req *req,
+    micro_call *call, const call_plan *p, attempt *a)
 {
     a->use = p->codec;
     a->use_ct = p->ct;
     a->addr = req->opts.address;
-    if (a->addr == NULL) {
+    a->tr = c->tr;
+    const char *proto = micro_metadata_get(&a->node.metadata, "protocol");
+    bool addressed = a->addr != NULL;
+    if (!addressed) {
         a->addr = a->node.address;
+    }
+    if (c->grpc_all || (!addressed && proto != NULL &&
+                           strcmp(proto, "grpc") == 0 && c->grpc_tr)) {
+        /* Go Micro's gRPC server (or --client=grpc): over gRPC. */
+        a->tr = c->grpc_all ? c->tr : c->grpc_tr;
+        attempt_grpc(a);
+    } else if (!addressed && proto == NULL) {
         /* Go Micro's legacy switch: a node that does not say
          * protocol=mucp gets the envelope codecs. */
-        bool legacy = micro_metadata_get(&a->node.metadata, "protocol") ==
-            NULL;
-        if (legacy && p->codec == &micro_codec_json_ops) {
+        if (p->codec == &micro_codec_json_ops) {
             a->use = &micro_codec_jsonrpc_ops;
             a->use_ct = "application/json-rpc";
-        } else if (legacy && p->codec == &micro_codec_proto_ops) {
+        } else if (p->codec == &micro_codec_proto_ops) {
             a->use = &micro_codec_protorpc_ops;
             a->use_ct = "application/proto-rpc";
         }
@@ -273,7 +302,7 @@ static int
 attempt_prepare(mucp_client *c, const micro_call_req *req, micro_call *call,
     const call_plan *p, attempt *a, micro_msg **m)
 {
-    attempt_target(req, call, p, a);
+    attempt_target(c, req, call, p, a);
     int rc = build_request(c, req, a->use, a->use_ct, a->t, call, m);
     if (rc != 0) {
         micro_node_clear(&a->node);
@@ -384,7 +413,7 @@ mucp_call(void *st, micro_call_req *req, micro_call *call)
             return rc;
         }
         int sent = 0;
-        rc = micro_transport_roundtrip(c->tr, a.addr, m, a.t, &call->rsp,
+        rc = micro_transport_roundtrip(a.tr, a.addr, m, a.t, &call->rsp,
             &sent);
         micro_msg_free(m);
         rc = attempt_finish(c, req, call, &a, rc);
@@ -580,12 +609,12 @@ mc_send(mcall *a)
 {
     mucp_client *c = a->c;
     if (a->stream) {
-        attempt_target(a->req, a->call, &a->plan, &a->at);
+        attempt_target(c, a->req, a->call, &a->plan, &a->at);
         attempt_bracket(c, a->req, &a->at);
         micro_dial_opts o = {.size = sizeof(o), .timeout_ms = a->at.t,
             .stream = true};
         a->state = MC_DIAL;
-        int rc = micro_transport_dial(c->tr, a->loop, a->at.addr, &o,
+        int rc = micro_transport_dial(a->at.tr, a->loop, a->at.addr, &o,
             mc_on_dial, a, &a->dialing);
         if (rc != 0) {
             a->dialing = NULL;
@@ -600,7 +629,7 @@ mc_send(mcall *a)
         return;
     }
     a->state = MC_RT;
-    rc = micro_transport_roundtrip_async(c->tr, a->loop, a->at.addr, &req,
+    rc = micro_transport_roundtrip_async(a->at.tr, a->loop, a->at.addr, &req,
         a->at.t, mc_on_rt, a, &a->rt);
     micro_msg_free(req);
     if (rc != 0) {
@@ -811,7 +840,7 @@ mucp_cancel(void *st, void *handle)
     case MC_RT:
         /* The transport completes the round trip with MICRO_ECANCELED
          * before it returns, which ends the call (never retried). */
-        micro_transport_cancel(a->c->tr, a->rt);
+        micro_transport_cancel(a->at.tr, a->rt);
         return;
     case MC_DIAL:
         if (a->dialing != NULL) {
@@ -898,9 +927,28 @@ mucp_init(void *st, micro_transport *transport, micro_selector *selector,
     c->content_type = micro__strdup(ct ? ct : "application/json");
     atomic_init(&c->retry_on,
         parse_retry_on(micro_options_get_str(opts, "client_retry_on")));
+    if (c->content_type == NULL) {
+        return MICRO_ENOMEM;
+    }
+    /* Nodes of Go Micro's gRPC server (protocol=grpc) are called over
+     * gRPC; the transport connects on first use only. */
+    int rc = micro_transport_new(&c->grpc_tr, &micro__grpc_transport_ops,
+        micro_transport_loop(transport), opts);
+    if (rc != 0) {
+        micro__free(c->content_type);
+        return rc;
+    }
+    c->own_grpc_tr = true;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    return c->content_type ? 0 : MICRO_ENOMEM;
+    return 0;
+}
+
+void
+micro__mucp_client_grpc_all(void *st)
+{
+    mucp_client *c = st;
+    c->grpc_all = true;
 }
 
 static void
@@ -928,6 +976,10 @@ mucp_fini(void *st)
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     micro__free(c->content_type);
+    if (c->own_grpc_tr) {
+        micro_transport_free(c->grpc_tr);
+        c->grpc_tr = NULL;
+    }
 }
 
 /* The options this client reads besides the core's (its --help group). */

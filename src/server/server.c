@@ -692,21 +692,25 @@ micro_server_record(const micro_server *s, micro_registry_service *out)
     const char *reg = micro_options_get_str(s->opts, "registry");
     const char *tr = micro_options_get_str(s->opts, "transport");
     const char *br = micro_options_get_str(s->opts, "broker");
+    /* Go Micro's gRPC server marks its nodes server=grpc transport=grpc
+     * protocol=grpc (its own transport, whatever the service's). */
+    bool grpc = strcmp(s->ops->name, "grpc") == 0;
     if (rc == 0) {
         rc = micro_metadata_set(&n->metadata, "broker", br ? br : "http");
     }
     if (rc == 0) {
-        rc = micro_metadata_set(&n->metadata, "protocol", "mucp");
+        rc = micro_metadata_set(&n->metadata, "protocol", grpc ? "grpc" : "mucp");
     }
     if (rc == 0) {
         rc = micro_metadata_set(&n->metadata, "registry",
             reg ? reg : "memory");
     }
     if (rc == 0) {
-        rc = micro_metadata_set(&n->metadata, "server", "mucp");
+        rc = micro_metadata_set(&n->metadata, "server", s->ops->name);
     }
     if (rc == 0) {
-        rc = micro_metadata_set(&n->metadata, "transport", tr ? tr : "http");
+        rc = micro_metadata_set(&n->metadata, "transport",
+            grpc ? "grpc" : (tr ? tr : "http"));
     }
     size_t ne = 0;
     for (size_t i = 0; i < s->n_handlers; i++) {

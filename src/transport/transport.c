@@ -9,6 +9,7 @@
 #include "core/options_internal.h"
 #include "core/strtab.h"
 #include "plugins.h"
+#include "rpc/grpc.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -1098,6 +1099,12 @@ micro_transport_new_by_name(micro_transport **out, const char *name,
         return rc;
     }
     return micro_transport_new(out, ops, loop, opts);
+}
+
+void *
+micro__transport_state(micro_transport *t)
+{
+    return t->st;
 }
 
 micro_loop *

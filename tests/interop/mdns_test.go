@@ -79,6 +79,8 @@ func TestMDNSInNetns(t *testing.T) {
 	t.Run("GoFindsAndCallsCGreeter", testGoFindsCGreeter)
 	t.Run("BothListedByBoth", testBothListed)
 	t.Run("GoWatchSeesCGreeterComeAndGo", testGoWatchesCGreeter)
+	t.Run("GoMicroGRPCClientCallsCByName", testGoMicroGRPCCallsC)
+	t.Run("CCallsGoMicroGRPCByName", testCCallsGoMicroGRPC)
 }
 
 // cmicroServices runs `cmicro get service NAME --registry=mdns` and decodes
