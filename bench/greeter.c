@@ -55,6 +55,7 @@ typedef struct bench_cfg {
     bool async;
     const char *tls_ca;
     long pool; /* -1: default */
+    bool grpc; /* --client grpc: the gRPC client (HTTP/2) */
 } bench_cfg;
 
 typedef struct worker {
@@ -301,7 +302,7 @@ usage(void)
         " [--duration S]\n"
         "                     [--warmup S] [--content_type TYPE]"
         " [--size BYTES] [--async]\n"
-        "                     [--tls CA_FILE] [--pool N]\n");
+        "                     [--tls CA_FILE] [--pool N] [--client mucp|grpc]\n");
     exit(2);
 }
 
@@ -348,6 +349,9 @@ parse_args(int argc, char **argv, bench_cfg *cfg)
             cfg->tls_ca = v;
         } else if (strcmp(a, "--pool") == 0) {
             cfg->pool = strtol(v, NULL, 10);
+        } else if (strcmp(a, "--client") == 0 &&
+            (strcmp(v, "grpc") == 0 || strcmp(v, "mucp") == 0)) {
+            cfg->grpc = strcmp(v, "grpc") == 0;
         } else {
             usage();
         }
@@ -380,7 +384,7 @@ int
 main(int argc, char **argv)
 {
     bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 0, false, NULL,
-        -1};
+        -1, false};
     parse_args(argc, argv, &cfg);
     size_t nlen = cfg.size > 0 ? (size_t) cfg.size : 4;
     greeter_req = malloc(nlen + 16);
@@ -440,7 +444,9 @@ main(int argc, char **argv)
         rc = micro_transport_new_by_name(&tr, "http", loop, opts);
     }
     if (rc == 0) {
-        rc = micro_client_new(&cli, tr, NULL, opts);
+        rc = micro_client_new_with_ops(&cli,
+            cfg.grpc ? &micro_client_grpc_ops : &micro_client_mucp_ops, tr,
+            NULL, opts);
     }
     if (rc != 0) {
         fprintf(stderr, "bench_greeter: setup: %s\n", micro_strerror(rc));

@@ -48,6 +48,7 @@ typedef struct bench_cfg {
     double warmup;
     long size;
     int async; /* messages in flight per stream; 0: threads */
+    bool grpc; /* --client grpc: the gRPC client (HTTP/2) */
 } bench_cfg;
 
 /* Request and expected reply, built once in main from --size. */
@@ -151,7 +152,7 @@ usage(void)
         "usage: bench_stream --address HOST:PORT [--streams S] "
         "[--duration S]\n"
         "       [--warmup S] [--size BYTES] [--content_type CT]"
-        " [--async K]\n");
+        " [--async K] [--client mucp|grpc]\n");
     exit(2);
 }
 
@@ -187,6 +188,9 @@ parse_args(int argc, char **argv, bench_cfg *cfg)
             cfg->content_type = v;
         } else if (strcmp(a, "--async") == 0) {
             cfg->async = (int) strtol(v, NULL, 10);
+        } else if (strcmp(a, "--client") == 0 &&
+            (strcmp(v, "grpc") == 0 || strcmp(v, "mucp") == 0)) {
+            cfg->grpc = strcmp(v, "grpc") == 0;
         } else {
             usage();
         }
@@ -370,7 +374,7 @@ run_async(const bench_cfg *cfg, micro_client *cli, micro_loop *loop,
 int
 main(int argc, char **argv)
 {
-    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 64, 0};
+    bench_cfg cfg = {NULL, "application/json", 1, 5.0, 0.5, 64, 0, false};
     parse_args(argc, argv, &cfg);
     is_json = strcmp(cfg.content_type, "application/protobuf") != 0;
     size_t nlen = is_json ? (size_t) cfg.size - 12
@@ -409,7 +413,9 @@ main(int argc, char **argv)
         rc = micro_transport_new_by_name(&tr, "http", loop, opts);
     }
     if (rc == 0) {
-        rc = micro_client_new(&cli, tr, NULL, opts);
+        rc = micro_client_new_with_ops(&cli,
+            cfg.grpc ? &micro_client_grpc_ops : &micro_client_mucp_ops, tr,
+            NULL, opts);
     }
     if (rc != 0) {
         fprintf(stderr, "bench_stream: setup: %s\n", micro_strerror(rc));
