@@ -24,7 +24,7 @@ ORDER = ["echo", "cmicro", "cmicro-async", "cmicro-pool", "cmicro-wrk",
          "cmicro-before", "cmicro-async-before", "cmicro-wrk-before",
          "cmicro-proto",
          "cmicro-proto-wrk", "gomicro",
-         "gomicro-wrk", "grpc", "nginx-wrk"]
+         "gomicro-wrk", "grpc", "cmicro-grpc", "cmicro-grpc-async", "nginx-wrk"]
 DESC = {
     "echo": ("bench_echo server", "bench_echo client (epoll)"),
     "cmicro": ("greeter-server", "bench_greeter (cmicro client)"),
@@ -46,6 +46,11 @@ DESC = {
     "gomicro": ("Go Micro v4 server", "Go Micro v4 client"),
     "gomicro-wrk": ("Go Micro v4 server", "wrk -t1 greeter.lua"),
     "grpc": ("gRPC C++ (callback)", "gRPC C++ client (callback)"),
+    "cmicro-grpc": ("greeter-proto-server --server=grpc (HTTP/2)",
+                    "bench_greeter --client grpc (protobuf)"),
+    "cmicro-grpc-async": ("greeter-proto-server --server=grpc (HTTP/2)",
+                          "bench_greeter --client grpc --async (protobuf, "
+                          "one loop thread)"),
     "nginx-wrk": ("nginx, fixed body", "wrk -t1 greeter.lua"),
 }
 
@@ -135,6 +140,7 @@ for (c, s, k), rr in runs.items():
            "cmicro-async-before": "cmicro-before",
            "cmicro-wrk-before": "cmicro-before",
            "gomicro-wrk": "gomicro", "cmicro-proto-wrk": "cmicro-proto",
+           "cmicro-grpc-async": "cmicro-grpc",
            "nginx-wrk": "nginx"}.get(c, c)
     if s == 0:
         load_rss[srv].extend(x["rss_kb"] for x in rr.values())
@@ -143,6 +149,7 @@ SRV_NAME = {"echo": "bench_echo server", "cmicro": "greeter-server",
             "cmicro-pool": "greeter-server --no_inline",
             "cmicro-proto": "greeter-proto-server",
             "gomicro": "Go Micro v4 server", "grpc": "gRPC C++ server",
+            "cmicro-grpc": "greeter-proto-server --server=grpc",
             "nginx": "nginx (1 process)",
             "floor-empty": "floor: empty C program (glibc, ld.so)",
             "floor-deps": "floor: libuv + cJSON + http_parser + zlib, "
@@ -152,7 +159,8 @@ p("| server | RSS at rest KiB | private (USS) at rest KiB | peak RSS under "
   "(stripped) |")
 p("|---|---:|---:|---:|---:|---:|---:|")
 for srv in ["echo", "cmicro", "cmicro-before", "cmicro-pool",
-            "cmicro-proto", "gomicro", "grpc", "nginx", "floor-empty",
+            "cmicro-proto", "gomicro", "grpc", "cmicro-grpc", "nginx",
+            "floor-empty",
             "floor-deps"]:
     if not foot.get((srv, "rss_rest")):
         continue
@@ -164,7 +172,7 @@ for srv in ["echo", "cmicro", "cmicro-before", "cmicro-pool",
             binsz += " + libcmicro.so %s (%s)" % (lib[0], lib[1])
     if srv == "cmicro-pool":
         binsz = "same"
-    if srv == "cmicro-proto" and len(b) == 2:
+    if srv in ("cmicro-proto", "cmicro-grpc") and len(b) == 2:
         binsz += " + libcmicro.so"
     p("| %s | %s | %s | %s | %s | %s | %s |" % (
         SRV_NAME[srv], fmt(fnum(srv, "rss_rest")), fmt(fnum(srv, "uss_rest")),
@@ -189,6 +197,12 @@ if runs:
     r_ga = ratio(("cmicro-async", 0, K), ("grpc", 0, K), "calls_per_s")
     tg.append(("cmicro async client (one loop thread)+server, 64 in flight ÷ "
                "gRPC C++", ">= 1.5x", fmt(r_ga, "%.2fx"), r_ga >= 1.5))
+    r_gg = ratio(("cmicro-grpc", 0, K), ("grpc", 0, K), "calls_per_s")
+    tg.append(("gRPC: cmicro client+server over HTTP/2, 64 in flight ÷ "
+               "gRPC C++", ">= 1.5x", fmt(r_gg, "%.2fx"), r_gg >= 1.5))
+    r_gga = ratio(("cmicro-grpc-async", 0, K), ("grpc", 0, K), "calls_per_s")
+    tg.append(("gRPC: cmicro async client+server over HTTP/2, 64 in flight "
+               "÷ gRPC C++", ">= 1.5x", fmt(r_gga, "%.2fx"), r_gga >= 1.5))
     r_p50 = ratio(("cmicro", 0, 1), ("echo", 0, 1), "p50_us")
     tg.append(("1 in flight p50 ÷ raw echo p50", "<= 1.5x",
                fmt(r_p50, "%.2fx"), r_p50 <= 1.5))
@@ -234,8 +248,8 @@ if brows:
 
 # Streaming (bench/run.sh streaming contenders): messages/s per number of
 # streams, and the ratio to gRPC C++ streaming of the same round.
-SORDER = ["cmicro-stream", "cmicro-stream-async", "gomicro-stream",
-          "grpc-stream"]
+SORDER = ["cmicro-stream", "cmicro-stream-async", "cmicro-grpc-stream",
+          "cmicro-grpc-stream-async", "gomicro-stream", "grpc-stream"]
 SDESC = {
     "cmicro-stream": ("greeter-server",
                       "bench_stream (one micro_client; a sender and a "
@@ -244,6 +258,12 @@ SDESC = {
                             "bench_stream --async 128 (one loop thread, "
                             "the asynchronous API, 128 in flight per "
                             "stream)"),
+    "cmicro-grpc-stream": ("greeter-proto-server --server=grpc",
+                           "bench_stream --client grpc (protobuf; a sender "
+                           "and a receiver thread per stream)"),
+    "cmicro-grpc-stream-async": ("greeter-proto-server --server=grpc",
+                                 "bench_stream --client grpc --async 128 "
+                                 "(one loop thread)"),
     "gomicro-stream": ("Go Micro v4 server",
                        "Go Micro v4 client (bench/go/streamclient; a "
                        "connection per stream, 256 messages in flight)"),

@@ -31,6 +31,10 @@
 #   gomicro      Go Micro v4.11.0 server / Go Micro client (bench/go)
 #   gomicro-wrk  the same Go Micro server / wrk -s bench/greeter.lua
 #   grpc         gRPC C++ callback server / gRPC C++ callback client
+#   cmicro-grpc  greeter-proto-server --server=grpc / bench_greeter --client
+#                grpc (the same protobuf request over gRPC and HTTP/2 as the
+#                grpc row, cmicro at both ends)
+#   cmicro-grpc-async  the same with bench_greeter --async
 #   nginx-wrk    nginx returning the fixed reply body / wrk, same script
 # The unary rows before and after the I/O-core redesign (issue 10): the
 # cmicro contenders again, built from BEFORE_REV (default 4741dc4, the last
@@ -51,6 +55,9 @@
 #   cmicro-stream-async  greeter-server / bench_stream --async 128 (ONE loop
 #                   thread drives every stream with the asynchronous API,
 #                   128 messages in flight per stream)
+#   cmicro-grpc-stream, cmicro-grpc-stream-async  the same two over gRPC:
+#                   greeter-proto-server --server=grpc / bench_stream
+#                   --client grpc, protobuf (the grpc-stream messages)
 # Servers are pinned to SERVER_CPU, load generators to CLIENT_CPU, all on
 # 127.0.0.1. Per server: calls/s, p50/p99/p99.9, server CPU per call
 # (utime+stime from /proc/PID/stat), RSS at rest and under load, memory per
@@ -77,7 +84,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 STREAMS=${STREAMS:-"1 64"}
 STREAM_SIZES=${STREAM_SIZES:-"64 1024"}
-CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc nginx-wrk grpc-stream gomicro-stream cmicro-stream cmicro-stream-async grpc-h2load cmicro-before cmicro-async-before cmicro-wrk-before"}
+CONTENDERS=${CONTENDERS:-"echo cmicro cmicro-async cmicro-pool cmicro-wrk cmicro-proto cmicro-proto-wrk gomicro gomicro-wrk grpc cmicro-grpc cmicro-grpc-async nginx-wrk grpc-stream gomicro-stream cmicro-stream cmicro-stream-async cmicro-grpc-stream cmicro-grpc-stream-async grpc-h2load cmicro-before cmicro-async-before cmicro-wrk-before"}
 WRITE_DOCS=0
 for a in "$@"; do
     case $a in
@@ -278,6 +285,7 @@ server_cmd() {
     cmicro-pool) echo "$SERVER --server_address=127.0.0.1:$2 --registry=memory --no_inline" ;;
     cmicro-before) echo "$SERVER_BEFORE --server_address=127.0.0.1:$2 --registry=memory" ;;
     cmicro-proto) echo "$PROTO_SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
+    cmicro-grpc) echo "$PROTO_SERVER --server=grpc --server_address=127.0.0.1:$2 --registry=memory" ;;
     gomicro) echo "$GO_SERVER --server_address=127.0.0.1:$2 --registry=memory" ;;
     grpc) echo "$GRPC_SERVER 127.0.0.1:$2" ;;
     nginx)
@@ -410,6 +418,27 @@ client_cmd() { # client port size K -> argv on stdout, one per line
             --duration "$DURATION" --warmup "$WARMUP" --size "$3" \
             --content_type application/protobuf
         ;;
+    cmicro-grpc)
+        printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
+            --duration "$DURATION" --warmup "$WARMUP" --size "$3" \
+            --content_type application/protobuf --client grpc
+        ;;
+    cmicro-grpc-async)
+        printf '%s\n' "$GREETER" --address "127.0.0.1:$2" --inflight "$4" \
+            --duration "$DURATION" --warmup "$WARMUP" --size "$3" \
+            --content_type application/protobuf --client grpc --async
+        ;;
+    cmicro-grpc-stream)
+        printf '%s\n' "$CMICRO_STREAM" --address "127.0.0.1:$2" \
+            --streams "$4" --duration "$DURATION" --warmup "$WARMUP" \
+            --size "$3" --content_type application/protobuf --client grpc
+        ;;
+    cmicro-grpc-stream-async)
+        printf '%s\n' "$CMICRO_STREAM" --address "127.0.0.1:$2" \
+            --streams "$4" --duration "$DURATION" --warmup "$WARMUP" \
+            --size "$3" --content_type application/protobuf --client grpc \
+            --async 128
+        ;;
     gomicro)
         printf '%s\n' "$GO_CLIENT" -address "127.0.0.1:$2" -inflight "$4" \
             -duration "$DURATION" -warmup "$WARMUP" -size "$3"
@@ -460,6 +489,10 @@ pair() {
     gomicro) echo "gomicro gomicro" ;;
     gomicro-wrk) echo "gomicro wrk" ;;
     grpc) echo "grpc grpc" ;;
+    cmicro-grpc) echo "cmicro-grpc cmicro-grpc" ;;
+    cmicro-grpc-async) echo "cmicro-grpc cmicro-grpc-async" ;;
+    cmicro-grpc-stream) echo "cmicro-grpc cmicro-grpc-stream" ;;
+    cmicro-grpc-stream-async) echo "cmicro-grpc cmicro-grpc-stream-async" ;;
     nginx-wrk) echo "nginx wrk" ;;
     grpc-stream) echo "grpc grpc-stream" ;;
     gomicro-stream) echo "gomicro gomicro-stream" ;;
@@ -474,7 +507,7 @@ round() { # run
     local r=$1 s srv c port ks k
     for s in $SIZES; do
         for srv in echo cmicro cmicro-before cmicro-pool cmicro-proto gomicro \
-            grpc nginx; do
+            grpc cmicro-grpc nginx; do
             local cs=()
             for c in $CONTENDERS; do
                 is_stream "$c" && continue
@@ -509,7 +542,7 @@ round() { # run
 stream_round() { # run
     local r=$1 s srv c port k
     for s in $STREAM_SIZES; do
-        for srv in cmicro gomicro grpc; do
+        for srv in cmicro gomicro grpc cmicro-grpc; do
             local cs=()
             for c in $CONTENDERS; do
                 is_stream "$c" || continue
@@ -597,7 +630,7 @@ EOF
 servers_in_run() {
     local srv c
     for srv in echo cmicro cmicro-before cmicro-pool cmicro-proto gomicro \
-        grpc nginx; do
+        grpc cmicro-grpc nginx; do
         for c in $CONTENDERS; do
             is_stream "$c" && continue
             set -- $(pair "$c")
@@ -655,6 +688,7 @@ strip_size() { strip -o "$TMP/stripped" "$1" 2>/dev/null && size_of "$TMP/stripp
     printf 'cmicro\tbin\t%s %s\n' "$(size_of "$SERVER")" "$(strip_size "$SERVER")"
     printf 'cmicro\tlib\t%s %s\n' "$(size_of "$LIB")" "$(strip_size "$LIB")"
     printf 'cmicro-proto\tbin\t%s %s\n' "$(size_of "$PROTO_SERVER")" "$(strip_size "$PROTO_SERVER")"
+    printf 'cmicro-grpc\tbin\t%s %s\n' "$(size_of "$PROTO_SERVER")" "$(strip_size "$PROTO_SERVER")"
     [ -x "$GO_SERVER" ] && printf 'gomicro\tbin\t%s %s\n' "$(size_of "$GO_SERVER")" "$(strip_size "$GO_SERVER")"
     [ -x "$GRPC_SERVER" ] && printf 'grpc\tbin\t%s %s\n' "$(size_of "$GRPC_SERVER")" "$(strip_size "$GRPC_SERVER")"
     [ -x "$NGINX" ] && printf 'nginx\tbin\t%s %s\n' "$(size_of "$NGINX")" "$(size_of "$NGINX")"
