@@ -1,0 +1,221 @@
+// Discovery by name through a real Consul agent (v1.14.8 built from the Go
+// module proxy by scripts/consul.sh, run here in -dev mode on free loopback
+// ports in a temporary directory): Go Micro v4 with its Consul plugin
+// (github.com/go-micro/plugins/v4/registry/consul v1.2.1) on one side,
+// cmicro's --registry=consul on the other. Each finds, lists and calls the
+// other by name, and each side's watcher sees the other's register and
+// deregister.
+package interop
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	consul "github.com/go-micro/plugins/v4/registry/consul"
+	"go-micro.dev/v4/registry"
+)
+
+// consulBin finds the agent scripts/consul.sh builds.
+func consulBin() string {
+	if b := os.Getenv("MICRO_CONSUL_BIN"); b != "" {
+		return b
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cache, "cmicro", "consul-1.14.8", "consul")
+}
+
+// startConsul runs one -dev agent and returns its HTTP address.
+func startConsul(t *testing.T) string {
+	t.Helper()
+	bin := consulBin()
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no Consul agent at %s (scripts/consul.sh builds it; or set MICRO_CONSUL_BIN)", bin)
+	}
+	dir := t.TempDir()
+	port := func() string { a := freeAddr(t); return a[strings.LastIndex(a, ":")+1:] }
+	http0 := port()
+	cmd := exec.Command(bin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", http0, "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", port(), "-serf-wan-port", port(), "-server-port", port(),
+		"-data-dir", dir+"/data", "-log-level", "error")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start consul: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	addr := "127.0.0.1:" + http0
+	if !waitFor(60*time.Second, func() bool {
+		rsp, err := http.Get("http://" + addr + "/v1/status/leader")
+		if err != nil {
+			return false
+		}
+		defer rsp.Body.Close()
+		var leader string
+		return json.NewDecoder(rsp.Body).Decode(&leader) == nil && leader != ""
+	}) {
+		t.Fatalf("Consul agent on %s without a leader within 60 s", addr)
+	}
+	return addr
+}
+
+func cmicroConsul(t *testing.T, addr string, args ...string) result {
+	t.Helper()
+	return run(t, 20*time.Second, cMicro, append(args[:1:1],
+		append([]string{"--registry=consul", "--registry_address=" + addr}, args[1:]...)...)...)
+}
+
+func TestConsulInterop(t *testing.T) {
+	need(t)
+	if goOnly {
+		t.Skip("INTEROP_GO_ONLY: the Consul tests need the C binaries")
+	}
+	addr := startConsul(t)
+	t.Run("CmicroFindsAndCallsGoGreeter", func(t *testing.T) { testConsulCmicroFindsGo(t, addr) })
+	t.Run("GoFindsAndCallsCGreeter", func(t *testing.T) { testConsulGoFindsC(t, addr) })
+	t.Run("GoWatchesCGreeter", func(t *testing.T) { testConsulGoWatchesC(t, addr) })
+	t.Run("CmicroWatchesGoGreeter", func(t *testing.T) { testConsulCmicroWatchesGo(t, addr) })
+}
+
+func testConsulCmicroFindsGo(t *testing.T, addr string) {
+	g := startServerArgs(t, goServer, "--registry=consul", "--registry_address="+addr)
+	var svcs []*registry.Service
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = cmicroServicesIn(t, "greeter", "--registry=consul", "--registry_address="+addr)
+		return hasAddr(svcs, g.addr)
+	}) {
+		t.Fatalf("cmicro get service greeter --registry=consul never showed the Go node %s (got %v)",
+			g.addr, nodeAddrs(svcs))
+	}
+	checkRecordIn(t, "consul", "cmicro get service (Go greeter)", svcs, g.addr, "HelloRequest")
+	r := cmicroConsul(t, addr, "list", "services")
+	if r.code != 0 || !contains(strings.Fields(r.stdout), "greeter") {
+		t.Errorf("cmicro list services --registry=consul: exit %d, %q, want greeter", r.code, r.stdout)
+	}
+	r = cmicroConsul(t, addr, "call", "greeter", "Greeter.Hello", `{"name":"John"}`)
+	expectOK(t, "cmicro call --registry=consul greeter Greeter.Hello", r, map[string]interface{}{"msg": "Hello John"})
+}
+
+func testConsulGoFindsC(t *testing.T, addr string) {
+	c := startServerArgs(t, cServer, "--registry=consul", "--registry_address="+addr)
+	reg := consul.NewRegistry(registry.Addrs(addr))
+	var svcs []*registry.Service
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = reg.GetService("greeter")
+		return hasAddr(svcs, c.addr)
+	}) {
+		t.Fatalf("Go consul GetService(greeter) never showed the C node %s (got %v)", c.addr, nodeAddrs(svcs))
+	}
+	checkRecordIn(t, "consul", "Go GetService (C greeter)", svcs, c.addr, "Request")
+	goListsAndCalls(t, reg)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = reg.GetService("greeter")
+		return !hasAddr(svcs, c.addr)
+	}) {
+		t.Fatalf("the C node %s is still in Consul after SIGTERM", c.addr)
+	}
+}
+
+// The v1.2.1 plugin's watcher needs a service (goWatch gives greeter). It
+// reports a service whose instance has just been registered, with its TTL
+// check still critical, as a "create" without nodes, then the node in an
+// "update" once the check passes (Go's own registrations do the same): the
+// node's arrival is either.
+func testConsulGoWatchesC(t *testing.T, addr string) {
+	results := goWatch(t, consul.NewRegistry(registry.Addrs(addr)))
+	s := startServerArgs(t, cServer, "--registry=consul", "--registry_address="+addr)
+	timeout := time.After(10 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case r, ok := <-results:
+			if !ok {
+				t.Fatalf("Go watcher stopped before the C node arrived")
+			}
+			seen = (r.Action == "create" || r.Action == "update") &&
+				len(r.Service.Nodes) == 1 && r.Service.Nodes[0].Address == s.addr
+		case <-timeout:
+			t.Fatalf("Go watcher saw no create/update with the C node %s within 10 s", s.addr)
+		}
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waitResult(t, results, "delete", s.addr, 10*time.Second)
+}
+
+// `cmicro watch --registry=consul greeter` prints one JSON line per event.
+func testConsulCmicroWatchesGo(t *testing.T, addr string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, cMicro, "watch", "--registry=consul", "--registry_address="+addr, "greeter")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuf{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start cmicro watch: %v", err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(stderr.String(), "watching") }) {
+		t.Fatalf("cmicro watch did not start: %s", stderr.String())
+	}
+	g := startServerArgs(t, goServer, "--registry=consul", "--registry_address="+addr)
+	wait := func(action string) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("cmicro watch ended before %s: %s", action, stderr.String())
+				}
+				var ev struct {
+					Action  string
+					Service registry.Service
+				}
+				if err := json.Unmarshal([]byte(l), &ev); err != nil {
+					t.Fatalf("cmicro watch printed %q: %v", l, err)
+				}
+				if ev.Action == action && len(ev.Service.Nodes) == 1 && ev.Service.Nodes[0].Address == g.addr {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("cmicro watch saw no %s for the Go node %s within 10 s (stderr %s)",
+					action, g.addr, stderr.String())
+			}
+		}
+	}
+	wait("create")
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	wait("delete")
+}
