@@ -1414,8 +1414,11 @@ cancel_all(void *arg)
 static wq *
 find_q(consul_state *c, const char *name)
 {
+    /* A query being dropped (gone) does not count: a service that left
+     * and came back gets a new one. */
     for (size_t i = 0; i < c->n_q; i++) {
-        if (c->q[i]->name != NULL && strcmp(c->q[i]->name, name) == 0) {
+        if (c->q[i]->name != NULL && !c->q[i]->gone &&
+            strcmp(c->q[i]->name, name) == 0) {
             return c->q[i];
         }
     }
