@@ -27,13 +27,13 @@
  * nodes, as Go's), version, endpoints and node metadata are decoded from
  * the tags by Go's rules (the first of the "x-" / "x=" forms met wins).
  * ListServices = GET /v1/catalog/services?stale. Tags that do not decode
- * are skipped, counted and logged at most once per LOG_EVERY_MS.
+ * are skipped, counted and logged at most once per 10 s.
  *
  * Addresses. registry_address (or CONSUL_HTTP_ADDR) is a comma-separated
  * list, :8500 added when a port is missing; each request starts at the
  * agent that answered last and moves on to the next on a connection error
  * or a 502/503/504. Failures are logged once per outage (then every
- * LOG_EVERY_MS) with a count. registry_token (or CONSUL_HTTP_TOKEN) is
+ * 10 s) with a count. registry_token (or CONSUL_HTTP_TOKEN) is
  * sent as X-Consul-Token.
  *
  * Watch. The Go plugin can only watch one named service; the C interface
@@ -52,6 +52,7 @@
 #include "core/internal.h"
 #include "http/client.h"
 #include "registry/mdns_internal.h"
+#include "registry/netreg.h"
 #include "registry/registry_internal.h"
 
 #include <cjson/cJSON.h>
@@ -61,8 +62,6 @@
 #include <time.h>
 
 #define COMP "registry.consul"
-#define LOG_EVERY_MS 10000
-#define MAX_ANSWER ((size_t) 256 << 20)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define NOTTL_CHECK_MS 30000
@@ -118,12 +117,7 @@ struct consul_state {
     atomic_size_t cur; /* the agent that answered last */
     int64_t timeout_ms;
     char *token;
-    /* failure logging */
-    int64_t last_log;
-    uint64_t n_fail;
-    bool down;
-    uint64_t n_bad;
-    int64_t last_bad_log;
+    micro__netreg_log log; /* failures and refused input */
 
     /* registrations: op_mu serialises register, deregister and the
      * keeper, so that the keeper never brings back what was deregistered */
@@ -154,35 +148,20 @@ struct consul_state {
 static void
 note_bad(consul_state *c, const char *what, const char *why)
 {
-    pthread_mutex_lock(&c->mu);
-    uint64_t n = ++c->n_bad;
-    int64_t now = micro__now_ms();
-    bool log = c->last_bad_log == 0 || now - c->last_bad_log >= LOG_EVERY_MS;
-    if (log) {
-        c->last_bad_log = now;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (log) {
+    uint64_t n = 0;
+    if (micro__netreg_bad(&c->log, &c->mu, &n)) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP, "%s: %s (%llu refused so far)",
             what, why, (unsigned long long) n);
     }
 }
 
 /* An agent did not answer: logged when an outage starts, then at most
- * once per LOG_EVERY_MS. */
+ * once per MICRO__NETREG_LOG_EVERY_MS. */
 static void
 note_down(consul_state *c, const char *ep, const char *what, int rc)
 {
-    pthread_mutex_lock(&c->mu);
-    uint64_t n = ++c->n_fail;
-    int64_t now = micro__now_ms();
-    bool log = !c->down || now - c->last_log >= LOG_EVERY_MS;
-    c->down = true;
-    if (log) {
-        c->last_log = now;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (log) {
+    uint64_t n = 0;
+    if (micro__netreg_fail(&c->log, &c->mu, &n)) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP,
             "Consul agent %s did not answer %s: %s (%llu failures so far; "
             "serving what is known, retrying)",
@@ -193,12 +172,8 @@ note_down(consul_state *c, const char *ep, const char *what, int rc)
 static void
 note_up(consul_state *c, const char *ep)
 {
-    pthread_mutex_lock(&c->mu);
-    bool was = c->down;
-    uint64_t n = c->n_fail;
-    c->down = false;
-    pthread_mutex_unlock(&c->mu);
-    if (was) {
+    uint64_t n = 0;
+    if (micro__netreg_ok(&c->log, &c->mu, &n)) {
         MICRO_LOGF(MICRO_LOG_INFO, COMP,
             "Consul agent %s answers again (%llu failures in all)", ep,
             (unsigned long long) n);
@@ -207,17 +182,6 @@ note_up(consul_state *c, const char *ep)
 
 /* ------------------------------------------------------------------ */
 /* Requests.                                                            */
-
-static int
-collect(void *arg, micro__http_call *call, const char *p, size_t n)
-{
-    (void) call;
-    micro_buf *b = arg;
-    if (n > MAX_ANSWER - b->len) {
-        return MICRO_EMSGSIZE;
-    }
-    return micro_buf_append(b, p, n);
-}
 
 /* Percent-encode s (a path segment or query value) onto b. */
 static int
@@ -317,7 +281,7 @@ req_once(consul_state *c, const char *ep, const char *method,
     call.body = body;
     call.body_len = body != NULL ? strlen(body) : 0;
     call.replayable = true; /* every request here may be repeated */
-    call.on_body = collect;
+    call.on_body = micro__netreg_collect;
     call.arg = &a->body;
     a->body.len = 0;
     rc = micro__http_call_wait(&call, c->timeout_ms);
@@ -910,20 +874,6 @@ ent_find(consul_state *c, const char *id)
     return NULL;
 }
 
-static void
-timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 /* The keeper's period (op_mu held): a third of the shortest TTL, a
  * second while a registration failed. */
 static int64_t
@@ -952,7 +902,7 @@ keeper_main(void *arg)
         pthread_mutex_lock(&c->mu);
         int64_t now = micro__now_ms();
         if (!c->stop && now < due) {
-            timed_wait(&c->kcv, &c->mu, due - now);
+            micro__netreg_timed_wait(&c->kcv, &c->mu, due - now);
         }
         bool stop = c->stop;
         pthread_mutex_unlock(&c->mu);
@@ -1366,7 +1316,7 @@ wq_start(consul_state *c, wq *q)
     q->call.addr = c->eps[q->ep];
     q->call.target = q->target;
     q->call.headers = q->hdrs;
-    q->call.on_body = collect;
+    q->call.on_body = micro__netreg_collect;
     q->call.arg = &q->buf;
     micro__aio_init(&q->aio, c->loop, wq_done, q);
     /* Consul adds up to wait/16 of jitter. */
@@ -1660,7 +1610,8 @@ watch_main(void *arg)
             pthread_mutex_lock(&c->wmu);
             continue;
         }
-        timed_wait(&c->wcv, &c->wmu, next - now > 0 ? next - now : 1);
+        micro__netreg_timed_wait(&c->wcv, &c->wmu,
+            next - now > 0 ? next - now : 1);
     }
     /* Stopping: cancel what is on the loop and wait for it. */
     bool busy = true;
@@ -1673,7 +1624,7 @@ watch_main(void *arg)
             pthread_mutex_unlock(&c->wmu);
             (void) micro_loop_post(c->loop, cancel_all, c);
             pthread_mutex_lock(&c->wmu);
-            timed_wait(&c->wcv, &c->wmu, 200);
+            micro__netreg_timed_wait(&c->wcv, &c->wmu, 200);
         }
     }
     for (size_t i = 0; i < c->n_q; i++) {
@@ -1727,59 +1678,6 @@ consul_unwatch(void *st, uint64_t token)
 /* ------------------------------------------------------------------ */
 /* Life.                                                                */
 
-/* "a, http://b:8501,[::1]" -> "a:8500", "b:8501", "[::1]:8500". */
-static int
-parse_addresses(consul_state *c, const char *list)
-{
-    const char *p = list;
-    while (*p != '\0') {
-        while (*p == ',' || *p == ' ') {
-            p++;
-        }
-        size_t len = strcspn(p, ", ");
-        if (len == 0) {
-            break;
-        }
-        const char *s = p;
-        p += len;
-        if (len > 8 && strncmp(s, "https://", 8) == 0) {
-            MICRO_LOGF(MICRO_LOG_ERR, COMP,
-                "registry_address %.*s: TLS to Consul is not supported in "
-                "this version; use http:// addresses", (int) len, s);
-            return MICRO_EINVAL;
-        }
-        if (len > 7 && strncmp(s, "http://", 7) == 0) {
-            s += 7;
-            len -= 7;
-        }
-        while (len > 0 && s[len - 1] == '/') {
-            len--;
-        }
-        bool bracket = len > 0 && s[0] == '[';
-        bool has_port = bracket
-            ? memchr(s, ']', len) != NULL && s[len - 1] != ']'
-            : memchr(s, ':', len) != NULL;
-        char *ep = micro__malloc(len + 6);
-        if (ep == NULL) {
-            return MICRO_ENOMEM;
-        }
-        snprintf(ep, len + 6, "%.*s%s", (int) len, s, has_port ? "" : ":8500");
-        char **eps = micro__realloc(c->eps, (c->n_eps + 1) * sizeof(*eps));
-        if (eps == NULL) {
-            micro__free(ep);
-            return MICRO_ENOMEM;
-        }
-        c->eps = eps;
-        c->eps[c->n_eps++] = ep;
-    }
-    if (c->n_eps == 0) {
-        MICRO_LOGF(MICRO_LOG_ERR, COMP, "registry_address \"%s\": no address",
-            list);
-        return MICRO_EINVAL;
-    }
-    return 0;
-}
-
 static void
 consul_fini(void *st)
 {
@@ -1820,16 +1718,6 @@ consul_fini(void *st)
     pthread_mutex_destroy(&c->mu);
 }
 
-static const char *
-opt_or_env(const micro_options *opts, const char *opt, const char *env)
-{
-    const char *v = micro_options_get_str(opts, opt);
-    if (v == NULL || v[0] == '\0') {
-        v = getenv(env);
-    }
-    return v != NULL && v[0] != '\0' ? v : NULL;
-}
-
 static int
 consul_init(void *st, const micro_options *opts)
 {
@@ -1852,10 +1740,12 @@ consul_init(void *st, const micro_options *opts)
     if (c->timeout_ms <= 0) {
         c->timeout_ms = 5000;
     }
-    const char *addrs =
-        opt_or_env(opts, "registry_address", "CONSUL_HTTP_ADDR");
-    const char *token = opt_or_env(opts, "registry_token", "CONSUL_HTTP_TOKEN");
-    int rc = parse_addresses(c, addrs != NULL ? addrs : "127.0.0.1:8500");
+    const char *addrs = micro__netreg_opt_or_env(opts, "registry_address",
+        "CONSUL_HTTP_ADDR");
+    const char *token = micro__netreg_opt_or_env(opts, "registry_token",
+        "CONSUL_HTTP_TOKEN");
+    int rc = micro__netreg_addrs(addrs != NULL ? addrs : "127.0.0.1:8500",
+        "8500", COMP, "Consul", &c->eps, &c->n_eps);
     if (rc == 0 && token != NULL) {
         c->token = micro__strdup(token);
         rc = c->token != NULL ? 0 : MICRO_ENOMEM;
@@ -1884,16 +1774,6 @@ consul_init(void *st, const micro_options *opts)
 /* ------------------------------------------------------------------ */
 /* For fuzz/fuzz_consul.c (registry_internal.h).                       */
 
-static void
-fuzz_event(void *arg, micro_registry_action a, const micro_registry_service *s)
-{
-    size_t *seen = arg;
-    *seen += (size_t) a + s->n_nodes + strlen(s->name);
-    for (size_t i = 0; i < s->n_nodes; i++) {
-        *seen += strlen(s->nodes[i].id ? s->nodes[i].id : "");
-    }
-}
-
 int
 micro__consul_fuzz(const uint8_t *data, size_t size)
 {
@@ -1909,7 +1789,8 @@ micro__consul_fuzz(const uint8_t *data, size_t size)
     uint64_t tok = 0;
     int rc = micro__watchers_init(&c->watch, &c->mu, COMP);
     if (rc == 0) {
-        rc = micro__watchers_add(&c->watch, fuzz_event, &seen, &tok);
+        rc = micro__watchers_add(&c->watch, micro__netreg_fuzz_event, &seen,
+            &tok);
     }
     cJSON *j = rc == 0 ? micro__json_parse((const char *) data, size, NULL,
                               &rc)
