@@ -35,6 +35,7 @@
 
 #include "core/internal.h"
 #include "http/client.h"
+#include "support/reg.h"
 #include "support/support.h"
 
 #define TTL_MS 2000
@@ -50,14 +51,6 @@ static bool agent_up;
 
 static micro_loop *hloop;
 static micro__http_client *hcli;
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
 
 /* One request to the agent; the body (NUL-terminated, malloc'd) and the
  * status, or NULL when it did not answer. */
@@ -141,7 +134,7 @@ agent_start(void)
         if (t_now_ms() > deadline) {
             fail_msg("Consul agent without a leader after 60 s");
         }
-        sleep_ms(100);
+        t_sleep_ms(100);
     }
 }
 
@@ -180,155 +173,12 @@ reg_new(const char *addr)
     return reg_new_tok(addr, NULL);
 }
 
-static void
-svc_make(micro_registry_service *s, const char *name, const char *v,
-    size_t n, const char *id_prefix)
-{
-    memset(s, 0, sizeof(*s));
-    s->name = strdup(name);
-    s->version = strdup(v);
-    s->endpoints = calloc(1, sizeof(micro_endpoint));
-    s->endpoints[0].name = strdup("Greeter.Hello");
-    assert_int_equal(
-        micro_metadata_set(&s->endpoints[0].metadata, "stream", "false"), 0);
-    s->n_endpoints = 1;
-    s->nodes = calloc(n ? n : 1, sizeof(micro_node));
-    s->n_nodes = n;
-    for (size_t i = 0; i < n; i++) {
-        char buf[64];
-        snprintf(buf, sizeof(buf), "%s%zu", id_prefix, i);
-        s->nodes[i].id = strdup(buf);
-        snprintf(buf, sizeof(buf), "10.0.%zu.%zu:%zu", i / 250, i % 250,
-            8000 + i % 1000);
-        s->nodes[i].address = strdup(buf);
-        assert_int_equal(
-            micro_metadata_set(&s->nodes[i].metadata, "n", "v"), 0);
-    }
-}
-
-static size_t
-count_nodes(micro_registry *r, const char *name, int *rc_out)
-{
-    micro_registry_service *out = NULL;
-    size_t n = 0, total = 0;
-    int rc = micro_registry_get_service(r, name, &out, &n);
-    for (size_t i = 0; i < n; i++) {
-        total += out[i].n_nodes;
-    }
-    micro_registry_services_free(out, n);
-    if (rc_out != NULL) {
-        *rc_out = rc;
-    }
-    return total;
-}
-
-static bool
-wait_nodes(micro_registry *r, const char *name, size_t want, int ms)
-{
-    int64_t deadline = t_now_ms() + ms;
-    while (t_now_ms() < deadline) {
-        if (count_nodes(r, name, NULL) == want) {
-            return true;
-        }
-        sleep_ms(50);
-    }
-    return count_nodes(r, name, NULL) == want;
-}
-
-typedef struct rec_ev {
-    micro_registry_action a;
-    char name[64];
-    char node[64];
-    char version[16];
-    size_t n_nodes;
-} rec_ev;
-
-typedef struct recorder {
-    pthread_mutex_t mu;
-    rec_ev ev[512];
-    size_t n;
-} recorder;
-
-static void
-on_event(void *arg, micro_registry_action a, const micro_registry_service *s)
-{
-    recorder *rc = arg;
-    pthread_mutex_lock(&rc->mu);
-    if (rc->n < 512) {
-        rec_ev *e = &rc->ev[rc->n++];
-        e->a = a;
-        snprintf(e->name, sizeof(e->name), "%s", s->name);
-        snprintf(e->node, sizeof(e->node), "%s",
-            s->n_nodes > 0 ? s->nodes[0].id : "");
-        snprintf(e->version, sizeof(e->version), "%s",
-            s->version ? s->version : "");
-        e->n_nodes = s->n_nodes;
-    }
-    pthread_mutex_unlock(&rc->mu);
-}
-
-static long
-wait_event(recorder *rc, micro_registry_action a, const char *name,
-    const char *node, int ms)
-{
-    int64_t deadline = t_now_ms() + ms;
-    for (;;) {
-        pthread_mutex_lock(&rc->mu);
-        for (size_t i = 0; i < rc->n; i++) {
-            rec_ev *e = &rc->ev[i];
-            if (e->a == a && strcmp(e->name, name) == 0 &&
-                (node == NULL || strcmp(e->node, node) == 0)) {
-                long n = (long) e->n_nodes;
-                pthread_mutex_unlock(&rc->mu);
-                return n;
-            }
-        }
-        pthread_mutex_unlock(&rc->mu);
-        if (t_now_ms() > deadline) {
-            return -1;
-        }
-        sleep_ms(20);
-    }
-}
-
-static size_t
-count_events(recorder *rc, micro_registry_action a, const char *name)
-{
-    size_t k = 0;
-    pthread_mutex_lock(&rc->mu);
-    for (size_t i = 0; i < rc->n; i++) {
-        k += rc->ev[i].a == a && strcmp(rc->ev[i].name, name) == 0;
-    }
-    pthread_mutex_unlock(&rc->mu);
-    return k;
-}
-
-static recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static t_recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static micro_registry *
 rec_watch(const char *addr, uint64_t *tok)
 {
-    pthread_mutex_lock(&rec.mu);
-    rec.n = 0;
-    pthread_mutex_unlock(&rec.mu);
-    micro_registry *w = reg_new(addr);
-    assert_int_equal(micro_registry_watch(w, on_event, &rec, tok), 0);
-    return w;
-}
-
-static void
-rec_unwatch(micro_registry *w, uint64_t tok)
-{
-    micro_registry_unwatch(w, tok);
-    micro_registry_free(w);
-}
-
-static void
-rec_reset(void)
-{
-    pthread_mutex_lock(&rec.mu);
-    rec.n = 0;
-    pthread_mutex_unlock(&rec.mu);
+    return t_rec_watch(&rec, reg_new(addr), tok);
 }
 
 /* ------------------------------------------------------------------ */
@@ -370,7 +220,7 @@ test_crud(void **state)
     (void) state;
     micro_registry *r = reg_new(agent_addr);
     micro_registry_service s;
-    svc_make(&s, "go.micro.srv.greeter", "1.0", 2, "node-");
+    t_svc_make(&s, "go.micro.srv.greeter", "1.0", 2, "node-");
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
 
     /* What the agent holds is the Go plugin's registration. */
@@ -416,7 +266,7 @@ test_crud(void **state)
 
     /* A second version is a second record. */
     micro_registry_service s2;
-    svc_make(&s2, "go.micro.srv.greeter", "2.0", 1, "v2-");
+    t_svc_make(&s2, "go.micro.srv.greeter", "2.0", 1, "v2-");
     assert_int_equal(micro_registry_register(r, &s2, 10000), 0);
     assert_int_equal(
         micro_registry_get_service(r, "go.micro.srv.greeter", &out, &n), 0);
@@ -428,7 +278,7 @@ test_crud(void **state)
     assert_int_equal(micro_registry_deregister(r, &none), MICRO_EINVAL);
 
     micro_registry_service s3;
-    svc_make(&s3, "other", "1", 1, "o-");
+    t_svc_make(&s3, "other", "1", 1, "o-");
     assert_int_equal(micro_registry_register(r, &s3, 0), 0);
     assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
     /* The agent's own "consul" service is listed too, as for Go. */
@@ -441,21 +291,21 @@ test_crud(void **state)
     /* Re-registering the same record only passes the check; past the
      * TTL, the keeper has kept it passing. */
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
-    assert_int_equal(count_nodes(r, "go.micro.srv.greeter", NULL), 3);
+    assert_int_equal(t_count_nodes(r, "go.micro.srv.greeter", NULL), 3);
 
     assert_int_equal(micro_registry_deregister(r, &s2), 0);
     assert_int_equal(micro_registry_deregister(r, &s3), 0);
-    assert_int_equal(count_nodes(r, "go.micro.srv.greeter", NULL), 2);
+    assert_int_equal(t_count_nodes(r, "go.micro.srv.greeter", NULL), 2);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     int rc = 0;
-    assert_int_equal(count_nodes(r, "go.micro.srv.greeter", &rc), 0);
+    assert_int_equal(t_count_nodes(r, "go.micro.srv.greeter", &rc), 0);
     assert_int_equal(rc, MICRO_ENOSERVICE);
     assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
     assert_int_equal(n, 1);
     micro_registry_services_free(out, n);
 
     micro_registry_service c;
-    svc_make(&c, "churn", "1", 1, "c-");
+    t_svc_make(&c, "churn", "1", 1, "c-");
     int64_t t0 = t_now_ms();
     for (int i = 0; i < 100; i++) {
         assert_int_equal(micro_registry_register(r, &c, 10000), 0);
@@ -464,7 +314,7 @@ test_crud(void **state)
     int64_t dt = t_now_ms() - t0;
     print_message("100 register + deregister cycles: %lld ms (%.0f/s)\n",
         (long long) dt, dt > 0 ? 100000.0 / (double) dt : 0.0);
-    assert_int_equal(count_nodes(r, "churn", NULL), 0);
+    assert_int_equal(t_count_nodes(r, "churn", NULL), 0);
     micro_registry_service_clear(&c);
     micro_registry_service_clear(&s);
     micro_registry_service_clear(&s2);
@@ -480,10 +330,10 @@ test_ttl_check_kept(void **state)
     (void) state;
     micro_registry *r = reg_new(agent_addr);
     micro_registry_service s;
-    svc_make(&s, "kept", "1", 1, "k-");
+    t_svc_make(&s, "kept", "1", 1, "k-");
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
-    sleep_ms(3 * TTL_MS);
-    assert_true(wait_nodes(r, "kept", 1, SLACK_MS));
+    t_sleep_ms(3 * TTL_MS);
+    assert_true(t_wait_nodes(r, "kept", 1, SLACK_MS));
     cJSON *j = agent_json("/v1/health/checks/kept");
     const cJSON *ck = cJSON_GetArrayItem(j, 0);
     assert_non_null(ck);
@@ -503,36 +353,36 @@ test_watch(void **state)
     uint64_t tok = 0;
     micro_registry *r = reg_new(agent_addr);
     micro_registry_service pre;
-    svc_make(&pre, "before", "1", 1, "b-");
+    t_svc_make(&pre, "before", "1", 1, "b-");
     assert_int_equal(micro_registry_register(r, &pre, 0), 0);
     micro_registry *w = rec_watch(agent_addr, &tok);
 
     micro_registry_service s;
-    svc_make(&s, "watched", "1", 1, "w-");
+    t_svc_make(&s, "watched", "1", 1, "w-");
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "watched", "w-0", SLACK_MS), 1);
     assert_int_equal(micro_metadata_set(&s.nodes[0].metadata, "n", "v2"), 0);
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_UPDATE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_UPDATE, "watched", "w-0", SLACK_MS), 1);
     /* A second node of a known service. */
     micro_registry_service two;
-    svc_make(&two, "before", "1", 2, "b-");
+    t_svc_make(&two, "before", "1", 2, "b-");
     assert_int_equal(micro_registry_register(r, &two, 0), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "before", "b-1", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "before", "b-1", SLACK_MS), 1);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "watched", "w-0", SLACK_MS), 1);
     assert_int_equal(micro_registry_deregister(r, &two), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "before", "b-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "before", "b-0", SLACK_MS), 1);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "before", "b-1", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "before", "b-1", SLACK_MS), 1);
     /* What existed before the watch was no event of its own. */
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "before"), 1);
-    rec_unwatch(w, tok);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_CREATE, "before"), 1);
+    t_rec_unwatch(w, tok);
     micro_registry_service_clear(&s);
     micro_registry_service_clear(&two);
     micro_registry_service_clear(&pre);
@@ -582,21 +432,21 @@ test_ttl_after_kill(void **state)
     char *argv[] = {self, "--child", agent_addr, NULL};
     assert_int_equal(t_proc_spawn(&child, self, argv), 0);
     assert_int_equal(t_proc_wait_line(&child, "registered", SLACK_MS), 0);
-    assert_int_equal(count_nodes(r, "doomed", NULL), 1);
+    assert_int_equal(t_count_nodes(r, "doomed", NULL), 1);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "doomed", "doomed-1",
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "doomed", "doomed-1",
             SLACK_MS),
         1);
-    sleep_ms(3 * TTL_MS);
-    assert_true(wait_nodes(r, "doomed", 1, SLACK_MS));
+    t_sleep_ms(3 * TTL_MS);
+    assert_true(t_wait_nodes(r, "doomed", 1, SLACK_MS));
     int64_t t0 = t_now_ms();
     t_proc_stop(&child, SIGKILL, 5000);
-    assert_true(wait_nodes(r, "doomed", 0, TTL_MS + SLACK_MS));
+    assert_true(t_wait_nodes(r, "doomed", 0, TTL_MS + SLACK_MS));
     print_message("node left out %lld ms after SIGKILL (TTL %d ms)\n",
         (long long) (t_now_ms() - t0), TTL_MS);
     /* The watch saw it go. */
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "doomed", "doomed-1",
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "doomed", "doomed-1",
             SLACK_MS),
         1);
     /* The instance is still in the catalog (critical), as Consul keeps
@@ -607,7 +457,7 @@ test_ttl_after_kill(void **state)
         "critical");
     cJSON_Delete(j);
     agent_put_ok("/v1/agent/service/deregister/doomed-1", NULL);
-    rec_unwatch(w, tok);
+    t_rec_unwatch(w, tok);
     micro_registry_free(r);
 }
 
@@ -618,11 +468,11 @@ test_lost_registration(void **state)
     (void) state;
     micro_registry *r = reg_new(agent_addr);
     micro_registry_service s;
-    svc_make(&s, "phoenix", "1", 1, "p-");
+    t_svc_make(&s, "phoenix", "1", 1, "p-");
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
     agent_put_ok("/v1/agent/service/deregister/p-0", NULL);
-    assert_int_equal(count_nodes(r, "phoenix", NULL), 0);
-    assert_true(wait_nodes(r, "phoenix", 1, TTL_MS + SLACK_MS));
+    assert_int_equal(t_count_nodes(r, "phoenix", NULL), 0);
+    assert_true(t_wait_nodes(r, "phoenix", 1, TTL_MS + SLACK_MS));
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
@@ -639,14 +489,14 @@ test_garbage_tags(void **state)
     uint64_t tok = 0;
     micro_registry *w = rec_watch(agent_addr, &tok);
     micro_registry_service s;
-    svc_make(&s, "mixed", "1", 1, "good-");
+    t_svc_make(&s, "mixed", "1", 1, "good-");
     assert_int_equal(micro_registry_register(r, &s, 0), 0);
     agent_put_ok("/v1/agent/service/register",
         "{\"ID\":\"bad-1\",\"Name\":\"mixed\",\"Address\":\"10.1.1.1\","
         "\"Port\":9,\"Tags\":[\"e-zz\",\"t-789c00\",\"v-\",\"e={not json\","
         "\"t=[1,2]\",\"x\",\"e\",\"\",\"v-0102\",\"t-\"]}");
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "mixed", "bad-1", SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "mixed", "bad-1", SLACK_MS),
         1);
     micro_registry_service *out = NULL;
     size_t n = 0;
@@ -667,10 +517,10 @@ test_garbage_tags(void **state)
     micro_registry_services_free(out, n);
     agent_put_ok("/v1/agent/service/deregister/bad-1", NULL);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "mixed", "bad-1", SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "mixed", "bad-1", SLACK_MS),
         1);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
-    rec_unwatch(w, tok);
+    t_rec_unwatch(w, tok);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
 }
@@ -691,9 +541,9 @@ test_unreachable(void **state)
     snprintf(addr, sizeof(addr), "http://127.0.0.1:%d, %s", dead, agent_addr);
     micro_registry *r = reg_new(addr);
     micro_registry_service s;
-    svc_make(&s, "failover", "1", 1, "f-");
+    t_svc_make(&s, "failover", "1", 1, "f-");
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
-    assert_int_equal(count_nodes(r, "failover", NULL), 1);
+    assert_int_equal(t_count_nodes(r, "failover", NULL), 1);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
@@ -707,15 +557,15 @@ test_error_answer(void **state)
     (void) state;
     micro_registry *r = reg_new(agent_addr);
     micro_registry_service s;
-    svc_make(&s, "refused", "1", 1, "r-");
+    t_svc_make(&s, "refused", "1", 1, "r-");
     assert_int_equal(
         micro_metadata_set(&s.nodes[0].metadata, "bad key!", "x"), 0);
     assert_int_equal(micro_registry_register(r, &s, 10000), MICRO_EREMOTE);
-    assert_int_equal(count_nodes(r, "refused", NULL), 0);
+    assert_int_equal(t_count_nodes(r, "refused", NULL), 0);
     micro_registry_service ok;
-    svc_make(&ok, "refused", "1", 1, "r-");
+    t_svc_make(&ok, "refused", "1", 1, "r-");
     assert_int_equal(micro_registry_register(r, &ok, 10000), 0);
-    assert_int_equal(count_nodes(r, "refused", NULL), 1);
+    assert_int_equal(t_count_nodes(r, "refused", NULL), 1);
     assert_int_equal(micro_registry_deregister(r, &ok), 0);
     micro_registry_service_clear(&s);
     micro_registry_service_clear(&ok);
@@ -745,7 +595,7 @@ test_agent_outage(void **state)
     micro_registry *r = reg_new(agent_addr);
     micro_registry *look = reg_new(agent_addr);
     micro_registry_service s;
-    svc_make(&s, "sturdy", "1", 1, "s-");
+    t_svc_make(&s, "sturdy", "1", 1, "s-");
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
     char reg_flag[300], gaddr[64];
     snprintf(reg_flag, sizeof(reg_flag), "--registry_address=%s", agent_addr);
@@ -759,37 +609,37 @@ test_agent_outage(void **state)
     micro_service *cli = NULL;
     assert_int_equal(
         micro_service_new(&cli, "consul.client", &cargc, cargv), 0);
-    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "greeter", 1, SLACK_MS));
     assert_int_equal(call_greeter(cli), 0);
 
     agent_stop();
     int rc = 0;
-    assert_int_equal(count_nodes(look, "sturdy", &rc), 0);
+    assert_int_equal(t_count_nodes(look, "sturdy", &rc), 0);
     assert_int_equal(rc, MICRO_ECONNREFUSED);
     int64_t until = t_now_ms() + 2 * TTL_MS;
     int calls = 0, failed_calls = 0;
     while (t_now_ms() < until) {
         failed_calls += call_greeter(cli) != 0;
         calls++;
-        sleep_ms(50);
+        t_sleep_ms(50);
     }
     print_message("%d calls by name while Consul was down: %d failed\n",
         calls, failed_calls);
     assert_int_equal(failed_calls, 0);
     agent_start();
     int64_t t0 = t_now_ms();
-    assert_true(wait_nodes(look, "sturdy", 1, SLACK_MS));
-    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "sturdy", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "greeter", 1, SLACK_MS));
     print_message("registrations back %lld ms after the agent was\n",
         (long long) (t_now_ms() - t0));
-    sleep_ms(3 * TTL_MS);
-    assert_true(wait_nodes(look, "sturdy", 1, SLACK_MS));
-    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    t_sleep_ms(3 * TTL_MS);
+    assert_true(t_wait_nodes(look, "sturdy", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "greeter", 1, SLACK_MS));
     assert_int_equal(call_greeter(cli), 0);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
-    assert_int_equal(count_nodes(look, "sturdy", NULL), 0);
+    assert_int_equal(t_count_nodes(look, "sturdy", NULL), 0);
     assert_int_equal(t_proc_stop(&greeter, SIGTERM, 10000), 0);
-    assert_int_equal(count_nodes(look, "greeter", NULL), 0);
+    assert_int_equal(t_count_nodes(look, "greeter", NULL), 0);
     micro_service_free(cli);
     micro_registry_service_clear(&s);
     micro_registry_free(look);
@@ -927,7 +777,7 @@ fake_conn_main(void *arg)
         }
         /* A blocking query: answer at most every 50 ms per connection. */
         if (strstr(path, "index=") != NULL) {
-            sleep_ms(50);
+            t_sleep_ms(50);
         }
         memmove(buf, buf + used, have - used);
         have -= used;
@@ -1023,7 +873,7 @@ fake_stop(fake_agent *f)
     close(f->lfd);
     int64_t deadline = t_now_ms() + SLACK_MS;
     while (atomic_load(&f->conns) > 0 && t_now_ms() < deadline) {
-        sleep_ms(20);
+        t_sleep_ms(20);
     }
     assert_int_equal(atomic_load(&f->conns), 0);
     for (size_t i = 0; i < f->n_routes; i++) {
@@ -1070,7 +920,7 @@ test_fake_agent(void **state)
     free(big);
     micro_registry *r = reg_new_tok(f.addr, "s3cr3t-token");
     int64_t t0 = t_now_ms();
-    assert_int_equal(count_nodes(r, "huge", NULL), 10000);
+    assert_int_equal(t_count_nodes(r, "huge", NULL), 10000);
     print_message("get of a 10,000-node answer: %lld ms\n",
         (long long) (t_now_ms() - t0));
     pthread_mutex_lock(&f.mu);
@@ -1094,31 +944,31 @@ test_fake_agent(void **state)
     fake_route_set(&f, "/v1/health/service/huge", big, 6);
     free(big);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "huge", "h-10000", SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "huge", "h-10000", SLACK_MS),
         1);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "huge"), 1);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_CREATE, "huge"), 1);
 
     /* Bad answers: clear errors, and the watch keeps what it knew. */
     int rc = 0;
     fake_mode_set(&f, FAKE_ERROR);
-    count_nodes(r, "huge", &rc);
+    t_count_nodes(r, "huge", &rc);
     assert_int_equal(rc, MICRO_EREMOTE);
     fake_mode_set(&f, FAKE_JUNK);
-    count_nodes(r, "huge", &rc);
+    t_count_nodes(r, "huge", &rc);
     assert_int_equal(rc, MICRO_EPROTO);
     fake_mode_set(&f, FAKE_CUT);
-    count_nodes(r, "huge", &rc);
+    t_count_nodes(r, "huge", &rc);
     assert_int_equal(rc, MICRO_ECONNRESET);
     int before = atomic_load(&f.requests);
     /* Let the watch meet every kind of bad answer a few times. */
     int64_t deadline = t_now_ms() + SLACK_MS;
     while (atomic_load(&f.requests) < before + 6 && t_now_ms() < deadline) {
-        sleep_ms(20);
+        t_sleep_ms(20);
     }
     fake_mode_set(&f, FAKE_ERROR);
     before = atomic_load(&f.requests);
     while (atomic_load(&f.requests) < before + 4 && t_now_ms() < deadline) {
-        sleep_ms(20);
+        t_sleep_ms(20);
     }
     fake_mode_set(&f, FAKE_OK);
     /* Back to good answers: a node fewer is one delete, and nothing
@@ -1127,23 +977,23 @@ test_fake_agent(void **state)
     fake_route_set(&f, "/v1/health/service/huge", big, 7);
     free(big);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "huge", "h-10000", SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "huge", "h-10000", SLACK_MS),
         1);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_DELETE, "huge"), 1);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "huge"), 1);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_UPDATE, "huge"), 0);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_DELETE, "huge"), 1);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_CREATE, "huge"), 1);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_UPDATE, "huge"), 0);
     /* The service leaves the catalog: every node is deleted. */
-    rec_reset();
+    t_rec_reset(&rec);
     fake_route_set(&f, "/v1/catalog/services", "{}", 8);
     fake_route_set(&f, "/v1/health/service/huge", "[]", 8);
     deadline = t_now_ms() + SLACK_MS;
-    while (count_events(&rec, MICRO_REGISTRY_DELETE, "huge") < 10000 &&
+    while (t_count_events(&rec, MICRO_REGISTRY_DELETE, "huge") < 10000 &&
         t_now_ms() < deadline) {
-        sleep_ms(50);
+        t_sleep_ms(50);
     }
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_DELETE, "huge"),
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_DELETE, "huge"),
         512); /* the recorder keeps the first 512 */
-    rec_unwatch(w, tok);
+    t_rec_unwatch(w, tok);
     micro_registry_free(r);
     fake_stop(&f);
 }

@@ -1,0 +1,153 @@
+/* Test support for registry tests (reg.h). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "support/reg.h"
+#include "support/support.h"
+
+void
+t_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+void
+t_svc_make(micro_registry_service *s, const char *name, const char *v,
+    size_t n, const char *id_prefix)
+{
+    memset(s, 0, sizeof(*s));
+    s->name = strdup(name);
+    s->version = strdup(v);
+    assert_int_equal(micro_metadata_set(&s->metadata, "owner", "test"), 0);
+    s->endpoints = calloc(1, sizeof(micro_endpoint));
+    s->endpoints[0].name = strdup("Greeter.Hello");
+    assert_int_equal(
+        micro_metadata_set(&s->endpoints[0].metadata, "stream", "false"), 0);
+    s->n_endpoints = 1;
+    s->nodes = calloc(n ? n : 1, sizeof(micro_node));
+    s->n_nodes = n;
+    for (size_t i = 0; i < n; i++) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s%zu", id_prefix, i);
+        s->nodes[i].id = strdup(buf);
+        snprintf(buf, sizeof(buf), "10.0.%zu.%zu:%zu", i / 250, i % 250,
+            8000 + i % 1000);
+        s->nodes[i].address = strdup(buf);
+        assert_int_equal(
+            micro_metadata_set(&s->nodes[i].metadata, "n", "v"), 0);
+    }
+}
+
+size_t
+t_count_nodes(micro_registry *r, const char *name, int *rc_out)
+{
+    micro_registry_service *out = NULL;
+    size_t n = 0, total = 0;
+    int rc = micro_registry_get_service(r, name, &out, &n);
+    for (size_t i = 0; i < n; i++) {
+        total += out[i].n_nodes;
+    }
+    micro_registry_services_free(out, n);
+    if (rc_out != NULL) {
+        *rc_out = rc;
+    }
+    return total;
+}
+
+bool
+t_wait_nodes(micro_registry *r, const char *name, size_t want, int ms)
+{
+    int64_t deadline = t_now_ms() + ms;
+    while (t_now_ms() < deadline) {
+        if (t_count_nodes(r, name, NULL) == want) {
+            return true;
+        }
+        t_sleep_ms(50);
+    }
+    return t_count_nodes(r, name, NULL) == want;
+}
+
+void
+t_on_event(void *arg, micro_registry_action a, const micro_registry_service *s)
+{
+    t_recorder *rc = arg;
+    pthread_mutex_lock(&rc->mu);
+    if (rc->n < T_REC_MAX) {
+        t_rec_ev *e = &rc->ev[rc->n++];
+        e->a = a;
+        snprintf(e->name, sizeof(e->name), "%s", s->name);
+        snprintf(e->node, sizeof(e->node), "%s",
+            s->n_nodes > 0 ? s->nodes[0].id : "");
+        e->n_nodes = s->n_nodes;
+    }
+    pthread_mutex_unlock(&rc->mu);
+}
+
+long
+t_wait_event(t_recorder *rc, micro_registry_action a, const char *name,
+    const char *node, int ms)
+{
+    int64_t deadline = t_now_ms() + ms;
+    for (;;) {
+        pthread_mutex_lock(&rc->mu);
+        for (size_t i = 0; i < rc->n; i++) {
+            t_rec_ev *e = &rc->ev[i];
+            if (e->a == a && strcmp(e->name, name) == 0 &&
+                (node == NULL || strcmp(e->node, node) == 0)) {
+                long n = (long) e->n_nodes;
+                pthread_mutex_unlock(&rc->mu);
+                return n;
+            }
+        }
+        pthread_mutex_unlock(&rc->mu);
+        if (t_now_ms() > deadline) {
+            return -1;
+        }
+        t_sleep_ms(20);
+    }
+}
+
+size_t
+t_count_events(t_recorder *rc, micro_registry_action a, const char *name)
+{
+    size_t k = 0;
+    pthread_mutex_lock(&rc->mu);
+    for (size_t i = 0; i < rc->n; i++) {
+        k += rc->ev[i].a == a && strcmp(rc->ev[i].name, name) == 0;
+    }
+    pthread_mutex_unlock(&rc->mu);
+    return k;
+}
+
+void
+t_rec_reset(t_recorder *rc)
+{
+    pthread_mutex_lock(&rc->mu);
+    rc->n = 0;
+    pthread_mutex_unlock(&rc->mu);
+}
+
+micro_registry *
+t_rec_watch(t_recorder *rc, micro_registry *w, uint64_t *tok)
+{
+    t_rec_reset(rc);
+    assert_int_equal(micro_registry_watch(w, t_on_event, rc, tok), 0);
+    return w;
+}
+
+void
+t_rec_unwatch(micro_registry *w, uint64_t tok)
+{
+    micro_registry_unwatch(w, tok);
+    micro_registry_free(w);
+}

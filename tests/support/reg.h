@@ -1,0 +1,58 @@
+/* Test support for the registry tests against servers (etcd_test.c,
+ * consul_test.c): a sample record, node counts by lookup, and a watcher
+ * that records events for the test to wait on. */
+#ifndef CMICRO_TEST_REG_H
+#define CMICRO_TEST_REG_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include <cmicro/micro.h>
+
+void t_sleep_ms(int ms);
+
+/* name, version v, service metadata owner=test, an endpoint
+ * Greeter.Hello (metadata stream=false), n nodes <id_prefix>0.. at
+ * 10.0.x.y:8000+i with metadata n=v. Free with
+ * micro_registry_service_clear. */
+void t_svc_make(micro_registry_service *s, const char *name, const char *v,
+    size_t n, const char *id_prefix);
+
+/* The nodes of every record get_service gives for name (0 on error,
+ * *rc_out the code when not NULL). */
+size_t t_count_nodes(micro_registry *r, const char *name, int *rc_out);
+/* Poll until name has want nodes; false at the deadline. */
+bool t_wait_nodes(micro_registry *r, const char *name, size_t want, int ms);
+
+typedef struct t_rec_ev {
+    micro_registry_action a;
+    char name[64];
+    char node[64];
+    size_t n_nodes;
+} t_rec_ev;
+
+#define T_REC_MAX 512
+
+/* Events recorded in order (the first T_REC_MAX). */
+typedef struct t_recorder {
+    pthread_mutex_t mu;
+    t_rec_ev ev[T_REC_MAX];
+    size_t n;
+} t_recorder;
+
+/* The watch callback; arg is a t_recorder. */
+void t_on_event(void *arg, micro_registry_action a,
+    const micro_registry_service *s);
+/* Wait up to ms for an event a on name (and node, unless NULL): its count
+ * of nodes, or -1. */
+long t_wait_event(t_recorder *rc, micro_registry_action a, const char *name,
+    const char *node, int ms);
+size_t t_count_events(t_recorder *rc, micro_registry_action a,
+    const char *name);
+void t_rec_reset(t_recorder *rc);
+/* Empty rc and watch w into it; w returned. Unwatch and free w. */
+micro_registry *t_rec_watch(t_recorder *rc, micro_registry *w,
+    uint64_t *tok);
+void t_rec_unwatch(micro_registry *w, uint64_t tok);
+
+#endif
