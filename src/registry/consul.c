@@ -131,10 +131,7 @@ struct consul_state {
 
     /* watch */
     micro__watchers watch; /* guarded by mu */
-    pthread_t wthread;
-    bool w_on;
-    bool w_listed;
-    pthread_cond_t w_ready;
+    micro__netreg_wthread wt; /* guarded by mu */
     pthread_mutex_t wmu; /* the queries' busy/done flags, wstop */
     pthread_cond_t wcv;
     bool wstop;
@@ -1566,10 +1563,7 @@ watch_main(void *arg)
         micro_buf_clear(&a.body);
     }
     micro__evlist_clear(&l);
-    pthread_mutex_lock(&c->mu);
-    c->w_listed = true;
-    pthread_cond_broadcast(&c->w_ready);
-    pthread_mutex_unlock(&c->mu);
+    micro__netreg_listed(&c->wt, &c->mu);
 
     pthread_mutex_lock(&c->wmu);
     while (!c->wstop && cat != NULL) {
@@ -1645,34 +1639,15 @@ static int
 consul_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
 {
     consul_state *c = st;
-    int rc = micro__watchers_add(&c->watch, fn, arg, token);
-    if (rc < 0) {
-        return rc;
-    }
-    pthread_mutex_lock(&c->mu);
-    if (!c->w_on) {
-        c->w_on = pthread_create(&c->wthread, NULL, watch_main, c) == 0;
-        if (!c->w_on) {
-            micro__watchers_remove(&c->watch, *token);
-            pthread_mutex_unlock(&c->mu);
-            return MICRO_ENOMEM;
-        }
-    }
-    /* Events start after the first listing (or its failure). */
-    while (!c->w_listed) {
-        pthread_cond_wait(&c->w_ready, &c->mu);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return 0;
+    return micro__netreg_watch(&c->watch, &c->mu, &c->wt,
+        watch_main, c, fn, arg, token);
 }
 
 static void
 consul_unwatch(void *st, uint64_t token)
 {
     consul_state *c = st;
-    pthread_mutex_lock(&c->mu);
-    micro__watchers_remove(&c->watch, token);
-    pthread_mutex_unlock(&c->mu);
+    micro__netreg_unwatch(&c->watch, &c->mu, token);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1685,7 +1660,7 @@ consul_fini(void *st)
     pthread_mutex_lock(&c->mu);
     c->stop = true;
     pthread_cond_broadcast(&c->kcv);
-    bool w_on = c->w_on;
+    bool w_on = c->wt.on;
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_lock(&c->wmu);
     c->wstop = true;
@@ -1695,7 +1670,7 @@ consul_fini(void *st)
         pthread_join(c->keeper, NULL);
     }
     if (w_on) {
-        pthread_join(c->wthread, NULL);
+        pthread_join(c->wt.th, NULL);
     }
     micro__http_client_free(c->http);
     micro_loop_free(c->loop);
@@ -1711,7 +1686,7 @@ consul_fini(void *st)
     micro__free(c->token);
     micro__watchers_fini(&c->watch);
     pthread_cond_destroy(&c->kcv);
-    pthread_cond_destroy(&c->w_ready);
+    pthread_cond_destroy(&c->wt.ready);
     pthread_cond_destroy(&c->wcv);
     pthread_mutex_destroy(&c->wmu);
     pthread_mutex_destroy(&c->op_mu);
@@ -1730,7 +1705,7 @@ consul_init(void *st, const micro_options *opts)
     ok = ok && pthread_mutex_init(&c->op_mu, NULL) == 0;
     ok = ok && pthread_mutex_init(&c->wmu, NULL) == 0;
     ok = ok && pthread_cond_init(&c->kcv, &ca) == 0;
-    ok = ok && pthread_cond_init(&c->w_ready, NULL) == 0;
+    ok = ok && pthread_cond_init(&c->wt.ready, NULL) == 0;
     ok = ok && pthread_cond_init(&c->wcv, &ca) == 0;
     pthread_condattr_destroy(&ca);
     if (!ok || micro__watchers_init(&c->watch, &c->mu, COMP) < 0) {

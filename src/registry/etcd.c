@@ -111,10 +111,7 @@ typedef struct etcd_state {
 
     /* watch */
     micro__watchers watch; /* guarded by mu */
-    pthread_t wthread;
-    bool w_on;
-    bool w_listed; /* the first list attempt finished */
-    pthread_cond_t w_ready;
+    micro__netreg_wthread wt; /* guarded by mu */
     /* the watch call: guarded by wmu */
     pthread_mutex_t wmu;
     pthread_cond_t wcv;
@@ -1520,10 +1517,7 @@ watch_main(void *arg)
     int64_t rev = 0;
     int rc = relist(e, true, &rev);
     bool need_list = rc < 0;
-    pthread_mutex_lock(&e->mu);
-    e->w_listed = true;
-    pthread_cond_broadcast(&e->w_ready);
-    pthread_mutex_unlock(&e->mu);
+    micro__netreg_listed(&e->wt, &e->mu);
     int64_t backoff = BACKOFF_MIN_MS;
     for (;;) {
         pthread_mutex_lock(&e->wmu);
@@ -1574,35 +1568,15 @@ static int
 etcd_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
 {
     etcd_state *e = st;
-    int rc = micro__watchers_add(&e->watch, fn, arg, token);
-    if (rc < 0) {
-        return rc;
-    }
-    pthread_mutex_lock(&e->mu);
-    if (!e->w_on) {
-        e->w_on = pthread_create(&e->wthread, NULL, watch_main, e) == 0;
-        if (!e->w_on) {
-            micro__watchers_remove(&e->watch, *token);
-            pthread_mutex_unlock(&e->mu);
-            return MICRO_ENOMEM;
-        }
-    }
-    /* Events start after the first list (or its failure): a change made
-     * once watch returned is seen. */
-    while (!e->w_listed) {
-        pthread_cond_wait(&e->w_ready, &e->mu);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return 0;
+    return micro__netreg_watch(&e->watch, &e->mu, &e->wt,
+        watch_main, e, fn, arg, token);
 }
 
 static void
 etcd_unwatch(void *st, uint64_t token)
 {
     etcd_state *e = st;
-    pthread_mutex_lock(&e->mu);
-    micro__watchers_remove(&e->watch, token);
-    pthread_mutex_unlock(&e->mu);
+    micro__netreg_unwatch(&e->watch, &e->mu, token);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1615,7 +1589,7 @@ etcd_fini(void *st)
     pthread_mutex_lock(&e->mu);
     e->stop = true;
     pthread_cond_broadcast(&e->kcv);
-    bool w_on = e->w_on;
+    bool w_on = e->wt.on;
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_lock(&e->wmu);
     e->wstop = true;
@@ -1628,7 +1602,7 @@ etcd_fini(void *st)
         pthread_join(e->keeper, NULL);
     }
     if (w_on) {
-        pthread_join(e->wthread, NULL);
+        pthread_join(e->wt.th, NULL);
     }
     micro__http_client_free(e->http);
     micro_loop_free(e->loop);
@@ -1646,7 +1620,7 @@ etcd_fini(void *st)
     micro_buf_clear(&e->wbuf);
     micro__watchers_fini(&e->watch);
     pthread_cond_destroy(&e->kcv);
-    pthread_cond_destroy(&e->w_ready);
+    pthread_cond_destroy(&e->wt.ready);
     pthread_cond_destroy(&e->wcv);
     pthread_mutex_destroy(&e->wmu);
     pthread_mutex_destroy(&e->op_mu);
@@ -1665,7 +1639,7 @@ etcd_init(void *st, const micro_options *opts)
     ok = ok && pthread_mutex_init(&e->op_mu, NULL) == 0;
     ok = ok && pthread_mutex_init(&e->wmu, NULL) == 0;
     ok = ok && pthread_cond_init(&e->kcv, &ca) == 0;
-    ok = ok && pthread_cond_init(&e->w_ready, NULL) == 0;
+    ok = ok && pthread_cond_init(&e->wt.ready, NULL) == 0;
     ok = ok && pthread_cond_init(&e->wcv, &ca) == 0;
     pthread_condattr_destroy(&ca);
     /* On failure, what was made is left to the process (only allocation

@@ -151,3 +151,46 @@ micro__netreg_fuzz_event(void *arg, micro_registry_action a,
         *seen += strlen(s->nodes[i].id ? s->nodes[i].id : "");
     }
 }
+
+int
+micro__netreg_watch(micro__watchers *ws, pthread_mutex_t *mu,
+    micro__netreg_wthread *wt, void *(*main)(void *), void *st,
+    micro_registry_watch_fn fn, void *arg, uint64_t *token)
+{
+    int rc = micro__watchers_add(ws, fn, arg, token);
+    if (rc < 0) {
+        return rc;
+    }
+    pthread_mutex_lock(mu);
+    if (!wt->on) {
+        wt->on = pthread_create(&wt->th, NULL, main, st) == 0;
+        if (!wt->on) {
+            micro__watchers_remove(ws, *token);
+            pthread_mutex_unlock(mu);
+            return MICRO_ENOMEM;
+        }
+    }
+    while (!wt->listed) {
+        pthread_cond_wait(&wt->ready, mu);
+    }
+    pthread_mutex_unlock(mu);
+    return 0;
+}
+
+void
+micro__netreg_listed(micro__netreg_wthread *wt, pthread_mutex_t *mu)
+{
+    pthread_mutex_lock(mu);
+    wt->listed = true;
+    pthread_cond_broadcast(&wt->ready);
+    pthread_mutex_unlock(mu);
+}
+
+void
+micro__netreg_unwatch(micro__watchers *ws, pthread_mutex_t *mu,
+    uint64_t token)
+{
+    pthread_mutex_lock(mu);
+    micro__watchers_remove(ws, token);
+    pthread_mutex_unlock(mu);
+}

@@ -9,6 +9,7 @@
 
 #include "cmicro/registry.h"
 #include "http/client.h"
+#include "registry/registry_internal.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -57,6 +58,29 @@ bool micro__netreg_ok(micro__netreg_log *l, pthread_mutex_t *mu,
 /* Input refused: true when to be logged (rate-limited); *n so far. */
 bool micro__netreg_bad(micro__netreg_log *l, pthread_mutex_t *mu,
     uint64_t *n);
+
+/*
+ * The watch thread of a registry, started by the first watch. watch()
+ * waits until the thread says it listed what there is (or failed to), so
+ * that a change made once watch returned is an event. The registry's mu
+ * guards on and listed.
+ */
+typedef struct micro__netreg_wthread {
+    pthread_t th;
+    bool on;
+    bool listed;
+    pthread_cond_t ready;
+} micro__netreg_wthread;
+
+/* Add a watcher to ws; start main(st) on the first; wait for its list. */
+int micro__netreg_watch(micro__watchers *ws, pthread_mutex_t *mu,
+    micro__netreg_wthread *wt, void *(*main)(void *), void *st,
+    micro_registry_watch_fn fn, void *arg, uint64_t *token);
+/* The watch thread listed (or failed to): watch() may return. */
+void micro__netreg_listed(micro__netreg_wthread *wt, pthread_mutex_t *mu);
+/* Remove a watcher (mu taken here). */
+void micro__netreg_unwatch(micro__watchers *ws, pthread_mutex_t *mu,
+    uint64_t token);
 
 /* The fuzz targets' watcher: it folds what it is given into *(size_t *)
  * arg, so every field of an event is read. */

@@ -78,12 +78,6 @@ func startConsul(t *testing.T) string {
 	return addr
 }
 
-func cmicroConsul(t *testing.T, addr string, args ...string) result {
-	t.Helper()
-	return run(t, 20*time.Second, cMicro, append(args[:1:1],
-		append([]string{"--registry=consul", "--registry_address=" + addr}, args[1:]...)...)...)
-}
-
 func TestConsulInterop(t *testing.T) {
 	need(t)
 	if goOnly {
@@ -96,44 +90,10 @@ func TestConsulInterop(t *testing.T) {
 	t.Run("CmicroWatchesGoGreeter", func(t *testing.T) { testConsulCmicroWatchesGo(t, addr) })
 }
 
-func testConsulCmicroFindsGo(t *testing.T, addr string) {
-	g := startServerArgs(t, goServer, "--registry=consul", "--registry_address="+addr)
-	var svcs []*registry.Service
-	if !waitFor(10*time.Second, func() bool {
-		svcs, _ = cmicroServicesIn(t, "greeter", "--registry=consul", "--registry_address="+addr)
-		return hasAddr(svcs, g.addr)
-	}) {
-		t.Fatalf("cmicro get service greeter --registry=consul never showed the Go node %s (got %v)",
-			g.addr, nodeAddrs(svcs))
-	}
-	checkRecordIn(t, "consul", "cmicro get service (Go greeter)", svcs, g.addr, "HelloRequest")
-	r := cmicroConsul(t, addr, "list", "services")
-	if r.code != 0 || !contains(strings.Fields(r.stdout), "greeter") {
-		t.Errorf("cmicro list services --registry=consul: exit %d, %q, want greeter", r.code, r.stdout)
-	}
-	r = cmicroConsul(t, addr, "call", "greeter", "Greeter.Hello", `{"name":"John"}`)
-	expectOK(t, "cmicro call --registry=consul greeter Greeter.Hello", r, map[string]interface{}{"msg": "Hello John"})
-}
+func testConsulCmicroFindsGo(t *testing.T, addr string) { cmicroFindsGo(t, "consul", addr) }
 
 func testConsulGoFindsC(t *testing.T, addr string) {
-	c := startServerArgs(t, cServer, "--registry=consul", "--registry_address="+addr)
-	reg := consul.NewRegistry(registry.Addrs(addr))
-	var svcs []*registry.Service
-	if !waitFor(10*time.Second, func() bool {
-		svcs, _ = reg.GetService("greeter")
-		return hasAddr(svcs, c.addr)
-	}) {
-		t.Fatalf("Go consul GetService(greeter) never showed the C node %s (got %v)", c.addr, nodeAddrs(svcs))
-	}
-	checkRecordIn(t, "consul", "Go GetService (C greeter)", svcs, c.addr, "Request")
-	goListsAndCalls(t, reg)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	if !waitFor(10*time.Second, func() bool {
-		svcs, _ = reg.GetService("greeter")
-		return !hasAddr(svcs, c.addr)
-	}) {
-		t.Fatalf("the C node %s is still in Consul after SIGTERM", c.addr)
-	}
+	goFindsC(t, "consul", addr, consul.NewRegistry(registry.Addrs(addr)))
 }
 
 // The v1.2.1 plugin's watcher needs a service (goWatch gives greeter). It

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -62,19 +61,6 @@ func startEtcd(t *testing.T) string {
 	return caddr
 }
 
-// cmicroEtcd runs the cmicro CLI with --registry=etcd on addr.
-func cmicroEtcd(t *testing.T, addr string, args ...string) result {
-	t.Helper()
-	return run(t, 20*time.Second, cMicro, append(args[:1:1],
-		append([]string{"--registry=etcd", "--registry_address=" + addr}, args[1:]...)...)...)
-}
-
-func cmicroEtcdServices(t *testing.T, addr, name string) []*registry.Service {
-	t.Helper()
-	svcs, _ := cmicroServicesIn(t, name, "--registry=etcd", "--registry_address="+addr)
-	return svcs
-}
-
 func TestEtcdInterop(t *testing.T) {
 	need(t)
 	if goOnly {
@@ -87,45 +73,10 @@ func TestEtcdInterop(t *testing.T) {
 	t.Run("CmicroWatchesGoGreeter", func(t *testing.T) { testEtcdCmicroWatchesGo(t, addr) })
 }
 
-func testEtcdCmicroFindsGo(t *testing.T, addr string) {
-	g := startServerArgs(t, goServer, "--registry=etcd", "--registry_address="+addr)
-	var svcs []*registry.Service
-	if !waitFor(10*time.Second, func() bool {
-		svcs = cmicroEtcdServices(t, addr, "greeter")
-		return hasAddr(svcs, g.addr)
-	}) {
-		t.Fatalf("cmicro get service greeter --registry=etcd never showed the Go node %s (got %v)",
-			g.addr, nodeAddrs(svcs))
-	}
-	checkRecordIn(t, "etcd", "cmicro get service (Go greeter)", svcs, g.addr, "HelloRequest")
-	r := cmicroEtcd(t, addr, "list", "services")
-	if r.code != 0 || !contains(strings.Fields(r.stdout), "greeter") {
-		t.Errorf("cmicro list services --registry=etcd: exit %d, %q, want greeter", r.code, r.stdout)
-	}
-	r = cmicroEtcd(t, addr, "call", "greeter", "Greeter.Hello", `{"name":"John"}`)
-	expectOK(t, "cmicro call --registry=etcd greeter Greeter.Hello", r, map[string]interface{}{"msg": "Hello John"})
-}
+func testEtcdCmicroFindsGo(t *testing.T, addr string) { cmicroFindsGo(t, "etcd", addr) }
 
 func testEtcdGoFindsC(t *testing.T, addr string) {
-	c := startServerArgs(t, cServer, "--registry=etcd", "--registry_address="+addr)
-	reg := etcd.NewRegistry(registry.Addrs(addr))
-	var svcs []*registry.Service
-	if !waitFor(10*time.Second, func() bool {
-		svcs, _ = reg.GetService("greeter")
-		return hasAddr(svcs, c.addr)
-	}) {
-		t.Fatalf("Go etcd GetService(greeter) never showed the C node %s (got %v)", c.addr, nodeAddrs(svcs))
-	}
-	checkRecordIn(t, "etcd", "Go GetService (C greeter)", svcs, c.addr, "Request")
-	goListsAndCalls(t, reg)
-	// Deregistration on SIGTERM removes the record.
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	if !waitFor(10*time.Second, func() bool {
-		svcs, _ = reg.GetService("greeter")
-		return !hasAddr(svcs, c.addr)
-	}) {
-		t.Fatalf("the C node %s is still in etcd after SIGTERM", c.addr)
-	}
+	goFindsC(t, "etcd", addr, etcd.NewRegistry(registry.Addrs(addr)))
 }
 
 func testEtcdGoWatchesC(t *testing.T, addr string) {

@@ -1,4 +1,5 @@
-// Shared by the etcd and Consul interop tests.
+// Shared by the etcd and Consul interop tests: each side finds, calls and
+// watches the other through the registry under test.
 package interop
 
 import (
@@ -72,4 +73,49 @@ func cmicroWatchesGo(t *testing.T, reg, addr string) {
 	wait("create")
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	wait("delete")
+}
+
+// cmicroFindsGo: cmicro get service / list services / call, with
+// --registry=REG on addr, find and call a Go greeter registered there.
+func cmicroFindsGo(t *testing.T, reg, addr string) {
+	g := startServerArgs(t, goServer, "--registry="+reg, "--registry_address="+addr)
+	var svcs []*registry.Service
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = cmicroServicesIn(t, "greeter", "--registry="+reg, "--registry_address="+addr)
+		return hasAddr(svcs, g.addr)
+	}) {
+		t.Fatalf("cmicro get service greeter --registry=%s never showed the Go node %s (got %v)", reg,
+			g.addr, nodeAddrs(svcs))
+	}
+	checkRecordIn(t, reg, "cmicro get service (Go greeter)", svcs, g.addr, "HelloRequest")
+	r := run(t, 20*time.Second, cMicro, "list", "services", "--registry="+reg, "--registry_address="+addr)
+	if r.code != 0 || !contains(strings.Fields(r.stdout), "greeter") {
+		t.Errorf("cmicro list services --registry=%s: exit %d, %q, want greeter", reg, r.code, r.stdout)
+	}
+	r = run(t, 20*time.Second, cMicro, "call", "--registry="+reg, "--registry_address="+addr,
+		"greeter", "Greeter.Hello", `{"name":"John"}`)
+	expectOK(t, "cmicro call --registry="+reg+" greeter Greeter.Hello", r, map[string]interface{}{"msg": "Hello John"})
+}
+
+// goFindsC: Go Micro's plugin goReg (on the registry REG at addr) finds,
+// lists and calls the C greeter, and sees its record go at SIGTERM.
+func goFindsC(t *testing.T, reg, addr string, goReg registry.Registry) {
+	c := startServerArgs(t, cServer, "--registry="+reg, "--registry_address="+addr)
+	var svcs []*registry.Service
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = goReg.GetService("greeter")
+		return hasAddr(svcs, c.addr)
+	}) {
+		t.Fatalf("Go %s GetService(greeter) never showed the C node %s (got %v)", reg, c.addr, nodeAddrs(svcs))
+	}
+	checkRecordIn(t, reg, "Go GetService (C greeter)", svcs, c.addr, "Request")
+	goListsAndCalls(t, goReg)
+	// Deregistration on SIGTERM removes the record.
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if !waitFor(10*time.Second, func() bool {
+		svcs, _ = goReg.GetService("greeter")
+		return !hasAddr(svcs, c.addr)
+	}) {
+		t.Fatalf("the C node %s is still in %s after SIGTERM", c.addr, reg)
+	}
 }

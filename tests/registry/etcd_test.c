@@ -461,31 +461,6 @@ test_watch(void **state)
     micro_registry_free(r);
 }
 
-/* Child mode: register and wait to be killed. */
-static int
-child_main(const char *addr)
-{
-    micro_registry *r = NULL;
-    micro_options *o = NULL;
-    micro_options_new(&o);
-    micro_options_set_str(o, "registry_address", addr);
-    if (micro_registry_new_by_name(&r, "etcd", o) != 0) {
-        return 1;
-    }
-    micro_registry_service s = {.name = "doomed", .version = "1"};
-    micro_node node = {.id = "doomed-1", .address = "127.0.0.1:1"};
-    s.nodes = &node;
-    s.n_nodes = 1;
-    if (micro_registry_register(r, &s, TTL_MS) != 0) {
-        return 1;
-    }
-    printf("registered\n");
-    fflush(stdout);
-    for (;;) {
-        pause();
-    }
-}
-
 static void
 test_ttl_after_kill(void **state)
 {
@@ -1107,7 +1082,7 @@ int
 main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
-        return child_main(argv[2]);
+        return t_reg_child("etcd", argv[2], TTL_MS);
     }
     const char *cands[] = {"/usr/bin/etcd", "/usr/local/bin/etcd",
         "/usr/sbin/etcd"};

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "support/reg.h"
 #include "support/support.h"
@@ -150,4 +151,28 @@ t_rec_unwatch(micro_registry *w, uint64_t tok)
 {
     micro_registry_unwatch(w, tok);
     micro_registry_free(w);
+}
+
+int
+t_reg_child(const char *name, const char *addr, int64_t ttl_ms)
+{
+    micro_registry *r = NULL;
+    micro_options *o = NULL;
+    micro_options_new(&o);
+    micro_options_set_str(o, "registry_address", addr);
+    if (micro_registry_new_by_name(&r, name, o) != 0) {
+        return 1;
+    }
+    micro_registry_service s = {.name = "doomed", .version = "1"};
+    micro_node node = {.id = "doomed-1", .address = "127.0.0.1:1"};
+    s.nodes = &node;
+    s.n_nodes = 1;
+    if (micro_registry_register(r, &s, ttl_ms) != 0) {
+        return 1;
+    }
+    printf("registered\n");
+    fflush(stdout);
+    for (;;) {
+        pause();
+    }
 }

@@ -55,4 +55,9 @@ micro_registry *t_rec_watch(t_recorder *rc, micro_registry *w,
     uint64_t *tok);
 void t_rec_unwatch(micro_registry *w, uint64_t tok);
 
+/* A child process's main for TTL tests: register the service "doomed"
+ * (node doomed-1) in registry name at addr with ttl_ms, print
+ * "registered", and wait to be killed. 1 when it cannot. */
+int t_reg_child(const char *name, const char *addr, int64_t ttl_ms);
+
 #endif
