@@ -364,61 +364,7 @@ test_crud(void **state)
     assert_string_equal(out[0].endpoints[0].name, "Greeter.Hello");
     micro_registry_services_free(out, n);
 
-    /* A second version is a second record. */
-    micro_registry_service s2;
-    t_svc_make(&s2, "go.micro.srv/greeter", "2.0", 1, "v2-");
-    assert_int_equal(micro_registry_register(r, &s2, 10000), 0);
-    assert_int_equal(
-        micro_registry_get_service(r, "go.micro.srv/greeter", &out, &n), 0);
-    assert_int_equal(n, 2);
-    micro_registry_services_free(out, n);
-
-    /* Records are per node: a record without one is refused, as Go's
-     * plugin does. */
-    micro_registry_service none = {.name = "nodeless", .version = "1"};
-    assert_int_equal(micro_registry_register(r, &none, 10000), MICRO_EINVAL);
-    assert_int_equal(micro_registry_deregister(r, &none), MICRO_EINVAL);
-
-    micro_registry_service s3;
-    t_svc_make(&s3, "other", "1", 1, "o-");
-    assert_int_equal(micro_registry_register(r, &s3, 0), 0);
-    assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
-    assert_int_equal(n, 2);
-    assert_string_equal(out[0].name, "go.micro.srv/greeter");
-    assert_string_equal(out[1].name, "other");
-    micro_registry_services_free(out, n);
-
-    /* Re-registering the same record keeps its lease (keep-alive only). */
-    assert_int_equal(micro_registry_register(r, &s, 10000), 0);
-    assert_int_equal(t_count_nodes(r, "go.micro.srv/greeter", NULL), 3);
-
-    assert_int_equal(micro_registry_deregister(r, &s2), 0);
-    assert_int_equal(micro_registry_deregister(r, &s3), 0);
-    assert_int_equal(t_count_nodes(r, "go.micro.srv/greeter", NULL), 2);
-    assert_int_equal(micro_registry_deregister(r, &s), 0);
-    int rc = 0;
-    assert_int_equal(t_count_nodes(r, "go.micro.srv/greeter", &rc), 0);
-    assert_int_equal(rc, MICRO_ENOSERVICE);
-    assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
-    assert_int_equal(n, 0);
-
-    /* Churn: register (lease grant + put) and deregister (delete +
-     * revoke), measured, every one of them succeeding. */
-    micro_registry_service c;
-    t_svc_make(&c, "churn", "1", 1, "c-");
-    int64_t t0 = t_now_ms();
-    for (int i = 0; i < 100; i++) {
-        assert_int_equal(micro_registry_register(r, &c, 10000), 0);
-        assert_int_equal(micro_registry_deregister(r, &c), 0);
-    }
-    int64_t dt = t_now_ms() - t0;
-    print_message("100 register + deregister cycles: %lld ms (%.0f/s)\n",
-        (long long) dt, dt > 0 ? 100000.0 / (double) dt : 0.0);
-    assert_int_equal(t_count_nodes(r, "churn", NULL), 0);
-    micro_registry_service_clear(&c);
-    micro_registry_service_clear(&s);
-    micro_registry_service_clear(&s2);
-    micro_registry_service_clear(&s3);
+    t_reg_crud(r, &s, NULL, 0);
     micro_registry_free(r);
 }
 

@@ -176,3 +176,86 @@ t_reg_child(const char *name, const char *addr, int64_t ttl_ms)
         pause();
     }
 }
+
+/* The names list_services gives, against want (sorted). */
+static void
+check_list(micro_registry *r, const char *const *want, size_t n_want)
+{
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
+    assert_int_equal(n, n_want);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(out[i].name, want[i]);
+    }
+    micro_registry_services_free(out, n);
+}
+
+static int
+str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+void
+t_reg_crud(micro_registry *r, micro_registry_service *s,
+    const char *const *base, size_t n_base)
+{
+    const char *name = s->name;
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    micro_registry_service s2;
+    t_svc_make(&s2, name, "2.0", 1, "v2-");
+    assert_int_equal(micro_registry_register(r, &s2, 10000), 0);
+    assert_int_equal(micro_registry_get_service(r, name, &out, &n), 0);
+    assert_int_equal(n, 2);
+    micro_registry_services_free(out, n);
+
+    /* Records are per node: a record without one is refused, as Go's
+     * plugins do. */
+    micro_registry_service none = {.name = "nodeless", .version = "1"};
+    assert_int_equal(micro_registry_register(r, &none, 10000), MICRO_EINVAL);
+    assert_int_equal(micro_registry_deregister(r, &none), MICRO_EINVAL);
+
+    micro_registry_service s3;
+    t_svc_make(&s3, "other", "1", 1, "o-");
+    assert_int_equal(micro_registry_register(r, &s3, 0), 0);
+    const char *want[16];
+    assert_true(n_base + 2 <= 16);
+    for (size_t i = 0; i < n_base; i++) {
+        want[i] = base[i];
+    }
+    want[n_base] = name;
+    want[n_base + 1] = "other";
+    qsort(want, n_base + 2, sizeof(*want), str_cmp);
+    check_list(r, want, n_base + 2);
+
+    /* Re-registering the same record only keeps it alive. */
+    assert_int_equal(micro_registry_register(r, s, 10000), 0);
+    assert_int_equal(t_count_nodes(r, name, NULL), 3);
+
+    assert_int_equal(micro_registry_deregister(r, &s2), 0);
+    assert_int_equal(micro_registry_deregister(r, &s3), 0);
+    assert_int_equal(t_count_nodes(r, name, NULL), 2);
+    assert_int_equal(micro_registry_deregister(r, s), 0);
+    int rc = 0;
+    assert_int_equal(t_count_nodes(r, name, &rc), 0);
+    assert_int_equal(rc, MICRO_ENOSERVICE);
+    check_list(r, base, n_base);
+
+    micro_registry_service c;
+    t_svc_make(&c, "churn", "1", 1, "c-");
+    int64_t t0 = t_now_ms();
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(micro_registry_register(r, &c, 10000), 0);
+        assert_int_equal(micro_registry_deregister(r, &c), 0);
+    }
+    int64_t dt = t_now_ms() - t0;
+    print_message("100 register + deregister cycles: %lld ms (%.0f/s)\n",
+        (long long) dt, dt > 0 ? 100000.0 / (double) dt : 0.0);
+    assert_int_equal(t_count_nodes(r, "churn", NULL), 0);
+    micro_registry_service_clear(&c);
+    micro_registry_service_clear(s);
+    micro_registry_service_clear(&s2);
+    micro_registry_service_clear(&s3);
+}

@@ -55,6 +55,19 @@ micro_registry *t_rec_watch(t_recorder *rc, micro_registry *w,
     uint64_t *tok);
 void t_rec_unwatch(micro_registry *w, uint64_t tok);
 
+/*
+ * The rest of a register/get/list/deregister round, once s (name, version
+ * "1.0", two nodes: t_svc_make) is registered in r with a TTL of 10 s and
+ * checked: a second version is a second record, a record without nodes
+ * is refused, list gives the names sorted (base: the names the server
+ * lists of its own, sorted, before name and "other"), re-registering
+ * changes nothing, deregistration removes each node, an unknown name is
+ * MICRO_ENOSERVICE, and 100 register + deregister cycles succeed (their
+ * rate printed). s is cleared.
+ */
+void t_reg_crud(micro_registry *r, micro_registry_service *s,
+    const char *const *base, size_t n_base);
+
 /* A child process's main for TTL tests: register the service "doomed"
  * (node doomed-1) in registry name at addr with ttl_ms, print
  * "registered", and wait to be killed. 1 when it cannot. */
