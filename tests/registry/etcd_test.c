@@ -695,24 +695,7 @@ static void
 test_unreachable(void **state)
 {
     (void) state;
-    char addr[300];
-    int dead = t_free_port();
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", dead);
-    micro_registry *bad = reg_new(addr);
-    micro_registry_service *out = NULL;
-    size_t n = 0;
-    assert_int_equal(micro_registry_get_service(bad, "x", &out, &n),
-        MICRO_ECONNREFUSED);
-    micro_registry_free(bad);
-    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d, %s", dead, endpoints);
-    micro_registry *r = reg_new(addr);
-    micro_registry_service s;
-    t_svc_make(&s, "failover", "1", 1, "f-");
-    assert_int_equal(micro_registry_register(r, &s, 10000), 0);
-    assert_int_equal(t_count_nodes(r, "failover", NULL), 1);
-    assert_int_equal(micro_registry_deregister(r, &s), 0);
-    micro_registry_service_clear(&s);
-    micro_registry_free(r);
+    t_reg_unreachable(reg_new, endpoints);
 }
 
 /* An etcd answering errors: a TTL over etcd's limit is refused with an

@@ -259,3 +259,26 @@ t_reg_crud(micro_registry *r, micro_registry_service *s,
     micro_registry_service_clear(&s2);
     micro_registry_service_clear(&s3);
 }
+
+void
+t_reg_unreachable(micro_registry *(*mk)(const char *addr), const char *good)
+{
+    char addr[300];
+    int dead = t_free_port();
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", dead);
+    micro_registry *bad = mk(addr);
+    micro_registry_service *out = NULL;
+    size_t n = 0;
+    assert_int_equal(micro_registry_get_service(bad, "x", &out, &n),
+        MICRO_ECONNREFUSED);
+    micro_registry_free(bad);
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d, %s", dead, good);
+    micro_registry *r = mk(addr);
+    micro_registry_service s;
+    t_svc_make(&s, "failover", "1", 1, "f-");
+    assert_int_equal(micro_registry_register(r, &s, 10000), 0);
+    assert_int_equal(t_count_nodes(r, "failover", NULL), 1);
+    assert_int_equal(micro_registry_deregister(r, &s), 0);
+    micro_registry_service_clear(&s);
+    micro_registry_free(r);
+}

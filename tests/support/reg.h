@@ -68,6 +68,12 @@ void t_rec_unwatch(micro_registry *w, uint64_t tok);
 void t_reg_crud(micro_registry *r, micro_registry_service *s,
     const char *const *base, size_t n_base);
 
+/* Failover: a registry (made by mk) on an address that refuses
+ * connections fails lookups with MICRO_ECONNREFUSED; one whose list
+ * starts with that address and goes on with good serves them. */
+void t_reg_unreachable(micro_registry *(*mk)(const char *addr),
+    const char *good);
+
 /* A child process's main for TTL tests: register the service "doomed"
  * (node doomed-1) in registry name at addr with ttl_ms, print
  * "registered", and wait to be killed. 1 when it cannot. */
