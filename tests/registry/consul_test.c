@@ -35,6 +35,7 @@
 
 #include "core/internal.h"
 #include "http/client.h"
+#include "registry/mdns_internal.h"
 #include "support/reg.h"
 #include "support/support.h"
 
@@ -578,6 +579,7 @@ typedef struct fake_agent {
     fake_route routes[4];
     size_t n_routes;
     char token[128]; /* the last X-Consul-Token seen */
+    char *reg_body;  /* the last PUT /v1/agent/service/register body */
     atomic_int requests;
     atomic_int conns; /* connection threads running */
 } fake_agent;
@@ -639,6 +641,10 @@ fake_conn_main(void *arg)
         sscanf(buf, "%*s %255s", path);
         atomic_fetch_add(&f->requests, 1);
         pthread_mutex_lock(&f->mu);
+        if (strcmp(path, "/v1/agent/service/register") == 0) {
+            free(f->reg_body);
+            f->reg_body = strndup(end + 4, clen);
+        }
         const char *tk = strcasestr(buf, "\r\nX-Consul-Token:");
         if (tk != NULL && tk < end) {
             tk += 17;
@@ -785,6 +791,7 @@ fake_stop(fake_agent *f)
     for (size_t i = 0; i < f->n_routes; i++) {
         free(f->routes[i].body);
     }
+    free(f->reg_body);
     pthread_mutex_destroy(&f->mu);
 }
 
@@ -842,6 +849,58 @@ test_fake_agent(void **state)
     assert_string_equal(micro_metadata_get(&out[0].nodes[0].metadata, "k"),
         "v");
     micro_registry_services_free(out, n);
+
+    /* The registration is the Go plugin's: a TTL check with
+     * DeregisterCriticalServiceAfter = max(TTL, 1m) + 5 s, Go's duration
+     * text, Meta = node metadata, and the version in a v- tag that
+     * unpacks (hex, zlib) to the version. */
+    micro_registry_service s;
+    t_svc_make(&s, "ttl", "1.2.3", 1, "t-");
+    assert_int_equal(micro_registry_register(r, &s, 90000), 0);
+    pthread_mutex_lock(&f.mu);
+    cJSON *reg = f.reg_body != NULL ? cJSON_Parse(f.reg_body) : NULL;
+    pthread_mutex_unlock(&f.mu);
+    assert_non_null(reg);
+    const cJSON *ck = cJSON_GetObjectItem(reg, "Check");
+    assert_string_equal(cJSON_GetObjectItem(ck, "TTL")->valuestring, "1m30s");
+    assert_string_equal(
+        cJSON_GetObjectItem(ck, "DeregisterCriticalServiceAfter")->valuestring,
+        "1m35s");
+    assert_string_equal(cJSON_GetObjectItem(reg, "ID")->valuestring, "t-0");
+    assert_string_equal(cJSON_GetObjectItem(reg, "Address")->valuestring,
+        "10.0.0.0");
+    assert_int_equal(cJSON_GetObjectItem(reg, "Port")->valueint, 8000);
+    assert_string_equal(cJSON_GetObjectItem(
+                            cJSON_GetObjectItem(reg, "Meta"), "n")->valuestring,
+        "v");
+    const cJSON *tag = NULL;
+    bool version_seen = false;
+    cJSON_ArrayForEach(tag, cJSON_GetObjectItem(reg, "Tags"))
+    {
+        if (strncmp(tag->valuestring, "v-", 2) == 0) {
+            const char *hex = tag->valuestring + 2;
+            char *v = NULL;
+            size_t vlen = 0;
+            assert_int_equal(micro__mdns_txt_decode(&hex, 1, &v, &vlen), 0);
+            assert_string_equal(v, "1.2.3");
+            micro__free(v);
+            version_seen = true;
+        }
+    }
+    assert_true(version_seen);
+    cJSON_Delete(reg);
+    assert_int_equal(micro_registry_register(r, &s, 2000), 0);
+    pthread_mutex_lock(&f.mu);
+    reg = cJSON_Parse(f.reg_body);
+    pthread_mutex_unlock(&f.mu);
+    ck = cJSON_GetObjectItem(reg, "Check");
+    assert_string_equal(cJSON_GetObjectItem(ck, "TTL")->valuestring, "2s");
+    assert_string_equal(
+        cJSON_GetObjectItem(ck, "DeregisterCriticalServiceAfter")->valuestring,
+        "1m5s");
+    cJSON_Delete(reg);
+    assert_int_equal(micro_registry_deregister(r, &s), 0);
+    micro_registry_service_clear(&s);
 
     uint64_t tok = 0;
     micro_registry *w = rec_watch(f.addr, &tok);
