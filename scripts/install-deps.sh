@@ -58,4 +58,9 @@ if ! "$PYVENV/bin/python" -c "import grpc, grpc_tools" 2>/dev/null; then
   python3 -m venv "$PYVENV"
   "$PYVENV/bin/pip" install -q grpcio==1.85.1 grpcio-tools==1.85.1
 fi
+
+# The Consul registry's tests run a real Consul agent: Debian has none, so
+# v1.14.8 (MPL-2.0) is built from the Go module proxy, once per machine
+# (~/.cache/cmicro/consul-1.14.8/consul; several CPU-minutes the first time).
+scripts/consul.sh >/dev/null
 echo "install-deps: ok"

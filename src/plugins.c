@@ -32,11 +32,6 @@ typedef struct row {
 
 /* Go Micro's flags of plugins not built in this version: they parse (and
  * --help lists them), and choosing the plugin gives MICRO_ENOTBUILT. */
-static const micro_option_desc consul_options[] = {
-    {"registry_address", MICRO_OPT_STR, "127.0.0.1:8500",
-        "Consul agent addresses, comma-separated"},
-    MICRO_OPTION_END,
-};
 static const micro_option_desc nats_transport_options[] = {
     {"transport_address", MICRO_OPT_STR, "nats://127.0.0.1:4222",
         "NATS servers, comma-separated URLs"},
@@ -57,8 +52,7 @@ static const row registries[] = {
     {"memory", &micro_registry_memory_ops, NULL, NULL, NULL, NULL},
     {"mdns", &micro_registry_mdns_ops, NULL, NULL, NULL, NULL},
     {"etcd", &micro_registry_etcd_ops, NULL, NULL, NULL, NULL},
-    {"consul", NULL, "the Consul registry (not built in this version)",
-        NULL, NULL, consul_options},
+    {"consul", &micro_registry_consul_ops, NULL, NULL, NULL, NULL},
 };
 
 static const row selectors[] = {

@@ -25,6 +25,7 @@ set(MICRO_TEST_SPECIAL
   "registry/watch:unit|concurrency:60"
   "registry/etcd:server|etcd|concurrency:300"
   "registry/etcd_tls:server|etcd:300"
+  "registry/consul:server|consul|concurrency:600"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})

@@ -186,11 +186,26 @@ MICRO_API extern const micro_registry_ops micro_registry_mdns_ops;
  */
 MICRO_API extern const micro_registry_ops micro_registry_etcd_ops;
 
+/**
+ * The Consul registry, record-compatible with Go Micro v4's Consul plugin:
+ * one Consul service instance per node (ID = node id, Meta = node
+ * metadata, version / endpoints / node metadata in hex(zlib) tags), with a
+ * TTL check passed at a third of the TTL (an agent that lost it gets the
+ * registration again, so registrations come back with the agent).
+ * Lookups read /v1/health/service (critical instances left out); watch
+ * runs blocking queries on the catalog and on every service. Options:
+ * "registry_address" (agents, comma-separated, host[:port] or
+ * http://host:port, port 8500 by default; or CONSUL_HTTP_ADDR; the next
+ * one is tried on a connection error), "registry_timeout" (per request,
+ * 5 s), "registry_token" (ACL token, sent as X-Consul-Token; or
+ * CONSUL_HTTP_TOKEN).
+ */
+MICRO_API extern const micro_registry_ops micro_registry_consul_ops;
+
 /** Create a registry from an ops table. opts may be NULL. */
 MICRO_API int micro_registry_new(micro_registry **out,
     const micro_registry_ops *ops, const micro_options *opts);
-/** Create by name ("memory", "mdns", "etcd"; "consul" gives
- *  MICRO_ENOTBUILT until its implementation lands). */
+/** Create by name ("memory", "mdns", "etcd", "consul"). */
 MICRO_API int micro_registry_new_by_name(
     micro_registry **out, const char *name, const micro_options *opts);
 MICRO_API void micro_registry_free(micro_registry *r);

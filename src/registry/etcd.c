@@ -24,7 +24,7 @@
  * Endpoints. registry_address is a comma-separated list; each request
  * starts at the endpoint that answered last and moves on to the next one
  * on a connection error or an "unavailable" answer. Failures are logged
- * at most once per LOG_EVERY_MS, with a count.
+ * at most once per 10 s, with a count.
  *
  * Watch. One thread per registry, started by the first watch, owns a
  * prefix watch (/v3/watch, one endless chunked response on a dedicated
@@ -50,6 +50,7 @@
 #include "core/internal.h"
 #include "http/client.h"
 #include "io/tls.h"
+#include "registry/netreg.h"
 #include "registry/registry_internal.h"
 
 #include <cjson/cJSON.h>
@@ -60,8 +61,6 @@
 
 #define COMP "registry.etcd"
 #define PREFIX "/micro/registry/"
-#define LOG_EVERY_MS 10000
-#define MAX_ANSWER ((size_t) 256 << 20)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 
@@ -110,12 +109,7 @@ typedef struct etcd_state {
     char *user;
     char *pass;
     char *token;
-    /* failure logging */
-    int64_t last_log;
-    uint64_t n_fail;
-    bool down;
-    uint64_t n_bad; /* values skipped */
-    int64_t last_bad_log;
+    micro__netreg_log log; /* failures and skipped values */
 
     /* registrations, guarded by op_mu, which is never held across a
      * request: register, deregister and the keeper's repairs claim one
@@ -142,10 +136,7 @@ typedef struct etcd_state {
 
     /* watch */
     micro__watchers watch; /* guarded by mu */
-    pthread_t wthread;
-    bool w_on;
-    bool w_listed; /* the first list attempt finished */
-    pthread_cond_t w_ready;
+    micro__netreg_wthread wt; /* guarded by mu */
     /* the watch call: guarded by wmu */
     pthread_mutex_t wmu;
     pthread_cond_t wcv;
@@ -285,19 +276,12 @@ str_eq(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-/* Skipped values: logged at most once per LOG_EVERY_MS, with a count. */
+/* Skipped values: logged at most once per 10 s, with a count. */
 static void
 note_bad(etcd_state *e, const char *key, const char *why)
 {
-    pthread_mutex_lock(&e->mu);
-    uint64_t n = ++e->n_bad;
-    int64_t now = micro__now_ms();
-    bool log = e->last_bad_log == 0 || now - e->last_bad_log >= LOG_EVERY_MS;
-    if (log) {
-        e->last_bad_log = now;
-    }
-    pthread_mutex_unlock(&e->mu);
-    if (log) {
+    uint64_t n = 0;
+    if (micro__netreg_bad(&e->log, &e->mu, &n)) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP,
             "skipping the value of %s: %s (%llu skipped so far)", key, why,
             (unsigned long long) n);
@@ -333,30 +317,11 @@ decode_kv(etcd_state *e, const cJSON *kv, micro_buf *key,
 /* ------------------------------------------------------------------ */
 /* Requests.                                                            */
 
-static int
-collect(void *arg, micro__http_call *call, const char *p, size_t n)
-{
-    (void) call;
-    micro_buf *b = arg;
-    if (n > MAX_ANSWER - b->len) {
-        return MICRO_EMSGSIZE;
-    }
-    return micro_buf_append(b, p, n);
-}
-
 static void
 note_fail(etcd_state *e, const char *ep, const char *path, int rc)
 {
-    pthread_mutex_lock(&e->mu);
-    uint64_t n = ++e->n_fail;
-    int64_t now = micro__now_ms();
-    bool log = !e->down || now - e->last_log >= LOG_EVERY_MS;
-    e->down = true;
-    if (log) {
-        e->last_log = now;
-    }
-    pthread_mutex_unlock(&e->mu);
-    if (log) {
+    uint64_t n = 0;
+    if (micro__netreg_fail(&e->log, &e->mu, &n)) {
         MICRO_LOGF(MICRO_LOG_WARN, COMP,
             "etcd at %s did not answer %s: %s (%llu failed requests so far; "
             "trying the other endpoints, then again)",
@@ -367,12 +332,8 @@ note_fail(etcd_state *e, const char *ep, const char *path, int rc)
 static void
 note_ok(etcd_state *e, const char *ep)
 {
-    pthread_mutex_lock(&e->mu);
-    bool was = e->down;
-    uint64_t n = e->n_fail;
-    e->down = false;
-    pthread_mutex_unlock(&e->mu);
-    if (was) {
+    uint64_t n = 0;
+    if (micro__netreg_ok(&e->log, &e->mu, &n)) {
         MICRO_LOGF(MICRO_LOG_INFO, COMP,
             "etcd reachable again at %s (%llu failed requests in all)", ep,
             (unsigned long long) n);
@@ -419,7 +380,7 @@ post_once(etcd_state *e, const char *ep, const char *path, const char *body,
     call.body = body;
     call.body_len = strlen(body);
     call.replayable = true; /* every request here may be repeated */
-    call.on_body = collect;
+    call.on_body = micro__netreg_collect;
     call.arg = answer;
     answer->len = 0;
     rc = micro__http_call_wait(&call, e->timeout_ms);
@@ -845,21 +806,6 @@ keep(etcd_state *e, etcd_ent *t, bool changed)
     return rc;
 }
 
-/* Wait on cv (made with CLOCK_MONOTONIC) for at most ms. */
-static void
-timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 static void
 keeper_wake(etcd_state *e)
 {
@@ -935,7 +881,7 @@ keeper_main(void *arg)
         pthread_mutex_lock(&e->mu);
         int64_t now = micro__now_ms();
         if (!e->stop && now < due) {
-            timed_wait(&e->kcv, &e->mu, due - now);
+            micro__netreg_timed_wait(&e->kcv, &e->mu, due - now);
         }
         bool stop = e->stop;
         pthread_mutex_unlock(&e->mu);
@@ -1678,7 +1624,7 @@ watch_once(etcd_state *e, const char *ep, int64_t *rev, bool *live)
                 idle = true;
                 break;
             }
-            timed_wait(&e->wcv, &e->wmu, 1000);
+            micro__netreg_timed_wait(&e->wcv, &e->wmu, 1000);
         }
         if (idle) {
             MICRO_LOGF(MICRO_LOG_DEBUG, COMP,
@@ -1737,7 +1683,7 @@ wait_ms(etcd_state *e, int64_t ms)
 {
     pthread_mutex_lock(&e->wmu);
     if (!e->wstop) {
-        timed_wait(&e->wcv, &e->wmu, ms);
+        micro__netreg_timed_wait(&e->wcv, &e->wmu, ms);
     }
     bool stop = e->wstop;
     pthread_mutex_unlock(&e->wmu);
@@ -1751,10 +1697,7 @@ watch_main(void *arg)
     int64_t rev = 0;
     int rc = relist(e, true, &rev);
     bool need_list = rc < 0;
-    pthread_mutex_lock(&e->mu);
-    e->w_listed = true;
-    pthread_cond_broadcast(&e->w_ready);
-    pthread_mutex_unlock(&e->mu);
+    micro__netreg_listed(&e->wt, &e->mu);
     int64_t backoff = BACKOFF_MIN_MS;
     for (;;) {
         pthread_mutex_lock(&e->wmu);
@@ -1805,91 +1748,19 @@ static int
 etcd_watch(void *st, micro_registry_watch_fn fn, void *arg, uint64_t *token)
 {
     etcd_state *e = st;
-    int rc = micro__watchers_add(&e->watch, fn, arg, token);
-    if (rc < 0) {
-        return rc;
-    }
-    pthread_mutex_lock(&e->mu);
-    if (!e->w_on) {
-        e->w_on = pthread_create(&e->wthread, NULL, watch_main, e) == 0;
-        if (!e->w_on) {
-            micro__watchers_remove(&e->watch, *token);
-            pthread_mutex_unlock(&e->mu);
-            return MICRO_ENOMEM;
-        }
-    }
-    /* Events start after the first list (or its failure): a change made
-     * once watch returned is seen. */
-    while (!e->w_listed) {
-        pthread_cond_wait(&e->w_ready, &e->mu);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return 0;
+    return micro__netreg_watch(&e->watch, &e->mu, &e->wt,
+        watch_main, e, fn, arg, token);
 }
 
 static void
 etcd_unwatch(void *st, uint64_t token)
 {
     etcd_state *e = st;
-    pthread_mutex_lock(&e->mu);
-    micro__watchers_remove(&e->watch, token);
-    pthread_mutex_unlock(&e->mu);
+    micro__netreg_unwatch(&e->watch, &e->mu, token);
 }
 
 /* ------------------------------------------------------------------ */
 /* Life.                                                                */
-
-/* "a, http://b:2379,c" -> "a:2379", "b:2379", "c:2379". */
-static int
-parse_endpoints(etcd_state *e, const char *list)
-{
-    const char *p = list != NULL && list[0] != '\0' ? list : "127.0.0.1:2379";
-    while (*p != '\0') {
-        while (*p == ',' || *p == ' ') {
-            p++;
-        }
-        size_t len = strcspn(p, ", ");
-        if (len == 0) {
-            break;
-        }
-        const char *s = p;
-        p += len;
-        if (len > 8 && strncmp(s, "https://", 8) == 0) {
-            e->tls = true; /* every endpoint then: one configuration */
-            s += 8;
-            len -= 8;
-        } else if (len > 7 && strncmp(s, "http://", 7) == 0) {
-            s += 7;
-            len -= 7;
-        }
-        while (len > 0 && s[len - 1] == '/') {
-            len--;
-        }
-        const char *colon = memchr(s, ':', len);
-        bool bracket = len > 0 && s[0] == '[';
-        bool has_port = bracket ? memchr(s, ']', len) != NULL &&
-                s[len - 1] != ']'
-                                : colon != NULL;
-        char *ep = micro__malloc(len + 6);
-        if (ep == NULL) {
-            return MICRO_ENOMEM;
-        }
-        snprintf(ep, len + 6, "%.*s%s", (int) len, s, has_port ? "" : ":2379");
-        char **eps = micro__realloc(e->eps, (e->n_eps + 1) * sizeof(*eps));
-        if (eps == NULL) {
-            micro__free(ep);
-            return MICRO_ENOMEM;
-        }
-        e->eps = eps;
-        e->eps[e->n_eps++] = ep;
-    }
-    if (e->n_eps == 0) {
-        MICRO_LOGF(MICRO_LOG_ERR, COMP, "registry_address \"%s\": no endpoint",
-            list);
-        return MICRO_EINVAL;
-    }
-    return 0;
-}
 
 static void
 etcd_fini(void *st)
@@ -1898,7 +1769,7 @@ etcd_fini(void *st)
     pthread_mutex_lock(&e->mu);
     e->stop = true;
     pthread_cond_broadcast(&e->kcv);
-    bool w_on = e->w_on;
+    bool w_on = e->wt.on;
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_lock(&e->wmu);
     e->wstop = true;
@@ -1911,7 +1782,7 @@ etcd_fini(void *st)
         pthread_join(e->keeper, NULL);
     }
     if (w_on) {
-        pthread_join(e->wthread, NULL);
+        pthread_join(e->wt.th, NULL);
     }
     micro__http_client_free(e->http);
     micro__tls_ctx_free(e->tls_ctx);
@@ -1932,22 +1803,12 @@ etcd_fini(void *st)
     micro_buf_clear(&e->wbuf);
     micro__watchers_fini(&e->watch);
     pthread_cond_destroy(&e->kcv);
-    pthread_cond_destroy(&e->w_ready);
+    pthread_cond_destroy(&e->wt.ready);
     pthread_cond_destroy(&e->wcv);
     pthread_mutex_destroy(&e->wmu);
     pthread_cond_destroy(&e->ecv);
     pthread_mutex_destroy(&e->op_mu);
     pthread_mutex_destroy(&e->mu);
-}
-
-static const char *
-opt_or_env(const micro_options *opts, const char *opt, const char *env)
-{
-    const char *v = micro_options_get_str(opts, opt);
-    if (v == NULL || v[0] == '\0') {
-        v = getenv(env);
-    }
-    return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
 static int
@@ -1963,7 +1824,7 @@ etcd_init(void *st, const micro_options *opts)
     ok = ok && pthread_cond_init(&e->ecv, NULL) == 0;
     ok = ok && pthread_mutex_init(&e->wmu, NULL) == 0;
     ok = ok && pthread_cond_init(&e->kcv, &ca) == 0;
-    ok = ok && pthread_cond_init(&e->w_ready, NULL) == 0;
+    ok = ok && pthread_cond_init(&e->wt.ready, NULL) == 0;
     ok = ok && pthread_cond_init(&e->wcv, &ca) == 0;
     pthread_condattr_destroy(&ca);
     /* On failure, what was made is left to the process (only allocation
@@ -1976,12 +1837,16 @@ etcd_init(void *st, const micro_options *opts)
         e->timeout_ms = 5000;
     }
     e->watch_idle_ms = 12 * e->timeout_ms;
-    const char *user = opt_or_env(opts, "registry_username", "ETCD_USERNAME");
-    const char *pass = opt_or_env(opts, "registry_password", "ETCD_PASSWORD");
+    const char *user = micro__netreg_opt_or_env(opts, "registry_username",
+        "ETCD_USERNAME");
+    const char *pass = micro__netreg_opt_or_env(opts, "registry_password",
+        "ETCD_PASSWORD");
     micro__tls_conf tc;
     e->tls = micro__tls_conf_load(&tc, opts, "registry");
-    int rc = parse_endpoints(e, micro_options_get_str(opts,
-        "registry_address"));
+    const char *addrs = micro_options_get_str(opts, "registry_address");
+    int rc = micro__netreg_addrs(
+        addrs != NULL && addrs[0] != '\0' ? addrs : "127.0.0.1:2379", "2379",
+        COMP, "etcd", &e->eps, &e->n_eps, &e->tls);
     if (rc == 0 && e->tls) {
         /* Go Micro's etcd plugin: Secure without a TLSConfig skips
          * verification; here a CA file turns it on (and
@@ -2026,16 +1891,6 @@ etcd_init(void *st, const micro_options *opts)
 /* ------------------------------------------------------------------ */
 /* For fuzz/fuzz_etcd.c (registry_internal.h).                         */
 
-static void
-fuzz_event(void *arg, micro_registry_action a, const micro_registry_service *s)
-{
-    size_t *seen = arg;
-    *seen += (size_t) a + s->n_nodes + strlen(s->name);
-    for (size_t i = 0; i < s->n_nodes; i++) {
-        *seen += strlen(s->nodes[i].id ? s->nodes[i].id : "");
-    }
-}
-
 int
 micro__etcd_fuzz(const uint8_t *data, size_t size)
 {
@@ -2051,7 +1906,8 @@ micro__etcd_fuzz(const uint8_t *data, size_t size)
     uint64_t tok = 0;
     int rc = micro__watchers_init(&e->watch, &e->mu, COMP);
     if (rc == 0) {
-        rc = micro__watchers_add(&e->watch, fuzz_event, &seen, &tok);
+        rc = micro__watchers_add(&e->watch, micro__netreg_fuzz_event, &seen,
+            &tok);
         /* Each line as a line of a watch stream. */
         const char *p = (const char *) data, *end = p + size;
         int64_t rev = 0;

@@ -669,6 +669,20 @@ micro_registry_service_to_json(const micro_registry_service *s, char **out)
 }
 
 int
+micro__endpoint_to_json(const micro_endpoint *e, char **out)
+{
+    jbuf b = { 0 };
+    jb_endpoint(&b, e);
+    if (b.oom) {
+        micro__free(b.p);
+        *out = NULL;
+        return MICRO_ENOMEM;
+    }
+    *out = b.p;
+    return 0;
+}
+
+int
 micro__registry_mdns_txt_json(const char *service, const char *version,
     const micro_metadata *md, const micro_endpoint *eps, size_t n_eps,
     char **out)
@@ -948,6 +962,17 @@ micro_registry_service_from_json(
     cJSON_Delete(root);
     if (rc < 0) {
         micro_registry_service_clear(s);
+    }
+    return rc;
+}
+
+int
+micro__endpoint_from_cjson(const cJSON *j, micro_endpoint *e)
+{
+    memset(e, 0, sizeof(*e));
+    int rc = dec_endpoint(j, e);
+    if (rc < 0) {
+        micro_endpoint_clear(e);
     }
     return rc;
 }

@@ -9,8 +9,8 @@
 
 /*
  * The name -> ops table (src/plugins.c). 0 and *ops set for a built
- * plugin; MICRO_ENOTBUILT for a known name compiled out (etcd,
- * consul until they land); MICRO_ENOENT for an unknown name.
+ * plugin; MICRO_ENOTBUILT for a known name compiled out;
+ * MICRO_ENOENT for an unknown name.
  */
 int micro__registry_ops_by_name(
     const char *name, const micro_registry_ops **ops);
@@ -32,6 +32,13 @@ int micro__registry_service_copy_header(
 int micro__registry_mdns_txt_json(const char *service, const char *version,
     const micro_metadata *md, const micro_endpoint *eps, size_t n_eps,
     char **out);
+
+/* Go's encoding/json of one registry.Endpoint (NUL-terminated, *out
+ * micro__free'd), and its decoding from a parsed object (e zeroed first;
+ * MICRO_ECODEC when it is not one). The Consul registry's e- tags. */
+int micro__endpoint_to_json(const micro_endpoint *e, char **out);
+struct cJSON;
+int micro__endpoint_from_cjson(const struct cJSON *j, micro_endpoint *e);
 
 /*
  * Watchers and their events, shared by the registries that raise watch
@@ -101,5 +108,11 @@ void micro__evlist_clear(micro__evlist *l);
  * get and list, and made the watch snapshot), raising events to a counting
  * watcher. 0, or MICRO_ENOMEM. */
 int micro__etcd_fuzz(const uint8_t *data, size_t size);
+
+/* For fuzz/fuzz_consul.c (consul.c): data as a /v1/health/service answer
+ * (merged for get, twice made a watch snapshot with the differences as
+ * events), as a catalog answer, and its strings as tags. 0, or
+ * MICRO_ENOMEM. */
+int micro__consul_fuzz(const uint8_t *data, size_t size);
 
 #endif

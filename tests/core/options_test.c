@@ -449,11 +449,11 @@ test_options_per_plugin(void **state)
 #endif
     /* Plugins not built declare their Go Micro flags in their rows. */
     bool built = true;
-    const micro_option_desc *consul =
-        row_options("registry", "consul", &built);
+    const micro_option_desc *nats_tr =
+        row_options("transport", "nats", &built);
     assert_false(built);
-    assert_string_equal(desc_in(consul, "registry_address")->def,
-        "127.0.0.1:8500");
+    assert_string_equal(desc_in(nats_tr, "transport_address")->def,
+        "nats://127.0.0.1:4222");
     /* A built plugin's come from its ops table. */
     assert_ptr_equal(row_options("registry", "etcd", &built),
         micro_registry_etcd_ops.options);
@@ -564,7 +564,7 @@ test_errors_name_the_plugin(void **state)
     capture_logs();
     assert_int_equal(micro_options_set_str(o, "registry_timeout", "soon"),
         MICRO_EBADTYPE);
-    assert_non_null(strstr(logged, "registry mdns, etcd: option "
+    assert_non_null(strstr(logged, "registry mdns, etcd, consul: option "
                                    "registry_timeout wants a duration"));
     logged[0] = '\0';
     assert_int_equal(micro_options_set_int(o, "broker.address", 1),
@@ -690,10 +690,10 @@ test_service_chosen_plugins(void **state)
         "--broker=memory", NULL};
     argc = 4;
     assert_int_equal(micro_service_new(&svc, "opt.test", &argc, b), 0);
-    assert_null(micro_service_registry(svc));
+    assert_non_null(micro_service_registry(svc));
+    assert_string_equal(micro_registry_name(micro_service_registry(svc)),
+        "consul");
     assert_null(strstr(logged, "does not read"));
-    assert_non_null(strstr(logged, "registry consul: the Consul registry "
-                                   "(not built in this version)"));
     micro_service_free(svc);
     micro_log_set_logger(micro_log_null, NULL);
 }
@@ -718,7 +718,7 @@ test_help_grouped(void **state)
     static const char *const groups[] = {"\nservice:\n", "\nserver:\n",
         "\nclient:\n", "\nregistry memory: no options\n",
         "\nregistry mdns:\n", "\nregistry etcd:\n",
-        "\nregistry consul (not built):\n",
+        "\nregistry consul:\n",
         "\nbroker http:\n", "\nbroker nats", "\ntransport http:\n",
         "\nselector random:\n", "\nselector p2c:\n", "\nserver mucp:\n",
         "\nclient mucp:\n"};
@@ -785,8 +785,8 @@ test_help_grouped(void **state)
     assert_null(strstr(grp, "--client_retry_on"));
     assert_null(strstr(grp, "--registry_timeout"));
     /* The plugin choices list the names. */
-    assert_non_null(strstr(buf, "registry for discovery: memory, mdns, etcd "
-                                "(not built: consul)"));
+    assert_non_null(strstr(buf, "registry for discovery: memory, mdns, etcd, "
+                                "consul"));
     free(buf);
 }
 

@@ -7,12 +7,9 @@
 package interop
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,19 +61,6 @@ func startEtcd(t *testing.T) string {
 	return caddr
 }
 
-// cmicroEtcd runs the cmicro CLI with --registry=etcd on addr.
-func cmicroEtcd(t *testing.T, addr string, args ...string) result {
-	t.Helper()
-	return run(t, 20*time.Second, cMicro, append(args[:1:1],
-		append([]string{"--registry=etcd", "--registry_address=" + addr}, args[1:]...)...)...)
-}
-
-func cmicroEtcdServices(t *testing.T, addr, name string) []*registry.Service {
-	t.Helper()
-	svcs, _ := cmicroServicesIn(t, name, "--registry=etcd", "--registry_address="+addr)
-	return svcs
-}
-
 func TestEtcdInterop(t *testing.T) {
 	need(t)
 	if goOnly {
@@ -89,45 +73,10 @@ func TestEtcdInterop(t *testing.T) {
 	t.Run("CmicroWatchesGoGreeter", func(t *testing.T) { testEtcdCmicroWatchesGo(t, addr) })
 }
 
-func testEtcdCmicroFindsGo(t *testing.T, addr string) {
-	g := startServerArgs(t, goServer, "--registry=etcd", "--registry_address="+addr)
-	var svcs []*registry.Service
-	if !waitFor(10*time.Second, func() bool {
-		svcs = cmicroEtcdServices(t, addr, "greeter")
-		return hasAddr(svcs, g.addr)
-	}) {
-		t.Fatalf("cmicro get service greeter --registry=etcd never showed the Go node %s (got %v)",
-			g.addr, nodeAddrs(svcs))
-	}
-	checkRecordIn(t, "etcd", "cmicro get service (Go greeter)", svcs, g.addr, "HelloRequest")
-	r := cmicroEtcd(t, addr, "list", "services")
-	if r.code != 0 || !contains(strings.Fields(r.stdout), "greeter") {
-		t.Errorf("cmicro list services --registry=etcd: exit %d, %q, want greeter", r.code, r.stdout)
-	}
-	r = cmicroEtcd(t, addr, "call", "greeter", "Greeter.Hello", `{"name":"John"}`)
-	expectOK(t, "cmicro call --registry=etcd greeter Greeter.Hello", r, map[string]interface{}{"msg": "Hello John"})
-}
+func testEtcdCmicroFindsGo(t *testing.T, addr string) { cmicroFindsGo(t, "etcd", addr) }
 
 func testEtcdGoFindsC(t *testing.T, addr string) {
-	c := startServerArgs(t, cServer, "--registry=etcd", "--registry_address="+addr)
-	reg := etcd.NewRegistry(registry.Addrs(addr))
-	var svcs []*registry.Service
-	if !waitFor(10*time.Second, func() bool {
-		svcs, _ = reg.GetService("greeter")
-		return hasAddr(svcs, c.addr)
-	}) {
-		t.Fatalf("Go etcd GetService(greeter) never showed the C node %s (got %v)", c.addr, nodeAddrs(svcs))
-	}
-	checkRecordIn(t, "etcd", "Go GetService (C greeter)", svcs, c.addr, "Request")
-	goListsAndCalls(t, reg)
-	// Deregistration on SIGTERM removes the record.
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	if !waitFor(10*time.Second, func() bool {
-		svcs, _ = reg.GetService("greeter")
-		return !hasAddr(svcs, c.addr)
-	}) {
-		t.Fatalf("the C node %s is still in etcd after SIGTERM", c.addr)
-	}
+	goFindsC(t, "etcd", addr, etcd.NewRegistry(registry.Addrs(addr)))
 }
 
 func testEtcdGoWatchesC(t *testing.T, addr string) {
@@ -138,61 +87,5 @@ func testEtcdGoWatchesC(t *testing.T, addr string) {
 	waitResult(t, results, "delete", s.addr, 10*time.Second)
 }
 
-// `cmicro watch --registry=etcd greeter` prints one JSON line per event:
-// {"action":"create","service":{...}}.
-func testEtcdCmicroWatchesGo(t *testing.T, addr string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, cMicro, "watch", "--registry=etcd", "--registry_address="+addr, "greeter")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &syncBuf{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start cmicro watch: %v", err)
-	}
-	defer func() { cancel(); cmd.Wait() }()
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	// The watch is set up once it says so on stderr.
-	if !waitFor(10*time.Second, func() bool { return strings.Contains(stderr.String(), "watching") }) {
-		t.Fatalf("cmicro watch did not start: %s", stderr.String())
-	}
-	g := startServerArgs(t, goServer, "--registry=etcd", "--registry_address="+addr)
-	wait := func(action string) {
-		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("cmicro watch ended before %s: %s", action, stderr.String())
-				}
-				var ev struct {
-					Action  string
-					Service registry.Service
-				}
-				if err := json.Unmarshal([]byte(l), &ev); err != nil {
-					t.Fatalf("cmicro watch printed %q: %v", l, err)
-				}
-				if ev.Action == action && len(ev.Service.Nodes) == 1 && ev.Service.Nodes[0].Address == g.addr {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("cmicro watch saw no %s for the Go node %s within 10 s (stderr %s)",
-					action, g.addr, stderr.String())
-			}
-		}
-	}
-	wait("create")
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	wait("delete")
-}
+// `cmicro watch --registry=etcd greeter` sees the Go greeter come and go.
+func testEtcdCmicroWatchesGo(t *testing.T, addr string) { cmicroWatchesGo(t, "etcd", addr) }

@@ -31,6 +31,7 @@
 #include "core/internal.h"
 #include "core/loop_internal.h"
 #include "http/client.h"
+#include "support/reg.h"
 #include "support/support.h"
 
 #define TTL_MS 2000
@@ -57,13 +58,6 @@ static char endpoints[256];
 
 static micro_loop *hloop;
 static micro__http_client *hcli;
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* ------------------------------------------------------------------ */
 /* Raw gateway requests (for what a test does behind the registry's
@@ -218,7 +212,7 @@ wait_healthy(void)
                 fail_msg("etcd member %s not healthy within 30 s",
                     mem[i].name);
             }
-            sleep_ms(50);
+            t_sleep_ms(50);
         }
     }
 }
@@ -297,161 +291,18 @@ reg_new(const char *addr)
     return reg_new_auth(addr, NULL, NULL);
 }
 
-/* A service record with n nodes id-0..; version v. */
-static void
-svc_make(micro_registry_service *s, const char *name, const char *v,
-    size_t n, const char *id_prefix)
-{
-    memset(s, 0, sizeof(*s));
-    s->name = strdup(name);
-    s->version = strdup(v);
-    assert_int_equal(micro_metadata_set(&s->metadata, "owner", "test"), 0);
-    s->endpoints = calloc(1, sizeof(micro_endpoint));
-    s->endpoints[0].name = strdup("Greeter.Hello");
-    s->n_endpoints = 1;
-    s->nodes = calloc(n ? n : 1, sizeof(micro_node));
-    s->n_nodes = n;
-    for (size_t i = 0; i < n; i++) {
-        char buf[64];
-        snprintf(buf, sizeof(buf), "%s%zu", id_prefix, i);
-        s->nodes[i].id = strdup(buf);
-        snprintf(buf, sizeof(buf), "10.0.%zu.%zu:%zu", i / 250, i % 250,
-            8000 + i % 1000);
-        s->nodes[i].address = strdup(buf);
-        assert_int_equal(
-            micro_metadata_set(&s->nodes[i].metadata, "n", "v"), 0);
-    }
-}
+static t_recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static size_t
-count_nodes(micro_registry *r, const char *name, int *rc_out)
-{
-    micro_registry_service *out = NULL;
-    size_t n = 0, total = 0;
-    int rc = micro_registry_get_service(r, name, &out, &n);
-    for (size_t i = 0; i < n; i++) {
-        total += out[i].n_nodes;
-    }
-    micro_registry_services_free(out, n);
-    if (rc_out != NULL) {
-        *rc_out = rc;
-    }
-    return total;
-}
-
-/* Poll until name has want nodes; false at the deadline. */
-static bool
-wait_nodes(micro_registry *r, const char *name, size_t want, int ms)
-{
-    int64_t deadline = t_now_ms() + ms;
-    while (t_now_ms() < deadline) {
-        if (count_nodes(r, name, NULL) == want) {
-            return true;
-        }
-        sleep_ms(50);
-    }
-    return count_nodes(r, name, NULL) == want;
-}
-
-/* A watch that records events. */
-typedef struct rec_ev {
-    micro_registry_action a;
-    char name[64];
-    char node[64];
-    size_t n_nodes;
-} rec_ev;
-
-typedef struct recorder {
-    pthread_mutex_t mu;
-    rec_ev ev[256];
-    size_t n;
-} recorder;
-
-static void
-on_event(void *arg, micro_registry_action a, const micro_registry_service *s)
-{
-    recorder *rc = arg;
-    pthread_mutex_lock(&rc->mu);
-    if (rc->n < 256) {
-        rec_ev *e = &rc->ev[rc->n++];
-        e->a = a;
-        snprintf(e->name, sizeof(e->name), "%s", s->name);
-        snprintf(e->node, sizeof(e->node), "%s",
-            s->n_nodes > 0 ? s->nodes[0].id : "");
-        e->n_nodes = s->n_nodes;
-    }
-    pthread_mutex_unlock(&rc->mu);
-}
-
-/* Wait for an event a on (name, node); its count of nodes, or -1. */
-static long
-wait_event(recorder *rc, micro_registry_action a, const char *name,
-    const char *node, int ms)
-{
-    int64_t deadline = t_now_ms() + ms;
-    for (;;) {
-        pthread_mutex_lock(&rc->mu);
-        for (size_t i = 0; i < rc->n; i++) {
-            rec_ev *e = &rc->ev[i];
-            if (e->a == a && strcmp(e->name, name) == 0 &&
-                (node == NULL || strcmp(e->node, node) == 0)) {
-                long n = (long) e->n_nodes;
-                pthread_mutex_unlock(&rc->mu);
-                return n;
-            }
-        }
-        pthread_mutex_unlock(&rc->mu);
-        if (t_now_ms() > deadline) {
-            return -1;
-        }
-        sleep_ms(20);
-    }
-}
-
-static recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-/* Registry w watching into rec (emptied first); returns w. */
 static micro_registry *
 rec_watch_on(micro_registry *w, uint64_t *tok)
 {
-    pthread_mutex_lock(&rec.mu);
-    rec.n = 0;
-    pthread_mutex_unlock(&rec.mu);
-    assert_int_equal(micro_registry_watch(w, on_event, &rec, tok), 0);
-    return w;
+    return t_rec_watch(&rec, w, tok);
 }
 
 static micro_registry *
 rec_watch(const char *addr, uint64_t *tok)
 {
     return rec_watch_on(reg_new(addr), tok);
-}
-
-static void
-rec_unwatch(micro_registry *w, uint64_t tok)
-{
-    micro_registry_unwatch(w, tok);
-    micro_registry_free(w);
-}
-
-static void
-rec_reset(recorder *rc)
-{
-    pthread_mutex_lock(&rc->mu);
-    rc->n = 0;
-    pthread_mutex_unlock(&rc->mu);
-}
-
-static size_t
-count_events(recorder *rc, micro_registry_action a, const char *name)
-{
-    size_t k = 0;
-    pthread_mutex_lock(&rc->mu);
-    for (size_t i = 0; i < rc->n; i++) {
-        k += rc->ev[i].a == a && strcmp(rc->ev[i].name, name) == 0;
-    }
-    pthread_mutex_unlock(&rc->mu);
-    return k;
 }
 
 /* ------------------------------------------------------------------ */
@@ -479,7 +330,7 @@ test_crud(void **state)
     (void) state;
     micro_registry *r = reg_new(endpoints);
     micro_registry_service s;
-    svc_make(&s, "go.micro.srv/greeter", "1.0", 2, "node/");
+    t_svc_make(&s, "go.micro.srv/greeter", "1.0", 2, "node/");
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
 
     /* Go Micro's layout: '/' -> '-' in both parts, one node per value. */
@@ -513,61 +364,7 @@ test_crud(void **state)
     assert_string_equal(out[0].endpoints[0].name, "Greeter.Hello");
     micro_registry_services_free(out, n);
 
-    /* A second version is a second record. */
-    micro_registry_service s2;
-    svc_make(&s2, "go.micro.srv/greeter", "2.0", 1, "v2-");
-    assert_int_equal(micro_registry_register(r, &s2, 10000), 0);
-    assert_int_equal(
-        micro_registry_get_service(r, "go.micro.srv/greeter", &out, &n), 0);
-    assert_int_equal(n, 2);
-    micro_registry_services_free(out, n);
-
-    /* Records are per node: a record without one is refused, as Go's
-     * plugin does. */
-    micro_registry_service none = {.name = "nodeless", .version = "1"};
-    assert_int_equal(micro_registry_register(r, &none, 10000), MICRO_EINVAL);
-    assert_int_equal(micro_registry_deregister(r, &none), MICRO_EINVAL);
-
-    micro_registry_service s3;
-    svc_make(&s3, "other", "1", 1, "o-");
-    assert_int_equal(micro_registry_register(r, &s3, 0), 0);
-    assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
-    assert_int_equal(n, 2);
-    assert_string_equal(out[0].name, "go.micro.srv/greeter");
-    assert_string_equal(out[1].name, "other");
-    micro_registry_services_free(out, n);
-
-    /* Re-registering the same record keeps its lease (keep-alive only). */
-    assert_int_equal(micro_registry_register(r, &s, 10000), 0);
-    assert_int_equal(count_nodes(r, "go.micro.srv/greeter", NULL), 3);
-
-    assert_int_equal(micro_registry_deregister(r, &s2), 0);
-    assert_int_equal(micro_registry_deregister(r, &s3), 0);
-    assert_int_equal(count_nodes(r, "go.micro.srv/greeter", NULL), 2);
-    assert_int_equal(micro_registry_deregister(r, &s), 0);
-    int rc = 0;
-    assert_int_equal(count_nodes(r, "go.micro.srv/greeter", &rc), 0);
-    assert_int_equal(rc, MICRO_ENOSERVICE);
-    assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
-    assert_int_equal(n, 0);
-
-    /* Churn: register (a put on the shared lease) and deregister (a
-     * delete), measured, every one of them succeeding. */
-    micro_registry_service c;
-    svc_make(&c, "churn", "1", 1, "c-");
-    int64_t t0 = t_now_ms();
-    for (int i = 0; i < 100; i++) {
-        assert_int_equal(micro_registry_register(r, &c, 10000), 0);
-        assert_int_equal(micro_registry_deregister(r, &c), 0);
-    }
-    int64_t dt = t_now_ms() - t0;
-    print_message("100 register + deregister cycles: %lld ms (%.0f/s)\n",
-        (long long) dt, dt > 0 ? 100000.0 / (double) dt : 0.0);
-    assert_int_equal(count_nodes(r, "churn", NULL), 0);
-    micro_registry_service_clear(&c);
-    micro_registry_service_clear(&s);
-    micro_registry_service_clear(&s2);
-    micro_registry_service_clear(&s3);
+    t_reg_crud(r, &s, NULL, 0);
     micro_registry_free(r);
 }
 
@@ -580,59 +377,34 @@ test_watch(void **state)
     micro_registry *r = reg_new(endpoints);
 
     micro_registry_service s;
-    svc_make(&s, "watched", "1", 1, "w-");
+    t_svc_make(&s, "watched", "1", 1, "w-");
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "watched", "w-0", SLACK_MS), 1);
     assert_int_equal(micro_metadata_set(&s.nodes[0].metadata, "n", "v2"), 0);
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_UPDATE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_UPDATE, "watched", "w-0", SLACK_MS), 1);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "watched", "w-0", SLACK_MS), 1);
 
     /* etcd restarts: the watch comes back by itself and sees what
      * follows. */
-    rec_reset(&rec);
+    t_rec_reset(&rec);
     member_stop(&mem[0], SIGTERM);
     member_start(&mem[0]);
     wait_healthy();
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "watched", "w-0", SLACK_MS), 1);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "watched", "w-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "watched", "w-0", SLACK_MS), 1);
 
-    rec_unwatch(w, tok);
+    t_rec_unwatch(w, tok);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
-}
-
-/* Child mode: register and wait to be killed. */
-static int
-child_main(const char *addr)
-{
-    micro_registry *r = NULL;
-    micro_options *o = NULL;
-    micro_options_new(&o);
-    micro_options_set_str(o, "registry_address", addr);
-    if (micro_registry_new_by_name(&r, "etcd", o) != 0) {
-        return 1;
-    }
-    micro_registry_service s = {.name = "doomed", .version = "1"};
-    micro_node node = {.id = "doomed-1", .address = "127.0.0.1:1"};
-    s.nodes = &node;
-    s.n_nodes = 1;
-    if (micro_registry_register(r, &s, TTL_MS) != 0) {
-        return 1;
-    }
-    printf("registered\n");
-    fflush(stdout);
-    for (;;) {
-        pause();
-    }
 }
 
 static void
@@ -648,16 +420,16 @@ test_ttl_after_kill(void **state)
     char *argv[] = {self, "--child", endpoints, NULL};
     assert_int_equal(t_proc_spawn(&child, self, argv), 0);
     assert_int_equal(t_proc_wait_line(&child, "registered", SLACK_MS), 0);
-    assert_int_equal(count_nodes(r, "doomed", NULL), 1);
+    assert_int_equal(t_count_nodes(r, "doomed", NULL), 1);
     /* While the owner lives, its keeper renews the lease: still there
      * after three TTLs. */
-    sleep_ms(3 * TTL_MS);
+    t_sleep_ms(3 * TTL_MS);
     /* (Polled: on a stalled machine a lease may lapse for a moment
      * before the keeper restores it; without the keeper it stays gone.) */
-    assert_true(wait_nodes(r, "doomed", 1, SLACK_MS));
+    assert_true(t_wait_nodes(r, "doomed", 1, SLACK_MS));
     int64_t t0 = t_now_ms();
     t_proc_stop(&child, SIGKILL, 5000);
-    assert_true(wait_nodes(r, "doomed", 0, TTL_MS + SLACK_MS));
+    assert_true(t_wait_nodes(r, "doomed", 0, TTL_MS + SLACK_MS));
     print_message("record gone %lld ms after SIGKILL (TTL %d ms)\n",
         (long long) (t_now_ms() - t0), TTL_MS);
     micro_registry_free(r);
@@ -671,7 +443,7 @@ test_lost_lease(void **state)
     (void) state;
     micro_registry *r = reg_new(endpoints);
     micro_registry_service s;
-    svc_make(&s, "phoenix", "1", 1, "p-");
+    t_svc_make(&s, "phoenix", "1", 1, "p-");
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
     cJSON *j = raw_get(&mem[0], "/micro/registry/phoenix/p-0");
     const cJSON *kv = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "kvs"), 0);
@@ -681,8 +453,8 @@ test_lost_lease(void **state)
         cJSON_GetObjectItem(kv, "lease")->valuestring);
     cJSON_Delete(j);
     cJSON_Delete(raw_post(&mem[0], "/v3/lease/revoke", body));
-    assert_int_equal(count_nodes(r, "phoenix", NULL), 0);
-    assert_true(wait_nodes(r, "phoenix", 1, TTL_MS + SLACK_MS));
+    assert_int_equal(t_count_nodes(r, "phoenix", NULL), 0);
+    assert_true(t_wait_nodes(r, "phoenix", 1, TTL_MS + SLACK_MS));
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
@@ -705,7 +477,7 @@ churn_thread(void *arg)
     char prefix[32];
     snprintf(prefix, sizeof(prefix), "t%d-", c->id);
     micro_registry_service s;
-    svc_make(&s, "churned", "1", 1, prefix);
+    t_svc_make(&s, "churned", "1", 1, prefix);
     for (int i = 0; i < 25; i++) {
         /* Even threads share node "same-0": its register and deregister
          * race with theirs, serialised per node. */
@@ -741,12 +513,12 @@ test_concurrent_and_shared_lease(void **state)
         assert_int_equal(cs[i].failed, 0);
     }
     int rc = 0;
-    assert_int_equal(count_nodes(r, "churned", &rc), 0);
+    assert_int_equal(t_count_nodes(r, "churned", &rc), 0);
     assert_int_equal(rc, MICRO_ENOSERVICE);
 
     /* Two nodes with one TTL: one lease. */
     micro_registry_service s;
-    svc_make(&s, "shared", "1", 2, "s-");
+    t_svc_make(&s, "shared", "1", 2, "s-");
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
     char lease[2][32];
     for (int i = 0; i < 2; i++) {
@@ -767,10 +539,10 @@ test_concurrent_and_shared_lease(void **state)
     char body[128];
     snprintf(body, sizeof(body), "{\"ID\":\"%s\"}", lease[0]);
     cJSON_Delete(raw_post(&mem[0], "/v3/lease/revoke", body));
-    assert_int_equal(count_nodes(r, "shared", NULL), 0);
-    assert_true(wait_nodes(r, "shared", 2, TTL_MS + SLACK_MS));
+    assert_int_equal(t_count_nodes(r, "shared", NULL), 0);
+    assert_true(t_wait_nodes(r, "shared", 2, TTL_MS + SLACK_MS));
     assert_int_equal(micro_registry_deregister(r, &s), 0);
-    assert_int_equal(count_nodes(r, "shared", NULL), 0);
+    assert_int_equal(t_count_nodes(r, "shared", NULL), 0);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
 }
@@ -784,13 +556,13 @@ test_garbage_and_huge(void **state)
     micro_registry *w = rec_watch(endpoints, &tok);
 
     micro_registry_service s;
-    svc_make(&s, "mixed", "1", 1, "good-");
+    t_svc_make(&s, "mixed", "1", 1, "good-");
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
     raw_put(&mem[0], "/micro/registry/mixed/bad1", "not json at all");
     raw_put(&mem[0], "/micro/registry/mixed/bad2", "{\"name\":5}");
     raw_put(&mem[0], "/micro/registry/mixed/bad3", "");
     raw_put(&mem[0], "/micro/registry/lonely", "{\"name\":\"x\"");
-    assert_int_equal(count_nodes(r, "mixed", NULL), 1);
+    assert_int_equal(t_count_nodes(r, "mixed", NULL), 1);
     micro_registry_service *out = NULL;
     size_t n = 0;
     assert_int_equal(micro_registry_list_services(r, &out, &n), 0);
@@ -799,33 +571,33 @@ test_garbage_and_huge(void **state)
 
     /* One value holding a record of 10,000 nodes. */
     micro_registry_service big;
-    svc_make(&big, "huge", "1", 10000, "h-");
+    t_svc_make(&big, "huge", "1", 10000, "h-");
     char *json = NULL;
     assert_int_equal(micro_registry_service_to_json(&big, &json), 0);
     int64_t t0 = t_now_ms();
     raw_put(&mem[0], "/micro/registry/huge/all", json);
-    assert_int_equal(count_nodes(r, "huge", NULL), 10000);
+    assert_int_equal(t_count_nodes(r, "huge", NULL), 10000);
     print_message("get of a 10,000-node record (%zu bytes): %lld ms\n",
         strlen(json), (long long) (t_now_ms() - t0));
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "huge", "h-0", SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "huge", "h-0", SLACK_MS),
         10000);
     micro__free(json);
     raw_delete(&mem[0], "/micro/registry/huge/all");
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "huge", "h-0", SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "huge", "h-0", SLACK_MS),
         10000);
     /* The garbage never became an event; the good record did. */
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "mixed"), 1);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_CREATE, "mixed"), 1);
     raw_delete(&mem[0], "/micro/registry/mixed/bad1");
     raw_delete(&mem[0], "/micro/registry/mixed/bad2");
     raw_delete(&mem[0], "/micro/registry/mixed/bad3");
     raw_delete(&mem[0], "/micro/registry/lonely");
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "mixed", "good-0", SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "mixed", "good-0", SLACK_MS),
         1);
-    rec_unwatch(w, tok);
+    t_rec_unwatch(w, tok);
     micro_registry_service_clear(&big);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
@@ -962,7 +734,7 @@ proxy_stop(proxy *px)
     /* The pumps see stop within a poll (100 ms). */
     int64_t deadline = t_now_ms() + SLACK_MS;
     while (atomic_load(&px->pumps) > 0 && t_now_ms() < deadline) {
-        sleep_ms(20);
+        t_sleep_ms(20);
     }
     assert_int_equal(atomic_load(&px->pumps), 0);
 }
@@ -981,24 +753,24 @@ test_watch_cut_mid_chunk(void **state)
     micro_registry *w = rec_watch(addr, &tok);
     micro_registry *r = reg_new(endpoints);
     micro_registry_service a, b;
-    svc_make(&a, "cut-a", "1", 1, "a-");
-    svc_make(&b, "cut-b", "1", 1, "b-");
+    t_svc_make(&a, "cut-a", "1", 1, "a-");
+    t_svc_make(&b, "cut-b", "1", 1, "b-");
     assert_int_equal(micro_registry_register(r, &a, 0), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "cut-a", "a-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "cut-a", "a-0", SLACK_MS), 1);
     atomic_store(&px.cut, true);
     assert_int_equal(micro_registry_register(r, &b, 0), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "cut-b", "b-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "cut-b", "b-0", SLACK_MS), 1);
     assert_int_equal(atomic_load(&px.cuts), 1);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "cut-a"), 1);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "cut-b"), 1);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_CREATE, "cut-a"), 1);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_CREATE, "cut-b"), 1);
     /* And it goes on. */
     assert_int_equal(micro_registry_deregister(r, &a), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "cut-a", "a-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "cut-a", "a-0", SLACK_MS), 1);
     assert_int_equal(micro_registry_deregister(r, &b), 0);
-    rec_unwatch(w, tok);
+    t_rec_unwatch(w, tok);
     proxy_stop(&px);
     micro_registry_service_clear(&a);
     micro_registry_service_clear(&b);
@@ -1010,24 +782,7 @@ static void
 test_unreachable(void **state)
 {
     (void) state;
-    char addr[300];
-    int dead = t_free_port();
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", dead);
-    micro_registry *bad = reg_new(addr);
-    micro_registry_service *out = NULL;
-    size_t n = 0;
-    assert_int_equal(micro_registry_get_service(bad, "x", &out, &n),
-        MICRO_ECONNREFUSED);
-    micro_registry_free(bad);
-    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d, %s", dead, endpoints);
-    micro_registry *r = reg_new(addr);
-    micro_registry_service s;
-    svc_make(&s, "failover", "1", 1, "f-");
-    assert_int_equal(micro_registry_register(r, &s, 10000), 0);
-    assert_int_equal(count_nodes(r, "failover", NULL), 1);
-    assert_int_equal(micro_registry_deregister(r, &s), 0);
-    micro_registry_service_clear(&s);
-    micro_registry_free(r);
+    t_reg_unreachable(reg_new, endpoints);
 }
 
 /* An etcd answering errors: a TTL over etcd's limit is refused with an
@@ -1038,15 +793,15 @@ test_error_answer(void **state)
     (void) state;
     micro_registry *r = reg_new(endpoints);
     micro_registry_service s;
-    svc_make(&s, "too-long", "1", 1, "t-");
+    t_svc_make(&s, "too-long", "1", 1, "t-");
     /* etcd's MaxLeaseTTL is 9,000,000,000 s. */
     assert_int_equal(
         micro_registry_register(r, &s, (int64_t) 9100000000 * 1000),
         MICRO_EREMOTE);
-    assert_int_equal(count_nodes(r, "too-long", NULL), 0);
+    assert_int_equal(t_count_nodes(r, "too-long", NULL), 0);
     /* The same record with a sane TTL goes in. */
     assert_int_equal(micro_registry_register(r, &s, 10000), 0);
-    assert_int_equal(count_nodes(r, "too-long", NULL), 1);
+    assert_int_equal(t_count_nodes(r, "too-long", NULL), 1);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
@@ -1084,34 +839,34 @@ test_auth(void **state)
     snprintf(eps, sizeof(eps), "127.0.0.1:%d,%s", t_free_port(), endpoints);
     micro_registry *r = reg_new_auth(eps, "root", "s3cret");
     int rc = 0;
-    count_nodes(anon, "guarded", &rc);
+    t_count_nodes(anon, "guarded", &rc);
     assert_int_equal(rc, MICRO_EREMOTE);
-    count_nodes(bad, "guarded", &rc);
+    t_count_nodes(bad, "guarded", &rc);
     assert_int_equal(rc, MICRO_EREMOTE);
 
     micro_registry_service s;
-    svc_make(&s, "guarded", "1", 1, "g-");
+    t_svc_make(&s, "guarded", "1", 1, "g-");
     uint64_t tok = 0;
     micro_registry *w =
         rec_watch_on(reg_new_auth(endpoints, "root", "s3cret"), &tok);
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
-    assert_int_equal(count_nodes(r, "guarded", NULL), 1);
+    assert_int_equal(t_count_nodes(r, "guarded", NULL), 1);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "guarded", "g-0", SLACK_MS), 1);
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "guarded", "g-0", SLACK_MS), 1);
 
     /* etcd restarts and forgets every token: each registry gets a new
      * one by itself, and the keeper keeps the lease alive. */
     member_stop(&mem[0], SIGTERM);
     member_start(&mem[0]);
     wait_healthy();
-    assert_true(wait_nodes(r, "guarded", 1, SLACK_MS));
-    sleep_ms(2 * TTL_MS);
-    assert_true(wait_nodes(r, "guarded", 1, SLACK_MS));
+    assert_true(t_wait_nodes(r, "guarded", 1, SLACK_MS));
+    t_sleep_ms(2 * TTL_MS);
+    assert_true(t_wait_nodes(r, "guarded", 1, SLACK_MS));
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "guarded", "g-0", SLACK_MS), 1);
-    assert_int_equal(count_nodes(r, "guarded", NULL), 0);
-    rec_unwatch(w, tok);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "guarded", "g-0", SLACK_MS), 1);
+    assert_int_equal(t_count_nodes(r, "guarded", NULL), 0);
+    t_rec_unwatch(w, tok);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
     micro_registry_free(bad);
@@ -1147,16 +902,16 @@ test_compaction(void **state)
         mem[2].cport);
     micro_registry *r = reg_new(rest);
     micro_registry_service keep, gone, upd, fresh;
-    svc_make(&keep, "keep", "1", 1, "k-");
-    svc_make(&gone, "gone", "1", 1, "g-");
-    svc_make(&upd, "upd", "1", 1, "u-");
-    svc_make(&fresh, "fresh", "1", 1, "f-");
+    t_svc_make(&keep, "keep", "1", 1, "k-");
+    t_svc_make(&gone, "gone", "1", 1, "g-");
+    t_svc_make(&upd, "upd", "1", 1, "u-");
+    t_svc_make(&fresh, "fresh", "1", 1, "f-");
     assert_int_equal(micro_registry_register(r, &keep, 0), 0);
     assert_int_equal(micro_registry_register(r, &gone, 0), 0);
     assert_int_equal(micro_registry_register(r, &upd, 0), 0);
     /* The watch is live on member 0 once it reports a change. */
     raw_put(&mem[1], "/micro/registry/probe/p", "{\"name\":\"probe\"}");
-    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "probe", NULL,
+    assert_true(t_wait_event(&rec, MICRO_REGISTRY_CREATE, "probe", NULL,
                     SLACK_MS) >= 0);
 
     kill(mem[0].p.pid, SIGSTOP);
@@ -1167,23 +922,23 @@ test_compaction(void **state)
     int64_t rev = raw_put(&mem[1], "/micro/registry/probe/p",
         "{\"name\":\"probe\"}");
     raw_compact(&mem[1], rev);
-    rec_reset(&rec);
+    t_rec_reset(&rec);
     member_stop(&mem[0], SIGKILL);
 
-    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "gone", "g-0",
+    assert_true(t_wait_event(&rec, MICRO_REGISTRY_DELETE, "gone", "g-0",
                     SLACK_MS) == 1);
-    assert_true(wait_event(&rec, MICRO_REGISTRY_UPDATE, "upd", "u-0",
+    assert_true(t_wait_event(&rec, MICRO_REGISTRY_UPDATE, "upd", "u-0",
                     SLACK_MS) == 1);
-    assert_true(wait_event(&rec, MICRO_REGISTRY_CREATE, "fresh", "f-0",
+    assert_true(t_wait_event(&rec, MICRO_REGISTRY_CREATE, "fresh", "f-0",
                     SLACK_MS) == 1);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_CREATE, "keep"), 0);
-    assert_int_equal(count_events(&rec, MICRO_REGISTRY_DELETE, "keep"), 0);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_CREATE, "keep"), 0);
+    assert_int_equal(t_count_events(&rec, MICRO_REGISTRY_DELETE, "keep"), 0);
     /* And it goes on watching from there. */
     assert_int_equal(micro_registry_deregister(r, &fresh), 0);
-    assert_true(wait_event(&rec, MICRO_REGISTRY_DELETE, "fresh", "f-0",
+    assert_true(t_wait_event(&rec, MICRO_REGISTRY_DELETE, "fresh", "f-0",
                     SLACK_MS) == 1);
 
-    rec_unwatch(w, tok);
+    t_rec_unwatch(w, tok);
     assert_int_equal(micro_registry_deregister(r, &keep), 0);
     assert_int_equal(micro_registry_deregister(r, &upd), 0);
     raw_delete(&mem[1], "/micro/registry/probe/p");
@@ -1224,12 +979,12 @@ test_frozen_member(void **state)
         mem[2].cport);
     micro_registry *r = reg_new(rest);
     micro_registry_service s;
-    svc_make(&s, "thawed", "1", 1, "t-");
+    t_svc_make(&s, "thawed", "1", 1, "t-");
     kill(mem[0].p.pid, SIGSTOP);
     int64_t t0 = t_now_ms();
     assert_int_equal(micro_registry_register(r, &s, 0), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_CREATE, "thawed", "t-0", 2 * SLACK_MS),
+        t_wait_event(&rec, MICRO_REGISTRY_CREATE, "thawed", "t-0", 2 * SLACK_MS),
         1);
     print_message("event seen %lld ms after the watch's member froze "
                   "(watch idle bound 6000 ms)\n",
@@ -1237,8 +992,8 @@ test_frozen_member(void **state)
     kill(mem[0].p.pid, SIGCONT);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
     assert_int_equal(
-        wait_event(&rec, MICRO_REGISTRY_DELETE, "thawed", "t-0", SLACK_MS), 1);
-    rec_unwatch(w, tok);
+        t_wait_event(&rec, MICRO_REGISTRY_DELETE, "thawed", "t-0", SLACK_MS), 1);
+    t_rec_unwatch(w, tok);
     micro_registry_service_clear(&s);
     micro_registry_free(r);
     wait_healthy();
@@ -1254,7 +1009,7 @@ test_member_loss_and_outage(void **state)
     micro_registry *r = reg_new(endpoints);
     micro_registry *look = reg_new(endpoints);
     micro_registry_service s;
-    svc_make(&s, "sturdy", "1", 1, "s-");
+    t_svc_make(&s, "sturdy", "1", 1, "s-");
     assert_int_equal(micro_registry_register(r, &s, TTL_MS), 0);
     /* A real service on etcd (greeter-server), and a client finding it by
      * name through etcd. */
@@ -1270,7 +1025,7 @@ test_member_loss_and_outage(void **state)
     micro_service *cli = NULL;
     assert_int_equal(micro_service_new(&cli, "etcd.client", &cargc, cargv),
         0);
-    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "greeter", 1, SLACK_MS));
     assert_int_equal(call_greeter(cli), 0);
 
     int failed = 0, failed_calls = 0;
@@ -1280,7 +1035,7 @@ test_member_loss_and_outage(void **state)
             member_stop(&mem[0], SIGKILL);
         }
         int rc = 0;
-        if (count_nodes(look, "sturdy", &rc) != 1) {
+        if (t_count_nodes(look, "sturdy", &rc) != 1) {
             failed++;
             print_message("lookup %d failed: %s\n", i, micro_strerror(rc));
         }
@@ -1292,9 +1047,9 @@ test_member_loss_and_outage(void **state)
     assert_int_equal(failed, 0);
     assert_int_equal(failed_calls, 0);
     /* Still registered after several TTLs on the two members left. */
-    sleep_ms(2 * TTL_MS);
-    assert_true(wait_nodes(look, "sturdy", 1, SLACK_MS));
-    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    t_sleep_ms(2 * TTL_MS);
+    assert_true(t_wait_nodes(look, "sturdy", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "greeter", 1, SLACK_MS));
 
     /* The whole cluster down for longer than the TTL: lookups fail
      * clearly, calls go on from the client's cache. */
@@ -1302,14 +1057,14 @@ test_member_loss_and_outage(void **state)
         member_stop(&mem[i], SIGKILL);
     }
     int rc = 0;
-    assert_int_equal(count_nodes(look, "sturdy", &rc), 0);
+    assert_int_equal(t_count_nodes(look, "sturdy", &rc), 0);
     assert_int_equal(rc, MICRO_ECONNREFUSED);
     int64_t until = t_now_ms() + 2 * TTL_MS;
     int calls = 0;
     while (t_now_ms() < until) {
         failed_calls += call_greeter(cli) != 0;
         calls++;
-        sleep_ms(50);
+        t_sleep_ms(50);
     }
     print_message("%d calls by name while etcd was down: %d failed\n", calls,
         failed_calls);
@@ -1319,20 +1074,20 @@ test_member_loss_and_outage(void **state)
     }
     wait_healthy();
     t0 = t_now_ms();
-    assert_true(wait_nodes(look, "sturdy", 1, SLACK_MS));
-    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "sturdy", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "greeter", 1, SLACK_MS));
     print_message("registrations back %lld ms after the cluster was\n",
         (long long) (t_now_ms() - t0));
     /* And kept alive from then on. */
-    sleep_ms(3 * TTL_MS);
-    assert_true(wait_nodes(look, "sturdy", 1, SLACK_MS));
-    assert_true(wait_nodes(look, "greeter", 1, SLACK_MS));
+    t_sleep_ms(3 * TTL_MS);
+    assert_true(t_wait_nodes(look, "sturdy", 1, SLACK_MS));
+    assert_true(t_wait_nodes(look, "greeter", 1, SLACK_MS));
     assert_int_equal(call_greeter(cli), 0);
     assert_int_equal(micro_registry_deregister(r, &s), 0);
-    assert_int_equal(count_nodes(look, "sturdy", NULL), 0);
+    assert_int_equal(t_count_nodes(look, "sturdy", NULL), 0);
     /* A stopped service deregisters. */
     assert_int_equal(t_proc_stop(&greeter, SIGTERM, 10000), 0);
-    assert_int_equal(count_nodes(look, "greeter", NULL), 0);
+    assert_int_equal(t_count_nodes(look, "greeter", NULL), 0);
     micro_service_free(cli);
     micro_registry_service_clear(&s);
     micro_registry_free(look);
@@ -1343,7 +1098,7 @@ int
 main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
-        return child_main(argv[2]);
+        return t_reg_child("etcd", argv[2], TTL_MS);
     }
     etcd_bin = t_etcd_bin();
     if (etcd_bin == NULL) {

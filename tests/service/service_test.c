@@ -233,9 +233,9 @@ test_env_and_unknown_plugin(void **state)
         "from.env");
     micro_service_free(s);
     unsetenv("MICRO_SERVER_NAME");
-    /* A registry that is not built is a clear error, not a crash. */
+    /* A transport that is not built is a clear error, not a crash. */
     assert_int_equal(micro_service_new(&s, "x", NULL, NULL), 0);
-    micro_options_set_str(micro_service_options(s), "registry", "consul");
+    micro_options_set_str(micro_service_options(s), "transport", "grpc");
     assert_int_equal(micro_service_run(s), MICRO_ENOTBUILT);
     micro_service_free(s);
 }

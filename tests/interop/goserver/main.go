@@ -5,6 +5,7 @@
 //
 //	goserver --server_address=127.0.0.1:PORT --registry=memory
 //	goserver --server_address=127.0.0.1:PORT --registry=etcd --registry_address=HOST:PORT
+//	goserver --server_address=127.0.0.1:PORT --registry=consul --registry_address=HOST:PORT
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"os"
 
+	consul "github.com/go-micro/plugins/v4/registry/consul"
 	etcd "github.com/go-micro/plugins/v4/registry/etcd"
 	"go-micro.dev/v4"
 	"go-micro.dev/v4/errors"
@@ -27,6 +29,7 @@ func init() {
 	cmd.DefaultRegistries["memory"] = registry.NewMemoryRegistry
 	cmd.DefaultRegistries["mdns"] = registry.NewRegistry
 	cmd.DefaultRegistries["etcd"] = etcd.NewRegistry
+	cmd.DefaultRegistries["consul"] = consul.NewRegistry
 }
 
 type HelloRequest struct {
