@@ -67,7 +67,8 @@ CONSUL_BIN=${CONSUL_BIN:-$HOME/.cache/cmicro/consul-1.14.8/consul}
 if [ -x "$CONSUL_BIN" ]; then
   hp=$(free_port) s1=$(free_port) s2=$(free_port) s3=$(free_port)
   "$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 \
-    -http-port "$hp" -dns-port -1 -grpc-port -1 -serf-lan-port "$s1" \
+    -http-port "$hp" -dns-port -1 -grpc-port -1 -grpc-tls-port -1 \
+    -serf-lan-port "$s1" \
     -serf-wan-port "$s2" -server-port "$s3" -data-dir "$TMP/consul" \
     >"$TMP/consul.log" 2>&1 &
   pids+=($!)
