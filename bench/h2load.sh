@@ -22,9 +22,13 @@ command -v h2load >/dev/null || { echo "h2load: not installed (nghttp2-client)" 
 CMICRO=$BUILD/greeter-proto-server
 GRPCXX=$BUILD/bench/bench_grpc_server
 TMP=$(mktemp -d /tmp/cmicro-h2load.XXXXXX)
-PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    # start() runs in a command substitution (a subshell): its PIDs come
+    # back through files, not the array.
+    local f
+    for f in "$TMP"/*.pid; do
+        [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -37,7 +41,7 @@ start() { # name argv...: prints the address it listens on
     local name=$1
     shift
     taskset -c "$SERVER_CPU" "$@" >"$TMP/$name.out" 2>&1 &
-    PIDS+=($!)
+    echo $! >"$TMP/$name.pid"
     local i
     for i in $(seq 1 500); do
         grep -q 'listening on' "$TMP/$name.out" && break
