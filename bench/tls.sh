@@ -17,9 +17,13 @@ DURATION=${DURATION:-3}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 D=$(mktemp -d)
-PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    # start() runs in a command substitution (a subshell): its PIDs come
+    # back through files, not a variable.
+    local f
+    for f in "$D"/*.pid; do
+        [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null
+    done
     rm -rf "$D"
 }
 trap cleanup EXIT
@@ -37,7 +41,7 @@ start() { # name args...
     port=$(free_port)
     taskset -c "$SERVER_CPU" "$BUILD/greeter-server" --server_address=127.0.0.1:$port \
         --registry=memory "$@" >"$D/srv-$port.log" 2>&1 &
-    PIDS+=($!)
+    echo $! >"$D/srv-$port.pid"
     for _ in $(seq 100); do
         grep -q "listening on" "$D/srv-$port.log" 2>/dev/null && break
         sleep 0.05
