@@ -13,7 +13,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include "core/aio.h"
 #include "io/tls.h"
 #include "support/raw_http.h"
+#include "support/logcap.h"
 #include "support/support.h"
 #include "support/tlscerts.h"
 
@@ -39,64 +39,6 @@ sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* ------------------------------------------------------------------ */
-/* Log capture: the reasons each side gives.                            */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char logbuf[32768];
-
-static void
-capture(void *arg, micro_log_level lvl, const char *component,
-    const char *msg)
-{
-    (void) arg;
-    (void) lvl;
-    pthread_mutex_lock(&log_mu);
-    size_t l = strlen(logbuf);
-    if (l + strlen(msg) + 64 < sizeof(logbuf)) {
-        snprintf(logbuf + l, sizeof(logbuf) - l, "[%s] %s\n", component, msg);
-    }
-    pthread_mutex_unlock(&log_mu);
-}
-
-static void
-log_reset(void)
-{
-    pthread_mutex_lock(&log_mu);
-    logbuf[0] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
-
-/* Wait (up to 10 s) for a logged line holding both needles. */
-static bool
-log_has(const char *a, const char *b)
-{
-    int64_t until = t_now_ms() + 10000;
-    for (;;) {
-        bool found = false;
-        pthread_mutex_lock(&log_mu);
-        for (const char *p = logbuf; p != NULL && *p != '\0';) {
-            const char *e = strchr(p, '\n');
-            size_t n = e ? (size_t) (e - p) : strlen(p);
-            char line[1024];
-            snprintf(line, sizeof(line), "%.*s", (int) n, p);
-            if (strstr(line, a) != NULL && (b == NULL || strstr(line, b))) {
-                found = true;
-                break;
-            }
-            p = e ? e + 1 : NULL;
-        }
-        pthread_mutex_unlock(&log_mu);
-        if (found || t_now_ms() > until) {
-            if (!found) {
-                print_message("log so far:\n%s", logbuf);
-            }
-            return found;
-        }
-        sleep_ms(10);
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -176,7 +118,7 @@ srv_start(srv *v, const char *const *kv)
     int rc = micro_server_start(v->s);
     if (rc != 0) {
         print_message("server start: %s; log:\n%s", micro_strerror(rc),
-            logbuf);
+            t_logcap_text());
     }
     assert_int_equal(rc, 0);
     snprintf(v->addr, sizeof(v->addr), "%s", micro_transport_address(v->tr));
@@ -375,7 +317,7 @@ test_client_verification(void **state)
                 : NULL,
             NULL};
         cli_new(&c, ckv);
-        log_reset();
+        t_logcap_reset();
         int rc = call(&c, v.addr, "\"x\"", NULL, 0);
         if (cases[i].name_only) {
             /* transport_tls_server_name makes the same certificate fine. */
@@ -383,9 +325,9 @@ test_client_verification(void **state)
         } else {
             print_message("  %s: %s\n", cases[i].why, micro_strerror(rc));
             assert_int_equal(rc, MICRO_ECERT);
-            assert_true(log_has("TLS handshake with", cases[i].why));
+            assert_true(t_logcap_has("TLS handshake with", cases[i].why));
             /* The server heard of it too (the client's alert). */
-            assert_true(log_has("TLS handshake with", "alert"));
+            assert_true(t_logcap_has("TLS handshake with", "alert"));
             cli ins;
             const char *ikv[] = {"tls_insecure_skip_verify=true", NULL};
             cli_new(&ins, ikv);
@@ -424,15 +366,15 @@ test_mtls(void **state)
             bad[i].cert ? t_kv("transport_tls_key_file", bad[i].key) : NULL,
             NULL};
         cli_new(&c, ckv);
-        log_reset();
+        t_logcap_reset();
         int rc = call(&c, v.addr, "\"x\"", NULL, 0);
         print_message("  client %zu: %s\n", i, micro_strerror(rc));
         /* TLS 1.3: the client's side of the handshake is over before the
          * server refuses its certificate; the refusal (an alert) ends the
          * exchange, and reads as a certificate error. */
         assert_int_equal(rc, MICRO_ECERT);
-        assert_true(log_has("TLS handshake with", bad[i].server_why));
-        assert_true(log_has("[transport.http] TLS with", "alert"));
+        assert_true(t_logcap_has("TLS handshake with", bad[i].server_why));
+        assert_true(t_logcap_has("[transport.http] TLS with", "alert"));
         cli_free(&c);
         good_call(&v); /* still serving */
     }
@@ -493,7 +435,7 @@ test_stall_and_garbage(void **state)
         t_kv("transport_tls_key_file", C.srv_key),
         "transport_tls_handshake_timeout=300ms", NULL};
     srv_start(&v, skv);
-    log_reset();
+    t_logcap_reset();
     int stall = raw_dial(v.addr);
     /* A TLS record header announcing 512 bytes, then 10 of them. */
     static const unsigned char part[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01,
@@ -501,7 +443,7 @@ test_stall_and_garbage(void **state)
     assert_int_equal(send(stall, part, sizeof(part), 0), (ssize_t) sizeof(part));
     good_call(&v);
     assert_int_equal(wait_closed(stall, 20000), 0);
-    assert_true(log_has("not complete after 300 ms", "dropped"));
+    assert_true(t_logcap_has("not complete after 300 ms", "dropped"));
     close(stall);
 
     int junk = raw_dial(v.addr);
@@ -509,7 +451,7 @@ test_stall_and_garbage(void **state)
     assert_int_equal(send(junk, get, sizeof(get) - 1, 0),
         (ssize_t) sizeof(get) - 1);
     assert_int_equal(wait_closed(junk, 20000), 0);
-    assert_true(log_has("TLS handshake with", "http request"));
+    assert_true(t_logcap_has("TLS handshake with", "http request"));
     close(junk);
 
     int bin = raw_dial(v.addr);
@@ -561,7 +503,7 @@ test_reload(void **state)
     assert_int_equal(micro_stream_recv(st, &m), 0);
     micro_buf_clear(&m);
 
-    log_reset();
+    t_logcap_reset();
     assert_int_equal(t_file_copy(C.alt_srv, live), 0);
     assert_int_equal(t_file_copy(C.alt_srv_key, live_key), 0);
     /* New connections (a's pooled one would still be the old). */
@@ -569,7 +511,7 @@ test_reload(void **state)
     cli_new(&a2, akv);
     assert_int_equal(call(&b, v.addr, "\"2\"", NULL, 0), 0);
     assert_int_equal(call(&a2, v.addr, "\"2\"", NULL, 0), MICRO_ECERT);
-    assert_true(log_has("certificate files changed", "reloaded"));
+    assert_true(t_logcap_has("certificate files changed", "reloaded"));
 
     assert_int_equal(micro_stream_send(st, "\"b\"", 3), 0);
     assert_int_equal(micro_stream_recv(st, &m), 0);
@@ -589,7 +531,7 @@ test_reload(void **state)
     cli b2;
     cli_new(&b2, bkv);
     assert_int_equal(call(&b2, v.addr, "\"4\"", NULL, 0), 0);
-    assert_true(log_has("do not load", "keeping the previous"));
+    assert_true(t_logcap_has("do not load", "keeping the previous"));
     cli_free(&b2);
     cli_free(&a2);
     cli_free(&a);
@@ -920,8 +862,7 @@ static int
 setup(void **state)
 {
     (void) state;
-    micro_log_set_logger(capture, NULL);
-    micro_log_set_level(MICRO_LOG_INFO);
+    t_logcap_install(MICRO_LOG_INFO);
     t_certs_make(&C);
     return 0;
 }
@@ -931,7 +872,7 @@ teardown(void **state)
 {
     (void) state;
     t_certs_free(&C);
-    micro_log_set_logger(NULL, NULL);
+    t_logcap_uninstall();
     return 0;
 }
 
