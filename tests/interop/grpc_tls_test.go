@@ -182,3 +182,24 @@ func TestGRPCTLSCClientCallsGRPCGoServer(t *testing.T) {
 		}
 	})
 }
+
+// The cmicro CLI over TLS -> gRPC C++'s greeter (bench_grpc_server with
+// SSL credentials): unary and bidi.
+func TestGRPCTLSCClientCallsGRPCCppServer(t *testing.T) {
+	need(t)
+	if goOnly {
+		t.Skip("INTEROP_GO_ONLY: no C client")
+	}
+	c := makeCerts(t)
+	addr, ds := startGRPCCpp(t, c.srv, c.srvKey)
+	r := run(t, 30*time.Second, cMicro, "call", "--protocol=grpc", "--tls", "--ca_file", c.ca,
+		"--descriptor_set", ds, "--address="+addr, "bench", "Greeter.Hello", `{"name":"John"}`)
+	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {
+		t.Errorf("unary over TLS: %+v", r)
+	}
+	r = runIn(t, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n", cMicro, "stream", "--protocol=grpc", "--tls",
+		"--ca_file", c.ca, "--descriptor_set", ds, "--address="+addr, "bench", "Greeter.Stream")
+	if r.code != 0 || r.stdout != "{\"msg\":\"Hello a\"}\n{\"msg\":\"Hello b\"}\n" {
+		t.Errorf("bidi over TLS: %+v", r)
+	}
+}
