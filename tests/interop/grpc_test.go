@@ -126,26 +126,7 @@ func TestGRPCGoClientBidiStream(t *testing.T) {
 	cc := grpcDial(t, srv.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
-	if err != nil {
-		t.Fatalf("NewStream: %v", err)
-	}
-	names := []string{"a", "b", "c", "d", "e"}
-	for _, n := range names {
-		if err := s.SendMsg(&greeterpb.Request{Name: n}); err != nil {
-			t.Fatalf("send %s: %v", n, err)
-		}
-		rsp := &greeterpb.Response{}
-		if err := s.RecvMsg(rsp); err != nil || rsp.Msg != "Hello "+n {
-			t.Fatalf("recv for %s: %v %q", n, err, rsp.Msg)
-		}
-	}
-	if err := s.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RecvMsg(&greeterpb.Response{}); err != io.EOF {
-		t.Fatalf("after CloseSend: %v, want io.EOF", err)
-	}
+	bidiHellos(t, cc, "a", "b", "c", "d", "e")
 	// Pipelined: send all, close, then read all.
 	s2, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
 	if err != nil {

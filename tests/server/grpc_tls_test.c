@@ -15,7 +15,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +25,12 @@
 #include "io/tls.h"
 #include "support/logcap.h"
 #include "support/support.h"
+#include "support/tlsfx.h"
 #include "support/tlscerts.h"
 
 #define CT "application/json"
 
-static t_certs C;
+#define C t_tls_certs /* support/tlscerts.h */
 
 static int
 h_hello(micro_request *req, micro_response *rsp, void *arg)
@@ -51,94 +51,46 @@ echo_msg(micro_stream *s, const void *body, size_t len, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
-/* A gRPC server and clients with their own settings.                   */
-
-typedef struct gsrv {
-    micro_loop *loop;
-    micro_transport *tr;
-    micro_server *s;
-    micro_options *o;
-    char addr[64];
-} gsrv;
+/* gRPC servers and clients over TLS (support/tlsfx.h).                 */
 
 static void
-srv_start(gsrv *v, const char *server, const char *const *kv)
+handlers(micro_server *s)
 {
-    memset(v, 0, sizeof(*v));
-    assert_int_equal(micro_options_new(&v->o), 0);
-    assert_int_equal(micro_options_set_str(v->o, "server_address",
-                         "127.0.0.1:0"), 0);
-    assert_int_equal(micro_options_set_str(v->o, "server_name", "g"), 0);
-    assert_int_equal(micro_options_set_bool(v->o, "transport_secure", true),
-        0);
-    t_opts_flags(v->o, kv);
-    assert_int_equal(micro_loop_new(&v->loop), 0);
-    assert_int_equal(micro_transport_new_by_name(&v->tr, "http", v->loop,
-                         v->o), 0);
-    assert_int_equal(micro_server_new_with_ops(&v->s,
-                         strcmp(server, "grpc") == 0 ? &micro_server_grpc_ops
-                                                     : &micro_server_mucp_ops,
-                         v->loop, v->tr, v->o), 0);
     micro_handler_desc d = {.size = sizeof(d), .endpoint = "G.Hello",
         .fn = h_hello};
-    assert_int_equal(micro_server_handle(v->s, &d), 0);
+    assert_int_equal(micro_server_handle(s, &d), 0);
     micro_stream_handler e = {.size = sizeof(e), .endpoint = "G.Echo",
         .on_msg = echo_msg};
-    assert_int_equal(micro_server_handle_stream(v->s, &e), 0);
-    int rc = micro_server_start(v->s);
-    if (rc != 0) {
-        print_message("server start: %s; log:\n%s", micro_strerror(rc),
-            t_logcap_text());
-    }
-    assert_int_equal(rc, 0);
-    snprintf(v->addr, sizeof(v->addr), "%s", micro_server_address(v->s));
+    assert_int_equal(micro_server_handle_stream(s, &e), 0);
+}
+
+/* The gRPC server (or, server "mucp", the mucp one over the http
+ * transport) with kv. */
+static void
+srv_start(t_tls_srv *v, const char *server, const char *const *kv)
+{
+    t_tls_srv_start(v, strcmp(server, "grpc") == 0 ? &micro_server_grpc_ops
+                                                   : &micro_server_mucp_ops,
+        kv, handlers);
 }
 
 static void
-srv_stop(gsrv *v)
+cli_new(t_tls_cli *c, const char *const *kv)
 {
-    micro_server_stop(v->s, 3000);
-    micro_server_free(v->s);
-    micro_transport_free(v->tr);
-    micro_loop_free(v->loop);
-    micro_options_free(v->o);
+    t_tls_cli_new(c, &micro_client_grpc_ops, kv);
 }
 
-typedef struct gcli {
-    micro_loop *loop;
-    micro_transport *tr;
-    micro_client *c;
-    micro_options *o;
-} gcli;
-
+/* A gRPC client verifying servers with the CA file ca. */
 static void
-cli_new(gcli *c, const char *const *kv)
+cli_trusting(t_tls_cli *c, const char *ca)
 {
-    memset(c, 0, sizeof(*c));
-    assert_int_equal(micro_options_new(&c->o), 0);
-    assert_int_equal(micro_options_set_bool(c->o, "transport_secure", true),
-        0);
-    assert_int_equal(micro_options_set_int(c->o, "client_retries", 0), 0);
-    t_opts_flags(c->o, kv);
-    assert_int_equal(micro_loop_new(&c->loop), 0);
-    assert_int_equal(micro_transport_new_by_name(&c->tr, "http", c->loop,
-                         c->o), 0);
-    assert_int_equal(micro_client_new_with_ops(&c->c, &micro_client_grpc_ops,
-                         c->tr, NULL, c->o), 0);
-}
-
-static void
-cli_free(gcli *c)
-{
-    micro_client_free(c->c);
-    micro_transport_free(c->tr);
-    micro_loop_free(c->loop);
-    micro_options_free(c->o);
+    const char *kv[] = {t_kv("transport_tls_ca_file", ca), NULL};
+    cli_new(c, kv);
 }
 
 /* One unary call of G.Hello: rc; the answer must be {"got":body}. */
 static int
-call(gcli *c, const char *addr, const char *body)
+call(t_tls_cli *c, const char *addr, const char *body)
 {
     micro_call_opts o = MICRO_CALL_OPTS_INIT;
     o.address = addr;
@@ -163,15 +115,15 @@ call(gcli *c, const char *addr, const char *body)
 /* A client with the CA and a client certificate: served by every server
  * of these tests (mTLS included). */
 static void
-good_call(const gsrv *v)
+good_call(const t_tls_srv *v)
 {
-    gcli c;
+    t_tls_cli c;
     const char *kv[] = {t_kv("transport_tls_ca_file", C.ca),
         t_kv("transport_tls_cert_file", C.cli),
         t_kv("transport_tls_key_file", C.cli_key), NULL};
     cli_new(&c, kv);
     assert_int_equal(call(&c, v->addr, "\"ok\""), 0);
-    cli_free(&c);
+    t_tls_cli_free(&c);
 }
 
 static const char *const *
@@ -194,11 +146,10 @@ static void
 test_unary_and_bidi(void **state)
 {
     (void) state;
-    gsrv v;
+    t_tls_srv v;
     srv_start(&v, "grpc", srv_cert_kv());
-    gcli c;
-    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
-    cli_new(&c, ckv);
+    t_tls_cli c;
+    cli_trusting(&c, C.ca);
     for (int i = 0; i < 20; i++) {
         char b[16];
         snprintf(b, sizeof(b), "%d", i);
@@ -231,14 +182,14 @@ test_unary_and_bidi(void **state)
     assert_int_equal(micro_stream_recv(s, &b), MICRO_EOF);
     micro_stream_free(s);
 
-    gcli p;
+    t_tls_cli p;
     const char *pkv[] = {"transport_secure=false", NULL};
     cli_new(&p, pkv);
     assert_int_not_equal(call(&p, v.addr, "\"plain\""), 0);
-    cli_free(&p);
+    t_tls_cli_free(&p);
     assert_int_equal(call(&c, v.addr, "\"again\""), 0);
-    cli_free(&c);
-    srv_stop(&v);
+    t_tls_cli_free(&c);
+    t_tls_srv_stop(&v);
 }
 
 /* transport_secure without a certificate: a self-signed one (Go Micro's
@@ -248,22 +199,21 @@ static void
 test_self_signed(void **state)
 {
     (void) state;
-    gsrv v;
+    t_tls_srv v;
     srv_start(&v, "grpc", NULL);
-    gcli c;
-    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
-    cli_new(&c, ckv);
+    t_tls_cli c;
+    cli_trusting(&c, C.ca);
     t_logcap_reset();
     assert_int_equal(call(&c, v.addr, "1"), MICRO_ECERT);
     assert_true(t_logcap_has("[grpc] TLS handshake with",
         "self-signed certificate"));
-    cli_free(&c);
-    gcli ins;
+    t_tls_cli_free(&c);
+    t_tls_cli ins;
     const char *ikv[] = {"tls_insecure_skip_verify=true", NULL};
     cli_new(&ins, ikv);
     assert_int_equal(call(&ins, v.addr, "2"), 0);
-    cli_free(&ins);
-    srv_stop(&v);
+    t_tls_cli_free(&ins);
+    t_tls_srv_stop(&v);
 }
 
 /* mTLS: a client without a certificate, and one whose certificate comes
@@ -275,7 +225,7 @@ static void
 test_mtls(void **state)
 {
     (void) state;
-    gsrv v;
+    t_tls_srv v;
     const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
         t_kv("transport_tls_key_file", C.srv_key),
         t_kv("transport_tls_ca_file", C.ca), "transport_tls_client_auth=true",
@@ -289,7 +239,7 @@ test_mtls(void **state)
         {C.bad_cli, C.bad_cli_key, "unable to get local issuer"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        gcli c;
+        t_tls_cli c;
         const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
             bad[i].cert ? t_kv("transport_tls_cert_file", bad[i].cert) : NULL,
             bad[i].cert ? t_kv("transport_tls_key_file", bad[i].key) : NULL,
@@ -302,10 +252,10 @@ test_mtls(void **state)
         assert_true(t_logcap_has("[grpc] TLS handshake with",
             bad[i].server_why));
         assert_true(t_logcap_has("[grpc] TLS with", "alert"));
-        cli_free(&c);
+        t_tls_cli_free(&c);
         good_call(&v);
     }
-    srv_stop(&v);
+    t_tls_srv_stop(&v);
 }
 
 /* A server whose certificate comes from a CA the client does not trust
@@ -316,28 +266,26 @@ static void
 test_wrong_ca(void **state)
 {
     (void) state;
-    gsrv v;
+    t_tls_srv v;
     const char *skv[] = {t_kv("transport_tls_cert_file", C.alt_srv),
         t_kv("transport_tls_key_file", C.alt_srv_key), NULL};
     srv_start(&v, "grpc", skv);
-    gcli c;
-    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
-    cli_new(&c, ckv);
+    t_tls_cli c;
+    cli_trusting(&c, C.ca);
     t_logcap_reset();
     assert_int_equal(call(&c, v.addr, "1"), MICRO_ECERT);
     assert_true(t_logcap_has("[grpc] TLS handshake with",
         "unable to get local issuer"));
     assert_true(t_logcap_has("[grpc] TLS handshake with", "alert"));
-    cli_free(&c);
-    srv_stop(&v);
+    t_tls_cli_free(&c);
+    t_tls_srv_stop(&v);
 
     srv_start(&v, "grpc", srv_cert_kv());
-    const char *okv[] = {t_kv("transport_tls_ca_file", C.other_ca), NULL};
-    cli_new(&c, okv);
+    cli_trusting(&c, C.other_ca);
     assert_int_equal(call(&c, v.addr, "2"), MICRO_ECERT);
-    cli_free(&c);
+    t_tls_cli_free(&c);
     good_call(&v);
-    srv_stop(&v);
+    t_tls_srv_stop(&v);
 }
 
 /* TLS clients that do not offer h2 by ALPN (none at all, or only
@@ -348,7 +296,7 @@ static void
 test_alpn_required(void **state)
 {
     (void) state;
-    gsrv v;
+    t_tls_srv v;
     srv_start(&v, "grpc", srv_cert_kv());
     const char *offers[] = {NULL, "http/1.1", "http/1.1,h2"};
     for (size_t i = 0; i < sizeof(offers) / sizeof(offers[0]); i++) {
@@ -388,7 +336,7 @@ test_alpn_required(void **state)
         micro__tls_ctx_free(ctx);
         good_call(&v);
     }
-    srv_stop(&v);
+    t_tls_srv_stop(&v);
 }
 
 /* The gRPC client refuses a TLS server that does not choose h2 (the mucp
@@ -398,34 +346,15 @@ static void
 test_server_without_h2(void **state)
 {
     (void) state;
-    gsrv v;
+    t_tls_srv v;
     srv_start(&v, "mucp", srv_cert_kv());
-    gcli c;
-    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
-    cli_new(&c, ckv);
+    t_tls_cli c;
+    cli_trusting(&c, C.ca);
     t_logcap_reset();
     assert_int_equal(call(&c, v.addr, "1"), MICRO_ETLS);
     assert_true(t_logcap_has("[grpc]", "instead of ALPN h2"));
-    cli_free(&c);
-    srv_stop(&v);
-}
-
-/* Wait (up to ms) for the peer to close fd: 0 when it did. */
-static int
-wait_closed(int fd, int ms)
-{
-    int64_t until = t_now_ms() + ms;
-    char buf[4096];
-    while (t_now_ms() < until) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 100) > 0) {
-            ssize_t n = recv(fd, buf, sizeof(buf), 0);
-            if (n <= 0) {
-                return 0;
-            }
-        }
-    }
-    return -1;
+    t_tls_cli_free(&c);
+    t_tls_srv_stop(&v);
 }
 
 /* A client that connects and never completes its handshake is dropped at
@@ -434,46 +363,21 @@ static void
 test_stalled_handshake(void **state)
 {
     (void) state;
-    gsrv v;
+    t_tls_srv v;
     const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
         t_kv("transport_tls_key_file", C.srv_key),
         "transport_tls_handshake_timeout=300ms", NULL};
     srv_start(&v, "grpc", skv);
-    char host[64];
-    int port = 0;
-    struct sockaddr_storage ss;
-    assert_int_equal(micro__addr_parse(v.addr, host, sizeof(host), &port,
-                         &ss), 1);
     t_logcap_reset();
-    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *) &ss, sizeof(ss)), 0);
+    int fd = t_raw_dial(v.addr);
     static const unsigned char part[] = {0x16, 3, 1, 0, 0xf0, 1};
     assert_int_equal(send(fd, part, sizeof(part), 0), (ssize_t) sizeof(part));
     good_call(&v);
-    assert_int_equal(wait_closed(fd, 20000), 0);
+    assert_int_equal(t_wait_closed(fd, 20000), 0);
     close(fd);
     assert_true(t_logcap_has("[grpc] TLS handshake with", "not complete"));
     good_call(&v);
-    srv_stop(&v);
-}
-
-static int
-setup(void **state)
-{
-    (void) state;
-    t_logcap_install(MICRO_LOG_INFO);
-    t_certs_make(&C);
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void) state;
-    t_certs_free(&C);
-    t_logcap_uninstall();
-    return 0;
+    t_tls_srv_stop(&v);
 }
 
 int
@@ -489,5 +393,6 @@ main(void)
         cmocka_unit_test(test_server_without_h2),
         cmocka_unit_test(test_stalled_handshake),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, t_tls_group_setup,
+        t_tls_group_teardown);
 }
