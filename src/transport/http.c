@@ -24,7 +24,6 @@
 
 #include <stdatomic.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 
 #define HT_COMPONENT "transport.http"
 
