@@ -718,7 +718,7 @@ static const micro_option_desc http_options[] = {
         "client: the name the server's certificate must carry (default: "
         "the dialled host)"},
     {"transport_tls_alpn", MICRO_OPT_STR, "http/1.1",
-        "ALPN protocols offered, comma-separated"},
+        "ALPN protocols offered, comma-separated (gRPC always uses h2)"},
     {"transport_tls_handshake_timeout", MICRO_OPT_MS, "10s",
         "a TLS handshake not complete by then is dropped"},
     MICRO_OPTION_END,
