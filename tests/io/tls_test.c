@@ -128,21 +128,22 @@ call(t_tls_cli *c, const char *addr, const char *body, char *out, size_t cap)
     return rc;
 }
 
+/* t_tls_call_fn: "ok" echoed. */
+static int
+call_ok(t_tls_cli *c, const char *addr)
+{
+    char out[64];
+    int rc = call(c, addr, "\"ok\"", out, sizeof(out));
+    if (rc == 0) {
+        assert_string_equal(out, "\"ok\"");
+    }
+    return rc;
+}
+
 static void
 good_call(t_tls_srv *v)
 {
-    t_tls_cli c;
-    /* With a client certificate: good for mTLS servers too. */
-    char ca[300], cert[300], key[300];
-    snprintf(ca, sizeof(ca), "transport_tls_ca_file=%s", C.ca);
-    snprintf(cert, sizeof(cert), "transport_tls_cert_file=%s", C.cli);
-    snprintf(key, sizeof(key), "transport_tls_key_file=%s", C.cli_key);
-    const char *kv[] = {ca, cert, key, NULL};
-    t_tls_cli_new(&c, NULL, kv);
-    char out[64];
-    assert_int_equal(call(&c, v->addr, "\"ok\"", out, sizeof(out)), 0);
-    assert_string_equal(out, "\"ok\"");
-    t_tls_cli_free(&c);
+    t_tls_good_call(v, NULL, call_ok);
 }
 
 /* ------------------------------------------------------------------ */
@@ -287,46 +288,8 @@ test_mtls(void **state)
 {
     (void) state;
     t_tls_srv v;
-    const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
-        t_kv("transport_tls_key_file", C.srv_key),
-        t_kv("transport_tls_ca_file", C.ca), "transport_tls_client_auth=true",
-        NULL};
-    srv_start(&v, skv);
-    struct {
-        const char *cert, *key, *server_why;
-    } bad[] = {
-        {NULL, NULL, "did not return a certificate"},
-        {C.bad_cli, C.bad_cli_key, "unable to get local issuer"},
-        {C.old_cli, C.old_cli_key, "certificate has expired"},
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        t_tls_cli c;
-        const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
-            bad[i].cert ? t_kv("transport_tls_cert_file", bad[i].cert) : NULL,
-            bad[i].cert ? t_kv("transport_tls_key_file", bad[i].key) : NULL,
-            NULL};
-        t_tls_cli_new(&c, NULL, ckv);
-        t_logcap_reset();
-        int rc = call(&c, v.addr, "\"x\"", NULL, 0);
-        print_message("  client %zu: %s\n", i, micro_strerror(rc));
-        /* TLS 1.3: the client's side of the handshake is over before the
-         * server refuses its certificate; the refusal (an alert) ends the
-         * exchange, and reads as a certificate error. */
-        assert_int_equal(rc, MICRO_ECERT);
-        assert_true(t_logcap_has("TLS handshake with", bad[i].server_why));
-        assert_true(t_logcap_has("[transport.http] TLS with", "alert"));
-        t_tls_cli_free(&c);
-        good_call(&v); /* still serving */
-    }
-    t_tls_cli c;
-    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
-        t_kv("transport_tls_cert_file", C.cli),
-        t_kv("transport_tls_key_file", C.cli_key), NULL};
-    t_tls_cli_new(&c, NULL, ckv);
-    char out[64];
-    assert_int_equal(call(&c, v.addr, "\"m\"", out, sizeof(out)), 0);
-    assert_string_equal(out, "\"m\"");
-    t_tls_cli_free(&c);
+    srv_start(&v, t_tls_srv_kv(true));
+    t_tls_mtls_refusals(&v, NULL, call_ok, "transport.http", true);
     t_tls_srv_stop(&v);
 }
 

@@ -14,6 +14,7 @@
 #include "io/stream.h"
 #include "support/logcap.h"
 #include "support/support.h"
+#include "support/tlscerts.h"
 
 void
 t_tls_srv_start(t_tls_srv *v, const micro_server_ops *ops,
@@ -83,6 +84,69 @@ t_tls_cli_free(t_tls_cli *c)
     micro_transport_free(c->tr);
     micro_loop_free(c->loop);
     micro_options_free(c->o);
+}
+
+const char *const *
+t_tls_srv_kv(bool mtls)
+{
+    static const char *kv[5];
+    const t_certs *c = &t_tls_certs;
+    kv[0] = t_kv("transport_tls_cert_file", c->srv);
+    kv[1] = t_kv("transport_tls_key_file", c->srv_key);
+    kv[2] = mtls ? t_kv("transport_tls_ca_file", c->ca) : NULL;
+    kv[3] = mtls ? "transport_tls_client_auth=true" : NULL;
+    kv[4] = NULL;
+    return kv;
+}
+
+/* A client trusting the test CA with cert/key (NULL: none). */
+static void
+client(t_tls_cli *c, const micro_client_ops *ops, const char *cert,
+    const char *key)
+{
+    const char *kv[] = {t_kv("transport_tls_ca_file", t_tls_certs.ca),
+        cert ? t_kv("transport_tls_cert_file", cert) : NULL,
+        cert ? t_kv("transport_tls_key_file", key) : NULL, NULL};
+    t_tls_cli_new(c, ops, kv);
+}
+
+void
+t_tls_good_call(const t_tls_srv *v, const micro_client_ops *ops,
+    t_tls_call_fn call)
+{
+    t_tls_cli c;
+    client(&c, ops, t_tls_certs.cli, t_tls_certs.cli_key);
+    assert_int_equal(call(&c, v->addr), 0);
+    t_tls_cli_free(&c);
+}
+
+void
+t_tls_mtls_refusals(const t_tls_srv *v, const micro_client_ops *ops,
+    t_tls_call_fn call, const char *comp, bool expired)
+{
+    const t_certs *k = &t_tls_certs;
+    struct {
+        const char *cert, *key, *server_why;
+    } bad[] = {
+        {NULL, NULL, "did not return a certificate"},
+        {k->bad_cli, k->bad_cli_key, "unable to get local issuer"},
+        {k->old_cli, k->old_cli_key, "certificate has expired"},
+    };
+    char srv_line[96], cli_line[96];
+    snprintf(srv_line, sizeof(srv_line), "[%s] TLS handshake with", comp);
+    snprintf(cli_line, sizeof(cli_line), "[%s] TLS with", comp);
+    for (size_t i = 0; i < (expired ? 3u : 2u); i++) {
+        t_tls_cli c;
+        client(&c, ops, bad[i].cert, bad[i].key);
+        t_logcap_reset();
+        int rc = call(&c, v->addr);
+        print_message("  client %zu: %s\n", i, micro_strerror(rc));
+        assert_int_equal(rc, MICRO_ECERT);
+        assert_true(t_logcap_has(srv_line, bad[i].server_why));
+        assert_true(t_logcap_has(cli_line, "alert"));
+        t_tls_cli_free(&c);
+        t_tls_good_call(v, ops, call);
+    }
 }
 
 int
