@@ -5,8 +5,11 @@
 # --server=grpc: the path's text after the last dot names the handler, so
 # /bench.Greeter/Hello is its Greeter.Hello) and to gRPC C++'s callback
 # server (bench_grpc_server), 64 concurrent streams over 1 connection and
-# over 4 (16 each). Servers pinned to SERVER_CPU (one core), h2load to
-# CLIENT_CPU. Prints a Markdown table of the medians of RUNS runs.
+# over 4 (16 each); and cmicro's gRPC server over TLS ("cmicro-tls":
+# --transport_secure with its self-signed certificate; h2load https://,
+# h2 by ALPN, one handshake per connection). Servers pinned to SERVER_CPU
+# (one core), h2load to CLIENT_CPU. Prints a Markdown table of the medians
+# of RUNS runs.
 #
 #   bench/h2load.sh                 # BUILD_DIR (build-bench), RUNS (3),
 #                                   # REQUESTS (100000) per run
@@ -53,6 +56,8 @@ start() { # name argv...: prints the address it listens on
 declare -A ADDR
 ADDR[cmicro]=$(start cmicro "$CMICRO" --server=grpc --registry=memory \
     --server_address=127.0.0.1:0)
+ADDR[cmicro-tls]=$(start cmicro-tls "$CMICRO" --server=grpc --registry=memory \
+    --server_address=127.0.0.1:0 --transport_secure)
 if [ -x "$GRPCXX" ]; then
     ADDR[grpc++]=$(start grpcxx "$GRPCXX" 127.0.0.1:0)
 fi
@@ -62,9 +67,11 @@ for r in $(seq 1 "$RUNS"); do
     for who in "${!ADDR[@]}"; do
         for cm in "1 64" "4 16"; do
             set -- $cm
+            scheme=http
+            [ "$who" = cmicro-tls ] && scheme=https
             out=$(taskset -c "$CLIENT_CPU" h2load -n "$REQUESTS" -c "$1" -m "$2" \
                 -d "$TMP/req.bin" -H 'content-type: application/grpc' \
-                -H 'te: trailers' "http://${ADDR[$who]}/bench.Greeter/Hello" 2>&1)
+                -H 'te: trailers' "$scheme://${ADDR[$who]}/bench.Greeter/Hello" 2>&1)
             rps=$(echo "$out" | awk '/^finished in/ {print $4}')
             ok=$(echo "$out" | awk '/^requests:/ {print $8}')
             printf '%s\t%s\t%s\t%s\n' "$who" "$1x$2" "$rps" "$ok" >>"$TMP/res.tsv"
@@ -83,8 +90,10 @@ for (who, shape), v in sorted(rows.items()):
     print("| %s | %s | %.0f | %d of %d |" % (who, shape,
         statistics.median(x[0] for x in v), min(x[1] for x in v), int(sys.argv[2])))
 for shape in ("1x64", "4x16"):
-    a, b = rows.get(("cmicro", shape)), rows.get(("grpc++", shape))
-    if a and b:
-        print("\ncmicro / gRPC C++ at %s: %.2fx" % (shape,
-            statistics.median(x[0] for x in a) / statistics.median(x[0] for x in b)))
+    for x, y, what in (("cmicro", "grpc++", "cmicro / gRPC C++"),
+                       ("cmicro-tls", "cmicro", "cmicro TLS / plaintext")):
+        a, b = rows.get((x, shape)), rows.get((y, shape))
+        if a and b:
+            print("\n%s at %s: %.2fx" % (what, shape,
+                statistics.median(v[0] for v in a) / statistics.median(v[0] for v in b)))
 PY

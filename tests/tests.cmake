@@ -20,6 +20,7 @@ set(MICRO_TEST_SPECIAL
   "http/server:unit|concurrency:60"
   "http/h2:unit|concurrency:300"
   "server/grpc:unit|concurrency:120"
+  "server/grpc_tls:unit|concurrency:180"
   "broker/nats:server|concurrency:180"
   "server/subscriber:unit|concurrency:60"
   "registry/watch:unit|concurrency:60"

@@ -4,12 +4,14 @@
 // the unary rows; Greeter.Stream (bidirectional: each HelloRequest answered
 // with "Hello <name>") for the streaming rows.
 //
-//   bench_grpc_server 127.0.0.1:PORT
+//   bench_grpc_server 127.0.0.1:PORT [CERT.pem KEY.pem]
 //
-// Prints "bench_grpc_server listening on HOST:PORT" once it serves.
+// With a certificate and key it serves over TLS (gRPC's SSL credentials:
+// ALPN h2). Prints "bench_grpc_server listening on HOST:PORT" once it serves.
 #include <cstddef>
 #include <cstdio>
 #include <deque>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -126,19 +128,35 @@ class GreeterImpl final : public bench::Greeter::CallbackService {
     }
 };
 
+std::string
+slurp(const char *path)
+{
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f),
+        std::istreambuf_iterator<char>());
+}
+
 } // namespace
 
 int
 main(int argc, char **argv)
 {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: bench_grpc_server HOST:PORT\n");
+    if (argc != 2 && argc != 4) {
+        std::fprintf(stderr,
+            "usage: bench_grpc_server HOST:PORT [CERT.pem KEY.pem]\n");
         return 2;
+    }
+    std::shared_ptr<grpc::ServerCredentials> creds =
+        grpc::InsecureServerCredentials();
+    if (argc == 4) {
+        grpc::SslServerCredentialsOptions o;
+        o.pem_key_cert_pairs.push_back({slurp(argv[3]), slurp(argv[2])});
+        creds = grpc::SslServerCredentials(o);
     }
     GreeterImpl service;
     grpc::ServerBuilder b;
     int port = 0;
-    b.AddListeningPort(argv[1], grpc::InsecureServerCredentials(), &port);
+    b.AddListeningPort(argv[1], creds, &port);
     b.RegisterService(&service);
     std::unique_ptr<grpc::Server> server = b.BuildAndStart();
     if (!server || port == 0) {

@@ -577,8 +577,9 @@ static const micro__bs_cbs bs_cbs = {
 };
 
 /* End the connection: every stream's on_close (rc for them is
- * MICRO_ECONNRESET, or MICRO_ECLOSED when the owner closed), then the
- * owner's on_close when notify. Frees once the engine is at the top. */
+ * MICRO_ECONNRESET, MICRO_ECERT / MICRO_ETLS when the TLS stream under
+ * it failed, or MICRO_ECLOSED when the owner closed), then the owner's
+ * on_close when notify. Frees once the engine is at the top. */
 static void
 finish(micro__h2 *c, int rc, bool notify)
 {
@@ -590,8 +591,10 @@ finish(micro__h2 *c, int rc, bool notify)
     micro__timer_stop(c->bs->loop, &c->ping);
     micro__bs_read_stop(c->bs);
     int src = notify ? MICRO_ECONNRESET : MICRO_ECLOSED;
-    if (rc == MICRO_EOF && notify) {
-        src = MICRO_ECONNRESET;
+    if (notify && (rc == MICRO_ECERT || rc == MICRO_ETLS)) {
+        /* A TLS 1.3 client hears that its certificate was refused only
+         * after its handshake: its calls fail with the reason. */
+        src = rc;
     }
     c->depth++;
     while (c->streams != NULL) {

@@ -79,7 +79,9 @@ typedef struct micro__h2_stream_cbs {
     void (*on_drain)(void *arg, micro__h2_stream *st);
     /* The stream is over: rc 0 (both sides ended), MICRO_ECANCELED (the
      * peer reset it: h2err its code), MICRO_ECONNRESET (the connection was
-     * lost), MICRO_ECLOSED (the engine closed). Last callback for st,
+     * lost), MICRO_ECERT / MICRO_ETLS (the TLS stream under it failed, e.g.
+     * the server refused our certificate after a TLS 1.3 handshake),
+     * MICRO_ECLOSED (the engine closed). Last callback for st,
      * which is freed after it returns. */
     void (*on_close)(void *arg, micro__h2_stream *st, int rc,
         uint32_t h2err);

@@ -190,6 +190,57 @@ micro__tls_conf_clear(micro__tls_conf *c)
 }
 
 /* ------------------------------------------------------------------ */
+/* A transport's two ends.                                              */
+
+int
+micro__tls_ends_init(micro__tls_ends *e, const micro__tls_conf *conf)
+{
+    memset(e, 0, sizeof(*e));
+    int rc = micro__tls_conf_copy(&e->conf, conf);
+    if (rc == 0) {
+        rc = micro__tls_ctx_new(&e->client, false, conf);
+    }
+    if (rc != 0) {
+        micro__tls_ends_clear(e);
+    }
+    return rc;
+}
+
+int
+micro__tls_ends_listen(micro__tls_ends *e, const char *addr,
+    micro__tls_ctx **out)
+{
+    if (e->client != NULL && e->server == NULL) {
+        /* Go Micro's self-signed certificate names the listen host (every
+         * interface address when it is empty). */
+        char host[64] = "";
+        int port = 0;
+        struct sockaddr_storage ss;
+        if (micro__addr_parse(addr, host, sizeof(host), &port, &ss) < 0) {
+            host[0] = '\0';
+        }
+        micro__tls_conf c = e->conf;
+        c.self_signed_host = host;
+        int rc = micro__tls_ctx_new(&e->server, true, &c);
+        if (rc != 0) {
+            *out = NULL;
+            return rc;
+        }
+    }
+    *out = e->server;
+    return 0;
+}
+
+void
+micro__tls_ends_clear(micro__tls_ends *e)
+{
+    micro__tls_ctx_free(e->server);
+    micro__tls_ctx_free(e->client);
+    micro__tls_conf_clear(&e->conf);
+    e->server = e->client = NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Listening.                                                           */
 
 /* A handshake in progress on a listener. */

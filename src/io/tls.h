@@ -47,6 +47,10 @@ typedef struct micro__tls_conf {
      * (an IP or a name); NULL or empty: every interface address. */
     const char *self_signed_host;
     const char *component; /* for log lines; NULL: "io.tls" */
+    /* Server: a client that offers none of alpn (or no ALPN at all) is
+     * refused in the handshake with the no_application_protocol alert
+     * (RFC 7301 3.2), as gRPC over TLS needs h2. */
+    bool alpn_required;
 } micro__tls_conf;
 
 /* A context for servers (server true) or clients. MICRO_EINVAL (a file
@@ -98,6 +102,29 @@ void micro__tls_conf_clear(micro__tls_conf *c);
  * s is not TLS. */
 const char *micro__tls_alpn(const micro__bs *s);
 bool micro__bs_is_tls(const micro__bs *s);
+
+/*
+ * A transport's TLS, both ends (the http and grpc transports): the
+ * configuration read at init, the client context made then, and the
+ * server's made at the first listen, when its self-signed certificate
+ * (no cert_file) can name the listen host, as Go Micro's does.
+ */
+typedef struct micro__tls_ends {
+    micro__tls_conf conf;   /* owned copy */
+    micro__tls_ctx *client; /* NULL: not secure */
+    micro__tls_ctx *server; /* made by micro__tls_ends_listen */
+} micro__tls_ends;
+
+/* Copy conf (loaded by micro__tls_conf_load and adjusted by the caller)
+ * and make the client context. MICRO_EINVAL (files that do not load:
+ * logged), MICRO_ENOMEM, MICRO_ENOTBUILT; e is then empty. */
+int micro__tls_ends_init(micro__tls_ends *e, const micro__tls_conf *conf);
+/* The server context for a listener on addr (made on the first call):
+ * *out is NULL when e is not secure. Errors as micro__tls_ctx_new. */
+int micro__tls_ends_listen(micro__tls_ends *e, const char *addr,
+    micro__tls_ctx **out);
+/* Drop the contexts and the configuration; an empty e is a no-op. */
+void micro__tls_ends_clear(micro__tls_ends *e);
 
 /* ------------------------------------------------------------------ */
 /* Listening and dialling, plain or TLS.                                */

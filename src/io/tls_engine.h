@@ -15,7 +15,7 @@
 
 #include "io/tls.h"
 
-#define MICRO__TLS_ENGINE_ABI 1
+#define MICRO__TLS_ENGINE_ABI 2 /* 2: micro__tls_conf.alpn_required */
 
 /* What the host (libcmicro) lends the engine. */
 typedef struct micro__tls_host {

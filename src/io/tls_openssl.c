@@ -59,7 +59,7 @@ struct micro__tls_ctx {
     SSL_CTX *ssl; /* current; SSL_new references it */
     /* the configuration, owned */
     char *cert_file, *key_file, *ca_file, *server_name, *component;
-    bool verify, client_auth;
+    bool verify, client_auth, alpn_required;
     int64_t hs_timeout_ms;
     unsigned char *alpn; /* wire form: length-prefixed names */
     size_t alpn_len;
@@ -143,7 +143,30 @@ alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
         *out = sel;
         return SSL_TLSEXT_ERR_OK;
     }
+    if (c->alpn_required) {
+        /* OpenSSL sends no_application_protocol; the reason is logged by
+         * the handshake's failure. */
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     return SSL_TLSEXT_ERR_NOACK; /* no overlap: carry on without ALPN */
+}
+
+/* alpn_required: a ClientHello without ALPN is refused as one without an
+ * overlap is (alpn_select runs only when the client offers a list). */
+static int
+alpn_hello(SSL *ssl, int *al, void *arg)
+{
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    (void) arg;
+    if (SSL_client_hello_get0_ext(ssl,
+            TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &n) ==
+        1) {
+        return SSL_CLIENT_HELLO_SUCCESS;
+    }
+    ERR_raise(ERR_LIB_SSL, SSL_R_NO_APPLICATION_PROTOCOL);
+    *al = SSL_AD_NO_APPLICATION_PROTOCOL;
+    return SSL_CLIENT_HELLO_ERROR;
 }
 
 static int self_signed(micro__tls_ctx *c, const char *host);
@@ -207,6 +230,9 @@ build(micro__tls_ctx *c, char *why, size_t wcap)
                 : SSL_VERIFY_NONE, NULL);
         if (c->alpn_len > 0) {
             SSL_CTX_set_alpn_select_cb(s, alpn_select, c);
+            if (c->alpn_required) {
+                SSL_CTX_set_client_hello_cb(s, alpn_hello, c);
+            }
         }
     } else {
         SSL_CTX_set_verify(s, c->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
@@ -281,6 +307,7 @@ e_ctx_new(micro__tls_ctx **out, bool server, const micro__tls_conf *conf)
     c->component = micro__tls_strdup(conf->component, &rc);
     c->verify = conf->verify;
     c->client_auth = conf->client_auth;
+    c->alpn_required = conf->alpn_required;
     c->hs_timeout_ms = conf->handshake_timeout_ms > 0
         ? conf->handshake_timeout_ms : 10000;
     if (rc == 0) {
@@ -490,6 +517,24 @@ failure(tls_stream *s, int ret, char *why, size_t cap)
     err_text(lib, sizeof(lib));
     if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN) {
         snprintf(lib, sizeof(lib), "the peer closed the connection");
+    }
+    if (ERR_GET_LIB(first) == ERR_LIB_SSL &&
+        ERR_GET_REASON(first) == SSL_R_NO_APPLICATION_PROTOCOL) {
+        /* ours (alpn_required): name what the client should offer */
+        char want[128];
+        size_t k = 0;
+        const micro__tls_ctx *c = s->ctx;
+        for (size_t i = 0; i < c->alpn_len && k + 1 < sizeof(want);) {
+            size_t l = c->alpn[i++];
+            int w = snprintf(want + k, sizeof(want) - k, "%s%.*s",
+                k ? ", " : "", (int) l, (const char *) c->alpn + i);
+            k += w > 0 ? (size_t) w : 0;
+            i += l;
+        }
+        want[k < sizeof(want) ? k : sizeof(want) - 1] = '\0';
+        snprintf(lib, sizeof(lib),
+            "no application protocol: the client offers no ALPN %s "
+            "(refused with the no_application_protocol alert)", want);
     }
     long vr = SSL_get_verify_result(s->ssl);
     if (vr != X509_V_OK) {

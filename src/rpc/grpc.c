@@ -1,11 +1,14 @@
 /*
  * gRPC over HTTP/2 as transport sockets (grpc.h). Server side: a TCP
- * listener whose connections run the HTTP/2 engine; every request stream
+ * listener (TLS with transport_secure: io/tls.h hands over a connection
+ * once its handshake chose ALPN h2, and refuses clients that offer no
+ * h2) whose connections run the HTTP/2 engine; every request stream
  * becomes an accepted socket once its headers are read and its endpoint is
  * known (unknown and malformed paths are answered here, UNIMPLEMENTED, as
  * Go Micro's gRPC server does). Client side: one HTTP/2 connection per
  * address per loop, shared by every socket dialled there (each socket is
- * one stream on it).
+ * one stream on it), over TLS when secure (a server that does not choose
+ * ALPN h2 is refused).
  *
  * Flow control: a socket paused by its owner stops consuming its stream's
  * DATA, so the peer stops after one stream window; received bytes are
@@ -16,6 +19,7 @@
 #include "core/msg_internal.h"
 #include "http/h2.h"
 #include "io/stream.h"
+#include "io/tls.h"
 #include "rpc/mucp.h"
 
 #include <ctype.h>
@@ -35,8 +39,8 @@ struct gconn {
     micro__h2 *h2;
     gconn *prev, *next;
     char addr[96];       /* client: the dialled address */
-    micro__aio aio;      /* client: the dial */
-    micro__tcp_dial dial;
+    micro__aio aio;      /* client: the dial (TCP, then TLS when secure) */
+    micro__io_dial dial;
     gsock *waiting;      /* client: sockets waiting for the dial */
     bool connected;
 };
@@ -55,8 +59,10 @@ struct gloop {
 struct gstate {
     micro_loop *loop;
     micro_transport *t;
-    micro__tcp_listener *listener;
+    micro__io_listener *listener;
     char address[96];
+    /* transport_secure: TLS under HTTP/2, ALPN h2 only (tls.client set) */
+    micro__tls_ends tls;
     gconn *conns;        /* server connections */
     micro__grpc_classify_fn classify;
     void *classify_arg;
@@ -1018,6 +1024,21 @@ on_conn_dialed(micro__aio *a)
         micro__free(gc);
         return;
     }
+    if (rc == 0 && gc->st->tls.client != NULL) {
+        /* gRPC over TLS is HTTP/2 chosen by ALPN: a server that did not
+         * choose h2 speaks something else (HTTP/1.1, perhaps Go Micro's
+         * http transport). */
+        const char *p = micro__tls_alpn(bs);
+        if (p == NULL || strcmp(p, "h2") != 0) {
+            MICRO_LOGF(MICRO_LOG_WARN, GR_COMPONENT,
+                "%s: the TLS server negotiated %s%s%s instead of ALPN h2: "
+                "not a gRPC server, refused", gc->addr,
+                p != NULL && p[0] ? "ALPN \"" : "no ALPN",
+                p != NULL ? p : "", p != NULL && p[0] ? "\"" : "");
+            micro__bs_close(bs);
+            rc = MICRO_ETLS;
+        }
+    }
     if (rc == 0) {
         rc = micro__h2_new(&gc->h2, bs, &gc->st->h2c, &client_cbs, gc);
     }
@@ -1072,10 +1093,11 @@ grpc_dial(void *st_, micro_socket *s, const char *addr, int64_t timeout_ms)
         gc->gl = gl;
         snprintf(gc->addr, sizeof(gc->addr), "%s", addr);
         gc->dial.addr = gc->addr;
+        gc->dial.tls = st->tls.client;
         gconn_link(&gl->conns, gc);
         micro__aio_init(&gc->aio, gl->loop, on_conn_dialed, gc);
         micro__aio_set_timeout(&gc->aio, timeout_ms);
-        micro__aio_start(&gc->aio, micro__tcp_dial_start, &gc->dial);
+        micro__aio_start(&gc->aio, micro__io_dial_start, &gc->dial);
     }
     if (!gc->connected) {
         gs->wnext = gc->waiting;
@@ -1302,7 +1324,8 @@ cl_open(gsock *gs, const micro_msg *m)
     micro__h2_nv nv[64];
     size_t n = 0;
     nv[n++] = NV(":method", "POST");
-    nv[n++] = NV(":scheme", "http");
+    nv[n++] = NV(":scheme",
+        gs->st->tls.client != NULL ? "https" : "http");
     nv[n++] = NV(":path", gs->path);
     nv[n++] = NV(":authority", gs->gc->addr);
     nv[n++] = NV("content-type", gs->ct);
@@ -1570,6 +1593,19 @@ grpc_init(void *st_, micro_loop *loop, const micro_options *opts)
 {
     gstate *st = st_;
     st->loop = loop;
+    /* TLS as the http transport's (transport_secure, the certificate, key
+     * and CA files, mTLS, server name, skip verify, handshake timeout),
+     * except ALPN: h2, required both ways. */
+    micro__tls_conf tc;
+    if (micro__tls_conf_load(&tc, opts, "transport")) {
+        tc.component = GR_COMPONENT;
+        tc.alpn = "h2";
+        tc.alpn_required = true;
+        int rc = micro__tls_ends_init(&st->tls, &tc);
+        if (rc != 0) {
+            return rc;
+        }
+    }
     /* The server's or the client's options (whichever made it). */
     int64_t mm = micro_options_get_int(opts, "server_grpc_max_msg_size");
     if (mm <= 0) {
@@ -1594,12 +1630,17 @@ grpc_listen(void *st_, micro_transport *t, const char *addr)
 {
     gstate *st = st_;
     st->t = t;
-    int rc = micro__tcp_listen(st->loop, addr, on_accept, st, &st->listener);
+    micro__tls_ctx *tls = NULL;
+    int rc = micro__tls_ends_listen(&st->tls, addr, &tls);
+    if (rc == 0) {
+        rc = micro__io_listen(st->loop, addr, tls, on_accept, st,
+            &st->listener);
+    }
     if (rc != 0) {
         return rc;
     }
     snprintf(st->address, sizeof(st->address), "%s",
-        micro__tcp_listener_address(st->listener));
+        micro__io_listener_address(st->listener));
     return 0;
 }
 
@@ -1617,7 +1658,7 @@ grpc_stop_listen(void *st_)
 {
     gstate *st = st_;
     if (st->listener != NULL) {
-        micro__tcp_listener_close(st->listener);
+        micro__io_listener_close(st->listener);
         st->listener = NULL;
     }
     for (gconn *gc = st->conns; gc != NULL; gc = gc->next) {
@@ -1678,6 +1719,7 @@ grpc_fini(void *st_)
 {
     gstate *st = st_;
     pthread_mutex_destroy(&st->mu);
+    micro__tls_ends_clear(&st->tls);
 }
 
 const micro_transport_ops micro__grpc_transport_ops = {

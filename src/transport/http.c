@@ -24,7 +24,6 @@
 
 #include <stdatomic.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 
 #define HT_COMPONENT "transport.http"
 
@@ -37,11 +36,7 @@ typedef struct http_state {
     micro__http_cfg cfg;
     micro__io_listener *listener;
     char address[80];
-    /* TLS (transport_secure): the configuration, and the contexts made
-     * from it (the server's at listen, for its self-signed host). */
-    bool secure;
-    micro__tls_conf tls_conf;
-    micro__tls_ctx *tls_server, *tls_client;
+    micro__tls_ends tls; /* transport_secure: tls.client set */
     hsock *conns;   /* accepted sockets (loop thread) */
     size_t nconns;
     size_t partial; /* bytes of partially received bodies (loop thread) */
@@ -458,7 +453,7 @@ http_dial(void *st_, micro_socket *s, const char *addr, int64_t timeout_ms)
     d->hs = hs;
     memset(&d->d, 0, sizeof(d->d));
     d->d.addr = d->addr;
-    d->d.tls = st->tls_client;
+    d->d.tls = st->tls.client;
     hs->dial = d;
     micro__aio_init(&d->aio, micro_socket_loop(s), on_dialed, d);
     micro__aio_set_timeout(&d->aio, timeout_ms);
@@ -588,28 +583,19 @@ http_init(void *st_, micro_loop *loop, const micro_options *opts)
     st->loop = loop;
     micro__http_cfg_load(&st->cfg, opts);
     micro__tls_conf tc;
-    st->secure = micro__tls_conf_load(&tc, opts, "transport");
-    if (st->secure) {
-        /* opts is gone after init: the server's context, made at listen,
-         * reads an owned copy. */
+    if (micro__tls_conf_load(&tc, opts, "transport")) {
         tc.component = HT_COMPONENT;
         if (tc.alpn == NULL) {
             tc.alpn = "http/1.1"; /* as Go's net/http forces */
         }
-        int rc = micro__tls_conf_copy(&st->tls_conf, &tc);
-        if (rc == 0) {
-            rc = micro__tls_ctx_new(&st->tls_client, false, &tc);
-        }
+        int rc = micro__tls_ends_init(&st->tls, &tc);
         if (rc != 0) {
-            micro__tls_conf_clear(&st->tls_conf);
             return rc;
         }
     }
     int rc = micro__http_pool_new(&st->pool, &st->cfg);
     if (rc != 0) {
-        micro__tls_ctx_free(st->tls_client);
-        st->tls_client = NULL;
-        micro__tls_conf_clear(&st->tls_conf);
+        micro__tls_ends_clear(&st->tls);
     }
     return rc;
 }
@@ -619,24 +605,12 @@ http_listen(void *st_, micro_transport *t, const char *addr)
 {
     http_state *st = st_;
     st->t = t;
-    if (st->secure && st->tls_server == NULL) {
-        /* Go Micro's self-signed certificate names the listen host (every
-         * interface address when it is empty). */
-        char host[64] = "";
-        int port = 0;
-        struct sockaddr_storage ss;
-        if (micro__addr_parse(addr, host, sizeof(host), &port, &ss) < 0) {
-            host[0] = '\0';
-        }
-        micro__tls_conf c = st->tls_conf;
-        c.self_signed_host = host;
-        int rc = micro__tls_ctx_new(&st->tls_server, true, &c);
-        if (rc != 0) {
-            return rc;
-        }
+    micro__tls_ctx *tls = NULL;
+    int rc = micro__tls_ends_listen(&st->tls, addr, &tls);
+    if (rc == 0) {
+        rc = micro__io_listen(st->loop, addr, tls, on_accept, st,
+            &st->listener);
     }
-    int rc = micro__io_listen(st->loop, addr, st->tls_server, on_accept, st,
-        &st->listener);
     if (rc != 0) {
         return rc;
     }
@@ -665,7 +639,7 @@ http_roundtrip(void *st_, const char *addr, const micro_msg *req,
     int64_t timeout_ms, micro_msg **rsp, int *sent)
 {
     http_state *st = st_;
-    if (st->secure) {
+    if (st->tls.client != NULL) {
         /* The blocking fast path speaks plain TCP; TLS goes through the
          * loop (the front end's generic round trip). */
         return MICRO_ENOTSUP;
@@ -702,9 +676,7 @@ http_fini(void *st_)
 {
     http_state *st = st_;
     micro__http_pool_free(st->pool);
-    micro__tls_ctx_free(st->tls_server);
-    micro__tls_ctx_free(st->tls_client);
-    micro__tls_conf_clear(&st->tls_conf);
+    micro__tls_ends_clear(&st->tls);
 }
 
 /* The options this transport reads (its --help group); the HTTP broker
@@ -746,7 +718,7 @@ static const micro_option_desc http_options[] = {
         "client: the name the server's certificate must carry (default: "
         "the dialled host)"},
     {"transport_tls_alpn", MICRO_OPT_STR, "http/1.1",
-        "ALPN protocols offered, comma-separated"},
+        "ALPN protocols offered, comma-separated (gRPC always uses h2)"},
     {"transport_tls_handshake_timeout", MICRO_OPT_MS, "10s",
         "a TLS handshake not complete by then is dropped"},
     MICRO_OPTION_END,

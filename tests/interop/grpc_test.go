@@ -126,26 +126,7 @@ func TestGRPCGoClientBidiStream(t *testing.T) {
 	cc := grpcDial(t, srv.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
-	if err != nil {
-		t.Fatalf("NewStream: %v", err)
-	}
-	names := []string{"a", "b", "c", "d", "e"}
-	for _, n := range names {
-		if err := s.SendMsg(&greeterpb.Request{Name: n}); err != nil {
-			t.Fatalf("send %s: %v", n, err)
-		}
-		rsp := &greeterpb.Response{}
-		if err := s.RecvMsg(rsp); err != nil || rsp.Msg != "Hello "+n {
-			t.Fatalf("recv for %s: %v %q", n, err, rsp.Msg)
-		}
-	}
-	if err := s.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RecvMsg(&greeterpb.Response{}); err != io.EOF {
-		t.Fatalf("after CloseSend: %v, want io.EOF", err)
-	}
+	bidiHellos(t, cc, "a", "b", "c", "d", "e")
 	// Pipelined: send all, close, then read all.
 	s2, err := cc.NewStream(ctx, bidi, "/greeter.Greeter/Stream")
 	if err != nil {
@@ -381,19 +362,17 @@ func TestGRPCCClientCallsGRPCGoServer(t *testing.T) {
 	}
 }
 
-// The C client -> gRPC C++'s greeter (bench/grpc, Debian's libgrpc++):
-// unary and bidi with protobuf from a descriptor set.
-func TestGRPCCClientCallsGRPCCppServer(t *testing.T) {
-	need(t)
-	if goOnly {
-		t.Skip("INTEROP_GO_ONLY: no C client")
-	}
+// startGRPCCpp runs bench_grpc_server (gRPC C++) on a free port with
+// extra (a certificate and key: TLS); its address, and a descriptor set of
+// its greeter.proto for the CLI.
+func startGRPCCpp(t *testing.T, extra ...string) (string, string) {
+	t.Helper()
 	bin := filepath.Join(binDir, "bench", "bench_grpc_server")
 	if _, err := os.Stat(bin); err != nil {
 		t.Skipf("%s not built (MICRO_BENCH_GRPC=OFF: libgrpc++-dev missing)", bin)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, addr)
+	cmd := exec.Command(bin, append([]string{addr}, extra...)...)
 	var out syncBuf
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -412,6 +391,17 @@ func TestGRPCCClientCallsGRPCCppServer(t *testing.T) {
 	if b, err := pc.CombinedOutput(); err != nil {
 		t.Fatalf("protoc: %v %s", err, b)
 	}
+	return addr, ds
+}
+
+// The C client -> gRPC C++'s greeter (bench/grpc, Debian's libgrpc++):
+// unary and bidi with protobuf from a descriptor set.
+func TestGRPCCClientCallsGRPCCppServer(t *testing.T) {
+	need(t)
+	if goOnly {
+		t.Skip("INTEROP_GO_ONLY: no C client")
+	}
+	addr, ds := startGRPCCpp(t)
 	r := run(t, 30*time.Second, cMicro, "call", "--client=grpc", "--descriptor_set", ds,
 		"--address="+addr, "bench", "Greeter.Hello", `{"name":"John"}`)
 	if r.code != 0 || !strings.Contains(r.stdout, `"Hello John"`) {

@@ -13,7 +13,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,74 +28,18 @@
 #include "core/aio.h"
 #include "io/tls.h"
 #include "support/raw_http.h"
+#include "support/logcap.h"
 #include "support/support.h"
+#include "support/tlsfx.h"
 #include "support/tlscerts.h"
 
-static t_certs C;
+#define C t_tls_certs /* support/tlscerts.h */
 
 static void
 sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* ------------------------------------------------------------------ */
-/* Log capture: the reasons each side gives.                            */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char logbuf[32768];
-
-static void
-capture(void *arg, micro_log_level lvl, const char *component,
-    const char *msg)
-{
-    (void) arg;
-    (void) lvl;
-    pthread_mutex_lock(&log_mu);
-    size_t l = strlen(logbuf);
-    if (l + strlen(msg) + 64 < sizeof(logbuf)) {
-        snprintf(logbuf + l, sizeof(logbuf) - l, "[%s] %s\n", component, msg);
-    }
-    pthread_mutex_unlock(&log_mu);
-}
-
-static void
-log_reset(void)
-{
-    pthread_mutex_lock(&log_mu);
-    logbuf[0] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
-
-/* Wait (up to 10 s) for a logged line holding both needles. */
-static bool
-log_has(const char *a, const char *b)
-{
-    int64_t until = t_now_ms() + 10000;
-    for (;;) {
-        bool found = false;
-        pthread_mutex_lock(&log_mu);
-        for (const char *p = logbuf; p != NULL && *p != '\0';) {
-            const char *e = strchr(p, '\n');
-            size_t n = e ? (size_t) (e - p) : strlen(p);
-            char line[1024];
-            snprintf(line, sizeof(line), "%.*s", (int) n, p);
-            if (strstr(line, a) != NULL && (b == NULL || strstr(line, b))) {
-                found = true;
-                break;
-            }
-            p = e ? e + 1 : NULL;
-        }
-        pthread_mutex_unlock(&log_mu);
-        if (found || t_now_ms() > until) {
-            if (!found) {
-                print_message("log so far:\n%s", logbuf);
-            }
-            return found;
-        }
-        sleep_ms(10);
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -142,90 +85,29 @@ echo_end(micro_stream *s, int rc, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
-/* A TLS server and clients with their own settings.                    */
-
-typedef struct srv {
-    micro_loop *loop;
-    micro_transport *tr;
-    micro_server *s;
-    micro_options *o;
-    char addr[64];
-} srv;
+/* A TLS server (support/tlsfx.h) with these handlers.                  */
 
 static void
-srv_start(srv *v, const char *const *kv)
+handlers(micro_server *s)
 {
-    memset(v, 0, sizeof(*v));
-    assert_int_equal(micro_options_new(&v->o), 0);
-    assert_int_equal(micro_options_set_str(v->o, "server_address",
-                         "127.0.0.1:0"), 0);
-    assert_int_equal(micro_options_set_bool(v->o, "transport_secure", true),
-        0);
-    t_opts_flags(v->o, kv);
-    assert_int_equal(micro_loop_new(&v->loop), 0);
-    assert_int_equal(micro_transport_new_by_name(&v->tr, "http", v->loop,
-                         v->o), 0);
-    assert_int_equal(micro_server_new(&v->s, v->loop, v->tr, v->o), 0);
     micro_handler_desc d = {.endpoint = "T.Hello", .fn = h_hello};
-    assert_int_equal(micro_server_handle(v->s, &d), 0);
+    assert_int_equal(micro_server_handle(s, &d), 0);
     micro_handler_desc b = {.endpoint = "T.Big", .fn = h_big};
-    assert_int_equal(micro_server_handle(v->s, &b), 0);
+    assert_int_equal(micro_server_handle(s, &b), 0);
     micro_stream_handler h = {.size = sizeof(h), .endpoint = "T.Echo",
         .on_msg = echo_msg, .on_end = echo_end};
-    assert_int_equal(micro_server_handle_stream(v->s, &h), 0);
-    int rc = micro_server_start(v->s);
-    if (rc != 0) {
-        print_message("server start: %s; log:\n%s", micro_strerror(rc),
-            logbuf);
-    }
-    assert_int_equal(rc, 0);
-    snprintf(v->addr, sizeof(v->addr), "%s", micro_transport_address(v->tr));
+    assert_int_equal(micro_server_handle_stream(s, &h), 0);
 }
 
 static void
-srv_stop(srv *v)
+srv_start(t_tls_srv *v, const char *const *kv)
 {
-    micro_server_stop(v->s, 3000);
-    micro_server_free(v->s);
-    micro_transport_free(v->tr);
-    micro_loop_free(v->loop);
-    micro_options_free(v->o);
-}
-
-typedef struct cli {
-    micro_loop *loop;
-    micro_transport *tr;
-    micro_client *c;
-    micro_options *o;
-} cli;
-
-static void
-cli_new(cli *c, const char *const *kv)
-{
-    memset(c, 0, sizeof(*c));
-    assert_int_equal(micro_options_new(&c->o), 0);
-    assert_int_equal(micro_options_set_bool(c->o, "transport_secure", true),
-        0);
-    assert_int_equal(micro_options_set_int(c->o, "client_retries", 0), 0);
-    t_opts_flags(c->o, kv);
-    assert_int_equal(micro_loop_new(&c->loop), 0);
-    assert_int_equal(micro_transport_new_by_name(&c->tr, "http", c->loop,
-                         c->o), 0);
-    assert_int_equal(micro_client_new(&c->c, c->tr, NULL, c->o), 0);
-}
-
-static void
-cli_free(cli *c)
-{
-    micro_client_free(c->c);
-    micro_transport_free(c->tr);
-    micro_loop_free(c->loop);
-    micro_options_free(c->o);
+    t_tls_srv_start(v, NULL, kv, handlers);
 }
 
 /* One unary call to addr: rc, and the body in out when given. */
 static int
-call(cli *c, const char *addr, const char *body, char *out, size_t cap)
+call(t_tls_cli *c, const char *addr, const char *body, char *out, size_t cap)
 {
     micro_call_opts co = MICRO_CALL_OPTS_INIT;
     co.address = addr;
@@ -246,21 +128,22 @@ call(cli *c, const char *addr, const char *body, char *out, size_t cap)
     return rc;
 }
 
-static void
-good_call(srv *v)
+/* t_tls_call_fn: "ok" echoed. */
+static int
+call_ok(t_tls_cli *c, const char *addr)
 {
-    cli c;
-    /* With a client certificate: good for mTLS servers too. */
-    char ca[300], cert[300], key[300];
-    snprintf(ca, sizeof(ca), "transport_tls_ca_file=%s", C.ca);
-    snprintf(cert, sizeof(cert), "transport_tls_cert_file=%s", C.cli);
-    snprintf(key, sizeof(key), "transport_tls_key_file=%s", C.cli_key);
-    const char *kv[] = {ca, cert, key, NULL};
-    cli_new(&c, kv);
     char out[64];
-    assert_int_equal(call(&c, v->addr, "\"ok\"", out, sizeof(out)), 0);
-    assert_string_equal(out, "\"ok\"");
-    cli_free(&c);
+    int rc = call(c, addr, "\"ok\"", out, sizeof(out));
+    if (rc == 0) {
+        assert_string_equal(out, "\"ok\"");
+    }
+    return rc;
+}
+
+static void
+good_call(t_tls_srv *v)
+{
+    t_tls_good_call(v, NULL, call_ok);
 }
 
 /* ------------------------------------------------------------------ */
@@ -270,13 +153,13 @@ static void
 test_unary_and_stream(void **state)
 {
     (void) state;
-    srv v;
+    t_tls_srv v;
     const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
         t_kv("transport_tls_key_file", C.srv_key), NULL};
     srv_start(&v, skv);
-    cli c;
+    t_tls_cli c;
     const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
-    cli_new(&c, ckv);
+    t_tls_cli_new(&c, NULL, ckv);
     char out[64];
     for (int i = 0; i < 20; i++) { /* pooled: one handshake, many calls */
         assert_int_equal(call(&c, v.addr, "\"hi\"", out, sizeof(out)), 0);
@@ -333,14 +216,14 @@ test_unary_and_stream(void **state)
     micro_stream_free(st);
 
     /* A plain client cannot talk to it. */
-    cli p;
+    t_tls_cli p;
     const char *pkv[] = {"transport_secure=false", NULL};
-    cli_new(&p, pkv);
+    t_tls_cli_new(&p, NULL, pkv);
     assert_int_not_equal(call(&p, v.addr, "\"x\"", NULL, 0), 0);
-    cli_free(&p);
+    t_tls_cli_free(&p);
     assert_int_equal(call(&c, v.addr, "\"again\"", out, sizeof(out)), 0);
-    cli_free(&c);
-    srv_stop(&v);
+    t_tls_cli_free(&c);
+    t_tls_srv_stop(&v);
 }
 
 /* The client refuses: unknown CA (self-signed server), expired server
@@ -361,21 +244,21 @@ test_client_verification(void **state)
         {C.name_srv, C.name_srv_key, NULL, true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        srv v;
+        t_tls_srv v;
         const char *skv[] = {NULL, NULL, NULL};
         if (cases[i].cert != NULL) {
             skv[0] = t_kv("transport_tls_cert_file", cases[i].cert);
             skv[1] = t_kv("transport_tls_key_file", cases[i].key);
         }
         srv_start(&v, skv);
-        cli c;
+        t_tls_cli c;
         const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
             cases[i].name_only
                 ? t_kv("transport_tls_server_name", "other.example")
                 : NULL,
             NULL};
-        cli_new(&c, ckv);
-        log_reset();
+        t_tls_cli_new(&c, NULL, ckv);
+        t_logcap_reset();
         int rc = call(&c, v.addr, "\"x\"", NULL, 0);
         if (cases[i].name_only) {
             /* transport_tls_server_name makes the same certificate fine. */
@@ -383,17 +266,17 @@ test_client_verification(void **state)
         } else {
             print_message("  %s: %s\n", cases[i].why, micro_strerror(rc));
             assert_int_equal(rc, MICRO_ECERT);
-            assert_true(log_has("TLS handshake with", cases[i].why));
+            assert_true(t_logcap_has("TLS handshake with", cases[i].why));
             /* The server heard of it too (the client's alert). */
-            assert_true(log_has("TLS handshake with", "alert"));
-            cli ins;
+            assert_true(t_logcap_has("TLS handshake with", "alert"));
+            t_tls_cli ins;
             const char *ikv[] = {"tls_insecure_skip_verify=true", NULL};
-            cli_new(&ins, ikv);
+            t_tls_cli_new(&ins, NULL, ikv);
             assert_int_equal(call(&ins, v.addr, "\"y\"", NULL, 0), 0);
-            cli_free(&ins);
+            t_tls_cli_free(&ins);
         }
-        cli_free(&c);
-        srv_stop(&v);
+        t_tls_cli_free(&c);
+        t_tls_srv_stop(&v);
     }
 }
 
@@ -404,81 +287,10 @@ static void
 test_mtls(void **state)
 {
     (void) state;
-    srv v;
-    const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
-        t_kv("transport_tls_key_file", C.srv_key),
-        t_kv("transport_tls_ca_file", C.ca), "transport_tls_client_auth=true",
-        NULL};
-    srv_start(&v, skv);
-    struct {
-        const char *cert, *key, *server_why;
-    } bad[] = {
-        {NULL, NULL, "did not return a certificate"},
-        {C.bad_cli, C.bad_cli_key, "unable to get local issuer"},
-        {C.old_cli, C.old_cli_key, "certificate has expired"},
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        cli c;
-        const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
-            bad[i].cert ? t_kv("transport_tls_cert_file", bad[i].cert) : NULL,
-            bad[i].cert ? t_kv("transport_tls_key_file", bad[i].key) : NULL,
-            NULL};
-        cli_new(&c, ckv);
-        log_reset();
-        int rc = call(&c, v.addr, "\"x\"", NULL, 0);
-        print_message("  client %zu: %s\n", i, micro_strerror(rc));
-        /* TLS 1.3: the client's side of the handshake is over before the
-         * server refuses its certificate; the refusal (an alert) ends the
-         * exchange, and reads as a certificate error. */
-        assert_int_equal(rc, MICRO_ECERT);
-        assert_true(log_has("TLS handshake with", bad[i].server_why));
-        assert_true(log_has("[transport.http] TLS with", "alert"));
-        cli_free(&c);
-        good_call(&v); /* still serving */
-    }
-    cli c;
-    const char *ckv[] = {t_kv("transport_tls_ca_file", C.ca),
-        t_kv("transport_tls_cert_file", C.cli),
-        t_kv("transport_tls_key_file", C.cli_key), NULL};
-    cli_new(&c, ckv);
-    char out[64];
-    assert_int_equal(call(&c, v.addr, "\"m\"", out, sizeof(out)), 0);
-    assert_string_equal(out, "\"m\"");
-    cli_free(&c);
-    srv_stop(&v);
-}
-
-/* A raw TCP client. */
-static int
-raw_dial(const char *addr)
-{
-    char host[64];
-    int port = 0;
-    struct sockaddr_storage ss;
-    assert_int_equal(micro__addr_parse(addr, host, sizeof(host), &port, &ss),
-        1);
-    int fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *) &ss, sizeof(ss)), 0);
-    return fd;
-}
-
-/* Wait (up to ms) for the server to close fd: 0 when it did. */
-static int
-wait_closed(int fd, int ms)
-{
-    int64_t until = t_now_ms() + ms;
-    char buf[4096];
-    while (t_now_ms() < until) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 100) > 0) {
-            ssize_t n = recv(fd, buf, sizeof(buf), 0);
-            if (n <= 0) {
-                return 0;
-            }
-        }
-    }
-    return -1;
+    t_tls_srv v;
+    srv_start(&v, t_tls_srv_kv(true));
+    t_tls_mtls_refusals(&v, NULL, call_ok, "transport.http", true);
+    t_tls_srv_stop(&v);
 }
 
 /* A client that sends half a ClientHello and stalls is dropped at the
@@ -488,31 +300,31 @@ static void
 test_stall_and_garbage(void **state)
 {
     (void) state;
-    srv v;
+    t_tls_srv v;
     const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
         t_kv("transport_tls_key_file", C.srv_key),
         "transport_tls_handshake_timeout=300ms", NULL};
     srv_start(&v, skv);
-    log_reset();
-    int stall = raw_dial(v.addr);
+    t_logcap_reset();
+    int stall = t_raw_dial(v.addr);
     /* A TLS record header announcing 512 bytes, then 10 of them. */
     static const unsigned char part[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01,
         0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0, 0};
     assert_int_equal(send(stall, part, sizeof(part), 0), (ssize_t) sizeof(part));
     good_call(&v);
-    assert_int_equal(wait_closed(stall, 20000), 0);
-    assert_true(log_has("not complete after 300 ms", "dropped"));
+    assert_int_equal(t_wait_closed(stall, 20000), 0);
+    assert_true(t_logcap_has("not complete after 300 ms", "dropped"));
     close(stall);
 
-    int junk = raw_dial(v.addr);
+    int junk = t_raw_dial(v.addr);
     static const char get[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_int_equal(send(junk, get, sizeof(get) - 1, 0),
         (ssize_t) sizeof(get) - 1);
-    assert_int_equal(wait_closed(junk, 20000), 0);
-    assert_true(log_has("TLS handshake with", "http request"));
+    assert_int_equal(t_wait_closed(junk, 20000), 0);
+    assert_true(t_logcap_has("TLS handshake with", "http request"));
     close(junk);
 
-    int bin = raw_dial(v.addr);
+    int bin = t_raw_dial(v.addr);
     unsigned char noise[256];
     for (size_t i = 0; i < sizeof(noise); i++) {
         noise[i] = (unsigned char) (i * 7 + 3);
@@ -520,10 +332,10 @@ test_stall_and_garbage(void **state)
     noise[0] = 0x16; /* a handshake record with nonsense inside */
     assert_int_equal(send(bin, noise, sizeof(noise), 0),
         (ssize_t) sizeof(noise));
-    assert_int_equal(wait_closed(bin, 20000), 0);
+    assert_int_equal(t_wait_closed(bin, 20000), 0);
     close(bin);
     good_call(&v);
-    srv_stop(&v);
+    t_tls_srv_stop(&v);
 }
 
 /* New handshakes use a replaced certificate; established connections go
@@ -537,16 +349,16 @@ test_reload(void **state)
     snprintf(live_key, sizeof(live_key), "%s/live0.key", C.dir);
     assert_int_equal(t_file_copy(C.srv, live), 0);
     assert_int_equal(t_file_copy(C.srv_key, live_key), 0);
-    srv v;
+    t_tls_srv v;
     const char *skv[] = {t_kv("transport_tls_cert_file", live),
         t_kv("transport_tls_key_file", live_key), NULL};
     srv_start(&v, skv);
-    cli a; /* trusts the first CA */
+    t_tls_cli a; /* trusts the first CA */
     const char *akv[] = {t_kv("transport_tls_ca_file", C.ca), NULL};
-    cli_new(&a, akv);
-    cli b; /* trusts the other CA, which signed the replacement */
+    t_tls_cli_new(&a, NULL, akv);
+    t_tls_cli b; /* trusts the other CA, which signed the replacement */
     const char *bkv[] = {t_kv("transport_tls_ca_file", C.other_ca), NULL};
-    cli_new(&b, bkv);
+    t_tls_cli_new(&b, NULL, bkv);
     assert_int_equal(call(&a, v.addr, "\"1\"", NULL, 0), 0);
     assert_int_equal(call(&b, v.addr, "\"1\"", NULL, 0), MICRO_ECERT);
 
@@ -561,15 +373,15 @@ test_reload(void **state)
     assert_int_equal(micro_stream_recv(st, &m), 0);
     micro_buf_clear(&m);
 
-    log_reset();
+    t_logcap_reset();
     assert_int_equal(t_file_copy(C.alt_srv, live), 0);
     assert_int_equal(t_file_copy(C.alt_srv_key, live_key), 0);
     /* New connections (a's pooled one would still be the old). */
-    cli a2;
-    cli_new(&a2, akv);
+    t_tls_cli a2;
+    t_tls_cli_new(&a2, NULL, akv);
     assert_int_equal(call(&b, v.addr, "\"2\"", NULL, 0), 0);
     assert_int_equal(call(&a2, v.addr, "\"2\"", NULL, 0), MICRO_ECERT);
-    assert_true(log_has("certificate files changed", "reloaded"));
+    assert_true(t_logcap_has("certificate files changed", "reloaded"));
 
     assert_int_equal(micro_stream_send(st, "\"b\"", 3), 0);
     assert_int_equal(micro_stream_recv(st, &m), 0);
@@ -586,15 +398,15 @@ test_reload(void **state)
     fclose(f);
     assert_int_equal(call(&b, v.addr, "\"3\"", NULL, 0) == 0 ||
             call(&b, v.addr, "\"3\"", NULL, 0) == 0, 1);
-    cli b2;
-    cli_new(&b2, bkv);
+    t_tls_cli b2;
+    t_tls_cli_new(&b2, NULL, bkv);
     assert_int_equal(call(&b2, v.addr, "\"4\"", NULL, 0), 0);
-    assert_true(log_has("do not load", "keeping the previous"));
-    cli_free(&b2);
-    cli_free(&a2);
-    cli_free(&a);
-    cli_free(&b);
-    srv_stop(&v);
+    assert_true(t_logcap_has("do not load", "keeping the previous"));
+    t_tls_cli_free(&b2);
+    t_tls_cli_free(&a2);
+    t_tls_cli_free(&a);
+    t_tls_cli_free(&b);
+    t_tls_srv_stop(&v);
 }
 
 /* Without a certificate the server makes a self-signed one for its listen
@@ -604,13 +416,13 @@ static void
 test_self_signed(void **state)
 {
     (void) state;
-    srv v;
+    t_tls_srv v;
     srv_start(&v, NULL);
     char host[64];
     int port = 0;
     struct sockaddr_storage ss;
     micro__addr_parse(v.addr, host, sizeof(host), &port, &ss);
-    int fd = raw_dial(v.addr);
+    int fd = t_raw_dial(v.addr);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     SSL *ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
@@ -641,7 +453,7 @@ test_self_signed(void **state)
     SSL_CTX_free(ctx);
     close(fd);
     X509_free(x);
-    srv_stop(&v);
+    t_tls_srv_stop(&v);
 }
 
 /* A TLS peer that pipelines requests for 64 KiB answers and never reads:
@@ -651,12 +463,12 @@ static void
 test_never_reads(void **state)
 {
     (void) state;
-    srv v;
+    t_tls_srv v;
     const char *skv[] = {t_kv("transport_tls_cert_file", C.srv),
         t_kv("transport_tls_key_file", C.srv_key), "transport_window=262144",
         NULL};
     srv_start(&v, skv);
-    int fd = raw_dial(v.addr);
+    int fd = t_raw_dial(v.addr);
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -703,7 +515,7 @@ test_never_reads(void **state)
     SSL_CTX_free(ctx);
     close(fd);
     good_call(&v);
-    srv_stop(&v);
+    t_tls_srv_stop(&v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -896,7 +708,7 @@ test_close_notify(void **state)
     micro__tls_conf sc = {.cert_file = C.srv, .key_file = C.srv_key};
     assert_int_equal(micro__tls_ctx_new(&f.ctx, true, &sc), 0);
     assert_int_equal(micro__loop_call(f.loop, cn_listen, &f), 0);
-    int fd = raw_dial(micro__io_listener_address(f.l));
+    int fd = t_raw_dial(micro__io_listener_address(f.l));
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     SSL *ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
@@ -916,25 +728,6 @@ test_close_notify(void **state)
     micro_loop_free(f.loop);
 }
 
-static int
-setup(void **state)
-{
-    (void) state;
-    micro_log_set_logger(capture, NULL);
-    micro_log_set_level(MICRO_LOG_INFO);
-    t_certs_make(&C);
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void) state;
-    t_certs_free(&C);
-    micro_log_set_logger(NULL, NULL);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -950,5 +743,6 @@ main(void)
         cmocka_unit_test(test_alpn),
         cmocka_unit_test(test_close_notify),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, t_tls_group_setup,
+        t_tls_group_teardown);
 }

@@ -16,6 +16,7 @@
 
 #include "core/internal.h"
 #include "io/tls.h"
+#include "support/logcap.h"
 
 static void
 path(char *out, size_t cap, const t_certs *c, const char *name)
@@ -161,4 +162,24 @@ t_file_copy(const char *from, const char *to)
         rc = -1;
     }
     return rc;
+}
+
+t_certs t_tls_certs;
+
+int
+t_tls_group_setup(void **state)
+{
+    (void) state;
+    t_logcap_install(MICRO_LOG_INFO);
+    t_certs_make(&t_tls_certs);
+    return 0;
+}
+
+int
+t_tls_group_teardown(void **state)
+{
+    (void) state;
+    t_certs_free(&t_tls_certs);
+    t_logcap_uninstall();
+    return 0;
 }

@@ -26,4 +26,11 @@ void t_certs_free(t_certs *c);
 /* Copy file from to to (atomically: write + rename). 0 or -1. */
 int t_file_copy(const char *from, const char *to);
 
+/* cmocka group setup and teardown of the TLS tests: the library's log
+ * captured (support/logcap.h, INFO and up) and t_tls_certs made; then
+ * the certificates removed and the log back to its default. */
+extern t_certs t_tls_certs;
+int t_tls_group_setup(void **state);
+int t_tls_group_teardown(void **state);
+
 #endif

@@ -9,23 +9,30 @@
 //
 // It serves application/grpc(+proto) and, through protojson, +json.
 //
-//	grpcserver --server_address=127.0.0.1:PORT
+//	grpcserver --server_address=127.0.0.1:PORT [--tls_cert F --tls_key F
+//	           [--tls_client_ca F]]
 //
-// Prints "grpcserver listening on ADDR".
+// With --tls_cert it serves over TLS (credentials.NewTLS: ALPN h2), and
+// with --tls_client_ca it requires a client certificate signed by that
+// CA (mTLS). Prints "grpcserver listening on ADDR".
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"os"
 
 	"cmicro/interop/pb/greeterpb"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -97,13 +104,34 @@ var desc = grpc.ServiceDesc{
 func main() {
 	addr := flag.String("server_address", "127.0.0.1:0", "listen address")
 	flag.String("registry", "", "ignored (the harness passes it)")
+	certFile := flag.String("tls_cert", "", "PEM certificate: serve over TLS")
+	keyFile := flag.String("tls_key", "", "PEM key of --tls_cert")
+	clientCA := flag.String("tls_client_ca", "", "PEM CA: require client certificates it signed")
 	flag.Parse()
 	encoding.RegisterCodec(jsonCodec{})
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	s := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if *certFile != "" {
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+		if *clientCA != "" {
+			pem, err := os.ReadFile(*clientCA)
+			if err != nil {
+				log.Fatal(err)
+			}
+			cfg.ClientCAs = x509.NewCertPool()
+			cfg.ClientCAs.AppendCertsFromPEM(pem)
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
+	}
+	s := grpc.NewServer(opts...)
 	s.RegisterService(&desc, nil)
 	fmt.Printf("grpcserver listening on %s\n", lis.Addr())
 	log.Fatal(s.Serve(lis))
