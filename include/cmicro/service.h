@@ -75,6 +75,10 @@ MICRO_API int micro_service_add_hook(
  * serves by address, and the node (then its subscribers) appears at the
  * first re-registration that succeeds. On stop: before-stop hooks,
  * subscribers, deregister (if registered), drain, after-stop hooks.
+ * SIGINT and SIGTERM stop the service from the moment run begins: one that
+ * arrives during start-up lets the start finish, then stops (so a node
+ * registered meanwhile is deregistered; Go Micro v4 catches signals only
+ * after its start, so an early one kills it with the node left behind).
  */
 MICRO_API int micro_service_run(micro_service *s);
 /** Ask run to return. Thread: any, async-signal-unsafe. */

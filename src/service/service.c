@@ -393,6 +393,12 @@ micro_service_run(micro_service *s)
         return MICRO_EEXIST;
     }
     s->running = true;
+    /* SIGINT and SIGTERM are ours from here on, before anything is
+     * registered: a signal during start-up stops the service once it has
+     * started (deregistering what it registered) instead of killing the
+     * process with its node left in the registry. (Go Micro v4 installs
+     * its handler only after Start, when the node is registered.) */
+    micro__loop_call(s->loop, open_signals, s);
     rc = run_hooks(s, MICRO_HOOK_BEFORE_START);
     if (rc == 0) {
         rc = micro_server_start(s->srv);
@@ -405,6 +411,7 @@ micro_service_run(micro_service *s)
         }
     }
     if (rc != 0) {
+        micro__loop_call(s->loop, close_signals, s);
         s->running = false;
         return rc;
     }
@@ -434,7 +441,6 @@ micro_service_run(micro_service *s)
         rc = start_subscribers(s);
     }
     if (rc == 0) {
-        micro__loop_call(s->loop, open_signals, s);
         rc = run_hooks(s, MICRO_HOOK_AFTER_START);
     }
     if (rc == 0) {

@@ -88,6 +88,7 @@ func TestConsulInterop(t *testing.T) {
 	t.Run("GoFindsAndCallsCGreeter", func(t *testing.T) { testConsulGoFindsC(t, addr) })
 	t.Run("GoWatchesCGreeter", func(t *testing.T) { testConsulGoWatchesC(t, addr) })
 	t.Run("CmicroWatchesGoGreeter", func(t *testing.T) { testConsulCmicroWatchesGo(t, addr) })
+	t.Run("CmicroStreamsAndPublishes", func(t *testing.T) { cmicroStreamsAndPublishes(t, "consul", addr) })
 }
 
 func testConsulCmicroFindsGo(t *testing.T, addr string) { cmicroFindsGo(t, "consul", addr) }

@@ -71,6 +71,7 @@ func TestEtcdInterop(t *testing.T) {
 	t.Run("GoFindsAndCallsCGreeter", func(t *testing.T) { testEtcdGoFindsC(t, addr) })
 	t.Run("GoWatchesCGreeter", func(t *testing.T) { testEtcdGoWatchesC(t, addr) })
 	t.Run("CmicroWatchesGoGreeter", func(t *testing.T) { testEtcdCmicroWatchesGo(t, addr) })
+	t.Run("CmicroStreamsAndPublishes", func(t *testing.T) { cmicroStreamsAndPublishes(t, "etcd", addr) })
 }
 
 func testEtcdCmicroFindsGo(t *testing.T, addr string) { cmicroFindsGo(t, "etcd", addr) }

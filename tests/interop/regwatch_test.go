@@ -119,3 +119,37 @@ func goFindsC(t *testing.T, reg, addr string, goReg registry.Registry) {
 		t.Fatalf("the C node %s is still in %s after SIGTERM", c.addr, reg)
 	}
 }
+
+// cmicroStreamsAndPublishes: `cmicro stream` reaches the C greeter found
+// by name on the registry REG at addr, and `cmicro publish` reaches a
+// `cmicro subscribe` whose HTTP-broker node is found through the same
+// registry (the first publishes may precede the subscriber's record).
+func cmicroStreamsAndPublishes(t *testing.T, reg, addr string) {
+	flags := []string{"--registry=" + reg, "--registry_address=" + addr}
+	startServerArgs(t, cServer, flags...)
+	var r result
+	if !waitFor(20*time.Second, func() bool {
+		r = runIn(t, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n", cMicro,
+			append(append([]string{"stream"}, flags...), "greeter", "Greeter.Stream")...)
+		return r.code == 0
+	}) || r.stdout != "{\"msg\":\"Hello a\"}\n{\"msg\":\"Hello b\"}\n" {
+		t.Fatalf("cmicro stream --registry=%s greeter Greeter.Stream: %+v", reg, r)
+	}
+	topic := "regtest." + reg
+	sub := startCSub(t, append(append([]string{}, flags...), topic)...)
+	if !waitFor(20*time.Second, func() bool {
+		r = run(t, 10*time.Second, cMicro, append(append([]string{"publish"}, flags...),
+			topic, `{"seq":0,"text":"from c"}`)...)
+		return r.code == 0 && waitFor(time.Second, func() bool { return sub.count() > 0 })
+	}) {
+		t.Fatalf("cmicro subscribe --registry=%s got nothing from cmicro publish (last publish %+v)\nsubscriber stderr:\n%s",
+			reg, r, sub.errb.String())
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	b, _ := sub.lines[0]["body"].(map[string]interface{})
+	if sub.lines[0]["topic"] != topic || b == nil || b["text"] != "from c" {
+		t.Errorf("cmicro subscribe --registry=%s: event %v, want topic %s and body {seq:0,text:from c}",
+			reg, sub.lines[0], topic)
+	}
+}

@@ -7,7 +7,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -222,6 +224,35 @@ test_before_start_failure_aborts(void **state)
     micro_service_free(s);
 }
 
+/* A SIGTERM during start-up (here from a before-start hook) is the
+ * service's from the start: it starts, registers, then stops and
+ * deregisters, rather than dying with its node left in the registry. */
+static int
+term_before_start(micro_service *s, void *arg)
+{
+    hook(s, arg, "before_start");
+    return kill(getpid(), SIGTERM) == 0 ? 0 : MICRO_EINVAL;
+}
+
+static void
+test_signal_during_start(void **state)
+{
+    (void) state;
+    micro_service *s = NULL;
+    assert_int_equal(micro_service_new(&s, "svc.test", NULL, NULL), 0);
+    micro_options_set_str(micro_service_options(s), "server_address",
+        "127.0.0.1:0");
+    trace t = {0};
+    micro_service_add_hook(s, MICRO_HOOK_BEFORE_START, term_before_start, &t);
+    micro_service_add_hook(s, MICRO_HOOK_AFTER_START, after_start, &t);
+    micro_service_add_hook(s, MICRO_HOOK_BEFORE_STOP, before_stop, &t);
+    micro_service_add_hook(s, MICRO_HOOK_AFTER_STOP, after_stop, &t);
+    assert_int_equal(micro_service_run(s), 0);
+    assert_string_equal(t.log, "before_start,after_start(registered),"
+                               "before_stop,after_stop(deregistered)");
+    micro_service_free(s);
+}
+
 static void
 test_env_and_unknown_plugin(void **state)
 {
@@ -250,6 +281,7 @@ main(void)
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_serves_without_registry),
         cmocka_unit_test(test_before_start_failure_aborts),
+        cmocka_unit_test(test_signal_during_start),
         cmocka_unit_test(test_env_and_unknown_plugin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmicro/interop/internal/stopctx"
 	"context"
 	"encoding/json"
 	"flag"
@@ -127,6 +128,7 @@ func main() {
 	}
 	var service micro.Service
 	service = micro.NewService(
+		micro.Context(stopctx.New()),
 		micro.Server(grpcs.NewServer()),
 		micro.Name("greeter"),
 		micro.AfterStart(func() error {

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmicro/interop/internal/stopctx"
 	"context"
 	stderrors "errors"
 	"fmt"
@@ -72,6 +73,7 @@ func (g *Greeter) Stream(ctx context.Context, stream greetermicro.Greeter_Stream
 func main() {
 	var service micro.Service
 	service = micro.NewService(
+		micro.Context(stopctx.New()),
 		micro.Name("greeter"),
 		micro.AfterStart(func() error {
 			fmt.Fprintf(os.Stdout, "goprotoserver listening on %s\n", service.Server().Options().Address)

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmicro/interop/internal/stopctx"
 	"context"
 	"fmt"
 	"os"
@@ -77,6 +78,7 @@ func (g *Greeter) Fail(ctx context.Context, req *FailRequest, rsp *HelloResponse
 func main() {
 	var service micro.Service
 	service = micro.NewService(
+		micro.Context(stopctx.New()),
 		micro.Name("greeter"),
 		micro.AfterStart(func() error {
 			fmt.Fprintf(os.Stdout, "goserver listening on %s\n", service.Server().Options().Address)
