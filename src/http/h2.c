@@ -462,7 +462,12 @@ pump(micro__h2 *c)
     }
     c->depth++;
     micro_buf out = {0};
-    while (!c->closing && c->bs->unsent + out.len < c->cfg.out_high) {
+    bool more = false; /* stopped at out_high with frames still to make */
+    while (!c->closing) {
+        if (c->bs->unsent + out.len >= c->cfg.out_high) {
+            more = true;
+            break;
+        }
         const uint8_t *p = NULL;
         ssize_t n = nghttp2_session_mem_send(c->sess, &p);
         if (n < 0) {
@@ -493,6 +498,11 @@ pump(micro__h2 *c)
     }
     micro_buf_clear(&out);
     c->blocked = c->bs->unsent >= c->cfg.out_high;
+    if (more && !c->blocked) {
+        /* The byte stream took this pass's output at once, so no drain
+         * will come to resume the rest: another pass, on a later turn. */
+        schedule(c);
+    }
     if (!c->blocked) {
         /* What the owners queued went out in this pass: they may queue
          * more (the byte stream's own drain comes only after a write that

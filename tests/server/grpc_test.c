@@ -382,9 +382,10 @@ test_streams(void **state)
  * trailers and its close arrive: the end must still come after every
  * message, not as a reset), and 1 KiB messages, whose senders hand more
  * than a window at once (they must be woken once HTTP/2 has taken it) and
- * whose receivers fall behind near the end. A watchdog ends the process
- * if anything hangs. */
-enum { CB_STREAMS = 4, CB_MSGS = 5000 };
+ * whose receivers fall behind near the end; then 1 KiB messages on 16
+ * streams, more output at once than the HTTP/2 engine writes in one pass.
+ * A watchdog ends the process if anything hangs. */
+enum { CB_STREAMS = 16, CB_MSGS = 5000 };
 
 typedef struct cb_pipe {
     micro_stream *s;
@@ -469,27 +470,27 @@ cb_receiver(void *arg)
 }
 
 static void
-concurrent_bidi(fx *f, int pad, int lag_at)
+concurrent_bidi(fx *f, int streams, int pad, int lag_at)
 {
     cb_pipe p[CB_STREAMS];
     pthread_t snd[CB_STREAMS], rcv[CB_STREAMS];
     memset(p, 0, sizeof(p));
-    for (int i = 0; i < CB_STREAMS; i++) {
+    for (int i = 0; i < streams; i++) {
         p[i].idx = i + 1;
         p[i].pad = pad;
         p[i].lag_at = lag_at;
         p[i].s = open_stream(f, "G.Echo");
     }
-    for (int i = 0; i < CB_STREAMS; i++) {
+    for (int i = 0; i < streams; i++) {
         assert_int_equal(pthread_create(&rcv[i], NULL, cb_receiver, &p[i]),
             0);
         assert_int_equal(pthread_create(&snd[i], NULL, cb_sender, &p[i]), 0);
     }
-    for (int i = 0; i < CB_STREAMS; i++) {
+    for (int i = 0; i < streams; i++) {
         pthread_join(snd[i], NULL);
         pthread_join(rcv[i], NULL);
     }
-    for (int i = 0; i < CB_STREAMS; i++) {
+    for (int i = 0; i < streams; i++) {
         assert_int_equal(p[i].send_rc, 0);
         assert_int_equal(p[i].close_rc, 0);
         assert_int_equal(p[i].bad, 0);
@@ -509,8 +510,10 @@ test_concurrent_bidi(void **state)
     int secs = 90; /* under the test's ctest timeout */
     pthread_t wd;
     assert_int_equal(pthread_create(&wd, NULL, watchdog, &secs), 0);
-    concurrent_bidi(f, 0, 100);
-    concurrent_bidi(f, 1000, CB_MSGS - 1000);
+    concurrent_bidi(f, 4, 0, 100);
+    concurrent_bidi(f, 4, 1000, CB_MSGS - 1000);
+    /* more output at once than the engine writes in one pass (256 KiB) */
+    concurrent_bidi(f, CB_STREAMS, 1000, CB_MSGS - 1000);
     fx_free(f);
     pthread_mutex_lock(&wd_mu);
     wd_done = true;
