@@ -47,6 +47,7 @@ struct micro__h2_stream {
     bool reset;                    /* owner reset it: no callbacks */
     bool got_response;             /* client: first HEADERS seen */
     bool completed;                /* got END_STREAM from the peer */
+    bool want_drain;               /* DATA queued since the last on_drain */
 };
 
 struct micro__h2 {
@@ -57,6 +58,7 @@ struct micro__h2 {
     nghttp2_session *sess;
     micro__h2_stream *streams;
     size_t nstreams;
+    size_t want_drain;  /* streams with want_drain set */
     micro__task task;
     bool task_queued;
     bool blocked;       /* output over out_high: wait for drain */
@@ -110,6 +112,9 @@ stream_free(micro__h2_stream *st)
         st->next->prev = st->prev;
     }
     c->nstreams--;
+    if (st->want_drain) {
+        c->want_drain--;
+    }
     obuf *o = st->oh;
     while (o != NULL) {
         obuf *n = o->next;
@@ -424,6 +429,31 @@ leave(micro__h2 *c)
     return false;
 }
 
+/* Tell the owners of streams whose queued DATA is all framed: every such
+ * stream (all), or those that queued some since they were last told.
+ * Streams are freed only inside nghttp2's calls or finish, never by an
+ * owner's on_drain, so the walk holds. */
+static void
+drain_streams(micro__h2 *c, bool all)
+{
+    if (!all && c->want_drain == 0) {
+        return;
+    }
+    for (micro__h2_stream *st = c->streams; st != NULL && !c->closing;) {
+        micro__h2_stream *next = st->next;
+        if (st->unsent == 0 && (all || st->want_drain)) {
+            if (st->want_drain) {
+                st->want_drain = false;
+                c->want_drain--;
+            }
+            if (!st->reset && st->cbs != NULL && st->cbs->on_drain != NULL) {
+                st->cbs->on_drain(st->arg, st);
+            }
+        }
+        st = next;
+    }
+}
+
 static void
 pump(micro__h2 *c)
 {
@@ -432,7 +462,12 @@ pump(micro__h2 *c)
     }
     c->depth++;
     micro_buf out = {0};
-    while (!c->closing && c->bs->unsent + out.len < c->cfg.out_high) {
+    bool more = false; /* stopped at out_high with frames still to make */
+    while (!c->closing) {
+        if (c->bs->unsent + out.len >= c->cfg.out_high) {
+            more = true;
+            break;
+        }
         const uint8_t *p = NULL;
         ssize_t n = nghttp2_session_mem_send(c->sess, &p);
         if (n < 0) {
@@ -463,6 +498,17 @@ pump(micro__h2 *c)
     }
     micro_buf_clear(&out);
     c->blocked = c->bs->unsent >= c->cfg.out_high;
+    if (more && !c->blocked) {
+        /* The byte stream took this pass's output at once, so no drain
+         * will come to resume the rest: another pass, on a later turn. */
+        schedule(c);
+    }
+    if (!c->blocked) {
+        /* What the owners queued went out in this pass: they may queue
+         * more (the byte stream's own drain comes only after a write that
+         * had to wait, so it cannot be the only signal). */
+        drain_streams(c, false);
+    }
     if (!c->closing && !nghttp2_session_want_read(c->sess) &&
         !nghttp2_session_want_write(c->sess) && c->bs->unsent == 0) {
         finish(c, MICRO_EOF, true);
@@ -542,17 +588,7 @@ on_drain(void *arg, micro__bs *bs)
     micro__h2 *c = arg;
     c->blocked = false;
     c->depth++;
-    for (micro__h2_stream *st = c->streams; st != NULL;) {
-        micro__h2_stream *next = st->next;
-        if (!st->reset && st->unsent == 0 && st->cbs != NULL &&
-            st->cbs->on_drain != NULL) {
-            st->cbs->on_drain(st->arg, st);
-        }
-        st = next;
-        if (c->closing) {
-            break;
-        }
-    }
+    drain_streams(c, true);
     if (leave(c)) {
         return;
     }
@@ -947,6 +983,10 @@ micro__h2_stream_write(micro__h2_stream *st, micro_buf *buf)
     }
     st->ot = o;
     st->unsent += o->b.len;
+    if (!st->want_drain) {
+        st->want_drain = true;
+        st->c->want_drain++;
+    }
     resume(st);
     return 0;
 }

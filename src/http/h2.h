@@ -75,7 +75,10 @@ typedef struct micro__h2_stream_cbs {
         size_t n);
     /* The peer ended its side (END_STREAM). */
     void (*on_end)(void *arg, micro__h2_stream *st);
-    /* The stream's unsent output fell to zero. Optional. */
+    /* The stream's unsent output fell to zero: what it queued was framed
+     * and handed to the byte stream, which is under out_high (after each
+     * output pass that took some of it, and on the byte stream's drain).
+     * Optional. */
     void (*on_drain)(void *arg, micro__h2_stream *st);
     /* The stream is over: rc 0 (both sides ended), MICRO_ECANCELED (the
      * peer reset it: h2err its code), MICRO_ECONNRESET (the connection was

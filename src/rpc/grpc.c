@@ -89,12 +89,20 @@ struct gsock {
     bool peer_ended;      /* END_STREAM seen */
     bool eof_sent;
     bool done;            /* the h2 stream is over */
+    bool close_pending;   /* over cleanly while paused with messages or
+                             the end still to report: closed after them */
     bool failed;          /* we answered an error ourselves */
     bool *alive;          /* cleared when the socket is closed */
     micro_msg *first;     /* server unary: headers waiting for the body;
                              client: the response headers / trailers */
-    micro_buf in;         /* bytes received, not yet made messages */
-    size_t held;          /* received and not yet consumed */
+    micro_buf in;         /* bytes received; from in_off on, not yet
+                             made messages */
+    size_t in_off;
+    size_t held;          /* received and not yet consumed (the tail of
+                             in) */
+    size_t acked;         /* consumed and not yet made messages (a
+                             message still arriving, taken so that it
+                             can complete) */
     char ct[80];
     char path[256];       /* client */
     gsock *wnext;         /* client: waiting for the connection, or for
@@ -457,17 +465,42 @@ set_timeout(gsock *gs, micro_msg *m)
     return false;
 }
 
+/* Acknowledge the k bytes of a message taken from gs->in: the peer may
+ * send as many more. Only what was taken is acknowledged, so that a paused
+ * socket buffers at most one stream window (plus the part of a message
+ * that was still arriving when it paused). */
+static void
+took(gsock *gs, size_t k)
+{
+    if (gs->acked >= k) {
+        gs->acked -= k;
+        return;
+    }
+    k -= gs->acked;
+    gs->acked = 0;
+    if (k > gs->held) {
+        k = gs->held;
+    }
+    gs->held -= k;
+    if (gs->h2 != NULL) {
+        micro__h2_stream_consume(gs->h2, k);
+    }
+}
+
 /* Parse complete messages from gs->in and emit them while not paused;
- * returns false when the socket went away. */
+ * returns false when the socket went away. Messages are taken from
+ * in_off on and the rest moved to the front once at the end, never per
+ * message (a paused socket holds a whole window: moving it for each small
+ * message taken costs a copy of the window per message). */
 static bool
 deliver(gsock *gs)
 {
-    while (!gs->paused && gs->h2 != NULL) {
-        size_t have = gs->in.len;
+    while (!gs->paused && (gs->h2 != NULL || gs->close_pending)) {
+        size_t have = gs->in.len - gs->in_off;
         if (have < 5) {
             break;
         }
-        const uint8_t *p = gs->in.data;
+        const uint8_t *p = gs->in.data + gs->in_off;
         uint32_t n = ((uint32_t) p[1] << 24) | ((uint32_t) p[2] << 16) |
             ((uint32_t) p[3] << 8) | p[4];
         if (n > gs->st->max_msg) {
@@ -478,7 +511,7 @@ deliver(gsock *gs)
                 gs->st->max_msg);
             MICRO_LOGF(MICRO_LOG_INFO, GR_COMPONENT, "%s: %s",
                 micro_socket_remote(gs->s), d);
-            if (gs->server) {
+            if (gs->server && gs->h2 != NULL) {
                 answer_status(gs->h2, gs->responded, gs->ct, 8, d, NULL);
                 gs->responded = gs->ended = true;
                 gs->failed = true;
@@ -503,13 +536,8 @@ deliver(gsock *gs)
             micro_socket_emit_close(gs->s, MICRO_ENOMEM);
             return false;
         }
-        memmove(gs->in.data, gs->in.data + 5 + n, have - 5 - n);
-        gs->in.len = have - 5 - n;
-        size_t used = gs->held;
-        gs->held = 0;
-        if (gs->h2 != NULL) {
-            micro__h2_stream_consume(gs->h2, used);
-        }
+        gs->in_off += 5 + (size_t) n;
+        took(gs, 5 + (size_t) n);
         if (gs->server && !gs->stream && gs->emitted_first) {
             micro_msg_free(m); /* a second message on a unary call */
             continue;
@@ -529,9 +557,17 @@ deliver(gsock *gs)
             return false;
         }
     }
+    if (gs->in_off > 0) {
+        size_t left = gs->in.len - gs->in_off;
+        memmove(gs->in.data, gs->in.data + gs->in_off, left);
+        gs->in.len = left;
+        gs->in_off = 0;
+    }
     if (!gs->paused && gs->held > 0 && gs->h2 != NULL) {
-        /* a message still arriving: take its bytes so it can complete */
+        /* a message still arriving: take its bytes so it can complete
+         * (it may be longer than the window) */
         micro__h2_stream_consume(gs->h2, gs->held);
+        gs->acked += gs->held;
         gs->held = 0;
     }
     return true;
@@ -553,15 +589,11 @@ sv_on_data(void *arg, micro__h2_stream *h, const uint8_t *p, size_t n)
     (void) deliver(gs);
 }
 
-static void
-sv_on_end(void *arg, micro__h2_stream *h)
+/* The client's end, once the messages before it went up (gs_end); false
+ * when the socket went away. */
+static bool
+sv_end(gsock *gs)
 {
-    (void) h;
-    gsock *gs = arg;
-    gs->peer_ended = true;
-    if (!deliver(gs) || gs->paused) {
-        return;
-    }
     if (gs->in.len > 0) {
         atomic_fetch_add(&gs->st->bad, 1);
         if (gs->h2 != NULL && !gs->ended) {
@@ -571,24 +603,52 @@ sv_on_end(void *arg, micro__h2_stream *h)
             gs->responded = gs->ended = gs->failed = true;
         }
         micro_socket_emit_close(gs->s, MICRO_EPROTO);
-        return;
+        return false;
     }
     if (!gs->stream && !gs->emitted_first) {
         /* a unary request without a message: an empty one */
         micro_msg *m = gs->first;
         gs->first = NULL;
         if (!set_timeout(gs, m)) {
-            return;
+            return false;
         }
         gs->emitted_first = true;
         if (!emit_msg(gs, m)) {
-            return;
+            return false;
         }
     }
     if (gs->stream && !gs->eof_sent) {
         gs->eof_sent = true;
-        (void) emit_client_eos(gs);
+        return emit_client_eos(gs);
     }
+    return true;
+}
+
+static bool cl_end(gsock *gs);
+
+/* The peer's end goes up after the messages before it, unless the owner
+ * paused the socket meanwhile (then grpc_pause reports it); false when the
+ * socket went away. */
+static bool
+gs_end(gsock *gs)
+{
+    if (!deliver(gs)) {
+        return false;
+    }
+    if (gs->paused) {
+        return true;
+    }
+    return gs->server ? sv_end(gs) : cl_end(gs);
+}
+
+/* The peer's END_STREAM (both sides). */
+static void
+gs_on_end(void *arg, micro__h2_stream *h)
+{
+    (void) h;
+    gsock *gs = arg;
+    gs->peer_ended = true;
+    (void) gs_end(gs);
 }
 
 static void
@@ -610,6 +670,19 @@ gs_on_drain(void *arg, micro__h2_stream *h)
     micro_socket_emit_drain(gs->s);
 }
 
+/* Has the peer's end been reported to the socket's owner? */
+static bool
+end_reported(const gsock *gs)
+{
+    if (!gs->peer_ended) {
+        return true; /* nothing to report */
+    }
+    if (gs->server) {
+        return gs->stream ? gs->eof_sent : gs->emitted_first;
+    }
+    return gs->eof_sent;
+}
+
 static void
 gs_on_close(void *arg, micro__h2_stream *h, int rc, uint32_t err)
 {
@@ -618,6 +691,15 @@ gs_on_close(void *arg, micro__h2_stream *h, int rc, uint32_t err)
     gsock *gs = arg;
     gs->h2 = NULL;
     gs->done = true;
+    if (rc == 0 && gs->paused &&
+        (gs->in.len > gs->in_off || !end_reported(gs))) {
+        /* Over cleanly, but the owner has not taken everything yet (it
+         * paused the socket): the messages, the end, then the close, once
+         * it resumes (grpc_pause). Closing now would lose them, and a
+         * client would see its stream reset instead of ended. */
+        gs->close_pending = true;
+        return;
+    }
     if (gs->server) {
         micro_socket_emit_close(gs->s, rc == 0 ? MICRO_EOF : rc);
         return;
@@ -635,7 +717,7 @@ gs_on_close(void *arg, micro__h2_stream *h, int rc, uint32_t err)
 static const micro__h2_stream_cbs sv_stream_cbs = {
     .on_headers = sv_on_trailers,
     .on_data = sv_on_data,
-    .on_end = sv_on_end,
+    .on_end = gs_on_end,
     .on_drain = gs_on_drain,
     .on_close = gs_on_close,
 };
@@ -1190,16 +1272,11 @@ cl_on_headers(void *arg, micro__h2_stream *h, const micro__h2_nv *nv,
 }
 
 /* The status of the call, once the trailers (or a trailers-only answer)
- * are in: an answer message carrying Micro-Error, or the end. */
-static void
-cl_on_end(void *arg, micro__h2_stream *h)
+ * are in and the messages before them went up (gs_end): an answer message
+ * carrying Micro-Error, or the end. */
+static bool
+cl_end(gsock *gs)
 {
-    (void) h;
-    gsock *gs = arg;
-    gs->peer_ended = true;
-    if (!deliver(gs) || gs->paused) {
-        return;
-    }
     micro_msg *t = gs->first;
     const char *status = t ? micro_msg_header(t, "grpc-status") : NULL;
     const char *http = t ? micro_msg_header(t, ":status") : NULL;
@@ -1211,7 +1288,7 @@ cl_on_end(void *arg, micro__h2_stream *h)
             if (micro_msg_new(&m) == 0) {
                 gs->emitted_first = true;
                 if (!emit_msg(gs, m)) {
-                    return;
+                    return false;
                 }
             }
         }
@@ -1221,13 +1298,13 @@ cl_on_end(void *arg, micro__h2_stream *h)
                 micro_msg_set_header(m, "Micro-Error", "EOS") == 0) {
                 gs->eof_sent = true;
                 if (!emit_msg(gs, m)) {
-                    return;
+                    return false;
                 }
             } else {
                 micro_msg_free(m);
             }
         }
-        return;
+        return true;
     }
     /* An error: Go Micro's client prefers the detail, then the message
      * parsed as a micro error, then the status code mapped back. */
@@ -1279,18 +1356,18 @@ cl_on_end(void *arg, micro__h2_stream *h)
         micro_msg_set_header(m, "Micro-Error", json) == 0) {
         gs->eof_sent = true;
         free(json);
-        (void) emit_msg(gs, m);
-        return;
+        return emit_msg(gs, m);
     }
     free(json);
     micro_msg_free(m);
     micro_socket_emit_close(gs->s, MICRO_ENOMEM);
+    return false;
 }
 
 static const micro__h2_stream_cbs cl_stream_cbs = {
     .on_headers = cl_on_headers,
     .on_data = sv_on_data,
-    .on_end = cl_on_end,
+    .on_end = gs_on_end,
     .on_drain = gs_on_drain,
     .on_close = gs_on_close,
 };
@@ -1502,21 +1579,23 @@ grpc_pause(micro_socket *s, bool paused)
         return;
     }
     gs->paused = paused;
-    if (!paused) {
-        if (!deliver(gs)) {
-            return;
-        }
-        if (gs->peer_ended && !gs->paused) {
-            if (gs->server) {
-                if (gs->stream && !gs->eof_sent) {
-                    gs->eof_sent = true;
-                    (void) emit_client_eos(gs);
-                } else if (!gs->stream && !gs->emitted_first) {
-                    sv_on_end(gs, gs->h2);
-                }
-            } else {
-                cl_on_end(gs, gs->h2);
-            }
+    if (paused) {
+        return;
+    }
+    /* the messages taken meanwhile, then the end if it came */
+    bool alive = gs->peer_ended && !end_reported(gs) ? gs_end(gs)
+                                                     : deliver(gs);
+    if (!alive) {
+        return;
+    }
+    if (gs->close_pending && !gs->paused) {
+        /* the stream ended cleanly while paused: everything went up */
+        gs->close_pending = false;
+        if (gs->server) {
+            micro_socket_emit_close(gs->s, MICRO_EOF);
+        } else if (!gs->eof_sent) {
+            gs->eof_sent = true;
+            micro_socket_emit_close(gs->s, MICRO_EOF);
         }
     }
 }
@@ -1573,6 +1652,7 @@ grpc_sock_close(micro_socket *s)
     micro_msg_free(gs->first);
     gs->first = NULL;
     micro_buf_clear(&gs->in);
+    gs->in_off = 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,11 +1,14 @@
 /*
  * The gRPC server (--server=grpc) and client (--client=grpc) together, in
  * process over loopback: unary calls, errors and their codes both ways,
- * unknown endpoints, metadata, deadlines, streams of every kind, many
- * calls multiplexed, the registry markers, and the graceful stop (a call
- * in flight finishes, a new one is refused).
+ * unknown endpoints, metadata, deadlines, streams of every kind (several
+ * bidirectional ones at once on one connection, blocking senders and
+ * receivers that fall behind), many calls multiplexed, the registry
+ * markers, and the graceful stop (a call in flight finishes, a new one is
+ * refused).
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -371,6 +374,154 @@ test_streams(void **state)
     fx_free(f);
 }
 
+/* Several bidirectional streams at once on one client (one HTTP/2
+ * connection), each fed by a sender thread with the blocking API and read
+ * by a receiver thread: every reply arrives in order, then a clean EOF on
+ * every stream. Twice: small messages, whose receivers fall behind early
+ * (their streams fill up and pause while the rest of the stream, its
+ * trailers and its close arrive: the end must still come after every
+ * message, not as a reset), and 1 KiB messages, whose senders hand more
+ * than a window at once (they must be woken once HTTP/2 has taken it) and
+ * whose receivers fall behind near the end; then 1 KiB messages on 16
+ * streams, more output at once than the HTTP/2 engine writes in one pass.
+ * A watchdog ends the process if anything hangs. */
+enum { CB_STREAMS = 16, CB_MSGS = 5000 };
+
+typedef struct cb_pipe {
+    micro_stream *s;
+    int idx;
+    int pad;    /* bytes of padding in each message */
+    int lag_at; /* the receiver stops for a moment at this message */
+    int send_rc, close_rc;
+    int got, bad, end_rc;
+} cb_pipe;
+
+/* Message i of pipe p: a JSON string, the number then padding. */
+static int
+cb_msg(const cb_pipe *p, int i, char *out, size_t cap)
+{
+    int k = snprintf(out, cap, "\"%d", p->idx * 1000000 + i);
+    memset(out + k, 'x', (size_t) p->pad);
+    k += p->pad;
+    out[k++] = '"';
+    return k;
+}
+
+static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wd_cv = PTHREAD_COND_INITIALIZER;
+static bool wd_done;
+
+static void *
+watchdog(void *arg)
+{
+    int secs = *(const int *) arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += secs;
+    pthread_mutex_lock(&wd_mu);
+    while (!wd_done) {
+        if (pthread_cond_timedwait(&wd_cv, &wd_mu, &ts) != 0 && !wd_done) {
+            fprintf(stderr, "watchdog: no end after %d s\n", secs);
+            abort();
+        }
+    }
+    pthread_mutex_unlock(&wd_mu);
+    return NULL;
+}
+
+static void *
+cb_sender(void *arg)
+{
+    cb_pipe *p = arg;
+    for (int i = 0; i < CB_MSGS && p->send_rc == 0; i++) {
+        char m[1100];
+        int k = cb_msg(p, i, m, sizeof(m));
+        p->send_rc = micro_stream_send(p->s, m, (size_t) k);
+    }
+    p->close_rc = micro_stream_close_send(p->s);
+    return NULL;
+}
+
+static void *
+cb_receiver(void *arg)
+{
+    cb_pipe *p = arg;
+    for (;;) {
+        if (p->got == p->lag_at) {
+            /* fall behind: the stream fills and pauses meanwhile */
+            struct timespec d = {0, 100 * 1000 * 1000};
+            nanosleep(&d, NULL);
+        }
+        micro_buf b = {0};
+        int rc = micro_stream_recv(p->s, &b);
+        if (rc != 0) {
+            p->end_rc = rc;
+            break;
+        }
+        char want[1100];
+        int k = cb_msg(p, p->got, want, sizeof(want));
+        if (b.len != (size_t) k || memcmp(b.data, want, b.len) != 0) {
+            p->bad++;
+        }
+        p->got++;
+        micro_buf_clear(&b);
+    }
+    return NULL;
+}
+
+static void
+concurrent_bidi(fx *f, int streams, int pad, int lag_at)
+{
+    cb_pipe p[CB_STREAMS];
+    pthread_t snd[CB_STREAMS], rcv[CB_STREAMS];
+    memset(p, 0, sizeof(p));
+    for (int i = 0; i < streams; i++) {
+        p[i].idx = i + 1;
+        p[i].pad = pad;
+        p[i].lag_at = lag_at;
+        p[i].s = open_stream(f, "G.Echo");
+    }
+    for (int i = 0; i < streams; i++) {
+        assert_int_equal(pthread_create(&rcv[i], NULL, cb_receiver, &p[i]),
+            0);
+        assert_int_equal(pthread_create(&snd[i], NULL, cb_sender, &p[i]), 0);
+    }
+    for (int i = 0; i < streams; i++) {
+        pthread_join(snd[i], NULL);
+        pthread_join(rcv[i], NULL);
+    }
+    for (int i = 0; i < streams; i++) {
+        assert_int_equal(p[i].send_rc, 0);
+        assert_int_equal(p[i].close_rc, 0);
+        assert_int_equal(p[i].bad, 0);
+        assert_int_equal(p[i].got, CB_MSGS);
+        assert_int_equal(p[i].end_rc, MICRO_EOF);
+        assert_null(micro_stream_error(p[i].s));
+        micro_stream_free(p[i].s);
+    }
+}
+
+static void
+test_concurrent_bidi(void **state)
+{
+    (void) state;
+    fx *f = fx_new();
+    wd_done = false;
+    int secs = 90; /* under the test's ctest timeout */
+    pthread_t wd;
+    assert_int_equal(pthread_create(&wd, NULL, watchdog, &secs), 0);
+    concurrent_bidi(f, 4, 0, 100);
+    concurrent_bidi(f, 4, 1000, CB_MSGS - 1000);
+    /* more output at once than the engine writes in one pass (256 KiB) */
+    concurrent_bidi(f, CB_STREAMS, 1000, CB_MSGS - 1000);
+    fx_free(f);
+    pthread_mutex_lock(&wd_mu);
+    wd_done = true;
+    pthread_cond_broadcast(&wd_cv);
+    pthread_mutex_unlock(&wd_mu);
+    pthread_join(wd, NULL);
+}
+
 typedef struct multi {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -487,6 +638,7 @@ main(void)
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_record_markers),
         cmocka_unit_test(test_streams),
+        cmocka_unit_test(test_concurrent_bidi),
         cmocka_unit_test(test_multiplexed),
         cmocka_unit_test(test_graceful_stop),
     };
