@@ -27,6 +27,7 @@ set(MICRO_TEST_SPECIAL
   "registry/etcd:server|etcd|concurrency:300"
   "registry/etcd_tls:server|etcd:300"
   "registry/consul:server|consul|concurrency:600"
+  "registry/consul_tls:server|consul:300"
 )
 foreach(f ${MICRO_TEST_FILES})
   string(REGEX REPLACE "_test\\.c$" "" p ${f})

@@ -194,11 +194,13 @@ MICRO_API extern const micro_registry_ops micro_registry_etcd_ops;
  * registration again, so registrations come back with the agent).
  * Lookups read /v1/health/service (critical instances left out); watch
  * runs blocking queries on the catalog and on every service. Options:
- * "registry_address" (agents, comma-separated, host[:port] or
- * http://host:port, port 8500 by default; or CONSUL_HTTP_ADDR; the next
- * one is tried on a connection error), "registry_timeout" (per request,
- * 5 s), "registry_token" (ACL token, sent as X-Consul-Token; or
- * CONSUL_HTTP_TOKEN).
+ * "registry_address" (agents, comma-separated, host[:port],
+ * http://host:port or https://host:port, port 8500 by default; or
+ * CONSUL_HTTP_ADDR; the next one is tried on a connection error),
+ * "registry_timeout" (per request, 5 s), "registry_token" (ACL token, sent
+ * as X-Consul-Token; or CONSUL_HTTP_TOKEN), and the TLS options as etcd's
+ * ("registry_secure", "registry_tls_ca_file", ...: verified only with a CA
+ * file, as Go Micro's Secure).
  */
 MICRO_API extern const micro_registry_ops micro_registry_consul_ops;
 

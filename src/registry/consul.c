@@ -51,6 +51,7 @@
  */
 #include "core/internal.h"
 #include "http/client.h"
+#include "io/tls.h"
 #include "registry/mdns_internal.h"
 #include "registry/netreg.h"
 #include "registry/registry_internal.h"
@@ -114,6 +115,8 @@ struct consul_state {
     micro__http_client *http;
     char **eps;
     size_t n_eps;
+    bool tls;                 /* registry_secure or https:// addresses */
+    micro__tls_ctx *tls_ctx;
     atomic_size_t cur; /* the agent that answered last */
     int64_t timeout_ms;
     char *token;
@@ -273,6 +276,7 @@ req_once(consul_state *c, const char *ep, const char *method,
     call.client = c->http;
     call.method = method;
     call.addr = ep;
+    call.tls = c->tls;
     call.target = target;
     call.headers = hdrs;
     call.body = body;
@@ -1311,6 +1315,7 @@ wq_start(consul_state *c, wq *q)
     q->call.client = c->http;
     q->call.method = "GET";
     q->call.addr = c->eps[q->ep];
+    q->call.tls = c->tls;
     q->call.target = q->target;
     q->call.headers = q->hdrs;
     q->call.on_body = micro__netreg_collect;
@@ -1674,6 +1679,8 @@ consul_fini(void *st)
     }
     micro__http_client_free(c->http);
     micro_loop_free(c->loop);
+    micro__tls_ctx_free(c->tls_ctx);
+    c->tls_ctx = NULL;
     for (size_t i = 0; i < c->n_ents; i++) {
         micro__free(c->ents[i].id);
         micro__free(c->ents[i].body);
@@ -1719,8 +1726,18 @@ consul_init(void *st, const micro_options *opts)
         "CONSUL_HTTP_ADDR");
     const char *token = micro__netreg_opt_or_env(opts, "registry_token",
         "CONSUL_HTTP_TOKEN");
+    micro__tls_conf tc;
+    c->tls = micro__tls_conf_load(&tc, opts, "registry");
     int rc = micro__netreg_addrs(addrs != NULL ? addrs : "127.0.0.1:8500",
-        "8500", COMP, "Consul", &c->eps, &c->n_eps, NULL);
+        "8500", COMP, "Consul", &c->eps, &c->n_eps, &c->tls);
+    if (rc == 0 && c->tls) {
+        /* Go Micro's Consul plugin: Secure without a TLSConfig skips
+         * verification; here a CA file turns it on. */
+        tc.verify = tc.verify && tc.ca_file != NULL;
+        tc.alpn = NULL;
+        tc.component = COMP;
+        rc = micro__tls_ctx_new(&c->tls_ctx, false, &tc);
+    }
     if (rc == 0 && token != NULL) {
         c->token = micro__strdup(token);
         rc = c->token != NULL ? 0 : MICRO_ENOMEM;
@@ -1733,6 +1750,7 @@ consul_init(void *st, const micro_options *opts)
         micro__http_client_cfg_load(&cfg, NULL);
         cfg.pool_size = 16;
         cfg.dial_timeout_ms = c->timeout_ms;
+        cfg.tls = c->tls_ctx;
         rc = micro__http_client_new(&c->http, c->loop, &cfg);
     }
     if (rc < 0) {
@@ -1819,6 +1837,7 @@ static const micro_option_desc consul_options[] = {
         "how long one Consul request may take"},
     {"registry_token", MICRO_OPT_STR, NULL,
         "Consul ACL token sent as X-Consul-Token (or CONSUL_HTTP_TOKEN)"},
+    MICRO__NETREG_TLS_OPTIONS("Consul"),
     MICRO_OPTION_END,
 };
 

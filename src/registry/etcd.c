@@ -1952,17 +1952,7 @@ static const micro_option_desc etcd_options[] = {
         "etcd user (or ETCD_USERNAME); enables auth"},
     {"registry_password", MICRO_OPT_STR, NULL,
         "etcd password (or ETCD_PASSWORD)"},
-    {"registry_secure", MICRO_OPT_BOOL, "false",
-        "TLS to etcd (also when an endpoint is https://); verified only "
-        "with registry_tls_ca_file, as Go Micro's Secure"},
-    {"registry_tls_cert_file", MICRO_OPT_STR, NULL,
-        "PEM client certificate for etcd's --client-cert-auth"},
-    {"registry_tls_key_file", MICRO_OPT_STR, NULL,
-        "PEM private key of registry_tls_cert_file"},
-    {"registry_tls_ca_file", MICRO_OPT_STR, NULL,
-        "PEM CAs that verify etcd's certificate"},
-    {"registry_tls_server_name", MICRO_OPT_STR, NULL,
-        "the name etcd's certificate must carry (default: the host)"},
+    MICRO__NETREG_TLS_OPTIONS("etcd"),
     MICRO_OPTION_END,
 };
 

@@ -15,6 +15,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The TLS options of a network registry (io/tls.h reads them with the
+ * prefix "registry"); server names it in the help. */
+#define MICRO__NETREG_TLS_OPTIONS(server)                                    \
+    {"registry_secure", MICRO_OPT_BOOL, "false",                             \
+        "TLS to " server " (also when an address is https://); verified "   \
+        "only with registry_tls_ca_file, as Go Micro's Secure"},             \
+    {"registry_tls_cert_file", MICRO_OPT_STR, NULL,                          \
+        "PEM client certificate, for " server "'s client-certificate auth"}, \
+    {"registry_tls_key_file", MICRO_OPT_STR, NULL,                           \
+        "PEM private key of registry_tls_cert_file"},                        \
+    {"registry_tls_ca_file", MICRO_OPT_STR, NULL,                            \
+        "PEM CAs that verify " server "'s certificate"},                     \
+    {"registry_tls_server_name", MICRO_OPT_STR, NULL,                        \
+        "the name " server "'s certificate must carry (default: the host)"}
+
 /* How often an ongoing outage or refused input is logged again. */
 #define MICRO__NETREG_LOG_EVERY_MS 10000
 

@@ -969,24 +969,14 @@ main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--child") == 0) {
         return t_reg_child("consul", argv[2], TTL_MS);
     }
-    const char *env = getenv("MICRO_CONSUL_BIN");
-    const char *home = getenv("HOME");
-    const char *cache = getenv("XDG_CACHE_HOME");
-    if (env != NULL && env[0] != '\0') {
-        snprintf(consul_bin, sizeof(consul_bin), "%s", env);
-    } else if (cache != NULL && cache[0] != '\0') {
-        snprintf(consul_bin, sizeof(consul_bin),
-            "%s/cmicro/consul-1.14.8/consul", cache);
-    } else {
-        snprintf(consul_bin, sizeof(consul_bin),
-            "%s/.cache/cmicro/consul-1.14.8/consul", home ? home : "");
-    }
-    if (access(consul_bin, X_OK) != 0) {
+    const char *tried = NULL;
+    if (t_consul_bin(&tried) == NULL) {
         fprintf(stderr, "SKIP: no Consul agent at %s (scripts/consul.sh "
                         "builds v1.14.8 there; or set MICRO_CONSUL_BIN)\n",
-            consul_bin);
+            tried);
         return 77;
     }
+    snprintf(consul_bin, sizeof(consul_bin), "%s", tried);
     t_watchdog(580, "consul_test");
     snprintf(base_dir, sizeof(base_dir), "/tmp/cmicro-consul-XXXXXX");
     if (mkdtemp(base_dir) == NULL) {

@@ -293,6 +293,27 @@ t_etcd_bin(void)
     return NULL;
 }
 
+const char *
+t_consul_bin(const char **tried)
+{
+    static char path[512];
+    const char *env = getenv("MICRO_CONSUL_BIN");
+    const char *home = getenv("HOME");
+    const char *cache = getenv("XDG_CACHE_HOME");
+    if (env != NULL && env[0] != '\0') {
+        snprintf(path, sizeof(path), "%s", env);
+    } else if (cache != NULL && cache[0] != '\0') {
+        snprintf(path, sizeof(path), "%s/cmicro/consul-1.14.8/consul", cache);
+    } else {
+        snprintf(path, sizeof(path), "%s/.cache/cmicro/consul-1.14.8/consul",
+            home ? home : "");
+    }
+    if (tried != NULL) {
+        *tried = path;
+    }
+    return access(path, X_OK) == 0 ? path : NULL;
+}
+
 void
 t_opts_flags(micro_options *o, const char *const *kv)
 {

@@ -40,6 +40,10 @@ int64_t t_now_ms(void);
 
 /* The etcd binary (Debian's etcd-server), or NULL when not installed. */
 const char *t_etcd_bin(void);
+/* The Consul agent scripts/consul.sh builds: MICRO_CONSUL_BIN, else
+ * $XDG_CACHE_HOME (or ~/.cache)/cmicro/consul-1.14.8/consul; NULL when it
+ * is not there (the path tried is in *tried, static). */
+const char *t_consul_bin(const char **tried);
 
 /* Apply "name=value" pairs (NULL-terminated) to o as --name=value flags,
  * the path the command line takes (asserts each is known). */

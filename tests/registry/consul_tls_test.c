@@ -1,0 +1,258 @@
+/* The Consul registry over TLS against a real Consul v1.14.8 agent
+ * (scripts/consul.sh's build) in -dev mode with an HTTPS port on a free
+ * loopback port (its plain HTTP port kept for the test's own readiness
+ * check): register, get, watch and deregister through https, verification
+ * with registry_tls_ca_file, Go Micro's Secure without a CA (no
+ * verification), a wrong CA refused; then an agent that verifies incoming
+ * HTTPS clients (mTLS): refused without a client certificate, served with
+ * one. Certificates are made at run time. Exits 77 when the agent is
+ * missing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support/support.h"
+#include "support/tlscerts.h"
+
+static t_certs C;
+static const char *consul_bin;
+static t_proc agent;
+static int https_port;
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Start a -dev agent serving HTTPS with the test server certificate;
+ * verify_incoming: clients must present a certificate of the test CA. */
+static void
+agent_start(bool verify_incoming)
+{
+    int http = t_free_port();
+    https_port = t_free_port();
+    char hp[8], sp[8], lp[8], wp[8], rp[8], dir[256], hcl[1024];
+    snprintf(hp, sizeof(hp), "%d", http);
+    snprintf(sp, sizeof(sp), "%d", https_port);
+    snprintf(lp, sizeof(lp), "%d", t_free_port());
+    snprintf(wp, sizeof(wp), "%d", t_free_port());
+    snprintf(rp, sizeof(rp), "%d", t_free_port());
+    snprintf(dir, sizeof(dir), "%s/data", C.dir);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(hcl, sizeof(hcl),
+        "ports { https = %s } tls { defaults { ca_file = \"%s\" "
+        "cert_file = \"%s\" key_file = \"%s\" } https { verify_incoming = "
+        "%s } }",
+        sp, C.ca, C.srv, C.srv_key, verify_incoming ? "true" : "false");
+    char *argv[] = {(char *) consul_bin, "agent", "-dev", "-bind",
+        "127.0.0.1", "-client", "127.0.0.1", "-http-port", hp, "-dns-port",
+        "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1", "-serf-lan-port",
+        lp, "-serf-wan-port", wp, "-server-port", rp, "-data-dir", dir,
+        "-log-level", "error", "-hcl", hcl, NULL};
+    assert_int_equal(t_proc_spawn(&agent, consul_bin, argv), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", https_port);
+    assert_int_equal(t_wait_port(addr, 60000), 0);
+}
+
+static void
+agent_stop(void)
+{
+    t_proc_stop(&agent, SIGTERM, 20000);
+}
+
+/* A Consul registry with options "name=value". */
+static micro_registry *
+reg_new(const char *const *kv)
+{
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(micro_options_set_ms(o, "registry_timeout", 3000), 0);
+    t_opts_flags(o, kv);
+    micro_registry *r = NULL;
+    assert_int_equal(micro_registry_new_by_name(&r, "consul", o), 0);
+    micro_options_free(o);
+    return r;
+}
+
+/* One node whose id is the service's name (a Consul instance id is unique
+ * per agent, whatever the service). */
+static void
+svc_fill(micro_registry_service *s, micro_node *nd, const char *name)
+{
+    memset(s, 0, sizeof(*s));
+    memset(nd, 0, sizeof(*nd));
+    s->name = (char *) name;
+    s->version = (char *) "1.0";
+    nd->id = (char *) name;
+    nd->address = (char *) "10.0.0.1:8080";
+    s->nodes = nd;
+    s->n_nodes = 1;
+}
+
+/* Register (retrying while the agent elects itself leader), 0 or the last
+ * error; certificate and TLS failures are final. */
+static int
+reg_register(micro_registry *r, const char *name)
+{
+    micro_registry_service s;
+    micro_node nd;
+    svc_fill(&s, &nd, name);
+    int64_t until = t_now_ms() + 60000;
+    int rc;
+    while ((rc = micro_registry_register(r, &s, 60000)) != 0 &&
+        t_now_ms() < until && rc != MICRO_ECERT && rc != MICRO_ETLS) {
+        sleep_ms(200);
+    }
+    return rc;
+}
+
+static size_t
+nodes_of(micro_registry *r, const char *name)
+{
+    micro_registry_service *out = NULL;
+    size_t n = 0, total = 0;
+    if (micro_registry_get_service(r, name, &out, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            total += out[i].n_nodes;
+        }
+        micro_registry_services_free(out, n);
+    }
+    return total;
+}
+
+/* Nodes of name once there are want (or after 20 s). */
+static size_t
+wait_nodes(micro_registry *r, const char *name, size_t want)
+{
+    int64_t until = t_now_ms() + 20000;
+    size_t n;
+    while ((n = nodes_of(r, name)) != want && t_now_ms() < until) {
+        sleep_ms(100);
+    }
+    return n;
+}
+
+static atomic_int events;
+
+static void
+on_event(void *arg, micro_registry_action action,
+    const micro_registry_service *svc)
+{
+    (void) arg;
+    (void) action;
+    if (strcmp(svc->name, "tls.w") == 0) {
+        atomic_fetch_add(&events, 1);
+    }
+}
+
+static void
+test_tls(void **state)
+{
+    (void) state;
+    agent_start(false);
+    char url[80], plain[64];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d", https_port);
+    snprintf(plain, sizeof(plain), "127.0.0.1:%d", https_port);
+    /* Verified with the CA: register, get, watch, deregister. */
+    const char *vkv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.ca), NULL};
+    micro_registry *r = reg_new(vkv);
+    uint64_t tok = 0;
+    atomic_store(&events, 0);
+    assert_int_equal(micro_registry_watch(r, on_event, NULL, &tok), 0);
+    assert_int_equal(reg_register(r, "tls.a"), 0);
+    assert_int_equal(wait_nodes(r, "tls.a", 1), 1);
+    assert_int_equal(reg_register(r, "tls.w"), 0);
+    int64_t until = t_now_ms() + 30000;
+    while (atomic_load(&events) == 0 && t_now_ms() < until) {
+        sleep_ms(20);
+    }
+    assert_true(atomic_load(&events) > 0); /* the watch runs over TLS */
+    /* registry_secure without a CA: Go Micro's Secure, no verification. */
+    const char *skv[] = {t_kv("registry_address", plain),
+        "registry_secure=true", NULL};
+    micro_registry *s = reg_new(skv);
+    assert_int_equal(wait_nodes(s, "tls.a", 1), 1);
+    micro_registry_free(s);
+    /* A CA that did not sign the agent's certificate: refused. */
+    const char *bkv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.other_ca), NULL};
+    micro_registry *b = reg_new(bkv);
+    assert_int_equal(reg_register(b, "tls.b"), MICRO_ECERT);
+    micro_registry_free(b);
+    micro_registry_service sv;
+    micro_node nd;
+    svc_fill(&sv, &nd, "tls.a");
+    assert_int_equal(micro_registry_deregister(r, &sv), 0);
+    assert_int_equal(wait_nodes(r, "tls.a", 0), 0);
+    micro_registry_unwatch(r, tok);
+    micro_registry_free(r);
+    agent_stop();
+}
+
+static void
+test_mtls(void **state)
+{
+    (void) state;
+    agent_start(true);
+    char url[80];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d", https_port);
+    const char *nkv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.ca), NULL};
+    micro_registry *n = reg_new(nkv);
+    int rc = reg_register(n, "tls.m");
+    print_message("  without a client certificate: %s\n", micro_strerror(rc));
+    assert_true(rc == MICRO_ECERT || rc == MICRO_ETLS);
+    micro_registry_free(n);
+    const char *ckv[] = {t_kv("registry_address", url),
+        t_kv("registry_tls_ca_file", C.ca),
+        t_kv("registry_tls_cert_file", C.cli),
+        t_kv("registry_tls_key_file", C.cli_key), NULL};
+    micro_registry *r = reg_new(ckv);
+    assert_int_equal(reg_register(r, "tls.m"), 0);
+    assert_int_equal(wait_nodes(r, "tls.m", 1), 1);
+    micro_registry_free(r);
+    agent_stop();
+}
+
+int
+main(void)
+{
+    const char *tried = NULL;
+    consul_bin = t_consul_bin(&tried);
+    if (consul_bin == NULL) {
+        fprintf(stderr, "SKIP: no Consul agent at %s (scripts/consul.sh "
+                        "builds v1.14.8 there; or set MICRO_CONSUL_BIN)\n",
+            tried);
+        return 77;
+    }
+    t_watchdog(280, "registry_consul_tls");
+    t_certs_make(&C);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_mtls),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/data", C.dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s/data\n", C.dir);
+    }
+    t_certs_free(&C);
+    return failed;
+}
