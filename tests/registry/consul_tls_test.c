@@ -14,13 +14,13 @@
 #include <cmocka.h>
 
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "support/reg.h"
 #include "support/support.h"
 #include "support/tlscerts.h"
 
@@ -28,13 +28,6 @@ static t_certs C;
 static const char *consul_bin;
 static t_proc agent;
 static int https_port;
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Start a -dev agent serving HTTPS with the test server certificate;
  * verify_incoming: clients must present a certificate of the test CA. */
@@ -116,48 +109,9 @@ reg_register(micro_registry *r, const char *name)
     int rc;
     while ((rc = micro_registry_register(r, &s, 60000)) != 0 &&
         t_now_ms() < until && rc != MICRO_ECERT && rc != MICRO_ETLS) {
-        sleep_ms(200);
+        t_sleep_ms(200);
     }
     return rc;
-}
-
-static size_t
-nodes_of(micro_registry *r, const char *name)
-{
-    micro_registry_service *out = NULL;
-    size_t n = 0, total = 0;
-    if (micro_registry_get_service(r, name, &out, &n) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            total += out[i].n_nodes;
-        }
-        micro_registry_services_free(out, n);
-    }
-    return total;
-}
-
-/* Nodes of name once there are want (or after 20 s). */
-static size_t
-wait_nodes(micro_registry *r, const char *name, size_t want)
-{
-    int64_t until = t_now_ms() + 20000;
-    size_t n;
-    while ((n = nodes_of(r, name)) != want && t_now_ms() < until) {
-        sleep_ms(100);
-    }
-    return n;
-}
-
-static atomic_int events;
-
-static void
-on_event(void *arg, micro_registry_action action,
-    const micro_registry_service *svc)
-{
-    (void) arg;
-    (void) action;
-    if (strcmp(svc->name, "tls.w") == 0) {
-        atomic_fetch_add(&events, 1);
-    }
 }
 
 static void
@@ -172,22 +126,20 @@ test_tls(void **state)
     const char *vkv[] = {t_kv("registry_address", url),
         t_kv("registry_tls_ca_file", C.ca), NULL};
     micro_registry *r = reg_new(vkv);
+    static t_recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
     uint64_t tok = 0;
-    atomic_store(&events, 0);
-    assert_int_equal(micro_registry_watch(r, on_event, NULL, &tok), 0);
+    t_rec_watch(&rec, r, &tok);
     assert_int_equal(reg_register(r, "tls.a"), 0);
-    assert_int_equal(wait_nodes(r, "tls.a", 1), 1);
+    assert_true(t_wait_nodes(r, "tls.a", 1, 20000));
     assert_int_equal(reg_register(r, "tls.w"), 0);
-    int64_t until = t_now_ms() + 30000;
-    while (atomic_load(&events) == 0 && t_now_ms() < until) {
-        sleep_ms(20);
-    }
-    assert_true(atomic_load(&events) > 0); /* the watch runs over TLS */
+    /* The watch runs over TLS too. */
+    assert_true(t_wait_event(&rec, MICRO_REGISTRY_CREATE, "tls.w", "tls.w",
+                    30000) >= 0);
     /* registry_secure without a CA: Go Micro's Secure, no verification. */
     const char *skv[] = {t_kv("registry_address", plain),
         "registry_secure=true", NULL};
     micro_registry *s = reg_new(skv);
-    assert_int_equal(wait_nodes(s, "tls.a", 1), 1);
+    assert_true(t_wait_nodes(s, "tls.a", 1, 20000));
     micro_registry_free(s);
     /* A CA that did not sign the agent's certificate: refused. */
     const char *bkv[] = {t_kv("registry_address", url),
@@ -199,9 +151,8 @@ test_tls(void **state)
     micro_node nd;
     svc_fill(&sv, &nd, "tls.a");
     assert_int_equal(micro_registry_deregister(r, &sv), 0);
-    assert_int_equal(wait_nodes(r, "tls.a", 0), 0);
-    micro_registry_unwatch(r, tok);
-    micro_registry_free(r);
+    assert_true(t_wait_nodes(r, "tls.a", 0, 20000));
+    t_rec_unwatch(r, tok); /* and frees r */
     agent_stop();
 }
 
@@ -225,7 +176,7 @@ test_mtls(void **state)
         t_kv("registry_tls_key_file", C.cli_key), NULL};
     micro_registry *r = reg_new(ckv);
     assert_int_equal(reg_register(r, "tls.m"), 0);
-    assert_int_equal(wait_nodes(r, "tls.m", 1), 1);
+    assert_true(t_wait_nodes(r, "tls.m", 1, 20000));
     micro_registry_free(r);
     agent_stop();
 }
