@@ -68,50 +68,10 @@ agent_stop(void)
     t_proc_stop(&agent, SIGTERM, 20000);
 }
 
-/* A Consul registry with options "name=value". */
 static micro_registry *
 reg_new(const char *const *kv)
 {
-    micro_options *o = NULL;
-    assert_int_equal(micro_options_new(&o), 0);
-    assert_int_equal(micro_options_set_ms(o, "registry_timeout", 3000), 0);
-    t_opts_flags(o, kv);
-    micro_registry *r = NULL;
-    assert_int_equal(micro_registry_new_by_name(&r, "consul", o), 0);
-    micro_options_free(o);
-    return r;
-}
-
-/* One node whose id is the service's name (a Consul instance id is unique
- * per agent, whatever the service). */
-static void
-svc_fill(micro_registry_service *s, micro_node *nd, const char *name)
-{
-    memset(s, 0, sizeof(*s));
-    memset(nd, 0, sizeof(*nd));
-    s->name = (char *) name;
-    s->version = (char *) "1.0";
-    nd->id = (char *) name;
-    nd->address = (char *) "10.0.0.1:8080";
-    s->nodes = nd;
-    s->n_nodes = 1;
-}
-
-/* Register (retrying while the agent elects itself leader), 0 or the last
- * error; certificate and TLS failures are final. */
-static int
-reg_register(micro_registry *r, const char *name)
-{
-    micro_registry_service s;
-    micro_node nd;
-    svc_fill(&s, &nd, name);
-    int64_t until = t_now_ms() + 60000;
-    int rc;
-    while ((rc = micro_registry_register(r, &s, 60000)) != 0 &&
-        t_now_ms() < until && rc != MICRO_ECERT && rc != MICRO_ETLS) {
-        t_sleep_ms(200);
-    }
-    return rc;
+    return t_reg_new_kv("consul", kv);
 }
 
 static void
@@ -129,9 +89,9 @@ test_tls(void **state)
     static t_recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
     uint64_t tok = 0;
     t_rec_watch(&rec, r, &tok);
-    assert_int_equal(reg_register(r, "tls.a"), 0);
+    assert_int_equal(t_reg_register_one(r, "tls.a"), 0);
     assert_true(t_wait_nodes(r, "tls.a", 1, 20000));
-    assert_int_equal(reg_register(r, "tls.w"), 0);
+    assert_int_equal(t_reg_register_one(r, "tls.w"), 0);
     /* The watch runs over TLS too. */
     assert_true(t_wait_event(&rec, MICRO_REGISTRY_CREATE, "tls.w", "tls.w",
                     30000) >= 0);
@@ -145,11 +105,11 @@ test_tls(void **state)
     const char *bkv[] = {t_kv("registry_address", url),
         t_kv("registry_tls_ca_file", C.other_ca), NULL};
     micro_registry *b = reg_new(bkv);
-    assert_int_equal(reg_register(b, "tls.b"), MICRO_ECERT);
+    assert_int_equal(t_reg_register_one(b, "tls.b"), MICRO_ECERT);
     micro_registry_free(b);
     micro_registry_service sv;
     micro_node nd;
-    svc_fill(&sv, &nd, "tls.a");
+    t_svc_one(&sv, &nd, "tls.a");
     assert_int_equal(micro_registry_deregister(r, &sv), 0);
     assert_true(t_wait_nodes(r, "tls.a", 0, 20000));
     t_rec_unwatch(r, tok); /* and frees r */
@@ -166,7 +126,7 @@ test_mtls(void **state)
     const char *nkv[] = {t_kv("registry_address", url),
         t_kv("registry_tls_ca_file", C.ca), NULL};
     micro_registry *n = reg_new(nkv);
-    int rc = reg_register(n, "tls.m");
+    int rc = t_reg_register_one(n, "tls.m");
     print_message("  without a client certificate: %s\n", micro_strerror(rc));
     assert_true(rc == MICRO_ECERT || rc == MICRO_ETLS);
     micro_registry_free(n);
@@ -175,7 +135,7 @@ test_mtls(void **state)
         t_kv("registry_tls_cert_file", C.cli),
         t_kv("registry_tls_key_file", C.cli_key), NULL};
     micro_registry *r = reg_new(ckv);
-    assert_int_equal(reg_register(r, "tls.m"), 0);
+    assert_int_equal(t_reg_register_one(r, "tls.m"), 0);
     assert_true(t_wait_nodes(r, "tls.m", 1, 20000));
     micro_registry_free(r);
     agent_stop();

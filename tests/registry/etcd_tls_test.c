@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/reg.h"
 #include "support/support.h"
 #include "support/tlscerts.h"
 
@@ -77,47 +78,10 @@ etcd_stop(void)
     t_proc_stop(&etcd, SIGTERM, 10000);
 }
 
-/* A registry with options "name=value". */
 static micro_registry *
 reg_new(const char *const *kv)
 {
-    micro_options *o = NULL;
-    assert_int_equal(micro_options_new(&o), 0);
-    assert_int_equal(micro_options_set_ms(o, "registry_timeout", 3000), 0);
-    t_opts_flags(o, kv);
-    micro_registry *r = NULL;
-    assert_int_equal(micro_registry_new_by_name(&r, "etcd", o), 0);
-    micro_options_free(o);
-    return r;
-}
-
-static void
-svc_fill(micro_registry_service *s, micro_node *nd, const char *name)
-{
-    memset(s, 0, sizeof(*s));
-    memset(nd, 0, sizeof(*nd));
-    s->name = (char *) name;
-    s->version = (char *) "1.0";
-    nd->id = (char *) "node-1";
-    nd->address = (char *) "10.0.0.1:8080";
-    s->nodes = nd;
-    s->n_nodes = 1;
-}
-
-/* Register (retrying while etcd elects itself), 0 or the last error. */
-static int
-reg_register(micro_registry *r, const char *name)
-{
-    micro_registry_service s;
-    micro_node nd;
-    svc_fill(&s, &nd, name);
-    int64_t until = t_now_ms() + 30000;
-    int rc;
-    while ((rc = micro_registry_register(r, &s, 60000)) != 0 &&
-        t_now_ms() < until && rc != MICRO_ECERT && rc != MICRO_ETLS) {
-        sleep_ms(100);
-    }
-    return rc;
+    return t_reg_new_kv("etcd", kv);
 }
 
 static atomic_int events;
@@ -162,9 +126,9 @@ test_tls(void **state)
     uint64_t tok = 0;
     atomic_store(&events, 0);
     assert_int_equal(micro_registry_watch(r, on_event, NULL, &tok), 0);
-    assert_int_equal(reg_register(r, "tls.a"), 0);
+    assert_int_equal(t_reg_register_one(r, "tls.a"), 0);
     assert_int_equal(nodes_of(r, "tls.a"), 1);
-    assert_int_equal(reg_register(r, "tls.w"), 0);
+    assert_int_equal(t_reg_register_one(r, "tls.w"), 0);
     int64_t until = t_now_ms() + 20000;
     while (atomic_load(&events) == 0 && t_now_ms() < until) {
         sleep_ms(20);
@@ -180,14 +144,14 @@ test_tls(void **state)
     const char *bkv[] = {t_kv("registry_address", url),
         t_kv("registry_tls_ca_file", C.other_ca), NULL};
     micro_registry *b = reg_new(bkv);
-    assert_int_equal(reg_register(b, "tls.b"), MICRO_ECERT);
+    assert_int_equal(t_reg_register_one(b, "tls.b"), MICRO_ECERT);
     micro_registry_free(b);
     /* Plain HTTP to a TLS etcd gets no answer it can use. */
     const char *pkv[] = {t_kv("registry_address", plain), NULL};
     micro_registry *p = reg_new(pkv);
     micro_registry_service sv;
     micro_node nd;
-    svc_fill(&sv, &nd, "tls.p");
+    t_svc_one(&sv, &nd, "tls.p");
     assert_int_not_equal(micro_registry_register(p, &sv, 60000), 0);
     micro_registry_free(p);
     micro_registry_unwatch(r, tok);
@@ -205,7 +169,7 @@ test_mtls(void **state)
     const char *nkv[] = {t_kv("registry_address", url),
         t_kv("registry_tls_ca_file", C.ca), NULL};
     micro_registry *n = reg_new(nkv);
-    int rc = reg_register(n, "tls.m");
+    int rc = t_reg_register_one(n, "tls.m");
     print_message("  without a client certificate: %s\n", micro_strerror(rc));
     assert_int_equal(rc, MICRO_ECERT);
     micro_registry_free(n);
@@ -213,7 +177,7 @@ test_mtls(void **state)
         t_kv("registry_tls_ca_file", C.ca), t_kv("registry_tls_cert_file", C.cli),
         t_kv("registry_tls_key_file", C.cli_key), NULL};
     micro_registry *r = reg_new(ckv);
-    assert_int_equal(reg_register(r, "tls.m"), 0);
+    assert_int_equal(t_reg_register_one(r, "tls.m"), 0);
     assert_int_equal(nodes_of(r, "tls.m"), 1);
     micro_registry_free(r);
     etcd_stop();

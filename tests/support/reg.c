@@ -139,6 +139,47 @@ t_rec_reset(t_recorder *rc)
 }
 
 micro_registry *
+t_reg_new_kv(const char *reg, const char *const *kv)
+{
+    micro_options *o = NULL;
+    assert_int_equal(micro_options_new(&o), 0);
+    assert_int_equal(micro_options_set_ms(o, "registry_timeout", 3000), 0);
+    t_opts_flags(o, kv);
+    micro_registry *r = NULL;
+    assert_int_equal(micro_registry_new_by_name(&r, reg, o), 0);
+    micro_options_free(o);
+    return r;
+}
+
+void
+t_svc_one(micro_registry_service *s, micro_node *nd, const char *name)
+{
+    memset(s, 0, sizeof(*s));
+    memset(nd, 0, sizeof(*nd));
+    s->name = (char *) name;
+    s->version = (char *) "1.0";
+    nd->id = (char *) name;
+    nd->address = (char *) "10.0.0.1:8080";
+    s->nodes = nd;
+    s->n_nodes = 1;
+}
+
+int
+t_reg_register_one(micro_registry *r, const char *name)
+{
+    micro_registry_service s;
+    micro_node nd;
+    t_svc_one(&s, &nd, name);
+    int64_t until = t_now_ms() + 60000;
+    int rc;
+    while ((rc = micro_registry_register(r, &s, 60000)) != 0 &&
+        t_now_ms() < until && rc != MICRO_ECERT && rc != MICRO_ETLS) {
+        t_sleep_ms(100);
+    }
+    return rc;
+}
+
+micro_registry *
 t_rec_watch(t_recorder *rc, micro_registry *w, uint64_t *tok)
 {
     t_rec_reset(rc);

@@ -65,6 +65,17 @@ void t_rec_unwatch(micro_registry *w, uint64_t tok);
  * MICRO_ENOSERVICE, and 100 register + deregister cycles succeed (their
  * rate printed). s is cleared.
  */
+/* A registry by name with a 3 s request timeout and "name=value" options
+ * (t_opts_flags). Asserts. */
+micro_registry *t_reg_new_kv(const char *reg, const char *const *kv);
+/* One service "name" whose one node has id "name" (ids are per service in
+ * etcd and per agent in Consul: unique either way); borrowed strings. */
+void t_svc_one(micro_registry_service *s, micro_node *nd, const char *name);
+/* Register t_svc_one(name) with a 60 s TTL, retrying for up to 60 s while
+ * the server elects itself; certificate and TLS failures are final.
+ * 0 or the last error. */
+int t_reg_register_one(micro_registry *r, const char *name);
+
 void t_reg_crud(micro_registry *r, micro_registry_service *s,
     const char *const *base, size_t n_base);
 
