@@ -496,26 +496,22 @@ main(int argc, char **argv)
         fprintf(stderr, "cmicro: out of memory\n");
         return 2;
     }
+    cli_args a = {0};
+    int status = 2;
     char protocol[32];
     if (protocol_flag(&argc, argv, protocol, sizeof(protocol)) != 0) {
-        for (int i = 0; i < nstore; i++) {
-            free(store[i]);
-        }
-        free(store);
-        free(argv);
-        return 2;
+        goto out;
     }
     int rc = micro_service_new(&svc, "cmicro.cli", &argc, argv);
     if (rc == MICRO_ECANCELED) {
         usage();
-        return 0;
+        status = 0;
+        goto out;
     }
     if (rc != 0) {
         fprintf(stderr, "cmicro: %s\n", micro_strerror(rc));
-        return 2;
+        goto out;
     }
-    cli_args a = {0};
-    int status = 2;
     if (parse(argc, argv, &a) != 0 || a.n_pos == 0) {
         usage();
         goto out;
